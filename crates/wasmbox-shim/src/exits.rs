@@ -1,0 +1,95 @@
+//! Exit monitor: one thread receives every child exit the shim reaps.
+//!
+//! The `containerd-shim` crate reaps all children (the shim is a child subreaper, so container
+//! inits are reparented to it once the `create` helper exits) and broadcasts their status. An
+//! exit that no task claims yet is kept, because an init may die between the helper's exit and
+//! the task's registration, and the `create` helper's own exit is awaited here too.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use containerd_shim::monitor::{monitor_subscribe, ExitEvent, Subject, Topic};
+
+/// How and when a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub status: i32,
+    pub at: SystemTime,
+}
+
+/// Exits not (yet) claimed by a task.
+#[derive(Default)]
+pub struct ExitMonitor {
+    unclaimed: Mutex<HashMap<i32, ExitInfo>>,
+    cv: Condvar,
+}
+
+impl ExitMonitor {
+    /// Starts the monitor thread. `claim` is offered each exit first; it returns true when a
+    /// task took it.
+    pub fn start(claim: impl Fn(i32, ExitInfo) -> bool + Send + 'static) -> std::io::Result<Arc<Self>> {
+        let monitor = Arc::new(Self::default());
+        let subscription = monitor_subscribe(Topic::All)
+            .map_err(|e| std::io::Error::other(format!("subscribe to exits: {e}")))?;
+        let m = monitor.clone();
+        std::thread::Builder::new().name("wasmbox-exits".into()).spawn(move || {
+            while let Ok(ExitEvent { subject, exit_code }) = subscription.rx.recv() {
+                let Subject::Pid(pid) = subject else { continue };
+                let info = ExitInfo {
+                    status: exit_code,
+                    at: SystemTime::now(),
+                };
+                log::debug!("process {pid} exited with {exit_code}");
+                if !claim(pid, info) {
+                    m.record(pid, info);
+                }
+            }
+        })?;
+        Ok(monitor)
+    }
+
+    fn record(&self, pid: i32, info: ExitInfo) {
+        if let Ok(mut map) = self.unclaimed.lock() {
+            map.insert(pid, info);
+        }
+        self.cv.notify_all();
+    }
+
+    /// Takes the recorded exit of `pid`, if it already happened.
+    pub fn take(&self, pid: i32) -> Option<ExitInfo> {
+        self.unclaimed.lock().ok()?.remove(&pid)
+    }
+
+    /// Waits up to `timeout` for `pid` to exit and takes its exit.
+    pub fn wait(&self, pid: i32, timeout: Duration) -> Option<ExitInfo> {
+        let deadline = Instant::now() + timeout;
+        let mut map = self.unclaimed.lock().ok()?;
+        loop {
+            if let Some(info) = map.remove(&pid) {
+                return Some(info);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            map = self.cv.wait_timeout(map, left).ok()?.0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_for_recorded_exits() {
+        let m = Arc::new(ExitMonitor::default());
+        let m2 = m.clone();
+        let t = std::thread::spawn(move || {
+            m2.record(42, ExitInfo { status: 3, at: SystemTime::now() });
+        });
+        let info = m.wait(42, Duration::from_secs(5)).expect("exit recorded");
+        assert_eq!(info.status, 3);
+        assert!(m.take(42).is_none(), "an exit is taken once");
+        assert!(m.wait(7, Duration::from_millis(10)).is_none());
+        t.join().unwrap();
+    }
+}

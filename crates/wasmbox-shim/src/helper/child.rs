@@ -1,0 +1,123 @@
+//! The helper process: loads the program, creates the container, answers, exits.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Mutex;
+
+use wasmbox_container::create::{create, CreateRequest as ContainerRequest};
+use wasmbox_container::executor::{WasmWorkload, WasmboxExecutor};
+use wasmbox_wasm::kind::FileKind;
+use wasmbox_wasm::program::Program;
+use wasmbox_wasm::WasmError;
+
+use super::request::{Answer, CreateRequest};
+use crate::stdio::open_output;
+
+/// Writes log records to the shim through a private descriptor. It is a CLOEXEC duplicate of
+/// the helper's stderr, so it survives in a wasm init (which never execs) and lets the init
+/// report traps to the shim log, while a native init's exec closes it.
+struct PipeLogger(Mutex<File>);
+
+impl log::Log for PipeLogger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::Level::Info
+    }
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            if let Ok(mut f) = self.0.lock() {
+                let _ = writeln!(f, "{} {}", r.level(), r.args());
+            }
+        }
+    }
+    fn flush(&self) {}
+}
+
+fn init_logger() {
+    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
+        return;
+    };
+    let logger = Box::leak(Box::new(PipeLogger(Mutex::new(File::from(fd)))));
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
+}
+
+fn answer(a: &Answer) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut out, a);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
+/// The error and its causes, as one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// Runs the helper; returns the process exit code.
+pub fn main(request_json: &str) -> i32 {
+    init_logger();
+    match run(request_json) {
+        Ok(pid) => {
+            answer(&Answer::Created { pid });
+            0
+        }
+        Err((message, bad_cache_entry)) => {
+            log::error!("create failed: {message}");
+            answer(&Answer::Failed {
+                message,
+                bad_cache_entry,
+            });
+            1
+        }
+    }
+}
+
+fn run(request_json: &str) -> Result<i32, (String, bool)> {
+    let fail = |m: String| (m, false);
+    let req: CreateRequest =
+        serde_json::from_str(request_json).map_err(|e| fail(format!("bad helper request: {e}")))?;
+    let stdout = open_output(&req.stdout).map_err(|e| fail(format!("open stdout {:?}: {e}", req.stdout)))?;
+    let stderr = open_output(&req.stderr).map_err(|e| fail(format!("open stderr {:?}: {e}", req.stderr)))?;
+    // The shim already made our stdin the container's stdin.
+    let stdin = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| fail(format!("stdin: {e}")))?;
+
+    let executor = match &req.wasm {
+        None => WasmboxExecutor::native(),
+        Some(w) => {
+            let engine = wasmbox_wasm::engine::new_engine().map_err(|e| fail(e.to_string()))?;
+            let kind = if w.component { FileKind::Component } else { FileKind::Module };
+            let program = Program::load(&engine, &w.artifact, kind, &w.guest_path, w.func.as_deref())
+                .map_err(|e| (chain(&e), matches!(e, WasmError::CacheEntry { .. })))?;
+            WasmboxExecutor::wasm(WasmWorkload {
+                program,
+                argv0: w.guest_path.clone(),
+            })
+        }
+    };
+    create(ContainerRequest {
+        id: &req.id,
+        bundle: &req.bundle,
+        root: &req.root,
+        stdin,
+        stdout: OwnedFd::from(stdout),
+        stderr: OwnedFd::from(stderr),
+        executor,
+        systemd: req.systemd,
+    })
+    .map_err(|e| fail(chain(&e)))
+}

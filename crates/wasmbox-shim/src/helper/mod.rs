@@ -1,0 +1,19 @@
+//! The `create` helper: a short-lived, single-threaded re-exec of the shim binary that creates
+//! one container, like `runc create`.
+//!
+//! Why: libcontainer clones the container's init from its caller without exec, and the shim
+//! is multi-threaded (ttrpc, stdio, events); cloning it could leave the child holding a lock
+//! another thread owned. The helper is a fresh process with one thread. It also loads the
+//! compiled wasm before creating the container, so the init starts with the program in
+//! memory (copy-on-write, code pages shared through the page cache).
+//!
+//! - [`request`]: what the shim asks for and what the helper answers (JSON).
+//! - [`child`]: the helper's side (`containerd-shim-wasmbox-v1 create-helper REQUEST`).
+//! - [`parent`]: the shim's side: spawn, collect the answer, forward its log.
+
+pub mod child;
+pub mod parent;
+pub mod request;
+
+/// argv[1] that selects the helper.
+pub const HELPER_ARG: &str = "create-helper";

@@ -1,0 +1,67 @@
+//! The helper's request and answer.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The wasm program the container runs, already compiled into the shim's cache.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WasmRequest {
+    /// Entry of the shim's compile cache (never a file from the image).
+    pub artifact: PathBuf,
+    pub component: bool,
+    /// The module path as the container sees it.
+    pub guest_path: String,
+    pub func: Option<String>,
+}
+
+/// Everything the helper needs to create one container.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CreateRequest {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub root: PathBuf,
+    pub stdout: String,
+    pub stderr: String,
+    pub systemd: bool,
+    pub wasm: Option<WasmRequest>,
+}
+
+/// The helper's answer, one JSON line on its stdout.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    Created { pid: i32 },
+    Failed { message: String, bad_cache_entry: bool },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let r = CreateRequest {
+            id: "a".into(),
+            bundle: "/b".into(),
+            root: "/b/.wasmbox".into(),
+            stdout: "/f/1".into(),
+            stderr: String::new(),
+            systemd: false,
+            wasm: Some(WasmRequest {
+                artifact: "/c/x.cwasm".into(),
+                component: false,
+                guest_path: "/app.wasm".into(),
+                func: Some("run".into()),
+            }),
+        };
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<CreateRequest>(&json).unwrap(), r);
+        let a = Answer::Failed {
+            message: "m".into(),
+            bad_cache_entry: true,
+        };
+        let json = serde_json::to_string(&a).unwrap();
+        assert_eq!(serde_json::from_str::<Answer>(&json).unwrap(), a);
+    }
+}

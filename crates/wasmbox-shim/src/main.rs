@@ -1,0 +1,32 @@
+//! `containerd-shim-wasmbox-v1`: containerd runtime v2 shim (`io.containerd.wasmbox.v1`).
+//!
+//! Started by containerd with its usual flags; started by itself as `create-helper` (see
+//! [`helper`]) to create a container from a fresh single-threaded process.
+
+mod events;
+mod exits;
+mod helper;
+mod manager;
+mod metrics;
+mod rootfs;
+mod service;
+mod stdio;
+mod task;
+
+use containerd_shim::Config;
+
+/// The runtime name containerd knows this shim by.
+pub const RUNTIME_ID: &str = "io.containerd.wasmbox.v1";
+
+fn main() {
+    let mut args = std::env::args();
+    if args.nth(1).as_deref() == Some(helper::HELPER_ARG) {
+        let request = args.next().unwrap_or_default();
+        std::process::exit(helper::child::main(&request));
+    }
+    if std::env::args().any(|a| a == "-v" || a == "--version") {
+        println!("{RUNTIME_ID} {}", env!("CARGO_PKG_VERSION"));
+        return;
+    }
+    containerd_shim::run::<manager::Manager>(RUNTIME_ID, Some(Config::default()));
+}

@@ -1,0 +1,111 @@
+//! The shim manager: the `start` and `delete` actions containerd runs, and the long-lived
+//! shim process that serves the task service.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use containerd_shim::api::DeleteResponse;
+use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim::protos::protobuf::MessageField;
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::{Config, Error, ExitSignal, Flags, Shim, StartOpts};
+use wasmbox_container::lifecycle::{state_root, Handle};
+
+use crate::events::Events;
+use crate::rootfs;
+use crate::service::Service;
+
+/// Annotation CRI sets on every container of a pod: one shim serves the whole pod.
+pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
+
+pub struct Manager {
+    id: String,
+    namespace: String,
+    bundle: PathBuf,
+    exit: Arc<ExitSignal>,
+}
+
+/// The shim group a container belongs to: its pod's sandbox id, or itself.
+pub fn grouping(id: &str, bundle: &Path) -> String {
+    let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).ok();
+    spec.as_ref()
+        .and_then(|s| s.annotations().as_ref())
+        .and_then(|a| a.get(SANDBOX_ID_ANNOTATION))
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .unwrap_or_else(|| id.to_string())
+}
+
+impl Shim for Manager {
+    type T = Service;
+
+    fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
+        let bundle = if args.bundle.is_empty() {
+            std::env::current_dir().unwrap_or_default()
+        } else {
+            PathBuf::from(&args.bundle)
+        };
+        Self {
+            id: args.id.clone(),
+            namespace: args.namespace.clone(),
+            bundle,
+            exit: Arc::new(ExitSignal::default()),
+        }
+    }
+
+    fn start_shim(&mut self, opts: StartOpts) -> Result<String, Error> {
+        let group = grouping(&opts.id, &self.bundle);
+        let (_pid, address) = containerd_shim::spawn(opts, &group, Vec::new())?;
+        // containerd reads this back when it restarts and reconnects to running shims.
+        containerd_shim::util::write_address(&address)?;
+        Ok(address)
+    }
+
+    /// Cleanup after a shim died: kill what is left of the container, remove its cgroups and
+    /// state, unmount its rootfs.
+    fn delete_shim(&mut self) -> Result<DeleteResponse, Error> {
+        let root = state_root(&self.bundle);
+        let handle = Handle::new(&root, &self.id);
+        let pid = handle.pid().unwrap_or_default();
+        if let Err(e) = handle.delete() {
+            log::warn!("cleanup of {}: {e}", self.id);
+        }
+        let _ = std::fs::remove_dir_all(&root);
+        let rootfs = self.bundle.join("rootfs");
+        if rootfs::is_mountpoint(&rootfs) {
+            rootfs::unmount(&rootfs);
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        Ok(DeleteResponse {
+            pid: pid as u32,
+            exit_status: 128 + libc::SIGKILL as u32,
+            exited_at: MessageField::some(Timestamp {
+                seconds: now.as_secs() as i64,
+                nanos: now.subsec_nanos() as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    fn wait(&mut self) {
+        self.exit.wait();
+    }
+
+    fn create_task_service(&self, publisher: RemotePublisher) -> Service {
+        let address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
+        let build = || -> std::io::Result<Service> {
+            let events = Events::start(address.clone(), self.namespace.clone(), Some(publisher))?;
+            Service::new(&self.namespace, events, self.exit.clone())
+        };
+        match build() {
+            Ok(s) => s,
+            Err(e) => {
+                // Without its threads the shim cannot work; containerd sees the exit.
+                log::error!("cannot start the task service: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+}

@@ -1,0 +1,575 @@
+//! The task service: containerd's task API v2 over ttrpc.
+//!
+//! One service per shim process serves every container of its group (a pod, or one
+//! container). Containers are created through the `create` helper and then started, signalled
+//! and deleted in-process through libcontainer.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use containerd_shim::api::{
+    CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse, DeleteRequest,
+    DeleteResponse, Empty, ExecProcessRequest, KillRequest, PidsRequest, PidsResponse, ResizePtyRequest,
+    ShutdownRequest, StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse,
+    Status as ApiStatus, UpdateTaskRequest, WaitRequest, WaitResponse,
+};
+use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskStart};
+use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim::protos::protobuf::MessageField;
+use containerd_shim::protos::api::ProcessInfo;
+use containerd_shim::protos::topics::{
+    TASK_CREATE_EVENT_TOPIC, TASK_DELETE_EVENT_TOPIC, TASK_EXIT_EVENT_TOPIC, TASK_START_EVENT_TOPIC,
+};
+use containerd_shim::protos::ttrpc::{self, Code};
+use containerd_shim::{ExitSignal, Task, TtrpcContext, TtrpcResult};
+use oci_spec::runtime::Spec;
+use wasmbox_container::cgroups::is_systemd_path;
+use wasmbox_container::lifecycle::{state_root, Handle};
+use wasmbox_wasm::cache::CompileCache;
+use wasmbox_wasm::entrypoint::{self, Entrypoint};
+use wasmbox_wasm::kind::FileKind;
+
+use crate::events::Events;
+use crate::exits::{ExitInfo, ExitMonitor};
+use crate::helper::parent::{self, HelperError};
+use crate::helper::request::{CreateRequest, WasmRequest};
+use crate::stdio::StdinForwarder;
+use crate::task::{StateError, Status, TaskState};
+use crate::{metrics, rootfs};
+
+/// A task and what the shim holds for it.
+struct Entry {
+    state: TaskState,
+    handle: Handle,
+    stdin_path: String,
+    stdout: String,
+    stderr: String,
+    stdin: Option<StdinForwarder>,
+    rootfs_mounted: bool,
+}
+
+/// State shared with the exit monitor thread.
+struct Shared {
+    namespace: String,
+    tasks: Mutex<HashMap<String, Entry>>,
+    changed: Condvar,
+    events: Events,
+}
+
+impl Shared {
+    fn tasks(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        // A panic while holding the lock must not take the whole shim down with it.
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Offers an exit to the tasks; true when one of them owned the process.
+    fn claim(&self, pid: i32, info: ExitInfo) -> bool {
+        let mut tasks = self.tasks();
+        let Some(entry) = tasks.values_mut().find(|e| e.state.pid == pid) else {
+            return false;
+        };
+        if entry.state.exited(info) {
+            log::info!("task {} (pid {pid}) exited with status {}", entry.state.id, info.status);
+            self.events.publish(
+                TASK_EXIT_EVENT_TOPIC,
+                Box::new(TaskExit {
+                    container_id: entry.state.id.clone(),
+                    id: entry.state.id.clone(),
+                    pid: pid as u32,
+                    exit_status: info.status as u32,
+                    exited_at: MessageField::some(timestamp(info.at)),
+                    ..Default::default()
+                }),
+            );
+        }
+        self.changed.notify_all();
+        true
+    }
+}
+
+/// The ttrpc task service.
+pub struct Service {
+    shared: Arc<Shared>,
+    exits: Arc<ExitMonitor>,
+    /// libcontainer changes the working directory around some calls: one at a time.
+    lifecycle: Mutex<()>,
+    engine: Result<wasmbox_wasm::engine::Engine, String>,
+    cache: Result<CompileCache, String>,
+    exit_signal: Arc<ExitSignal>,
+}
+
+fn rpc_error(code: Code, message: impl ToString) -> ttrpc::Error {
+    let message = message.to_string();
+    log::warn!("{message}");
+    ttrpc::Error::RpcStatus(ttrpc::get_status(code, message))
+}
+
+fn state_error(e: StateError) -> ttrpc::Error {
+    match e {
+        StateError::Finished(_) => rpc_error(Code::NOT_FOUND, e),
+        StateError::AlreadyStarted(_) => rpc_error(Code::FAILED_PRECONDITION, e),
+    }
+}
+
+fn timestamp(t: SystemTime) -> Timestamp {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+        ..Default::default()
+    }
+}
+
+fn unsupported(what: &str) -> ttrpc::Error {
+    rpc_error(Code::UNIMPLEMENTED, format!("{what} is not supported by wasmbox"))
+}
+
+impl Service {
+    pub fn new(namespace: &str, events: Events, exit_signal: Arc<ExitSignal>) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            namespace: namespace.to_string(),
+            tasks: Mutex::new(HashMap::new()),
+            changed: Condvar::new(),
+            events,
+        });
+        let s = shared.clone();
+        let exits = ExitMonitor::start(move |pid, info| s.claim(pid, info))?;
+        // Per-shim start-up work, done once rather than per task.
+        let engine = wasmbox_wasm::engine::new_engine().map_err(|e| e.to_string());
+        let cache = CompileCache::open(wasmbox_wasm::cache::default_dir()).map_err(|e| e.to_string());
+        Ok(Self {
+            shared,
+            exits,
+            lifecycle: Mutex::new(()),
+            engine,
+            cache,
+            exit_signal,
+        })
+    }
+
+    fn lifecycle(&self) -> MutexGuard<'_, ()> {
+        self.lifecycle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Compiles (or finds in the cache) the wasm entrypoint of `spec`; None for native ones.
+    fn prepare_wasm(&self, spec: &Spec, rootfs: &Path) -> Result<Option<WasmRequest>, String> {
+        let process = spec.process().as_ref().ok_or("the spec has no process")?;
+        let args = process.args().as_deref().unwrap_or_default();
+        let arg0 = args.first().ok_or("the spec's process has no args")?;
+        let env = process.env().clone().unwrap_or_default();
+        let cwd = process.cwd().display().to_string();
+        let found = entrypoint::resolve(rootfs, arg0, &env, &cwd).map_err(|e| e.to_string())?;
+        let wasm = match found {
+            Entrypoint::Native => return Ok(None),
+            Entrypoint::NotInRootfs => {
+                // A volume may provide it: then the container's init decides.
+                let mounts = spec.mounts().as_deref().unwrap_or_default();
+                let from_mount = entrypoint::EntrypointRef::candidates(arg0).iter().any(|c| {
+                    entrypoint::search_paths(&c.path, &env, &cwd).iter().any(|p| {
+                        mounts.iter().any(|m| Path::new(p).starts_with(m.destination()))
+                    })
+                });
+                if from_mount {
+                    return Ok(None);
+                }
+                return Err(format!("entrypoint {arg0:?} not found in the container's rootfs"));
+            }
+            Entrypoint::Wasm(w) => w,
+        };
+        let engine = self.engine.as_ref().map_err(|e| e.clone())?;
+        let cache = self.cache.as_ref().map_err(|e| e.clone())?;
+        let artifact = cache
+            .get_or_compile(engine, &wasm.wasm, wasm.kind, &wasm.guest_path)
+            .map_err(|e| e.to_string())?;
+        Ok(Some(WasmRequest {
+            artifact,
+            component: wasm.kind == FileKind::Component,
+            guest_path: wasm.guest_path,
+            func: wasm.func,
+        }))
+    }
+
+    /// Runs the helper, recompiling once if the cache entry turned out to be unusable.
+    fn create_container(
+        &self,
+        mut req: CreateRequest,
+        stdin: &mut dyn FnMut() -> Result<Option<std::os::fd::OwnedFd>, String>,
+        spec: &Spec,
+        rootfs: &Path,
+    ) -> Result<i32, String> {
+        for attempt in 0..2 {
+            match parent::create(&req, stdin()?, &self.exits) {
+                Ok(pid) => return Ok(pid),
+                Err(HelperError::Failed {
+                    bad_cache_entry: true,
+                    message,
+                }) if attempt == 0 => {
+                    log::warn!("{message}; recompiling");
+                    if let (Ok(cache), Some(w)) = (&self.cache, &req.wasm) {
+                        cache.invalidate(&w.artifact);
+                    }
+                    Handle::new(&req.root, &req.id).delete().map_err(|e| e.to_string())?;
+                    req.wasm = self.prepare_wasm(spec, rootfs)?;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err("the compile cache keeps producing unusable entries".into())
+    }
+
+    fn do_create(&self, req: &CreateTaskRequest) -> Result<(i32, bool, Option<StdinForwarder>), String> {
+        let bundle = PathBuf::from(&req.bundle);
+        let spec = Spec::load(bundle.join("config.json"))
+            .map_err(|e| format!("cannot read the bundle's config.json in {}: {e}", bundle.display()))?;
+        let root_path = spec
+            .root()
+            .as_ref()
+            .map(|r| r.path().clone())
+            .unwrap_or_else(|| PathBuf::from("rootfs"));
+        let rootfs = if root_path.is_absolute() { root_path } else { bundle.join(root_path) };
+        let mounted = rootfs::mount(&req.rootfs, &rootfs)?;
+        let undo_mount = |mounted: bool| {
+            if mounted {
+                rootfs::unmount(&rootfs);
+            }
+        };
+        let wasm = match self.prepare_wasm(&spec, &rootfs) {
+            Ok(w) => w,
+            Err(e) => {
+                undo_mount(mounted);
+                return Err(e);
+            }
+        };
+        let cgroups_path = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().as_ref())
+            .map(|p| p.display().to_string());
+        let helper_req = CreateRequest {
+            id: req.id.clone(),
+            bundle: bundle.clone(),
+            root: state_root(&bundle),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            systemd: is_systemd_path(cgroups_path.as_deref()),
+            wasm,
+        };
+        let mut forwarder: Option<StdinForwarder> = None;
+        let mut stdin = || -> Result<Option<std::os::fd::OwnedFd>, String> {
+            if req.stdin.is_empty() {
+                return Ok(None);
+            }
+            let (f, read_end) = StdinForwarder::start(&req.stdin).map_err(|e| format!("stdin: {e}"))?;
+            forwarder = Some(f);
+            Ok(Some(read_end))
+        };
+        let result = self.create_container(helper_req, &mut stdin, &spec, &rootfs);
+        match result {
+            Ok(pid) => Ok((pid, mounted, forwarder)),
+            Err(e) => {
+                // libcontainer cleans up after a failed build; make sure of it, then unmount.
+                let _guard = self.lifecycle();
+                if let Err(de) = Handle::new(state_root(&bundle), &req.id).delete() {
+                    log::warn!("cleanup of {}: {de}", req.id);
+                }
+                let _ = std::fs::remove_dir_all(state_root(&bundle));
+                drop(forwarder);
+                undo_mount(mounted);
+                Err(e)
+            }
+        }
+    }
+
+    fn with_entry<T>(&self, id: &str, f: impl FnOnce(&mut Entry) -> TtrpcResult<T>) -> TtrpcResult<T> {
+        let mut tasks = self.shared.tasks();
+        let entry = tasks
+            .get_mut(id)
+            .ok_or_else(|| rpc_error(Code::NOT_FOUND, format!("task {id} not found")))?;
+        f(entry)
+    }
+
+    fn no_exec(exec_id: &str) -> TtrpcResult<()> {
+        if exec_id.is_empty() {
+            Ok(())
+        } else {
+            Err(unsupported("exec"))
+        }
+    }
+}
+
+impl Task for Service {
+    fn create(&self, _ctx: &TtrpcContext, req: CreateTaskRequest) -> TtrpcResult<CreateTaskResponse> {
+        log::info!("create {} (bundle {})", req.id, req.bundle);
+        if req.terminal {
+            return Err(unsupported("a terminal (tty)"));
+        }
+        if !req.checkpoint.is_empty() {
+            return Err(unsupported("restoring a checkpoint"));
+        }
+        if self.shared.tasks().contains_key(&req.id) {
+            return Err(rpc_error(Code::ALREADY_EXISTS, format!("task {} already exists", req.id)));
+        }
+        let (pid, rootfs_mounted, stdin) = self
+            .do_create(&req)
+            .map_err(|e| rpc_error(Code::INVALID_ARGUMENT, format!("create {}: {e}", req.id)))?;
+        let bundle = PathBuf::from(&req.bundle);
+        {
+            let mut tasks = self.shared.tasks();
+            let mut state = TaskState::new(&req.id, bundle.clone(), pid);
+            // The init may already be gone (killed before we got here).
+            if let Some(info) = self.exits.take(pid) {
+                state.exited(info);
+            }
+            tasks.insert(
+                req.id.clone(),
+                Entry {
+                    state,
+                    handle: Handle::new(state_root(&bundle), &req.id),
+                    stdin_path: req.stdin.clone(),
+                    stdout: req.stdout.clone(),
+                    stderr: req.stderr.clone(),
+                    stdin,
+                    rootfs_mounted,
+                },
+            );
+        }
+        self.shared.events.publish(
+            TASK_CREATE_EVENT_TOPIC,
+            Box::new(TaskCreate {
+                container_id: req.id.clone(),
+                bundle: req.bundle.clone(),
+                rootfs: req.rootfs.clone(),
+                io: MessageField::some(TaskIO {
+                    stdin: req.stdin.clone(),
+                    stdout: req.stdout.clone(),
+                    stderr: req.stderr.clone(),
+                    terminal: req.terminal,
+                    ..Default::default()
+                }),
+                pid: pid as u32,
+                ..Default::default()
+            }),
+        );
+        Ok(CreateTaskResponse {
+            pid: pid as u32,
+            ..Default::default()
+        })
+    }
+
+    fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
+        Self::no_exec(&req.exec_id)?;
+        let pid = self.with_entry(&req.id, |e| {
+            if e.state.status() != Status::Created {
+                // Refused without changing anything; the error says why.
+                e.state.start().map_err(state_error)?;
+            }
+            let _guard = self.lifecycle();
+            e.handle
+                .start()
+                .map_err(|err| rpc_error(Code::UNKNOWN, format!("start {}: {err}", req.id)))?;
+            e.state.start().map_err(state_error)?;
+            Ok(e.state.pid)
+        })?;
+        self.shared.events.publish(
+            TASK_START_EVENT_TOPIC,
+            Box::new(TaskStart {
+                container_id: req.id.clone(),
+                pid: pid as u32,
+                ..Default::default()
+            }),
+        );
+        Ok(StartResponse {
+            pid: pid as u32,
+            ..Default::default()
+        })
+    }
+
+    fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
+        Self::no_exec(&req.exec_id)?;
+        self.with_entry(&req.id, |e| {
+            let status = match e.state.status() {
+                Status::Created => ApiStatus::CREATED,
+                Status::Running => ApiStatus::RUNNING,
+                Status::Stopped => ApiStatus::STOPPED,
+            };
+            let exit = e.state.exit();
+            Ok(StateResponse {
+                id: req.id.clone(),
+                bundle: e.state.bundle.display().to_string(),
+                pid: e.state.pid as u32,
+                status: status.into(),
+                stdin: e.stdin_path.clone(),
+                stdout: e.stdout.clone(),
+                stderr: e.stderr.clone(),
+                exit_status: exit.map(|x| x.status as u32).unwrap_or_default(),
+                exited_at: MessageField::from_option(exit.map(|x| timestamp(x.at))),
+                ..Default::default()
+            })
+        })
+    }
+
+    fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
+        Self::no_exec(&req.exec_id)?;
+        log::info!("kill {} signal {} all={}", req.id, req.signal, req.all);
+        self.with_entry(&req.id, |e| {
+            if !req.all {
+                e.state.check_alive().map_err(state_error)?;
+            }
+            let _guard = self.lifecycle();
+            e.handle
+                .kill(req.signal as i32, req.all)
+                .map_err(|err| rpc_error(Code::UNKNOWN, format!("kill {}: {err}", req.id)))
+        })?;
+        Ok(Empty::new())
+    }
+
+    fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
+        Self::no_exec(&req.exec_id)?;
+        log::info!("delete {}", req.id);
+        let handle = self.with_entry(&req.id, |e| Ok(e.handle.clone()))?;
+        // Force: kills whatever still runs (a created task, or children of an exited init),
+        // removes the cgroups and libcontainer's state.
+        let deleted = {
+            let _guard = self.lifecycle();
+            handle.delete()
+        };
+        let mut tasks = self.shared.tasks();
+        if let Err(err) = deleted {
+            return Err(rpc_error(Code::UNKNOWN, format!("delete {}: {err}", req.id)));
+        }
+        // Wait (bounded) for the reaper to report the init, so the reply has its status.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while tasks.get(&req.id).is_some_and(|e| e.state.exit().is_none()) {
+            let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+                break;
+            };
+            tasks = self
+                .shared
+                .changed
+                .wait_timeout(tasks, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        let Some(entry) = tasks.remove(&req.id) else {
+            return Err(rpc_error(Code::NOT_FOUND, format!("task {} not found", req.id)));
+        };
+        drop(tasks);
+        if let Some(stdin) = &entry.stdin {
+            stdin.close();
+        }
+        if entry.rootfs_mounted {
+            rootfs::unmount(&entry.state.bundle.join("rootfs"));
+        }
+        let _ = std::fs::remove_dir_all(&entry.handle.root);
+        let exit = entry.state.exit().unwrap_or(ExitInfo {
+            status: 137,
+            at: SystemTime::now(),
+        });
+        self.shared.events.publish(
+            TASK_DELETE_EVENT_TOPIC,
+            Box::new(TaskDelete {
+                container_id: req.id.clone(),
+                pid: entry.state.pid as u32,
+                exit_status: exit.status as u32,
+                exited_at: MessageField::some(timestamp(exit.at)),
+                ..Default::default()
+            }),
+        );
+        Ok(DeleteResponse {
+            pid: entry.state.pid as u32,
+            exit_status: exit.status as u32,
+            exited_at: MessageField::some(timestamp(exit.at)),
+            ..Default::default()
+        })
+    }
+
+    fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> TtrpcResult<PidsResponse> {
+        let handle = self.with_entry(&req.id, |e| Ok(e.handle.clone()))?;
+        let pids = handle
+            .pids()
+            .map_err(|err| rpc_error(Code::UNKNOWN, format!("pids {}: {err}", req.id)))?;
+        Ok(PidsResponse {
+            processes: pids
+                .into_iter()
+                .map(|pid| ProcessInfo {
+                    pid: pid as u32,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+    }
+
+    fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> TtrpcResult<StatsResponse> {
+        let handle = self.with_entry(&req.id, |e| Ok(e.handle.clone()))?;
+        let stats = handle
+            .stats()
+            .map_err(|err| rpc_error(Code::UNKNOWN, format!("stats {}: {err}", req.id)))?;
+        let any = metrics::to_any(&stats).map_err(|e| rpc_error(Code::INTERNAL, e))?;
+        Ok(StatsResponse {
+            stats: MessageField::some(any),
+            ..Default::default()
+        })
+    }
+
+    fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> TtrpcResult<WaitResponse> {
+        Self::no_exec(&req.exec_id)?;
+        let mut tasks = self.shared.tasks();
+        loop {
+            let entry = tasks
+                .get(&req.id)
+                .ok_or_else(|| rpc_error(Code::NOT_FOUND, format!("task {} not found", req.id)))?;
+            if let Some(exit) = entry.state.exit() {
+                return Ok(WaitResponse {
+                    exit_status: exit.status as u32,
+                    exited_at: MessageField::some(timestamp(exit.at)),
+                    ..Default::default()
+                });
+            }
+            tasks = self.shared.changed.wait(tasks).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn close_io(&self, _ctx: &TtrpcContext, req: CloseIORequest) -> TtrpcResult<Empty> {
+        Self::no_exec(&req.exec_id)?;
+        self.with_entry(&req.id, |e| {
+            if req.stdin {
+                if let Some(s) = &e.stdin {
+                    s.close();
+                }
+            }
+            Ok(Empty::new())
+        })
+    }
+
+    fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
+        let task_pid = self.with_entry(&req.id, |e| Ok(e.state.pid)).unwrap_or_default();
+        Ok(ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid: task_pid as u32,
+            ..Default::default()
+        })
+    }
+
+    fn shutdown(&self, _ctx: &TtrpcContext, _req: ShutdownRequest) -> TtrpcResult<Empty> {
+        if self.shared.tasks().is_empty() {
+            log::info!("no tasks left in namespace {}; shutting down", self.shared.namespace);
+            self.exit_signal.signal();
+        }
+        Ok(Empty::new())
+    }
+
+    fn exec(&self, _ctx: &TtrpcContext, _req: ExecProcessRequest) -> TtrpcResult<Empty> {
+        Err(unsupported("exec"))
+    }
+
+    fn resize_pty(&self, _ctx: &TtrpcContext, _req: ResizePtyRequest) -> TtrpcResult<Empty> {
+        Err(unsupported("a terminal (resize pty)"))
+    }
+
+    fn update(&self, _ctx: &TtrpcContext, _req: UpdateTaskRequest) -> TtrpcResult<Empty> {
+        Err(unsupported("updating resources"))
+    }
+}

@@ -1,0 +1,41 @@
+use std::path::PathBuf;
+
+/// Errors of the wasm layer. Messages are shown to `ctr`/`kubectl` users, so they name the
+/// file or export concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum WasmError {
+    #[error("entrypoint {0:?} not found in the container's rootfs")]
+    EntrypointNotFound(String),
+    #[error("cannot read entrypoint {path:?}: {source}")]
+    ReadEntrypoint {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid WebAssembly: {message}")]
+    Invalid { path: String, message: String },
+    #[error("{path}: export {func:?} not found (the module exports: {available})")]
+    ExportNotFound {
+        path: String,
+        func: String,
+        available: String,
+    },
+    #[error("{path}: export {func:?} is not a function")]
+    NotAFunction { path: String, func: String },
+    #[error("{path}: `path#func` calls an export of a core module; components run wasi:cli/run")]
+    FuncOnComponent { path: String },
+    #[error("{path}: cannot link: {message}")]
+    Link { path: String, message: String },
+    #[error("compile cache {path:?}: {source}")]
+    Cache {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("compile cache entry {path:?} is unusable: {message}")]
+    CacheEntry { path: PathBuf, message: String },
+    #[error("wasm engine: {0}")]
+    Engine(String),
+    #[error("sandbox: {0}")]
+    Sandbox(String),
+}

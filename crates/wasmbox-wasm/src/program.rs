@@ -1,0 +1,113 @@
+//! A program loaded from the compile cache and checked against its imports and entry export.
+//!
+//! Loading and linking happen in the short-lived `create` helper, before the container's init
+//! process is cloned from it: so every error (bad export, missing import) surfaces at Create,
+//! and the init inherits the loaded code copy-on-write.
+
+use std::path::Path;
+
+use wasmtime::component::Component;
+use wasmtime::{Engine, ExternType, InstancePre, Linker, Module};
+use wasmtime_wasi::p2::bindings::sync::CommandPre;
+
+use crate::kind::FileKind;
+use crate::run::{P1State, P2State};
+use crate::WasmError;
+
+/// The entry point the runner calls.
+pub(crate) enum Code {
+    /// A core module: `_start`, or the export named by `path#func`.
+    Module { pre: InstancePre<P1State>, func: String },
+    /// A `wasi:cli/command` component.
+    Component(CommandPre<P2State>),
+}
+
+/// A loaded, link-checked program.
+pub struct Program {
+    pub(crate) engine: Engine,
+    pub(crate) code: Code,
+    /// The module path as the container sees it (used as argv[0] and in messages).
+    pub guest_path: String,
+}
+
+impl Program {
+    /// Loads `artifact`, an entry of the shim's own compile cache, and links it.
+    ///
+    /// The artifact must come from [`crate::cache::CompileCache`]: Wasmtime trusts precompiled
+    /// code, so nothing an image supplies may ever be passed here.
+    pub fn load(
+        engine: &Engine,
+        artifact: &Path,
+        kind: FileKind,
+        guest_path: &str,
+        func: Option<&str>,
+    ) -> Result<Self, WasmError> {
+        let entry_err = |e: wasmtime::Error| WasmError::CacheEntry {
+            path: artifact.to_path_buf(),
+            message: format!("{e:#}"),
+        };
+        let code = match kind {
+            FileKind::Component => {
+                if func.is_some() {
+                    return Err(WasmError::FuncOnComponent {
+                        path: guest_path.to_string(),
+                    });
+                }
+                // SAFETY: the artifact was written by our own compile cache (see above).
+                let component =
+                    unsafe { Component::deserialize_file(engine, artifact) }.map_err(entry_err)?;
+                let mut linker = wasmtime::component::Linker::<P2State>::new(engine);
+                wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| link_err(guest_path, e))?;
+                let pre = linker
+                    .instantiate_pre(&component)
+                    .map_err(|e| link_err(guest_path, e))?;
+                Code::Component(CommandPre::new(pre).map_err(|e| link_err(guest_path, e))?)
+            }
+            _ => {
+                // SAFETY: the artifact was written by our own compile cache (see above).
+                let module = unsafe { Module::deserialize_file(engine, artifact) }.map_err(entry_err)?;
+                let func = func.unwrap_or("_start").to_string();
+                check_export(&module, guest_path, &func)?;
+                let mut linker = Linker::<P1State>::new(engine);
+                wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut P1State| &mut s.wasi)
+                    .map_err(|e| link_err(guest_path, e))?;
+                let pre = linker.instantiate_pre(&module).map_err(|e| link_err(guest_path, e))?;
+                Code::Module { pre, func }
+            }
+        };
+        Ok(Self {
+            engine: engine.clone(),
+            code,
+            guest_path: guest_path.to_string(),
+        })
+    }
+}
+
+fn link_err(path: &str, e: wasmtime::Error) -> WasmError {
+    WasmError::Link {
+        path: path.to_string(),
+        message: format!("{e:#}"),
+    }
+}
+
+fn check_export(module: &Module, path: &str, func: &str) -> Result<(), WasmError> {
+    match module.get_export(func) {
+        Some(ExternType::Func(_)) => Ok(()),
+        Some(_) => Err(WasmError::NotAFunction {
+            path: path.to_string(),
+            func: func.to_string(),
+        }),
+        None => {
+            let funcs: Vec<&str> = module
+                .exports()
+                .filter(|e| matches!(e.ty(), ExternType::Func(_)))
+                .map(|e| e.name())
+                .collect();
+            Err(WasmError::ExportNotFound {
+                path: path.to_string(),
+                func: func.to_string(),
+                available: if funcs.is_empty() { "none".into() } else { funcs.join(", ") },
+            })
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Termination signals for a running guest.
+//!
+//! The guest runs as the container's init, usually PID 1 of its PID namespace, where signals
+//! without a handler are ignored. So the runner handles them: the first one records the signal
+//! and bumps the engine's epoch, which interrupts guest code at its next epoch check; a guest
+//! blocked in a host call (a read, a sleep) is not interrupted that way, so the process exits
+//! after a short grace period regardless. SIGKILL needs no help.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGPIPE, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
+use signal_hook::iterator::Signals;
+use wasmtime::Engine;
+
+/// Signals whose default action would end an ordinary process.
+pub const TERMINATING: [i32; 7] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE];
+
+/// How long a guest stuck in a host call gets before the process exits anyway.
+pub const GRACE: Duration = Duration::from_millis(500);
+
+static RECEIVED: AtomicI32 = AtomicI32::new(0);
+
+/// The signal that asked the guest to stop, if any.
+pub fn requested() -> Option<i32> {
+    match RECEIVED.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// Exit status for a guest stopped by `signal`, as a shell reports it.
+pub fn exit_status(signal: i32) -> i32 {
+    128 + signal
+}
+
+/// Starts the one thread that turns termination signals into epoch interruption.
+pub fn install(engine: &Engine) -> std::io::Result<()> {
+    let mut signals = Signals::new(TERMINATING)?;
+    let engine = engine.clone();
+    std::thread::Builder::new()
+        .name("wasmbox-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                RECEIVED.store(sig, Ordering::SeqCst);
+                engine.increment_epoch();
+                std::thread::sleep(GRACE);
+                // Still here: the guest is blocked in a host call.
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+                // SAFETY: `_exit` ends the process without running destructors, which is the point.
+                unsafe { libc::_exit(exit_status(sig)) };
+            }
+        })?;
+    Ok(())
+}
