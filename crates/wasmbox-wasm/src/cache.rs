@@ -6,10 +6,18 @@
 //! container side loads them with `deserialize_file`, which maps the file so its code pages are
 //! shared by every container through the page cache. Nothing an image supplies is ever loaded
 //! as machine code: the key is computed from the wasm we compiled ourselves.
+//!
+//! Each artifact has a sidecar (`.sum`: length and CRC-32 of the artifact) checked before the
+//! first use by a shim process; an entry that fails it, or that Wasmtime refuses to load, is
+//! dropped and compiled again. The sidecar's mtime records the last use, and the cache is kept
+//! under a byte budget by removing the least recently used entries.
 
-use std::fs::{self, DirBuilder, File};
+use std::collections::HashSet;
+use std::fs::{self, DirBuilder, File, FileTimes};
 use std::hash::{Hash, Hasher};
-use std::io::Write;
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -22,6 +30,9 @@ use crate::WasmError;
 /// Where the cache lives unless `WASMBOX_CACHE_DIR` says otherwise.
 pub const DEFAULT_CACHE_DIR: &str = "/var/lib/wasmbox/cache";
 
+/// Byte budget unless `WASMBOX_CACHE_MAX_BYTES` says otherwise.
+pub const DEFAULT_MAX_BYTES: u64 = 4 << 30;
+
 /// The cache directory chosen by the environment (the shim inherits containerd's).
 pub fn default_dir() -> PathBuf {
     std::env::var_os("WASMBOX_CACHE_DIR")
@@ -29,10 +40,45 @@ pub fn default_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR))
 }
 
+/// The byte budget chosen by the environment.
+pub fn default_max_bytes() -> u64 {
+    std::env::var("WASMBOX_CACHE_MAX_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_MAX_BYTES)
+}
+
 /// A compile cache rooted at a root-only directory.
 #[derive(Debug, Clone)]
 pub struct CompileCache {
     dir: PathBuf,
+    max_bytes: u64,
+    /// Artifacts this process already checked against their sidecar.
+    verified: Arc<Mutex<HashSet<PathBuf>>>,
+}
+
+const ARTIFACT_EXT: &str = "cwasm";
+const SUM_EXT: &str = "sum";
+
+fn sum_path(artifact: &Path) -> PathBuf {
+    artifact.with_extension(SUM_EXT)
+}
+
+/// `len crc32` of a file's contents.
+fn checksum_of(path: &Path) -> std::io::Result<String> {
+    let mut f = File::open(path)?;
+    let mut h = crc32fast::Hasher::new();
+    let mut len = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok(format!("{len} {:08x}", h.finalize()))
 }
 
 /// Feeds `Hash` output into SHA-256, so the engine hash is stable across processes.
@@ -62,6 +108,11 @@ pub fn engine_tag(engine: &Engine) -> String {
 impl CompileCache {
     /// Opens (creating it 0700 if needed) the cache at `dir`.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, WasmError> {
+        Self::with_budget(dir, default_max_bytes())
+    }
+
+    /// Opens the cache with an explicit byte budget.
+    pub fn with_budget(dir: impl Into<PathBuf>, max_bytes: u64) -> Result<Self, WasmError> {
         let dir = dir.into();
         let err = |source| WasmError::Cache {
             path: dir.clone(),
@@ -69,7 +120,11 @@ impl CompileCache {
         };
         DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(err)?;
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(err)?;
-        Ok(Self { dir })
+        Ok(Self {
+            dir,
+            max_bytes,
+            verified: Arc::default(),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -80,7 +135,7 @@ impl CompileCache {
     pub fn entry_path(&self, engine: &Engine, wasm: &[u8], kind: FileKind) -> PathBuf {
         let suffix = if kind == FileKind::Component { "component" } else { "module" };
         self.dir
-            .join(format!("{}-{}.{suffix}.cwasm", sha256_hex(wasm), engine_tag(engine)))
+            .join(format!("{}-{}.{suffix}.{ARTIFACT_EXT}", sha256_hex(wasm), engine_tag(engine)))
     }
 
     /// Returns the artifact for `wasm`, compiling it first if the cache has none.
@@ -93,8 +148,13 @@ impl CompileCache {
     ) -> Result<PathBuf, WasmError> {
         let path = self.entry_path(engine, wasm, kind);
         if path.is_file() {
-            log::debug!("compile cache hit {}", path.display());
-            return Ok(path);
+            if self.check(&path) {
+                log::debug!("compile cache hit {}", path.display());
+                self.touch(&path);
+                return Ok(path);
+            }
+            log::warn!("compile cache entry {} is corrupt; recompiling", path.display());
+            self.invalidate(&path);
         }
         let started = std::time::Instant::now();
         let compiled = match kind {
@@ -105,7 +165,12 @@ impl CompileCache {
             path: display_path.to_string(),
             message: format!("{e:#}"),
         })?;
+        // Sidecar first: an artifact without a valid sidecar is never used.
+        let sum = format!("{} {:08x}", compiled.len(), crc32fast::hash(&compiled));
+        self.write_atomically(&sum_path(&path), sum.as_bytes())?;
         self.write_atomically(&path, &compiled)?;
+        self.mark_verified(&path);
+        self.evict(&path);
         log::info!(
             "compiled {display_path} ({} bytes) into {} in {:?}",
             wasm.len(),
@@ -117,10 +182,73 @@ impl CompileCache {
 
     /// Drops an entry that failed to load, so the next lookup recompiles it.
     pub fn invalidate(&self, path: &Path) {
-        if path.starts_with(&self.dir) {
-            if let Err(e) = fs::remove_file(path) {
-                log::warn!("cannot remove cache entry {}: {e}", path.display());
+        if !path.starts_with(&self.dir) {
+            return;
+        }
+        if let Ok(mut v) = self.verified.lock() {
+            v.remove(path);
+        }
+        for p in [path.to_path_buf(), sum_path(path)] {
+            if let Err(e) = fs::remove_file(&p) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    log::warn!("cannot remove cache entry {}: {e}", p.display());
+                }
             }
+        }
+    }
+
+    fn mark_verified(&self, path: &Path) {
+        if let Ok(mut v) = self.verified.lock() {
+            v.insert(path.to_path_buf());
+        }
+    }
+
+    /// True when the artifact matches its sidecar (checked once per process).
+    fn check(&self, path: &Path) -> bool {
+        if self.verified.lock().is_ok_and(|v| v.contains(path)) {
+            return true;
+        }
+        let expected = fs::read_to_string(sum_path(path)).unwrap_or_default();
+        let ok = checksum_of(path).is_ok_and(|actual| actual == expected.trim());
+        if ok {
+            self.mark_verified(path);
+        }
+        ok
+    }
+
+    /// Records a use (the sidecar's mtime), for least-recently-used eviction.
+    fn touch(&self, path: &Path) {
+        let now = FileTimes::new().set_modified(SystemTime::now());
+        if let Err(e) = File::options().write(true).open(sum_path(path)).and_then(|f| f.set_times(now)) {
+            log::debug!("cannot record use of {}: {e}", path.display());
+        }
+    }
+
+    /// Removes least recently used entries until the cache fits its budget; `keep` stays.
+    fn evict(&self, keep: &Path) {
+        let Ok(entries) = fs::read_dir(&self.dir) else { return };
+        let mut artifacts: Vec<(SystemTime, u64, PathBuf)> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == ARTIFACT_EXT))
+            .filter_map(|p| {
+                let size = fs::metadata(&p).ok()?.len();
+                let used = fs::metadata(sum_path(&p)).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
+                Some((used, size, p))
+            })
+            .collect();
+        let mut total: u64 = artifacts.iter().map(|a| a.1).sum();
+        artifacts.sort();
+        for (_, size, p) in artifacts {
+            if total <= self.max_bytes {
+                break;
+            }
+            if p == keep {
+                continue;
+            }
+            log::info!("compile cache over budget; evicting {}", p.display());
+            self.invalidate(&p);
+            total = total.saturating_sub(size);
         }
     }
 
@@ -166,8 +294,50 @@ mod tests {
         assert_ne!(pa, pb);
         // The artifact loads back into the same engine configuration.
         unsafe { wasmtime::Module::deserialize_file(&engine, &pa) }.unwrap();
-        // No temp files are left behind.
-        assert_eq!(fs::read_dir(cache.dir()).unwrap().count(), 2);
+        // Two artifacts and their sidecars; no temp files are left behind.
+        assert_eq!(fs::read_dir(cache.dir()).unwrap().count(), 4);
+    }
+
+    #[test]
+    fn corrupt_entries_are_recompiled_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = crate::engine::new_engine().unwrap();
+        let a = wat::parse_str("(module (func (export \"_start\")))").unwrap();
+        let path = CompileCache::open(dir.path()).unwrap()
+            .get_or_compile(&engine, &a, FileKind::Module, "/a")
+            .unwrap();
+        let good = fs::read(&path).unwrap();
+        let mut bad = good.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0xff;
+        fs::write(&path, &bad).unwrap();
+        // A new process (a new cache value) checks the sidecar and recompiles.
+        let again = CompileCache::open(dir.path()).unwrap()
+            .get_or_compile(&engine, &a, FileKind::Module, "/a")
+            .unwrap();
+        assert_eq!(again, path);
+        assert_eq!(fs::read(&path).unwrap(), good);
+        // A missing sidecar counts as corrupt too.
+        fs::remove_file(sum_path(&path)).unwrap();
+        let cache = CompileCache::open(dir.path()).unwrap();
+        assert!(!cache.check(&path));
+    }
+
+    #[test]
+    fn evicts_least_recently_used_over_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = crate::engine::new_engine().unwrap();
+        let wasm = |n: i32| wat::parse_str(format!("(module (func (export \"f{n}\")))")).unwrap();
+        // A budget of one byte keeps only the newest entry.
+        let cache = CompileCache::with_budget(dir.path(), 1).unwrap();
+        let p1 = cache.get_or_compile(&engine, &wasm(1), FileKind::Module, "/1").unwrap();
+        let p2 = cache.get_or_compile(&engine, &wasm(2), FileKind::Module, "/2").unwrap();
+        assert!(!p1.exists() && !sum_path(&p1).exists(), "the older entry was evicted");
+        assert!(p2.exists() && sum_path(&p2).exists());
+        // A roomy budget keeps both, and a use refreshes the older one.
+        let cache = CompileCache::with_budget(dir.path(), u64::MAX).unwrap();
+        let p1 = cache.get_or_compile(&engine, &wasm(1), FileKind::Module, "/1").unwrap();
+        assert!(p1.exists() && p2.exists());
     }
 
     #[test]
