@@ -16,8 +16,8 @@ use crate::WasmError;
 
 /// The entry point the runner calls.
 pub(crate) enum Code {
-    /// A core module: `_start`, or the export named by `path#func`.
-    Module { pre: InstancePre<P1State>, func: String },
+    /// A core module: `_start` (`func` is `None`), or the export named by `path#func`.
+    Module { pre: InstancePre<P1State>, func: Option<String> },
     /// A `wasi:cli/command` component.
     Component(CommandPre<P2State>),
 }
@@ -66,13 +66,12 @@ impl Program {
             _ => {
                 // SAFETY: the artifact was written by our own compile cache (see above).
                 let module = unsafe { Module::deserialize_file(engine, artifact) }.map_err(entry_err)?;
-                let func = func.unwrap_or("_start").to_string();
-                check_export(&module, guest_path, &func)?;
+                check_export(&module, guest_path, func.unwrap_or("_start"))?;
                 let mut linker = Linker::<P1State>::new(engine);
                 wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut P1State| &mut s.wasi)
                     .map_err(|e| link_err(guest_path, e))?;
                 let pre = linker.instantiate_pre(&module).map_err(|e| link_err(guest_path, e))?;
-                Code::Module { pre, func }
+                Code::Module { pre, func: func.map(str::to_string) }
             }
         };
         Ok(Self {

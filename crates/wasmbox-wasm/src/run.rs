@@ -132,7 +132,7 @@ fn execute(program: &Program, sandbox: &SandboxSpec) -> wasmtime::Result<Outcome
             let mut store = Store::new(engine, state);
             store.limiter(|s| &mut s.limits);
             arm_epoch(&mut store);
-            call_module(&mut store, pre, func, &sandbox.args)
+            call_module(&mut store, pre, func.as_deref(), &sandbox.args)
         }
         Code::Component(pre) => {
             let state = P2State {
@@ -154,19 +154,23 @@ fn execute(program: &Program, sandbox: &SandboxSpec) -> wasmtime::Result<Outcome
     Ok(Outcome::from_result(result, terminate::requested()))
 }
 
-/// Instantiates and calls `func`. Like `wasmtime run --invoke`, parameters come from the
-/// remaining arguments and results are printed one per line.
+/// Instantiates and runs the module. Without `#func` this is a WASI command: `_start` takes
+/// no parameters and the process args are the guest's argv. With `#func`, like
+/// `wasmtime run --invoke`, parameters come from the process args after argv[0] and results
+/// are printed one per line.
 fn call_module(
     store: &mut Store<P1State>,
     pre: &wasmtime::InstancePre<P1State>,
-    func: &str,
+    func: Option<&str>,
     args: &[String],
 ) -> wasmtime::Result<()> {
     let instance = pre.instantiate(&mut *store)?;
-    if func != "_start" {
-        if let Some(init) = instance.get_func(&mut *store, "_initialize") {
-            init.call(&mut *store, &[], &mut [])?;
-        }
+    let Some(func) = func else {
+        let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
+        return start.call(&mut *store, ());
+    };
+    if let Some(init) = instance.get_func(&mut *store, "_initialize") {
+        init.call(&mut *store, &[], &mut [])?;
     }
     let f = instance
         .get_func(&mut *store, func)
@@ -185,6 +189,7 @@ fn call_module(
             other => writeln!(out, "{other:?}")?,
         }
     }
+    out.flush()?;
     Ok(())
 }
 
