@@ -10,6 +10,7 @@ mod manager;
 mod metrics;
 mod rootfs;
 mod service;
+mod socket;
 mod stdio;
 mod task;
 

@@ -15,6 +15,7 @@ use wasmbox_container::lifecycle::{state_root, Handle};
 use crate::events::Events;
 use crate::rootfs;
 use crate::service::Service;
+use crate::socket;
 
 /// Annotation CRI sets on every container of a pod: one shim serves the whole pod.
 pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
@@ -23,6 +24,10 @@ pub struct Manager {
     id: String,
     namespace: String,
     bundle: PathBuf,
+    /// containerd's own ttrpc address (`-address`), to find a dead shim's socket.
+    containerd_address: String,
+    /// This shim's socket (`-socket`), set only in the serving process.
+    socket: String,
     exit: Arc<ExitSignal>,
 }
 
@@ -50,6 +55,8 @@ impl Shim for Manager {
             id: args.id.clone(),
             namespace: args.namespace.clone(),
             bundle,
+            containerd_address: args.address.clone(),
+            socket: args.socket.clone(),
             exit: Arc::new(ExitSignal::default()),
         }
     }
@@ -76,6 +83,9 @@ impl Shim for Manager {
         if rootfs::is_mountpoint(&rootfs) {
             rootfs::unmount(&rootfs);
         }
+        let group = grouping(&self.id, &self.bundle);
+        let address = containerd_shim::socket_address(&self.containerd_address, &self.namespace, &group);
+        socket::remove_if_dead(&address);
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         Ok(DeleteResponse {
             pid: pid as u32,
@@ -91,6 +101,11 @@ impl Shim for Manager {
 
     fn wait(&mut self) {
         self.exit.wait();
+        // Before the server stops: containerd may already have removed the bundle, and with
+        // it the `address` file containerd-shim would read to find the socket.
+        if !self.socket.is_empty() {
+            socket::remove(&self.socket);
+        }
     }
 
     fn create_task_service(&self, publisher: RemotePublisher) -> Service {

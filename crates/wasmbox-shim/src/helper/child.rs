@@ -37,7 +37,18 @@ fn init_logger() {
     let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
         return;
     };
-    let logger = Box::leak(Box::new(PipeLogger(Mutex::new(File::from(fd)))));
+    let file = File::from(fd);
+    // libcontainer reports through `tracing`; send its errors the same way (its warnings are per-create noise such as absent cgroup controllers).
+    if let Ok(copy) = file.try_clone() {
+        let _ = tracing_subscriber::fmt()
+            .with_writer(Mutex::new(copy))
+            .with_ansi(false)
+            .without_time()
+            .with_target(false)
+            .with_max_level(tracing_subscriber::filter::LevelFilter::ERROR)
+            .try_init();
+    }
+    let logger = Box::leak(Box::new(PipeLogger(Mutex::new(file))));
     if log::set_logger(logger).is_ok() {
         log::set_max_level(log::LevelFilter::Info);
     }

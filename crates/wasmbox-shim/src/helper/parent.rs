@@ -41,7 +41,7 @@ pub fn create(req: &CreateRequest, stdin: Option<OwnedFd>, exits: &Arc<ExitMonit
         let id = req.id.clone();
         let spawned = std::thread::Builder::new().name("wasmbox-ctr-log".into()).spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
-                match line.split_once(' ') {
+                match line.trim_start().split_once(' ') {
                     Some(("ERROR", m)) => log::error!("[{id}] {m}"),
                     Some(("WARN", m)) => log::warn!("[{id}] {m}"),
                     Some((_, m)) => log::info!("[{id}] {m}"),
