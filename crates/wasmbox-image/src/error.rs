@@ -1,0 +1,22 @@
+use thiserror::Error;
+
+/// Everything that can go wrong while assembling or writing an image.
+#[derive(Debug, Error)]
+pub enum ImageError {
+    #[error("I/O error while writing the image: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot serialise image JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("invalid OCI data: {0}")]
+    Oci(#[from] oci_spec::OciSpecError),
+    #[error("invalid path in image {path:?}: {reason}")]
+    InvalidPath { path: String, reason: &'static str },
+    #[error("unsupported platform {0:?} (expected linux/amd64, wasi/wasm or wasip1/wasm)")]
+    UnsupportedPlatform(String),
+    #[error("invalid image reference {0:?}")]
+    InvalidReference(String),
+    #[error("the layout has no index: add at least one manifest")]
+    EmptyIndex,
+}
+
+pub type Result<T> = std::result::Result<T, ImageError>;
