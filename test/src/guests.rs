@@ -1,0 +1,201 @@
+//! Guest programs, built from the sources in `test/guests/` the first time a test asks for them
+//! and kept in memory for the rest of the test process.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use wasi_preview1_component_adapter_provider::{
+    WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+};
+
+use crate::process::run_captured;
+
+const COMPILE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The committed guest sources.
+pub fn sources_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("guests")
+}
+
+/// How a guest is built from its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// `<name>.wat` through the `wat` crate.
+    Wat,
+    /// `<name>.c` with `clang --target=wasm32-wasi` (a preview1 core module).
+    CWasm,
+    /// `<name>.c` as a preview1 module, then wrapped into a preview2 component.
+    Component,
+    /// `<name>.c` with `gcc -static`: a native ELF.
+    NativeStatic,
+}
+
+type Cache = Mutex<HashMap<(String, Kind), Arc<Vec<u8>>>>;
+
+/// Built bytes of guest `name` (source file stem) of the given kind; cached per process.
+pub fn build(name: &str, kind: Kind) -> Result<Arc<Vec<u8>>> {
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = (name.to_string(), kind);
+    if let Some(hit) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(hit.clone());
+    }
+    // Built outside the lock: parallel tests may build the same guest twice, which is harmless.
+    let bytes = Arc::new(match kind {
+        Kind::Wat => wat_module(name)?,
+        Kind::CWasm => c_module(name)?,
+        Kind::Component => component(name)?,
+        Kind::NativeStatic => native_static(name)?,
+    });
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, bytes.clone());
+    Ok(bytes)
+}
+
+/// Shorthands for the suite's guests.
+pub fn hello() -> Result<Arc<Vec<u8>>> {
+    build("hello", Kind::Wat)
+}
+pub fn trap() -> Result<Arc<Vec<u8>>> {
+    build("trap", Kind::Wat)
+}
+pub fn spin() -> Result<Arc<Vec<u8>>> {
+    build("spin", Kind::Wat)
+}
+pub fn args_env() -> Result<Arc<Vec<u8>>> {
+    build("args_env", Kind::CWasm)
+}
+pub fn exit_code() -> Result<Arc<Vec<u8>>> {
+    build("exit_code", Kind::CWasm)
+}
+pub fn echo_stdin() -> Result<Arc<Vec<u8>>> {
+    build("echo_stdin", Kind::CWasm)
+}
+pub fn files() -> Result<Arc<Vec<u8>>> {
+    build("files", Kind::CWasm)
+}
+pub fn native_hello() -> Result<Arc<Vec<u8>>> {
+    build("native_hello", Kind::NativeStatic)
+}
+pub fn native_wait() -> Result<Arc<Vec<u8>>> {
+    build("native_wait", Kind::NativeStatic)
+}
+pub fn component_hello() -> Result<Arc<Vec<u8>>> {
+    build("component_hello", Kind::Component)
+}
+
+fn source(name: &str, ext: &str) -> Result<PathBuf> {
+    let path = sources_dir().join(format!("{name}.{ext}"));
+    if !path.is_file() {
+        bail!("guest source {} not found", path.display());
+    }
+    Ok(path)
+}
+
+fn wat_module(name: &str) -> Result<Vec<u8>> {
+    let path = source(name, "wat")?;
+    wat::parse_file(&path).with_context(|| format!("assembling {}", path.display()))
+}
+
+fn c_module(name: &str) -> Result<Vec<u8>> {
+    let src = source(name, "c")?;
+    compile(&src, |out| {
+        let mut cmd = Command::new("clang");
+        cmd.args(["--target=wasm32-wasi", "-O2", "-Wall", "-o"])
+            .arg(out)
+            .arg(&src);
+        cmd
+    })
+}
+
+fn native_static(name: &str) -> Result<Vec<u8>> {
+    let src = source(name, "c")?;
+    compile(&src, |out| {
+        let mut cmd = Command::new("gcc");
+        cmd.args(["-static", "-O2", "-Wall", "-o"])
+            .arg(out)
+            .arg(&src);
+        cmd
+    })
+}
+
+fn component(name: &str) -> Result<Vec<u8>> {
+    let module = c_module(name)?;
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .context("reading the preview1 module for componentization")?
+        .adapter(
+            WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+            WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+        )
+        .context("loading the preview1 -> preview2 adapter")?
+        .validate(true)
+        .encode()
+        .with_context(|| format!("encoding {name} as a component"))
+}
+
+/// Runs a compiler writing into a scratch dir that is removed again, and returns the output.
+fn compile(src: &Path, make_cmd: impl FnOnce(&Path) -> Command) -> Result<Vec<u8>> {
+    let scratch = tempfile::Builder::new().prefix("wbx-guest-").tempdir()?;
+    let out = scratch.path().join("out");
+    let mut cmd = make_cmd(&out);
+    let result = run_captured(&mut cmd, None, COMPILE_TIMEOUT)?;
+    if !result.status.success() {
+        bail!(
+            "compiling {} failed ({}):\n{}",
+            src.display(),
+            result.status,
+            result.stderr_text()
+        );
+    }
+    std::fs::read(&out).with_context(|| format!("reading compiler output for {}", src.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_core_module(b: &[u8]) -> bool {
+        b.starts_with(b"\0asm\x01\0\0\0")
+    }
+
+    #[test]
+    fn wat_guests_assemble() {
+        for name in ["hello", "trap", "spin"] {
+            assert!(is_core_module(&build(name, Kind::Wat).unwrap()), "{name}");
+        }
+    }
+
+    #[test]
+    fn c_guests_compile_to_wasm() {
+        for name in ["args_env", "exit_code", "echo_stdin", "files"] {
+            assert!(is_core_module(&build(name, Kind::CWasm).unwrap()), "{name}");
+        }
+    }
+
+    #[test]
+    fn native_guest_is_a_static_elf() {
+        let elf = native_hello().unwrap();
+        assert!(elf.starts_with(b"\x7fELF"));
+    }
+
+    #[test]
+    fn component_has_the_component_layer() {
+        let c = component_hello().unwrap();
+        // A component's preamble: magic, then version 0x0d and layer 1 (not a core module's 1, 0).
+        assert_eq!(&c[..8], b"\0asm\x0d\0\x01\0");
+    }
+
+    #[test]
+    fn second_build_comes_from_the_cache() {
+        let a = hello().unwrap();
+        let b = hello().unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+    }
+}

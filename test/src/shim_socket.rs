@@ -1,0 +1,52 @@
+//! Shim socket files: containerd's shim library puts each shim's socket at
+//! `/run/containerd/s/<hex sha256 of "<containerd address>/<namespace>/<id>">`, outside any
+//! state directory we control, so tests check and clean them up by computing the name.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+pub const SOCKET_DIR: &str = "/run/containerd/s";
+
+/// The socket path for one container of one containerd.
+pub fn socket_path(address: &Path, namespace: &str, id: &str) -> PathBuf {
+    let key = format!("{}/{namespace}/{id}", address.display());
+    Path::new(SOCKET_DIR).join(hex::encode(Sha256::digest(key.as_bytes())))
+}
+
+/// Existing files for that socket: the socket itself and any sibling with the same stem
+/// (some shim versions add suffixed debug or log sockets).
+pub fn existing(address: &Path, namespace: &str, id: &str) -> Vec<PathBuf> {
+    let socket = socket_path(address, namespace, id);
+    let stem = socket
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let Ok(entries) = std::fs::read_dir(SOCKET_DIR) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(&stem)))
+        .map(|e| e.path())
+        .collect()
+}
+
+pub fn remove(address: &Path, namespace: &str, id: &str) {
+    for path in existing(address, namespace, id) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_is_the_hash_of_address_namespace_id() {
+        let p = socket_path(Path::new("/run/containerd/containerd.sock"), "default", "x");
+        let expected = hex::encode(Sha256::digest(b"/run/containerd/containerd.sock/default/x"));
+        assert_eq!(p, Path::new(SOCKET_DIR).join(expected));
+    }
+}

@@ -1,0 +1,60 @@
+//! Small helpers that keep the test files about behaviour rather than plumbing.
+
+use std::time::Duration;
+
+use crate::containerd::Containerd;
+use crate::ctr::{RunSpec, TaskInfo};
+use crate::poll::wait_until;
+use crate::{guests, ids, image, leftovers};
+
+/// How long a detached task may take to show RUNNING (includes compiling the module).
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Starts a private containerd or fails the test with the reason.
+pub fn start() -> Containerd {
+    Containerd::start().unwrap_or_else(|e| panic!("starting a private containerd: {e:#}"))
+}
+
+/// Imports `module` as compat image `docker.io/library/wbx-<name>:latest`; returns its name.
+pub fn import_compat(containerd: &Containerd, name: &str, module: &[u8]) -> String {
+    containerd
+        .import_image(image::compat_image(&ids::image_ref(name), module))
+        .unwrap_or_else(|e| panic!("importing {name}: {e:#}"))
+}
+
+/// Fails the test, with the containerd log, if anything is left for `id`.
+pub fn assert_clean(containerd: &Containerd, id: &str) {
+    if let Err(e) = leftovers::assert_none(containerd, id) {
+        panic!(
+            "{e:#}\ncontainerd log lines for {id}:\n{}",
+            containerd.log_lines_mentioning(id)
+        );
+    }
+}
+
+/// Starts the spinning guest detached as container `id`, its output going to a log file
+/// (`--log-uri file://...`), and returns once the task is RUNNING and the guest has printed
+/// "spinning", i.e. it is inside its host-call-free loop.
+pub fn start_spinning(containerd: &Containerd, id: &str) -> TaskInfo {
+    let image = import_compat(containerd, "spin", &guests::spin().unwrap());
+    let log = containerd.paths().work.join(format!("{id}.log"));
+    let spec = RunSpec::new(&image, id).flag(&format!("--log-uri=file://{}", log.display()));
+    containerd
+        .run_detached(&spec)
+        .unwrap_or_else(|e| panic!("ctr run -d {id}: {e:#}"));
+    let task = containerd
+        .wait_task_status(id, "RUNNING", START_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}\ncontainerd log:\n{}", containerd.log_tail(40)));
+    let printed = wait_until("the guest to print \"spinning\"", START_TIMEOUT, || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("spinning").then_some(())
+    });
+    if let Err(e) = printed {
+        panic!(
+            "{e:#} in {}\ncontainerd log:\n{}",
+            log.display(),
+            containerd.log_tail(40)
+        );
+    }
+    task
+}
