@@ -1,0 +1,75 @@
+# wasmbox: `make demo` to see it work, `make test` for everything CI runs.
+# Needs Debian 12 (or similar), root for demo/test/install, and a Rust toolchain (rustup).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+# One step at a time, in the order written: each stage reuses what the previous one built.
+.NOTPARALLEL:
+.DELETE_ON_ERROR:
+
+# cargo from rustup, even when the caller's PATH lacks ~/.cargo/bin (CI, sudo).
+export PATH := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin:$(PATH)
+
+CARGO  ?= cargo
+PREFIX ?= /usr/local
+SHIM   := target/release/containerd-shim-wasmbox-v1
+# Where fetch-containerd.sh unpacks containerd 1.7 (Debian trixie) and 2.x (Debian sid).
+export WASMBOX_CI_CACHE ?= /var/cache/wasmbox-ci
+CONTAINERD_1_7 := $(WASMBOX_CI_CACHE)/containerd-trixie
+CONTAINERD_2   := $(WASMBOX_CI_CACHE)/containerd-sid
+
+INTEGRATION := $(CARGO) test --release -p wasmbox-integration -- --test-threads=2
+
+.PHONY: all deps root build demo test unit-test \
+        integration-1.6 integration-1.7 integration-2 bench install clean
+
+all: build
+
+deps:
+	test/scripts/install-deps.sh
+
+root:
+	@test "$$(id -u)" -eq 0 || { echo "this target needs root: it starts containerd and containers" >&2; exit 1; }
+
+build:
+	$(CARGO) build --release -p wasmbox-shim
+	$(CARGO) test --release --workspace --no-run
+
+demo: root deps build
+	$(CARGO) build --release -p wasmbox-integration --bin wasmbox-demo
+	target/release/wasmbox-demo
+
+test: root deps build unit-test integration-1.6 integration-1.7 integration-2
+	@echo "=== all tests passed (unit; integration on containerd 1.6, 1.7 and 2.x) ==="
+
+unit-test:
+	@echo "=== unit tests ==="
+	$(CARGO) test --release --workspace --exclude wasmbox-integration
+
+# $(call header,LABEL,DIR): one clear line naming the containerd under test.
+header = @echo; echo "=== integration tests: containerd $(1): $$($(2)/containerd --version) ==="
+
+integration-1.6:
+	$(call header,1.6 (system),/usr/bin)
+	WASMBOX_CONTAINERD_DIR=/usr/bin $(INTEGRATION)
+
+integration-1.7:
+	test/scripts/fetch-containerd.sh trixie $(CONTAINERD_1_7)
+	$(call header,1.7 (Debian trixie),$(CONTAINERD_1_7)/usr/bin)
+	WASMBOX_CONTAINERD_DIR=$(CONTAINERD_1_7)/usr/bin $(INTEGRATION)
+
+integration-2:
+	test/scripts/fetch-containerd.sh sid $(CONTAINERD_2)
+	$(call header,2.x (Debian sid),$(CONTAINERD_2)/usr/bin)
+	WASMBOX_CONTAINERD_DIR=$(CONTAINERD_2)/usr/bin $(INTEGRATION)
+
+bench:
+	@if [ -x bench/run.sh ]; then $(MAKE) build && bench/run.sh; else echo "bench: not yet (bench/run.sh does not exist)"; fi
+
+install:
+	@test -x $(SHIM) || { echo "install: $(SHIM) is missing, run 'make build' first" >&2; exit 1; }
+	install -D -m 0755 $(SHIM) $(DESTDIR)$(PREFIX)/bin/containerd-shim-wasmbox-v1
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/containerd-shim-wasmbox-v1; see deploy/install.sh to configure containerd"
+
+clean:
+	$(CARGO) clean
