@@ -80,6 +80,9 @@ pub fn echo_stdin() -> Result<Arc<Vec<u8>>> {
 pub fn files() -> Result<Arc<Vec<u8>>> {
     build("files", Kind::CWasm)
 }
+pub fn cat_file() -> Result<Arc<Vec<u8>>> {
+    build("cat_file", Kind::CWasm)
+}
 pub fn native_hello() -> Result<Arc<Vec<u8>>> {
     build("native_hello", Kind::NativeStatic)
 }
