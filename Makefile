@@ -18,7 +18,7 @@ export WASMBOX_CI_CACHE ?= /var/cache/wasmbox-ci
 CONTAINERD_1_7 := $(WASMBOX_CI_CACHE)/containerd-trixie
 CONTAINERD_2   := $(WASMBOX_CI_CACHE)/containerd-sid
 
-INTEGRATION := $(CARGO) test --release -p wasmbox-integration -- --test-threads=2
+INTEGRATION := $(CARGO) test --release --no-fail-fast -p wasmbox-integration -- --test-threads=2
 
 .PHONY: all deps root build demo test unit-test \
         integration-1.6 integration-1.7 integration-2 bench install clean

@@ -3,6 +3,7 @@
 //! socket, so callers serialize these calls (the shim holds one lock around them).
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use libcgroups::common::{create_cgroup_manager, CgroupConfig, CgroupManager};
 use libcgroups::stats::Stats;
@@ -10,6 +11,9 @@ use libcontainer::container::Container;
 use libcontainer::signal::Signal;
 
 use crate::ContainerError;
+
+/// How long `delete` waits for a dying container's cgroup to empty.
+const DELETE_PATIENCE: Duration = Duration::from_secs(10);
 
 /// A container known by its libcontainer state root and id.
 #[derive(Debug, Clone)]
@@ -78,7 +82,21 @@ impl Handle {
             let _ = std::fs::remove_dir_all(self.dir());
             return Ok(());
         }
-        self.load()?.delete(true).map_err(|e| self.lc(e))
+        // A container whose init has just been killed can still hold its cgroup until the
+        // process is reaped (by a subreaper, when the shim itself died): libcontainer's own
+        // retries last ~100 ms, so keep trying for a while. Its state dir stays until the
+        // cgroup is gone, so every retry is a complete delete.
+        let deadline = Instant::now() + DELETE_PATIENCE;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match self.load()?.delete(true) {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() >= deadline || !self.exists() => return Err(self.lc(e)),
+                Err(e) => log::debug!("delete {}: {e}; retrying", self.id),
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
     }
 
     fn cgroup(&self) -> Result<libcgroups::common::AnyCgroupManager, ContainerError> {

@@ -6,6 +6,7 @@
 mod events;
 mod exits;
 mod helper;
+mod logging;
 mod manager;
 mod metrics;
 mod rootfs;
@@ -29,5 +30,10 @@ fn main() {
         println!("{RUNTIME_ID} {}", env!("CARGO_PKG_VERSION"));
         return;
     }
-    containerd_shim::run::<manager::Manager>(RUNTIME_ID, Some(Config::default()));
+    // The serving process sets up its own log (see `logging`).
+    let config = Config {
+        no_setup_logger: true,
+        ..Config::default()
+    };
+    containerd_shim::run::<manager::Manager>(RUNTIME_ID, Some(config));
 }

@@ -28,6 +28,7 @@ pub struct Manager {
     containerd_address: String,
     /// This shim's socket (`-socket`), set only in the serving process.
     socket: String,
+    debug: bool,
     exit: Arc<ExitSignal>,
 }
 
@@ -57,6 +58,7 @@ impl Shim for Manager {
             bundle,
             containerd_address: args.address.clone(),
             socket: args.socket.clone(),
+            debug: args.debug,
             exit: Arc::new(ExitSignal::default()),
         }
     }
@@ -109,6 +111,7 @@ impl Shim for Manager {
     }
 
     fn create_task_service(&self, publisher: RemotePublisher) -> Service {
+        crate::logging::init(self.debug);
         let address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
         let build = || -> std::io::Result<Service> {
             let events = Events::start(address.clone(), self.namespace.clone(), Some(publisher))?;
