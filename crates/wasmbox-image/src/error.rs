@@ -11,12 +11,18 @@ pub enum ImageError {
     Oci(#[from] oci_spec::OciSpecError),
     #[error("invalid path in image {path:?}: {reason}")]
     InvalidPath { path: String, reason: &'static str },
-    #[error("unsupported platform {0:?} (expected linux/amd64, wasi/wasm or wasip1/wasm)")]
+    #[error(
+        "unsupported platform {0:?} (expected linux/amd64, wasi/wasm, wasip1/wasm or wasip2/wasm)"
+    )]
     UnsupportedPlatform(String),
     #[error("invalid image reference {0:?}")]
     InvalidReference(String),
     #[error("the layout has no index: add at least one manifest")]
     EmptyIndex,
+    #[error("{name} {reason}")]
+    NotWasm { name: String, reason: String },
+    #[error("{0}")]
+    InvalidOption(String),
 }
 
 pub type Result<T> = std::result::Result<T, ImageError>;

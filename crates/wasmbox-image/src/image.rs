@@ -28,6 +28,7 @@ pub struct ImageBuilder {
     env: Vec<String>,
     working_dir: Option<String>,
     labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
     layer: LayerBuilder,
     // The first failure of a chained call, kept so the chain stays ergonomic.
     error: Option<ImageError>,
@@ -43,6 +44,7 @@ impl ImageBuilder {
             env: Vec::new(),
             working_dir: None,
             labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
             layer: LayerBuilder::new(),
             error: None,
         }
@@ -79,6 +81,12 @@ impl ImageBuilder {
 
     pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// A manifest annotation.
+    pub fn annotation(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.annotations.insert(key.into(), value.into());
         self
     }
 
@@ -123,12 +131,15 @@ impl ImageBuilder {
         let config_digest = config.digest_string();
         let config_descriptor = layout.add_blob(config)?;
 
-        let manifest = ImageManifestBuilder::default()
+        let mut manifest = ImageManifestBuilder::default()
             .schema_version(SCHEMA_VERSION)
             .media_type(MediaType::ImageManifest)
             .config(config_descriptor)
             .layers(vec![layer_descriptor])
             .build()?;
+        if !self.annotations.is_empty() {
+            manifest.set_annotations(Some(self.annotations.clone().into_iter().collect()));
+        }
         let manifest = Blob::new(MediaType::ImageManifest, to_canonical_vec(&manifest)?);
         let manifest_digest = manifest.digest_string();
         let mut manifest_descriptor = layout.add_blob(manifest)?;
@@ -141,6 +152,9 @@ impl ImageBuilder {
             ),
         ])));
         layout.add_manifest(manifest_descriptor.clone());
+        let docker =
+            crate::docker::manifest_json(&self.reference, &config_digest, &[&layer_digest])?;
+        layout.add_file("manifest.json", docker);
 
         Ok(BuiltImage {
             reference: self.reference,
@@ -204,6 +218,25 @@ pub struct BuiltImage {
 }
 
 impl BuiltImage {
+    /// For the other image builders of this crate.
+    pub(crate) fn new(
+        reference: String,
+        layout: LayoutWriter,
+        manifest: Descriptor,
+        manifest_digest: String,
+        config_digest: String,
+        layer_digest: String,
+    ) -> Self {
+        Self {
+            reference,
+            layout,
+            manifest,
+            manifest_digest,
+            config_digest,
+            layer_digest,
+        }
+    }
+
     pub fn reference(&self) -> &str {
         &self.reference
     }
@@ -222,7 +255,8 @@ impl BuiltImage {
         &self.config_digest
     }
 
-    /// The digest of the (uncompressed) layer, equal to its diff id.
+    /// The digest of the layer: the (uncompressed) filesystem tar, equal to its diff id, or the
+    /// wasm binary of a wasm-layer image.
     pub fn layer_digest(&self) -> &str {
         &self.layer_digest
     }

@@ -23,6 +23,8 @@ const FILE_MODE: u32 = 0o644;
 pub struct LayoutWriter {
     blobs: BTreeMap<String, Blob>,
     manifests: Vec<Descriptor>,
+    /// Other top-level files, e.g. Docker's `manifest.json` so `docker load` reads the tar too.
+    extra_files: BTreeMap<String, Vec<u8>>,
 }
 
 impl LayoutWriter {
@@ -42,6 +44,12 @@ impl LayoutWriter {
     /// Lists a manifest (already added as a blob) in `index.json`.
     pub fn add_manifest(&mut self, descriptor: Descriptor) -> &mut Self {
         self.manifests.push(descriptor);
+        self
+    }
+
+    /// Adds a file at the layout's top level (next to `index.json`).
+    pub fn add_file(&mut self, name: &str, bytes: Vec<u8>) -> &mut Self {
+        self.extra_files.insert(name.to_string(), bytes);
         self
     }
 
@@ -69,6 +77,9 @@ impl LayoutWriter {
             ("oci-layout".to_string(), to_canonical_vec(&oci_layout)?),
             ("index.json".to_string(), to_canonical_vec(&self.index()?)?),
         ];
+        for (name, bytes) in &self.extra_files {
+            files.push((name.clone(), bytes.clone()));
+        }
         for (hex, blob) in &self.blobs {
             files.push((format!("blobs/sha256/{hex}"), blob.bytes().to_vec()));
         }

@@ -7,14 +7,19 @@ use oci_spec::image::{Arch, Os, Platform as OciPlatform, PlatformBuilder};
 use crate::error::{ImageError, Result};
 
 /// An image platform: `linux/amd64` for compat images that containerd unpacks by default,
-/// `wasi/wasm` and `wasip1/wasm` for images that name their Wasm target.
+/// `wasi/wasm`, `wasip1/wasm` and `wasip2/wasm` for images that name their Wasm target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Platform {
     os: String,
     arch: String,
 }
 
-const SUPPORTED: [(&str, &str); 3] = [("linux", "amd64"), ("wasi", "wasm"), ("wasip1", "wasm")];
+const SUPPORTED: [(&str, &str); 4] = [
+    ("linux", "amd64"),
+    ("wasi", "wasm"),
+    ("wasip1", "wasm"),
+    ("wasip2", "wasm"),
+];
 
 impl Platform {
     pub fn new(os: &str, arch: &str) -> Result<Self> {
@@ -86,7 +91,7 @@ mod tests {
 
     #[test]
     fn supported_platforms_round_trip() {
-        for text in ["linux/amd64", "wasi/wasm", "wasip1/wasm"] {
+        for text in ["linux/amd64", "wasi/wasm", "wasip1/wasm", "wasip2/wasm"] {
             let p = Platform::parse(text).unwrap();
             assert_eq!(p.to_string(), text);
             assert_eq!(p.oci_os().to_string(), p.os());
