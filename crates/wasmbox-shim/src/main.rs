@@ -3,6 +3,7 @@
 //! Started by containerd with its usual flags; started by itself as `create-helper` (see
 //! [`helper`]) to create a container from a fresh single-threaded process.
 
+mod artifact;
 mod events;
 mod exits;
 mod helper;

@@ -116,6 +116,7 @@ impl Shim for Manager {
         let build = || -> std::io::Result<Service> {
             let events = Events::start(address.clone(), self.namespace.clone(), Some(publisher))?;
             Service::new(&self.namespace, events, self.exit.clone())
+                .map(|s| s.with_containerd(&self.containerd_address))
         };
         match build() {
             Ok(s) => s,

@@ -98,6 +98,8 @@ pub struct Service {
     engine: Result<wasmbox_wasm::engine::Engine, String>,
     cache: Result<CompileCache, String>,
     exit_signal: Arc<ExitSignal>,
+    /// containerd's content store, for Wasm OCI images whose module is a layer.
+    content: Option<crate::artifact::ContentSource>,
 }
 
 fn rpc_error(code: Code, message: impl ToString) -> ttrpc::Error {
@@ -146,7 +148,14 @@ impl Service {
             engine,
             cache,
             exit_signal,
+            content: None,
         })
+    }
+
+    /// Lets Create read wasm layers from containerd at `address` (its gRPC socket).
+    pub fn with_containerd(mut self, address: &str) -> Self {
+        self.content = Some(crate::artifact::ContentSource::new(address, &self.shared.namespace));
+        self
     }
 
     fn lifecycle(&self) -> MutexGuard<'_, ()> {
@@ -154,10 +163,15 @@ impl Service {
     }
 
     /// Compiles (or finds in the cache) the wasm entrypoint of `spec`; None for native ones.
-    fn prepare_wasm(&self, spec: &Spec, rootfs: &Path) -> Result<Option<WasmRequest>, String> {
+    fn prepare_wasm(&self, id: &str, spec: &Spec, rootfs: &Path) -> Result<Option<WasmRequest>, String> {
         let process = spec.process().as_ref().ok_or("the spec has no process")?;
         let args = process.args().as_deref().unwrap_or_default();
-        let arg0 = args.first().ok_or("the spec's process has no args")?;
+        let Some(arg0) = args.first() else {
+            // A Wasm OCI image may leave the entrypoint out: its layer is the program.
+            let wasm = crate::artifact::image_entrypoint(self.content.as_ref(), id, None)?
+                .ok_or("the spec's process has no args")?;
+            return self.compile(wasm).map(Some);
+        };
         let env = process.env().clone().unwrap_or_default();
         let cwd = process.cwd().display().to_string();
         let found = entrypoint::resolve(rootfs, arg0, &env, &cwd).map_err(|e| e.to_string())?;
@@ -174,21 +188,28 @@ impl Service {
                 if from_mount {
                     return Ok(None);
                 }
-                return Err(format!("entrypoint {arg0:?} not found in the container's rootfs"));
+                // Wasm OCI images: the module is a layer of the image, not a file in the rootfs.
+                crate::artifact::image_entrypoint(self.content.as_ref(), id, Some(arg0))?
+                    .ok_or_else(|| format!("entrypoint {arg0:?} not found in the container's rootfs"))?
             }
             Entrypoint::Wasm(w) => w,
         };
+        self.compile(wasm).map(Some)
+    }
+
+    /// Compiles `wasm` into the cache (or finds it there) and describes it for the helper.
+    fn compile(&self, wasm: entrypoint::WasmEntrypoint) -> Result<WasmRequest, String> {
         let engine = self.engine.as_ref().map_err(|e| e.clone())?;
         let cache = self.cache.as_ref().map_err(|e| e.clone())?;
         let artifact = cache
             .get_or_compile(engine, &wasm.wasm, wasm.kind, &wasm.guest_path)
             .map_err(|e| e.to_string())?;
-        Ok(Some(WasmRequest {
+        Ok(WasmRequest {
             artifact,
             component: wasm.kind == FileKind::Component,
             guest_path: wasm.guest_path,
             func: wasm.func,
-        }))
+        })
     }
 
     /// Runs the helper, recompiling once if the cache entry turned out to be unusable.
@@ -211,7 +232,7 @@ impl Service {
                         cache.invalidate(&w.artifact);
                     }
                     Handle::new(&req.root, &req.id).delete().map_err(|e| e.to_string())?;
-                    req.wasm = self.prepare_wasm(spec, rootfs)?;
+                    req.wasm = self.prepare_wasm(&req.id, spec, rootfs)?;
                 }
                 Err(e) => return Err(e.to_string()),
             }
@@ -235,7 +256,7 @@ impl Service {
                 rootfs::unmount(&rootfs);
             }
         };
-        let wasm = match self.prepare_wasm(&spec, &rootfs) {
+        let wasm = match self.prepare_wasm(&req.id, &spec, &rootfs) {
             Ok(w) => w,
             Err(e) => {
                 undo_mount(mounted);
