@@ -18,7 +18,9 @@ export WASMBOX_CI_CACHE ?= /var/cache/wasmbox-ci
 CONTAINERD_1_7 := $(WASMBOX_CI_CACHE)/containerd-trixie
 CONTAINERD_2   := $(WASMBOX_CI_CACHE)/containerd-sid
 
-INTEGRATION := $(CARGO) test --release --no-fail-fast -p wasmbox-integration -- --test-threads=2
+# Every cargo command selects the whole workspace: the same package selection means the same
+# feature set, so Wasmtime and the rest are compiled once and reused by every stage.
+INTEGRATION := $(CARGO) test --release --workspace --no-fail-fast --test '*' -- --test-threads=2
 
 .PHONY: all deps root build demo test unit-test \
         integration-1.6 integration-1.7 integration-2 bench install clean
@@ -32,11 +34,10 @@ root:
 	@test "$$(id -u)" -eq 0 || { echo "this target needs root: it starts containerd and containers" >&2; exit 1; }
 
 build:
-	$(CARGO) build --release -p wasmbox-shim
+	$(CARGO) build --release --workspace --bins
 	$(CARGO) test --release --workspace --no-run
 
 demo: root deps build
-	$(CARGO) build --release -p wasmbox-integration --bin wasmbox-demo
 	target/release/wasmbox-demo
 
 test: root deps build unit-test integration-1.6 integration-1.7 integration-2
@@ -44,7 +45,8 @@ test: root deps build unit-test integration-1.6 integration-1.7 integration-2
 
 unit-test:
 	@echo "=== unit tests ==="
-	$(CARGO) test --release --workspace --exclude wasmbox-integration
+	$(CARGO) test --release --workspace --lib --bins
+	$(CARGO) test --release --workspace --doc
 
 # $(call header,LABEL,DIR): one clear line naming the containerd under test.
 header = @echo; echo "=== integration tests: containerd $(1): $$($(2)/containerd --version) ==="
