@@ -17,6 +17,10 @@ SHIM   := target/release/containerd-shim-wasmbox-v1
 export WASMBOX_CI_CACHE ?= /var/cache/wasmbox-ci
 CONTAINERD_1_7 := $(WASMBOX_CI_CACHE)/containerd-trixie
 CONTAINERD_2   := $(WASMBOX_CI_CACHE)/containerd-sid
+# oras (Debian sid) for the Wasm artifact round trip of the integration suite, unpacked the same
+# private way (test/scripts/fetch-debian-package.sh); the tests find it through WASMBOX_ORAS.
+ORAS_DIR := $(WASMBOX_CI_CACHE)/oras-sid
+export WASMBOX_ORAS ?= $(ORAS_DIR)/usr/bin/oras
 
 # Every cargo command selects the whole workspace: the same package selection means the same
 # feature set, so Wasmtime and the rest are compiled once and reused by every stage.
@@ -64,6 +68,12 @@ integration-2:
 	test/scripts/fetch-containerd.sh sid $(CONTAINERD_2)
 	$(call header,2.x (Debian sid),$(CONTAINERD_2)/usr/bin)
 	WASMBOX_CONTAINERD_DIR=$(CONTAINERD_2)/usr/bin $(INTEGRATION)
+
+.PHONY: oras
+oras:
+	test/scripts/fetch-debian-package.sh sid oras $(ORAS_DIR) oras
+
+integration-1.6 integration-1.7 integration-2: oras
 
 bench:
 	@if [ -x bench/run.sh ]; then $(MAKE) build && bench/run.sh; else echo "bench: not yet (bench/run.sh does not exist)"; fi

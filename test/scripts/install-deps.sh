@@ -15,6 +15,9 @@ packages=(
     clang lld wasi-libc libclang-rt-dev-wasm32
     # tests and fetch-containerd.sh
     iproute2 git ca-certificates curl
+    # the private registry of the image round-trip tests (run on 127.0.0.1 with their own
+    # config; on a systemd host the package also enables a registry service on :5000)
+    docker-registry
 )
 
 installed() {

@@ -6,6 +6,8 @@
 //!   (default `/usr/bin`).
 //! - `WASMBOX_SHIM_DIR`: directory with `containerd-shim-wasmbox-v1`
 //!   (default `<workspace>/target/release`); first on containerd's PATH.
+//! - `WASMBOX_CLI`: the `wasmbox` tool (default `<shim dir>/wasmbox`); `WASMBOX_ORAS`: `oras`
+//!   (default `$WASMBOX_CI_CACHE/oras-sid/usr/bin/oras`); `WASMBOX_REGISTRY`: `docker-registry`.
 //! - `WASMBOX_SKIP_INTEGRATION=1`: tests print a skip line and pass (they also skip when not root).
 
 pub mod cgroups;
@@ -20,9 +22,11 @@ pub mod leftovers;
 pub mod mounts;
 pub mod poll;
 pub mod process;
+pub mod registry;
 pub mod settings;
 pub mod shim_socket;
 pub mod suite;
+pub mod tools;
 
 pub use containerd::{Containerd, FixtureOptions};
 pub use ctr::{RunOutput, RunSpec, TaskInfo};
