@@ -109,8 +109,22 @@ pub fn image_entrypoint(
     let Some(source) = source else {
         return Ok(None);
     };
-    let Some(found) = source.wasm_of_container(id).map_err(|e| e.to_string())? else {
-        return Ok(None);
+    let found = match source.wasm_of_container(id) {
+        Ok(Some(found)) => found,
+        Ok(None) => return Ok(None),
+        // Not knowing whether the image has wasm layers, say first what is certain.
+        Err(e @ (ArtifactError::Connect { .. } | ArtifactError::Containerd { .. } | ArtifactError::Timeout(_))) => {
+            return Err(match arg0 {
+                Some(a) => format!(
+                    "entrypoint {a:?} not found in the container's rootfs, and its image could not be checked \
+                     for wasm layers: {e}"
+                ),
+                None => {
+                    format!("the spec's process has no args, and its image could not be checked for wasm layers: {e}")
+                }
+            });
+        }
+        Err(e) => return Err(e.to_string()),
     };
     let (guest_path, func) = match arg0 {
         Some(a) => match a.rsplit_once('#') {
