@@ -296,6 +296,35 @@ fn wasm_layer_component_runs() {
 }
 
 #[test]
+fn wasm_layer_image_for_linux_amd64_needs_no_platform_flags() {
+    require_integration!();
+    let version = version();
+    if !version.stores_wasm_layers() {
+        eprintln!("SKIP: containerd {version} cannot store wasm layers ({OLD_CONTAINERD_REFUSAL})");
+        return;
+    }
+    let containerd = start();
+    let reference = ids::image_ref("wasm-amd64");
+    let app = app_file(&containerd, "hello.wasm", &guests::hello().unwrap());
+    // For clients that only pull and run the host's platform (ctr without --platform, CRI).
+    let tar = build(
+        &containerd,
+        "wasm",
+        &reference,
+        &app,
+        &["--platform", "linux/amd64"],
+    );
+    containerd.import(&tar).unwrap();
+    let id = ids::container_id("wasm-amd64");
+
+    let out = containerd.run_rm(&reference, &id, &[]).unwrap();
+
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, "hello from wasm\n");
+    assert_clean(&containerd, &id);
+}
+
+#[test]
 fn cncf_artifact_round_trips_with_oras() {
     require_integration!();
     let containerd = start();
