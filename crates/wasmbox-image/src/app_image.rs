@@ -83,7 +83,7 @@ impl AppImageOptions {
 
     fn check(&self) -> Result<()> {
         for var in &self.env {
-            if !var.split_once('=').is_some_and(|(k, _)| !k.is_empty()) {
+            if var.split_once('=').is_none_or(|(k, _)| k.is_empty()) {
                 return Err(ImageError::InvalidOption(format!(
                     "env {var:?} is not KEY=value"
                 )));
