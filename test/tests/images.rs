@@ -307,12 +307,18 @@ fn wasm_layer_image_for_linux_amd64_needs_no_platform_flags() {
     let reference = ids::image_ref("wasm-amd64");
     let app = app_file(&containerd, "hello.wasm", &guests::hello().unwrap());
     // For clients that only pull and run the host's platform (ctr without --platform, CRI).
+    // `#_start` names the export to call, as `path#func` does for files.
     let tar = build(
         &containerd,
         "wasm",
         &reference,
         &app,
-        &["--platform", "linux/amd64"],
+        &[
+            "--platform",
+            "linux/amd64",
+            "--entrypoint",
+            "/greeter.wasm#_start",
+        ],
     );
     containerd.import(&tar).unwrap();
     let id = ids::container_id("wasm-amd64");

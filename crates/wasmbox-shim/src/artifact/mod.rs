@@ -126,17 +126,40 @@ pub fn image_entrypoint(
         }
         Err(e) => return Err(e.to_string()),
     };
-    let (guest_path, func) = match arg0 {
-        Some(a) => match a.rsplit_once('#') {
-            Some((path, func)) if !path.is_empty() && !func.is_empty() => (path.to_string(), Some(func.to_string())),
-            _ => (a.to_string(), None),
-        },
-        None => (format!("/{}", found.title.as_deref().unwrap_or("app.wasm")), None),
-    };
+    let (guest_path, func) = argv0_and_func(arg0, found.title.as_deref());
     Ok(Some(wasmbox_wasm::entrypoint::WasmEntrypoint {
         guest_path,
         func,
         kind: found.kind,
         wasm: found.wasm,
     }))
+}
+
+/// The guest's argv[0] and the export to call: `args[0]` split at its last `#` (there is no
+/// file whose name could contain one), else `/` plus the layer's title.
+fn argv0_and_func(arg0: Option<&str>, title: Option<&str>) -> (String, Option<String>) {
+    match arg0 {
+        Some(a) => match a.rsplit_once('#') {
+            Some((path, func)) if !path.is_empty() && !func.is_empty() => (path.to_string(), Some(func.to_string())),
+            _ => (a.to_string(), None),
+        },
+        None => (format!("/{}", title.unwrap_or("app.wasm")), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv0_comes_from_args_or_the_layer_title() {
+        assert_eq!(argv0_and_func(Some("/app.wasm"), None), ("/app.wasm".into(), None));
+        assert_eq!(
+            argv0_and_func(Some("/app.wasm#run"), Some("x.wasm")),
+            ("/app.wasm".into(), Some("run".into()))
+        );
+        assert_eq!(argv0_and_func(Some("name#"), None), ("name#".into(), None));
+        assert_eq!(argv0_and_func(None, Some("hello.wasm")), ("/hello.wasm".into(), None));
+        assert_eq!(argv0_and_func(None, None), ("/app.wasm".into(), None));
+    }
 }
