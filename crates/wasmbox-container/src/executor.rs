@@ -80,6 +80,8 @@ impl Executor for WasmboxExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
         if let Some(w) = &self.wasm {
             let sandbox = SandboxSpec::from_spec(spec, &w.argv0).map_err(|e| ExecutorError::Other(e.to_string()))?;
+            // `ps` shows the guest's command line, as it would a native process's.
+            crate::proctitle::set(&sandbox.args.join(" "));
             let status = wasmbox_wasm::run::run(&w.program, &sandbox);
             std::process::exit(status);
         }

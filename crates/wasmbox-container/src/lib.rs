@@ -13,5 +13,6 @@ pub mod create;
 pub mod error;
 pub mod executor;
 pub mod lifecycle;
+pub mod proctitle;
 
 pub use error::ContainerError;

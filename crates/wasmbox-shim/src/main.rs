@@ -21,7 +21,17 @@ use containerd_shim::Config;
 /// The runtime name containerd knows this shim by.
 pub const RUNTIME_ID: &str = "io.containerd.wasmbox.v1";
 
+/// True for the long-lived serving process (containerd-shim's `spawn` passes `-socket`; the
+/// `start` and `delete` actions don't).
+fn is_serving() -> bool {
+    std::env::args().any(|a| a == "-socket" || a == "--socket")
+}
+
 fn main() {
+    // One malloc arena for all threads: a shim's threads mostly sleep, and each extra arena
+    // costs an idle container a few hundred KiB.
+    // SAFETY: mallopt only changes allocator tuning; nothing has allocated from arenas yet.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     let mut args = std::env::args();
     if args.nth(1).as_deref() == Some(helper::HELPER_ARG) {
         let request = args.next().unwrap_or_default();
@@ -30,6 +40,10 @@ fn main() {
     if std::env::args().any(|a| a == "-v" || a == "--version") {
         println!("{RUNTIME_ID} {}", env!("CARGO_PKG_VERSION"));
         return;
+    }
+    if is_serving() {
+        // Before containerd-shim starts any thread.
+        helper::zygote::start();
     }
     // The serving process sets up its own log (see `logging`).
     let config = Config {

@@ -43,6 +43,14 @@ pub fn grouping(id: &str, bundle: &Path) -> String {
         .unwrap_or_else(|| id.to_string())
 }
 
+/// True when the bundle's container belongs to a pod (its shim will serve more containers).
+pub fn in_pod(bundle: &Path) -> bool {
+    let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).ok();
+    spec.as_ref()
+        .and_then(|s| s.annotations().as_ref())
+        .is_some_and(|a| a.contains_key(SANDBOX_ID_ANNOTATION))
+}
+
 impl Shim for Manager {
     type T = Service;
 

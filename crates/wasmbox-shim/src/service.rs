@@ -336,6 +336,11 @@ impl Task for Service {
             .do_create(&req)
             .map_err(|e| rpc_error(Code::INVALID_ARGUMENT, format!("create {}: {e}", req.id)))?;
         let bundle = PathBuf::from(&req.bundle);
+        if !crate::manager::in_pod(&bundle) {
+            if let Some(z) = crate::helper::zygote::get() {
+                z.retire();
+            }
+        }
         {
             let mut tasks = self.shared.tasks();
             let mut state = TaskState::new(&req.id, bundle.clone(), pid);

@@ -3,10 +3,11 @@
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use wasmbox_container::create::{create, CreateRequest as ContainerRequest};
 use wasmbox_container::executor::{WasmWorkload, WasmboxExecutor};
+use wasmbox_wasm::engine::Engine;
 use wasmbox_wasm::kind::FileKind;
 use wasmbox_wasm::program::Program;
 use wasmbox_wasm::WasmError;
@@ -52,6 +53,18 @@ fn init_logger() {
     if log::set_logger(logger).is_ok() {
         log::set_max_level(log::LevelFilter::Info);
     }
+}
+
+/// The engine helpers load programs into. Made once in the zygote (see [`preload`]) so every
+/// helper forked from it, and every init, shares it; an exec'd helper makes its own.
+fn engine() -> &'static Result<Engine, String> {
+    static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
+    ENGINE.get_or_init(|| wasmbox_wasm::engine::new_engine().map_err(|e| e.to_string()))
+}
+
+/// Does the per-shim startup work before the zygote forks helpers.
+pub fn preload() {
+    let _ = engine();
 }
 
 fn answer(a: &Answer) {
@@ -110,9 +123,9 @@ fn run(request_json: &str) -> Result<i32, (String, bool)> {
     let executor = match &req.wasm {
         None => WasmboxExecutor::native(),
         Some(w) => {
-            let engine = wasmbox_wasm::engine::new_engine().map_err(|e| fail(e.to_string()))?;
+            let engine = engine().as_ref().map_err(|e| fail(e.clone()))?;
             let kind = if w.component { FileKind::Component } else { FileKind::Module };
-            let program = Program::load(&engine, &w.artifact, kind, &w.guest_path, w.func.as_deref())
+            let program = Program::load(engine, &w.artifact, kind, &w.guest_path, w.func.as_deref())
                 .map_err(|e| (chain(&e), matches!(e, WasmError::CacheEntry { .. })))?;
             WasmboxExecutor::wasm(WasmWorkload {
                 program,

@@ -9,11 +9,14 @@
 //!
 //! - [`request`]: what the shim asks for and what the helper answers (JSON).
 //! - [`child`]: the helper's side (`containerd-shim-wasmbox-v1 create-helper REQUEST`).
-//! - [`parent`]: the shim's side: spawn, collect the answer, forward its log.
+//! - [`parent`]: the shim's side: start, collect the answer, forward its log.
+//! - [`zygote`]: forks helpers from a single-threaded early fork of the shim, so they (and the
+//!   containers' init processes) share the shim's loaded binary and engine.
 
 pub mod child;
 pub mod parent;
 pub mod request;
+pub mod zygote;
 
 /// argv[1] that selects the helper.
 pub const HELPER_ARG: &str = "create-helper";
