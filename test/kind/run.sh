@@ -15,11 +15,10 @@
 #     says "hello from wasm";
 #  5. deletes the cluster (trap), whatever happened.
 #
-# IMAGE_TAR: the demo image. Without it the script builds one with
-#   target/release/wasmbox-demo --image-only OUT.tar
-# (NOTE: that flag is assumed to exist in wasmbox-demo: write the demo's compat image as an OCI
-# layout tar and exit.) IMAGE_REF: the image's name, default: the `io.containerd.image.name`
-# annotation in the tar's index.json.
+# IMAGE_TAR: the demo image. Without it the script builds one from test/guests/hello.wat with
+#   wasmbox image build --format compat -t docker.io/library/wasmbox-demo:kind -o OUT.tar
+# IMAGE_REF: the image's name, default: the `io.containerd.image.name` annotation in the tar's
+# index.json.
 # Env: KIND_CLUSTER (default wasmbox-e2e), KIND_NODE_IMAGE (kind's default node image if unset),
 #      TIMEOUT (seconds for the pod to finish, default 120).
 set -euo pipefail
@@ -64,9 +63,10 @@ docker rm "$cid" >/dev/null
 image_tar=${1:-}
 if [ -z "$image_tar" ]; then
     echo "--- building the demo image"
-    cargo build --release -p wasmbox-integration --bin wasmbox-demo
+    cargo build --release --workspace --bins
     image_tar=$work/demo-image.tar
-    target/release/wasmbox-demo --image-only "$image_tar"
+    target/release/wasmbox image build --format compat -t docker.io/library/wasmbox-demo:kind \
+        --entrypoint /hello.wasm -o "$image_tar" test/guests/hello.wat
 fi
 image_ref=${2:-$(tar -xOf "$image_tar" index.json \
     | grep -o '"io.containerd.image.name"[[:space:]]*:[[:space:]]*"[^"]*"' | head -n 1 \
