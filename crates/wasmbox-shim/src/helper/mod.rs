@@ -1,9 +1,9 @@
-//! The `create` helper: a short-lived, single-threaded re-exec of the shim binary that creates
-//! one container, like `runc create`.
+//! The `create` helper: a short-lived, single-threaded process that creates one container, like
+//! `runc create`. It is forked by the [`zygote`], or, without one, exec'd from the shim binary.
 //!
 //! Why: libcontainer clones the container's init from its caller without exec, and the shim
 //! is multi-threaded (ttrpc, stdio, events); cloning it could leave the child holding a lock
-//! another thread owned. The helper is a fresh process with one thread. It also loads the
+//! another thread owned. The helper has one thread and a clean state. It also loads the
 //! compiled wasm before creating the container, so the init starts with the program in
 //! memory (copy-on-write, code pages shared through the page cache).
 //!
