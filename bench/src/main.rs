@@ -1,0 +1,302 @@
+//! `make bench`: wasmbox against runc on one private containerd, in one session.
+//!
+//! Cold start of a tiny hello, starts of a large WASI program with an empty and a warm compile
+//! cache, many concurrent starts, and the memory, processes and threads of idle containers.
+//! Every figure is a median with min-max over interleaved runs and a ratio to its baseline
+//! from the same session. Writes a Markdown table to stdout, and JSON and PNG files.
+
+mod chart;
+mod guests;
+mod interrupt;
+mod load;
+mod meta;
+mod options;
+mod phases;
+mod procfs;
+mod report;
+mod results;
+mod runner;
+mod scenarios;
+mod stats;
+mod subjects;
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use wasmbox_integration::settings::{self, WASMBOX_SHIM_BINARY};
+use wasmbox_integration::Containerd;
+
+use crate::options::{Options, USAGE};
+use crate::results::{CompareSeries, Concurrent, Large, Results};
+use crate::scenarios::{concurrent, density, first_start, starts};
+use crate::subjects::{LargeProgram, Subjects};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(phases::PROBE_FLAG) {
+        return match phases::probe_main(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("wasmbox-bench probe: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let options = match Options::parse(std::env::args().skip(1)) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("wasmbox-bench: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wasmbox-bench: FAILED: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(o: &Options) -> Result<()> {
+    preflight(o)?;
+    interrupt::install()?;
+    let shim_source = meta::shim_source();
+    std::fs::create_dir_all(&o.out_dir)
+        .with_context(|| format!("creating {}", o.out_dir.display()))?;
+
+    step("building the guests (bench/guests/*.c for wasm32-wasi and static native)");
+    let guests = guests::Guests::build()?;
+    let large = o
+        .large
+        .as_deref()
+        .map(|p| LargeProgram::load(p, &o.large_args))
+        .transpose()?;
+    if large.is_none() {
+        eprintln!("no --large program given: skipping the large-program figures");
+    }
+
+    step("waiting for a quiet machine");
+    let load = load::wait_for_quiet(o.max_load, o.load_wait)?;
+    eprintln!("    load average {:?}", load.load_at_start);
+
+    step("starting a private containerd");
+    let containerd = Containerd::start()?;
+    eprintln!(
+        "    {} (log {})",
+        containerd.address().display(),
+        containerd.paths().log.display()
+    );
+    let results = measure(o, &containerd, &guests, large.as_ref(), load, shim_source);
+    // Measurements end with the fixture: its Drop deletes whatever is still there.
+    let leftovers = results
+        .as_ref()
+        .map(|_| meta::leftovers(&containerd))
+        .unwrap_or_default();
+    drop(containerd);
+    let results = results?;
+    if !leftovers.is_empty() {
+        eprintln!(
+            "WARNING: left behind after the runs (removed by force):\n  {}",
+            leftovers.join("\n  ")
+        );
+    }
+
+    let json = o.out_dir.join("bench.json");
+    let png = o.out_dir.join("bench.png");
+    let table = report::table(&results);
+    let phases = report::phases(&results);
+    let anatomy = report::anatomy(&results);
+    let text = format!("{table}\n{phases}\n{anatomy}");
+    std::fs::write(&json, serde_json::to_vec_pretty(&results)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    std::fs::write(o.out_dir.join("bench.md"), &text)?;
+    chart::draw(&results, &o.font, &png)?;
+    println!("\n{text}");
+    println!(
+        "load average at start {:.2} (waited {:.0}s), at end {:.2}",
+        results.meta.load.load_at_start[0], results.meta.load.waited_s, results.meta.load_at_end[0]
+    );
+    println!("shim built from {}", results.meta.shim_source);
+    println!(
+        "raw numbers: {}\nchart:       {}",
+        json.display(),
+        png.display()
+    );
+    Ok(())
+}
+
+fn measure(
+    o: &Options,
+    containerd: &Containerd,
+    guests: &guests::Guests,
+    large: Option<&LargeProgram>,
+    load: load::LoadWait,
+    shim_source: String,
+) -> Result<Results> {
+    step("importing the images");
+    let s = Subjects::import(containerd, guests, large)?;
+
+    step(&format!(
+        "cold start: {} interleaved ctr run --rm each",
+        o.runs
+    ));
+    let mut subjects = vec![&s.hello_wasm, &s.hello_runc];
+    subjects.extend(s.large.as_ref());
+    let series = starts::interleaved(containerd, &subjects, o.runs)?;
+    let cold_start = CompareSeries {
+        wasm: series[0].clone(),
+        runc: series[1].clone(),
+    };
+
+    step(&format!(
+        "phases of a warm wasm start, {} probe processes each",
+        o.phase_runs
+    ));
+    let phases = probe_phases(o, containerd, guests, large)?;
+
+    let large = match (&s.large, large) {
+        (Some(subject), Some(program)) => {
+            step(&format!(
+                "{}: {} starts with an empty compile cache",
+                program.name, o.first_runs
+            ));
+            let first = first_start::first_starts(containerd, subject, o.first_runs)?;
+            Some(Large {
+                program: program.name.clone(),
+                wasm_bytes: program.bytes.len(),
+                sha256: wasmbox_wasm::cache::sha256_hex(&program.bytes),
+                args: program.args.clone(),
+                first,
+                later: series[2].clone(),
+            })
+        }
+        _ => None,
+    };
+
+    step(&format!(
+        "{} concurrent starts, {} rounds per runtime",
+        o.concurrent, o.concurrent_rounds
+    ));
+    let c = concurrent::concurrent(
+        containerd,
+        &[&s.hello_wasm, &s.hello_runc],
+        o.concurrent,
+        o.concurrent_rounds,
+    )?;
+    let concurrent = Concurrent {
+        n: o.concurrent,
+        starts: CompareSeries {
+            wasm: c[0].clone(),
+            runc: c[1].clone(),
+        },
+    };
+
+    let mut density_runs = Vec::new();
+    let mut anatomy = Vec::new();
+    for &n in &o.densities {
+        for round in 0..o.density_rounds {
+            for subject in [&s.idle_wasm, &s.idle_runc] {
+                interrupt::check()?;
+                step(&format!(
+                    "density: {n} idle {}, round {}/{}",
+                    subject.label,
+                    round + 1,
+                    o.density_rounds
+                ));
+                let (run, a) = density::measure(containerd, subject, n, round, o.settle)?;
+                eprintln!(
+                    "    per container: PSS {:.0} KiB, MemAvailable drop {:.0} KiB, {} processes, {} threads",
+                    run.pss_kib_per_container,
+                    run.mem_available_drop_kib_per_container,
+                    run.processes_per_container,
+                    run.threads_per_container
+                );
+                if !anatomy
+                    .iter()
+                    .any(|x: &density::Anatomy| x.subject == a.subject)
+                {
+                    anatomy.push(a);
+                }
+                density_runs.push(run);
+            }
+        }
+    }
+
+    Ok(Results {
+        meta: meta::collect(o, load, shim_source)?,
+        cold_start,
+        large,
+        concurrent,
+        density: density_runs,
+        anatomy,
+        phases,
+    })
+}
+
+/// Step timings for the hello and the large program, on the artifacts the cold-start runs
+/// left in the fixture's compile cache (so before the first-start runs empty it).
+fn probe_phases(
+    o: &Options,
+    containerd: &Containerd,
+    guests: &guests::Guests,
+    large: Option<&LargeProgram>,
+) -> Result<Vec<phases::Phases>> {
+    let rootfs = tempfile::Builder::new()
+        .prefix("wbx-bench-rootfs-")
+        .tempdir()?;
+    let mut wasms = vec![(
+        "hello-wasm",
+        "hello.wasm".to_string(),
+        guests.hello.wasm.as_slice(),
+        Vec::new(),
+    )];
+    if let Some(l) = large {
+        wasms.push((
+            "large-wasm",
+            l.name.clone(),
+            l.bytes.as_slice(),
+            l.args.clone(),
+        ));
+    }
+    let mut out = Vec::new();
+    for (label, file, bytes, args) in wasms {
+        interrupt::check()?;
+        std::fs::write(rootfs.path().join(&file), bytes)?;
+        let guest_path = format!("/{file}");
+        out.push(phases::measure(
+            label,
+            rootfs.path(),
+            &guest_path,
+            &args,
+            &containerd.paths().cache,
+            o.phase_runs,
+        )?);
+    }
+    Ok(out)
+}
+
+fn preflight(o: &Options) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the bench starts containerd and containers: run it as root");
+    }
+    let shim = settings::shim_dir().join(WASMBOX_SHIM_BINARY);
+    if !shim.is_file() {
+        bail!("{} not found: run `make build` first", shim.display());
+    }
+    if !o.font.is_file() {
+        bail!(
+            "font {} not found (apt-get install fonts-dejavu-core, or pass --font)",
+            o.font.display()
+        );
+    }
+    Ok(())
+}
+
+fn step(what: &str) {
+    eprintln!("==> {what}");
+}

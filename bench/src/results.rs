@@ -1,0 +1,191 @@
+//! Everything one bench run measured, as written to the JSON file, and the comparisons the
+//! table and the chart show.
+
+use serde::Serialize;
+
+use crate::load::LoadWait;
+use crate::phases::Phases;
+use crate::scenarios::density::{Anatomy, DensityRun};
+use crate::stats::{Series, Summary};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    pub meta: Meta,
+    pub cold_start: CompareSeries,
+    pub large: Option<Large>,
+    pub concurrent: Concurrent,
+    pub density: Vec<DensityRun>,
+    pub anatomy: Vec<Anatomy>,
+    pub phases: Vec<Phases>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Meta {
+    pub command: String,
+    pub unix_time: u64,
+    pub kernel: String,
+    pub cpu: String,
+    pub cores: usize,
+    pub containerd: String,
+    pub runc: String,
+    pub shim_source: String,
+    pub load: LoadWait,
+    pub load_at_end: [f64; 3],
+    pub runs: usize,
+}
+
+/// A wasm subject and its runc baseline, measured interleaved.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareSeries {
+    pub wasm: Series,
+    pub runc: Series,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Large {
+    pub program: String,
+    pub wasm_bytes: usize,
+    pub sha256: String,
+    pub args: Vec<String>,
+    /// Empty compile cache before each run.
+    pub first: Series,
+    /// Cache warm; interleaved with the hello runs of `cold_start`.
+    pub later: Series,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Concurrent {
+    pub n: usize,
+    pub starts: CompareSeries,
+}
+
+/// One line of the comparison: a figure, its baseline and the target on their ratio.
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    pub figure: String,
+    /// A few words for the chart's ratio panel.
+    pub short: String,
+    pub unit: &'static str,
+    pub value: Summary,
+    pub baseline_name: String,
+    pub baseline: Option<Summary>,
+    /// The ratio value/baseline must be at most this.
+    pub target: Option<f64>,
+}
+
+impl Comparison {
+    pub fn ratio(&self) -> Option<f64> {
+        self.baseline.map(|b| self.value.ratio_to(&b))
+    }
+
+    pub fn passes(&self) -> Option<bool> {
+        Some(crate::stats::meets(self.ratio()?, self.target?))
+    }
+}
+
+pub const KIB_PER_MIB: f64 = 1024.0;
+
+impl Results {
+    /// Subject labels of the density runs, wasm first, in the order measured.
+    pub fn density_subjects(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for r in &self.density {
+            if !out.contains(&r.subject) {
+                out.push(r.subject.clone());
+            }
+        }
+        out
+    }
+
+    pub fn densities(&self) -> Vec<usize> {
+        let mut out: Vec<usize> = self.density.iter().map(|r| r.n).collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// `f` of every round of `subject` at density `n`, as a series.
+    pub fn density_series(
+        &self,
+        subject: &str,
+        n: usize,
+        unit: &'static str,
+        f: impl Fn(&DensityRun) -> f64,
+    ) -> Series {
+        let samples = self
+            .density
+            .iter()
+            .filter(|r| r.subject == subject && r.n == n)
+            .map(f)
+            .collect();
+        Series::new(unit, samples)
+    }
+
+    /// Every comparison of the targets and the informational ones, in table order.
+    pub fn comparisons(&self) -> Vec<Comparison> {
+        let mut rows = vec![Comparison {
+            figure: "cold start: ctr run --rm hello".into(),
+            short: "cold start".into(),
+            unit: "ms",
+            value: self.cold_start.wasm.summary,
+            baseline_name: "runc static hello".into(),
+            baseline: Some(self.cold_start.runc.summary),
+            target: Some(0.8),
+        }];
+        if let Some(l) = &self.large {
+            rows.push(Comparison {
+                figure: format!("{}: later start (cache warm)", l.program),
+                short: "large: later vs hello".into(),
+                unit: "ms",
+                value: l.later.summary,
+                baseline_name: "wasm hello".into(),
+                baseline: Some(self.cold_start.wasm.summary),
+                target: Some(1.5),
+            });
+            rows.push(Comparison {
+                figure: format!("{}: first start (cache empty)", l.program),
+                short: "large: first vs later".into(),
+                unit: "ms",
+                value: l.first.summary,
+                baseline_name: "its later start".into(),
+                baseline: Some(l.later.summary),
+                target: None,
+            });
+        }
+        rows.push(Comparison {
+            figure: format!("{} concurrent starts, total wall", self.concurrent.n),
+            short: format!("{} concurrent starts", self.concurrent.n),
+            unit: "s",
+            value: self.concurrent.starts.wasm.summary,
+            baseline_name: "runc".into(),
+            baseline: Some(self.concurrent.starts.runc.summary),
+            target: Some(1.0),
+        });
+        let subjects = self.density_subjects();
+        if let [wasm, runc, ..] = subjects.as_slice() {
+            for n in self.densities() {
+                let mib = |r: &DensityRun| r.pss_kib_per_container / KIB_PER_MIB;
+                rows.push(Comparison {
+                    figure: format!("PSS per idle container, N={n}"),
+                    short: format!("PSS N={n}"),
+                    unit: "MiB",
+                    value: self.density_series(wasm, n, "MiB", mib).summary,
+                    baseline_name: "runc".into(),
+                    baseline: Some(self.density_series(runc, n, "MiB", mib).summary),
+                    target: Some(1.0),
+                });
+                let drop = |r: &DensityRun| r.mem_available_drop_kib_per_container / KIB_PER_MIB;
+                rows.push(Comparison {
+                    figure: format!("MemAvailable drop per container, N={n}"),
+                    short: format!("MemAvailable N={n}"),
+                    unit: "MiB",
+                    value: self.density_series(wasm, n, "MiB", drop).summary,
+                    baseline_name: "runc".into(),
+                    baseline: Some(self.density_series(runc, n, "MiB", drop).summary),
+                    target: None,
+                });
+            }
+        }
+        rows
+    }
+}

@@ -1,0 +1,6 @@
+//! The measurements, one module each.
+
+pub mod concurrent;
+pub mod density;
+pub mod first_start;
+pub mod starts;

@@ -1,0 +1,162 @@
+//! What the bench runs: each subject is an imported image plus the runtime that runs it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use wasmbox_integration::image::compat_image_at;
+use wasmbox_integration::settings::{RUNC_RUNTIME, WASMBOX_RUNTIME};
+use wasmbox_integration::{Containerd, RunSpec};
+
+use crate::guests::Guests;
+
+/// One image run by one runtime.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    /// Short name used in tables, ids and the JSON.
+    pub label: String,
+    pub image: String,
+    pub runtime: &'static str,
+    /// Replace the image's entrypoint (ctr 1.6 replaces the whole argv); empty keeps it.
+    pub args: Vec<String>,
+    /// What stdout must contain for a run to count; empty accepts any output.
+    pub expect: String,
+    pub timeout: Duration,
+}
+
+impl Subject {
+    pub fn spec(&self, id: &str) -> RunSpec {
+        RunSpec::new(&self.image, id)
+            .runtime(self.runtime)
+            .args(&self.args)
+            .timeout(self.timeout)
+    }
+}
+
+/// The large WASI program, read from the file run.sh fetched.
+pub struct LargeProgram {
+    pub name: String,
+    pub bytes: Vec<u8>,
+    pub args: Vec<String>,
+}
+
+impl LargeProgram {
+    pub fn load(path: &Path, args: &[String]) -> Result<Self> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("large.wasm")
+            .to_string();
+        Ok(Self {
+            name,
+            bytes,
+            args: args.to_vec(),
+        })
+    }
+}
+
+/// Every subject of the bench, imported into the fixture's containerd.
+pub struct Subjects {
+    pub hello_wasm: Subject,
+    pub hello_runc: Subject,
+    pub idle_wasm: Subject,
+    pub idle_runc: Subject,
+    pub large: Option<Subject>,
+}
+
+/// A default start takes well under a second; the limit only catches a hung run.
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+/// A start of the large program with an empty cache compiles tens of MB of wasm on 2 cores.
+const COMPILE_RUN_TIMEOUT: Duration = Duration::from_secs(1800);
+
+impl Subjects {
+    pub fn import(
+        containerd: &Containerd,
+        guests: &Guests,
+        large: Option<&LargeProgram>,
+    ) -> Result<Self> {
+        let hello = "hello from the bench";
+        let hello_wasm = import(
+            containerd,
+            "hello-wasm",
+            "/hello.wasm",
+            &guests.hello.wasm,
+            WASMBOX_RUNTIME,
+            hello,
+        )?;
+        let hello_runc = import(
+            containerd,
+            "hello-runc",
+            "/hello",
+            &guests.hello.native,
+            RUNC_RUNTIME,
+            hello,
+        )?;
+        let idle_wasm = import(
+            containerd,
+            "idle-wasm",
+            "/idle.wasm",
+            &guests.idle.wasm,
+            WASMBOX_RUNTIME,
+            "",
+        )?;
+        let idle_runc = import(
+            containerd,
+            "idle-runc",
+            "/idle",
+            &guests.idle.native,
+            RUNC_RUNTIME,
+            "",
+        )?;
+        let large = match large {
+            None => None,
+            Some(p) => {
+                let path = format!("/{}", p.name);
+                let mut s = import(
+                    containerd,
+                    "large-wasm",
+                    &path,
+                    &p.bytes,
+                    WASMBOX_RUNTIME,
+                    "",
+                )?;
+                s.args = std::iter::once(path)
+                    .chain(p.args.iter().cloned())
+                    .collect();
+                s.timeout = COMPILE_RUN_TIMEOUT;
+                Some(s)
+            }
+        };
+        Ok(Self {
+            hello_wasm,
+            hello_runc,
+            idle_wasm,
+            idle_runc,
+            large,
+        })
+    }
+}
+
+/// Imports `bytes` as the entrypoint `path` of image `wasmbox-bench-<label>`.
+fn import(
+    containerd: &Containerd,
+    label: &str,
+    path: &str,
+    bytes: &[u8],
+    runtime: &'static str,
+    expect: &str,
+) -> Result<Subject> {
+    let reference = format!("docker.io/library/wasmbox-bench-{label}:latest");
+    let image = containerd
+        .import_image(compat_image_at(&reference, path, bytes))
+        .with_context(|| format!("importing {reference}"))?;
+    Ok(Subject {
+        label: label.to_string(),
+        image,
+        runtime,
+        args: Vec::new(),
+        expect: expect.to_string(),
+        timeout: RUN_TIMEOUT,
+    })
+}
