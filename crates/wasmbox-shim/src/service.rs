@@ -198,11 +198,11 @@ impl Service {
     }
 
     /// Compiles `wasm` into the cache (or finds it there) and describes it for the helper.
-    fn compile(&self, wasm: entrypoint::WasmEntrypoint) -> Result<WasmRequest, String> {
+    fn compile(&self, mut wasm: entrypoint::WasmEntrypoint) -> Result<WasmRequest, String> {
         let engine = self.engine.as_ref().map_err(|e| e.clone())?;
         let cache = self.cache.as_ref().map_err(|e| e.clone())?;
         let artifact = cache
-            .get_or_compile(engine, &wasm.wasm, wasm.kind, &wasm.guest_path)
+            .get_or_compile_entrypoint(engine, &mut wasm)
             .map_err(|e| e.to_string())?;
         Ok(WasmRequest {
             artifact,

@@ -7,8 +7,8 @@
 //! shared by every container through the page cache. Nothing an image supplies is ever loaded
 //! as machine code: the key is computed from the wasm we compiled ourselves.
 //!
-//! Each artifact has a sidecar (`.sum`: length and CRC-32 of the artifact) checked before the
-//! first use by a shim process; an entry that fails it, or that Wasmtime refuses to load, is
+//! Each artifact has a sidecar (`.sum`: length and CRC-32 of the artifact) checked before its
+//! first use in a boot (`.ok` records the check, see [`crate::stamp`]); an entry that fails it, or that Wasmtime refuses to load, is
 //! dropped and compiled again. The sidecar's mtime records the last use, and the cache is kept
 //! under a byte budget by removing the least recently used entries.
 
@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 
 use crate::kind::FileKind;
+use crate::stamp;
 use crate::WasmError;
 
 /// Where the cache lives unless `WASMBOX_CACHE_DIR` says otherwise.
@@ -59,9 +60,17 @@ pub struct CompileCache {
 
 const ARTIFACT_EXT: &str = "cwasm";
 const SUM_EXT: &str = "sum";
+const OK_EXT: &str = "ok";
+/// Remembered digests of entrypoint files, by stamp (see `get_or_compile_entrypoint`).
+const DIGESTS_DIR: &str = "digests";
 
 fn sum_path(artifact: &Path) -> PathBuf {
     artifact.with_extension(SUM_EXT)
+}
+
+/// Where a shim records that it verified the artifact, as the artifact's stamp then.
+fn ok_path(artifact: &Path) -> PathBuf {
+    artifact.with_extension(OK_EXT)
 }
 
 /// `len crc32` of a file's contents.
@@ -133,9 +142,54 @@ impl CompileCache {
 
     /// The entry path for `wasm` compiled by `engine`.
     pub fn entry_path(&self, engine: &Engine, wasm: &[u8], kind: FileKind) -> PathBuf {
+        self.entry_path_for(engine, &sha256_hex(wasm), kind)
+    }
+
+    fn entry_path_for(&self, engine: &Engine, digest: &str, kind: FileKind) -> PathBuf {
         let suffix = if kind == FileKind::Component { "component" } else { "module" };
-        self.dir
-            .join(format!("{}-{}.{suffix}.{ARTIFACT_EXT}", sha256_hex(wasm), engine_tag(engine)))
+        self.dir.join(format!("{digest}-{}.{suffix}.{ARTIFACT_EXT}", engine_tag(engine)))
+    }
+
+    /// Where the digest of a file with this stamp is remembered.
+    fn digest_memo(&self, stamp: &str) -> PathBuf {
+        self.dir.join(DIGESTS_DIR).join(&sha256_hex(stamp.as_bytes())[..32])
+    }
+
+    /// Returns the artifact for an entrypoint, compiling it first if the cache has none. A
+    /// file whose digest is remembered for its stamp is not read at all on a cache hit.
+    pub fn get_or_compile_entrypoint(
+        &self,
+        engine: &Engine,
+        entry: &mut crate::entrypoint::WasmEntrypoint,
+    ) -> Result<PathBuf, WasmError> {
+        let stamp = entry.unread.as_ref().map(|u| u.stamp.clone());
+        if let Some(stamp) = &stamp {
+            if let Ok(digest) = fs::read_to_string(self.digest_memo(stamp)) {
+                let path = self.entry_path_for(engine, digest.trim(), entry.kind);
+                if path.is_file() && self.check(&path) {
+                    log::debug!("compile cache hit {} (by stamp)", path.display());
+                    self.touch(&path);
+                    return Ok(path);
+                }
+            }
+        }
+        let kind = entry.kind;
+        let guest_path = entry.guest_path.clone();
+        let wasm = entry.bytes()?;
+        let path = self.get_or_compile(engine, wasm, kind, &guest_path)?;
+        if let Some(stamp) = stamp {
+            let memo = self.digest_memo(&stamp);
+            let saved = DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(self.dir.join(DIGESTS_DIR))
+                .map_err(|source| WasmError::Cache { path: memo.clone(), source })
+                .and_then(|_| self.write_atomically(&memo, sha256_hex(wasm).as_bytes()));
+            if let Err(e) = saved {
+                log::debug!("cannot remember the digest of {guest_path}: {e}");
+            }
+        }
+        Ok(path)
     }
 
     /// Returns the artifact for `wasm`, compiling it first if the cache has none.
@@ -188,7 +242,7 @@ impl CompileCache {
         if let Ok(mut v) = self.verified.lock() {
             v.remove(path);
         }
-        for p in [path.to_path_buf(), sum_path(path)] {
+        for p in [path.to_path_buf(), sum_path(path), ok_path(path)] {
             if let Err(e) = fs::remove_file(&p) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     log::warn!("cannot remove cache entry {}: {e}", p.display());
@@ -203,15 +257,28 @@ impl CompileCache {
         }
     }
 
-    /// True when the artifact matches its sidecar (checked once per process).
+    /// True when the artifact matches its sidecar. Checked once per boot and whenever the file
+    /// changed since (see [`crate::stamp`]): every container start is a new shim process, and
+    /// reading a large artifact costs more than the rest of the start.
     fn check(&self, path: &Path) -> bool {
         if self.verified.lock().is_ok_and(|v| v.contains(path)) {
             return true;
+        }
+        let stamp = fs::metadata(path).ok().and_then(|m| stamp::of(&m));
+        if let Some(stamp) = &stamp {
+            if fs::read_to_string(ok_path(path)).is_ok_and(|ok| ok == *stamp) {
+                self.mark_verified(path);
+                return true;
+            }
         }
         let expected = fs::read_to_string(sum_path(path)).unwrap_or_default();
         let ok = checksum_of(path).is_ok_and(|actual| actual == expected.trim());
         if ok {
             self.mark_verified(path);
+            if let Some(stamp) = stamp {
+                // Best effort: without it the next shim checks again.
+                let _ = self.write_atomically(&ok_path(path), stamp.as_bytes());
+            }
         }
         ok
     }
@@ -317,10 +384,46 @@ mod tests {
             .unwrap();
         assert_eq!(again, path);
         assert_eq!(fs::read(&path).unwrap(), good);
+        // A record of an earlier check that does not match the file is no excuse not to check.
+        fs::write(ok_path(&path), "some other boot 1 2 3 4.0 5.0").unwrap();
+        fs::write(&path, &bad).unwrap();
+        assert!(!CompileCache::open(dir.path()).unwrap().check(&path));
         // A missing sidecar counts as corrupt too.
         fs::remove_file(sum_path(&path)).unwrap();
         let cache = CompileCache::open(dir.path()).unwrap();
         assert!(!cache.check(&path));
+    }
+
+    #[test]
+    fn a_remembered_stamp_skips_reading_the_file() {
+        use crate::entrypoint::{UnreadFile, WasmEntrypoint};
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompileCache::open(dir.path().join("c")).unwrap();
+        let engine = crate::engine::new_engine().unwrap();
+        let file_with = |wat: &str| {
+            let path = dir.path().join(format!("m{}.wasm", wat.len()));
+            fs::write(&path, wat::parse_str(wat).unwrap()).unwrap();
+            File::open(path).unwrap()
+        };
+        let entry = |file: File, stamp: &str| WasmEntrypoint {
+            guest_path: "/app.wasm".into(),
+            func: None,
+            kind: FileKind::Module,
+            wasm: Vec::new(),
+            unread: Some(UnreadFile { file, stamp: stamp.into() }),
+        };
+        let first = file_with("(module (func (export \"_start\")))");
+        let mut e = entry(first, "stamp-1");
+        let p1 = cache.get_or_compile_entrypoint(&engine, &mut e).unwrap();
+        assert!(!e.wasm.is_empty(), "a new stamp means reading the file");
+        // Same stamp: the remembered digest is used and the (different) file is never read.
+        let other = file_with("(module (func (export \"_start\") nop nop))");
+        let mut e = entry(other.try_clone().unwrap(), "stamp-1");
+        assert_eq!(cache.get_or_compile_entrypoint(&engine, &mut e).unwrap(), p1);
+        assert!(e.wasm.is_empty() && e.unread.is_some());
+        // Another stamp: read, hashed, compiled on its own.
+        let mut e = entry(other, "stamp-2");
+        assert_ne!(cache.get_or_compile_entrypoint(&engine, &mut e).unwrap(), p1);
     }
 
     #[test]

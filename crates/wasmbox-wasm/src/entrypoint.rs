@@ -52,8 +52,37 @@ pub struct WasmEntrypoint {
     pub guest_path: String,
     pub func: Option<String>,
     pub kind: FileKind,
-    /// Binary wasm (WAT is already converted).
+    /// Binary wasm (WAT is already converted). Empty while `unread` holds the file.
     pub wasm: Vec<u8>,
+    /// A binary wasm file not read yet: the compile cache may know its digest by its stamp
+    /// and never need the bytes (see [`crate::cache::CompileCache::get_or_compile_entrypoint`]).
+    pub unread: Option<UnreadFile>,
+}
+
+/// An entrypoint file left unread, with its [`crate::stamp`].
+#[derive(Debug)]
+pub struct UnreadFile {
+    pub file: File,
+    pub stamp: String,
+}
+
+impl WasmEntrypoint {
+    /// The wasm bytes, reading the file now if it was left unread.
+    pub fn bytes(&mut self) -> Result<&[u8], WasmError> {
+        if let Some(mut u) = self.unread.take() {
+            use std::io::Seek;
+            let mut bytes = Vec::new();
+            u.file
+                .rewind()
+                .and_then(|_| u.file.read_to_end(&mut bytes))
+                .map_err(|source| WasmError::ReadEntrypoint {
+                    path: self.guest_path.clone(),
+                    source,
+                })?;
+            self.wasm = bytes;
+        }
+        Ok(&self.wasm)
+    }
 }
 
 /// What `args[0]` turned out to be.
@@ -87,6 +116,18 @@ pub fn resolve(rootfs: &Path, arg0: &str, env: &[String], cwd: &str) -> Result<E
             }
             return Ok(Entrypoint::Native);
         }
+        // Binary wasm with a stamp: leave it unread, the cache may know it already.
+        if let Some(binary) = crate::kind::binary_kind(&head[..n]).filter(|k| *k != FileKind::UnknownWasm) {
+            if let Some(stamp) = file.metadata().ok().and_then(|m| crate::stamp::of(&m)) {
+                return Ok(Entrypoint::Wasm(WasmEntrypoint {
+                    guest_path,
+                    func: candidate.func,
+                    kind: binary,
+                    wasm: Vec::new(),
+                    unread: Some(UnreadFile { file, stamp }),
+                }));
+            }
+        }
         let mut bytes = head[..n].to_vec();
         file.read_to_end(&mut bytes).map_err(|source| WasmError::ReadEntrypoint {
             path: guest_path.clone(),
@@ -105,6 +146,7 @@ pub fn resolve(rootfs: &Path, arg0: &str, env: &[String], cwd: &str) -> Result<E
             func: candidate.func,
             kind,
             wasm,
+            unread: None,
         }));
     }
     Ok(Entrypoint::NotInRootfs)

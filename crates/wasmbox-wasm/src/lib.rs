@@ -18,6 +18,7 @@ pub mod kind;
 pub mod program;
 pub mod run;
 pub mod sandbox;
+pub mod stamp;
 pub mod terminate;
 
 pub use error::WasmError;

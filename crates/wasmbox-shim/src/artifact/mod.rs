@@ -132,6 +132,7 @@ pub fn image_entrypoint(
         func,
         kind: found.kind,
         wasm: found.wasm,
+        unread: None,
     }))
 }
 
