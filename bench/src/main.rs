@@ -24,7 +24,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use wasmbox_integration::settings::{self, WASMBOX_SHIM_BINARY};
-use wasmbox_integration::Containerd;
+use wasmbox_integration::{Containerd, FixtureOptions};
 
 use crate::options::{Options, USAGE};
 use crate::results::{CompareSeries, Concurrent, Large, Results};
@@ -84,8 +84,20 @@ fn run(o: &Options) -> Result<()> {
     let load = load::wait_for_quiet(o.max_load, o.load_wait)?;
     eprintln!("    load average {:?}", load.load_at_start);
 
+    // Other people's builds share target/: measure a private copy of the shim, so every
+    // container of the run uses the binary `shim_source` describes.
+    let shim_copy = tempfile::Builder::new()
+        .prefix("wbx-bench-shim-")
+        .tempdir()?;
+    let shim = settings::shim_dir().join(WASMBOX_SHIM_BINARY);
+    std::fs::copy(&shim, shim_copy.path().join(WASMBOX_SHIM_BINARY))
+        .with_context(|| format!("copying {}", shim.display()))?;
+
     step("starting a private containerd");
-    let containerd = Containerd::start()?;
+    let containerd = Containerd::start_with(FixtureOptions {
+        shim_dir: shim_copy.path().to_path_buf(),
+        ..FixtureOptions::default()
+    })?;
     eprintln!(
         "    {} (log {})",
         containerd.address().display(),

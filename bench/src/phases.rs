@@ -81,7 +81,8 @@ pub fn measure(
     cache_dir: &Path,
     samples: usize,
 ) -> Result<Phases> {
-    let exe = std::env::current_exe().context("finding wasmbox-bench's own path")?;
+    // Our own running binary even if a build replaced target/release/wasmbox-bench meanwhile.
+    let exe = PathBuf::from("/proc/self/exe");
     let out_dir = tempfile::Builder::new()
         .prefix("wbx-bench-phases-")
         .tempdir()?;
