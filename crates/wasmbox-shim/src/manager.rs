@@ -12,13 +12,15 @@ use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{Config, Error, ExitSignal, Flags, Shim, StartOpts};
 use wasmbox_container::lifecycle::{state_root, Handle};
 
-use crate::events::Events;
+use crate::events::{Events, InFlight};
 use crate::rootfs;
 use crate::service::Service;
 use crate::socket;
 
 /// Annotation CRI sets on every container of a pod: one shim serves the whole pod.
 pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
+/// How long an exiting shim waits for its last events (the TaskDelete before Shutdown).
+const EVENT_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct Manager {
     id: String,
@@ -30,6 +32,8 @@ pub struct Manager {
     socket: String,
     debug: bool,
     exit: Arc<ExitSignal>,
+    /// Events not yet delivered to containerd, drained before the shim exits.
+    in_flight: Arc<InFlight>,
 }
 
 /// The shim group a container belongs to: its pod's sandbox id, or itself.
@@ -68,11 +72,22 @@ impl Shim for Manager {
             socket: args.socket.clone(),
             debug: args.debug,
             exit: Arc::new(ExitSignal::default()),
+            in_flight: Arc::new(InFlight::default()),
         }
     }
 
     fn start_shim(&mut self, opts: StartOpts) -> Result<String, Error> {
         let group = grouping(&opts.id, &self.bundle);
+        // The pod's shim already serves: answer with its address, as runc's shim does.
+        // containerd_shim::spawn would start a serving process anyway, which forks a zygote and
+        // builds a task service (event and reaper threads) before it finds the socket taken
+        // and exits: per container of a pod, ~5 ms and an orphaned zygote (a zombie until
+        // init reaps it).
+        let address = containerd_shim::socket_address(&opts.address, &opts.namespace, &group);
+        if socket::is_live(&address) {
+            containerd_shim::util::write_address(&address)?;
+            return Ok(address);
+        }
         let (_pid, address) = containerd_shim::spawn(opts, &group, Vec::new())?;
         // containerd reads this back when it restarts and reconnects to running shims.
         containerd_shim::util::write_address(&address)?;
@@ -111,6 +126,11 @@ impl Shim for Manager {
 
     fn wait(&mut self) {
         self.exit.wait();
+        // containerd sends Shutdown right after Delete: deliver the TaskDelete (and anything
+        // else queued) before the process ends with the delivery thread.
+        if !self.in_flight.drain(EVENT_DRAIN_TIMEOUT) {
+            log::warn!("exiting with events containerd did not take within {EVENT_DRAIN_TIMEOUT:?}");
+        }
         // Before the server stops: containerd may already have removed the bundle, and with
         // it the `address` file containerd-shim would read to find the socket.
         if !self.socket.is_empty() {
@@ -122,7 +142,12 @@ impl Shim for Manager {
         crate::logging::init(self.debug);
         let address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
         let build = || -> std::io::Result<Service> {
-            let events = Events::start(address.clone(), self.namespace.clone(), Some(publisher))?;
+            let events = Events::start(
+                address.clone(),
+                self.namespace.clone(),
+                Some(publisher),
+                self.in_flight.clone(),
+            )?;
             Service::new(&self.namespace, events, self.exit.clone())
                 .map(|s| s.with_containerd(&self.containerd_address))
         };

@@ -1,7 +1,10 @@
 //! Converts libcgroups statistics into containerd's cgroup v1 `Metrics` message.
 //!
 //! containerd (ctr, CRI) decodes `io.containerd.cgroups.v1.Metrics` on any host; the figures
-//! ctr and kubelet read (CPU, memory, pids) are filled from either cgroup version.
+//! ctr and kubelet read (CPU, memory, pids) are filled from either cgroup version. CRI derives
+//! a container's working set from `usage - total_inactive_file` and reports `total_rss`,
+//! `total_pg_fault` and `total_pg_maj_fault`: those come from `memory.stat` (cgroup v1 names,
+//! or v2's `anon`, `file`, `inactive_file`, `pgfault`... where v1's are absent).
 
 use containerd_shim::protos::cgroups::metrics::{
     CPUStat, CPUUsage, MemoryEntry, MemoryStat, Metrics, PidsStat, Throttle,
@@ -27,6 +30,9 @@ fn entry(d: &MemoryData) -> MemoryEntry {
 pub fn to_metrics(stats: &Stats) -> Metrics {
     let cpu = &stats.cpu;
     let mem = &stats.memory;
+    // memory.stat: the v1 key, else its cgroup v2 counterpart (v2 has no hierarchy totals:
+    // its figures already include descendants).
+    let stat = |v1: &str, v2: &str| mem.stats.get(v1).or_else(|| mem.stats.get(v2)).copied().unwrap_or(0);
     Metrics {
         pids: MessageField::some(PidsStat {
             current: stats.pids.current,
@@ -51,6 +57,29 @@ pub fn to_metrics(stats: &Stats) -> Metrics {
         }),
         memory: MessageField::some(MemoryStat {
             cache: mem.cache,
+            rss: stat("rss", "anon"),
+            mapped_file: stat("mapped_file", "file_mapped"),
+            dirty: stat("dirty", "file_dirty"),
+            writeback: stat("writeback", "file_writeback"),
+            pg_fault: stat("pgfault", "pgfault"),
+            pg_maj_fault: stat("pgmajfault", "pgmajfault"),
+            inactive_anon: stat("inactive_anon", "inactive_anon"),
+            active_anon: stat("active_anon", "active_anon"),
+            inactive_file: stat("inactive_file", "inactive_file"),
+            active_file: stat("active_file", "active_file"),
+            unevictable: stat("unevictable", "unevictable"),
+            total_cache: stat("total_cache", "file"),
+            total_rss: stat("total_rss", "anon"),
+            total_mapped_file: stat("total_mapped_file", "file_mapped"),
+            total_dirty: stat("total_dirty", "file_dirty"),
+            total_writeback: stat("total_writeback", "file_writeback"),
+            total_pg_fault: stat("total_pgfault", "pgfault"),
+            total_pg_maj_fault: stat("total_pgmajfault", "pgmajfault"),
+            total_inactive_anon: stat("total_inactive_anon", "inactive_anon"),
+            total_active_anon: stat("total_active_anon", "active_anon"),
+            total_inactive_file: stat("total_inactive_file", "inactive_file"),
+            total_active_file: stat("total_active_file", "active_file"),
+            total_unevictable: stat("total_unevictable", "unevictable"),
             usage: MessageField::some(entry(&mem.memory)),
             swap: MessageField::some(entry(&mem.memswap)),
             kernel: MessageField::some(entry(&mem.kernel)),
@@ -91,5 +120,34 @@ mod tests {
         assert_eq!(m.memory.usage.usage, 4096);
         assert_eq!(m.memory.usage.limit, 1 << 20);
         assert_eq!(m.pids.current, 2);
+    }
+
+    #[test]
+    fn fills_what_cri_reads_from_memory_stat_v1() {
+        let mut s = Stats::default();
+        s.memory.memory.usage = 10_000;
+        for (k, v) in [("rss", 1), ("total_rss", 2), ("total_inactive_file", 3), ("total_pgfault", 4), ("total_pgmajfault", 5)] {
+            s.memory.stats.insert(k.to_string(), v);
+        }
+        let m = to_metrics(&s);
+        assert_eq!(m.memory.rss, 1);
+        assert_eq!(m.memory.total_rss, 2);
+        assert_eq!(m.memory.total_inactive_file, 3);
+        assert_eq!(m.memory.total_pg_fault, 4);
+        assert_eq!(m.memory.total_pg_maj_fault, 5);
+    }
+
+    #[test]
+    fn fills_what_cri_reads_from_memory_stat_v2() {
+        let mut s = Stats::default();
+        for (k, v) in [("anon", 1), ("inactive_file", 3), ("pgfault", 4), ("pgmajfault", 5), ("file", 6)] {
+            s.memory.stats.insert(k.to_string(), v);
+        }
+        let m = to_metrics(&s);
+        assert_eq!((m.memory.rss, m.memory.total_rss), (1, 1));
+        assert_eq!(m.memory.total_inactive_file, 3);
+        assert_eq!((m.memory.pg_fault, m.memory.total_pg_fault), (4, 4));
+        assert_eq!(m.memory.total_pg_maj_fault, 5);
+        assert_eq!(m.memory.total_cache, 6);
     }
 }

@@ -26,10 +26,15 @@ pub fn remove(address: &str) {
     }
 }
 
+/// True when something listens on `address` (a live shim).
+pub fn is_live(address: &str) -> bool {
+    UnixStream::connect(path_of(address)).is_ok()
+}
+
 /// Removes the socket file at `address` unless a live shim still serves it (a pod's shim
 /// outlives each of its containers).
 pub fn remove_if_dead(address: &str) {
-    if UnixStream::connect(path_of(address)).is_err() {
+    if !is_live(address) {
         remove(address);
     }
 }
@@ -45,9 +50,11 @@ mod tests {
         let path = dir.path().join("s");
         let address = format!("unix://{}", path.display());
         let listener = UnixListener::bind(&path).unwrap();
+        assert!(is_live(&address));
         remove_if_dead(&address);
         assert!(path.exists(), "a live socket must stay");
         drop(listener);
+        assert!(!is_live(&address));
         remove_if_dead(&address);
         assert!(!path.exists(), "a dead socket must go");
     }
