@@ -11,15 +11,21 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// Every place a cgroup for `<namespace>/<id>` can exist: `/sys/fs/cgroup/<id path>` (v2) and
 /// `/sys/fs/cgroup/<hierarchy>/<id path>` for each mounted v1 hierarchy (and v1's `unified`).
 pub fn candidate_dirs(namespace: &str, id: &str) -> Vec<PathBuf> {
-    let relative = Path::new(namespace).join(id);
+    candidate_dirs_at(&Path::new(namespace).join(id))
+}
+
+/// The same for any cgroupfs path, such as CRI's `<pod cgroup parent>/<id>` (relative to the
+/// cgroup root; a leading `/` is ignored).
+pub fn candidate_dirs_at(path: &Path) -> Vec<PathBuf> {
+    let relative = path.strip_prefix("/").unwrap_or(path);
     let root = Path::new(CGROUP_ROOT);
-    let mut dirs = vec![root.join(&relative)];
+    let mut dirs = vec![root.join(relative)];
     if let Ok(entries) = std::fs::read_dir(root) {
         for entry in entries.filter_map(|e| e.ok()) {
             // Symlinks such as cpu -> cpu,cpuacct point at hierarchies we already visit.
             let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
             if is_dir {
-                dirs.push(entry.path().join(&relative));
+                dirs.push(entry.path().join(relative));
             }
         }
     }
@@ -28,7 +34,12 @@ pub fn candidate_dirs(namespace: &str, id: &str) -> Vec<PathBuf> {
 
 /// The candidate directories that exist right now.
 pub fn existing(namespace: &str, id: &str) -> Vec<PathBuf> {
-    candidate_dirs(namespace, id)
+    existing_at(&Path::new(namespace).join(id))
+}
+
+/// The candidate directories of a cgroupfs path that exist right now.
+pub fn existing_at(path: &Path) -> Vec<PathBuf> {
+    candidate_dirs_at(path)
         .into_iter()
         .filter(|d| d.is_dir())
         .collect()
@@ -37,7 +48,12 @@ pub fn existing(namespace: &str, id: &str) -> Vec<PathBuf> {
 /// Kills whatever still runs in the cgroups of `<namespace>/<id>` and removes them, children first.
 /// Cleanup only: a test asserts on [`existing`] before this runs.
 pub fn force_remove(namespace: &str, id: &str) {
-    for dir in existing(namespace, id) {
+    force_remove_at(&Path::new(namespace).join(id));
+}
+
+/// [`force_remove`] for any cgroupfs path.
+pub fn force_remove_at(path: &Path) {
+    for dir in existing_at(path) {
         let mut tree = Vec::new();
         collect_dirs(&dir, &mut tree);
         let pids: Vec<i32> = tree.iter().flat_map(|d| procs(d)).collect();
@@ -78,5 +94,7 @@ mod tests {
     fn candidates_include_the_v2_path() {
         let dirs = candidate_dirs("default", "x");
         assert_eq!(dirs[0], PathBuf::from("/sys/fs/cgroup/default/x"));
+        let nested = candidate_dirs_at(Path::new("/pods/p1/x"));
+        assert_eq!(nested[0], PathBuf::from("/sys/fs/cgroup/pods/p1/x"));
     }
 }

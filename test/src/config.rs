@@ -2,6 +2,21 @@
 
 use std::path::{Path, PathBuf};
 
+/// The namespace containerd's CRI plugin keeps its pods, containers and images in.
+pub const CRI_NAMESPACE: &str = "k8s.io";
+/// The CRI runtime handler (a pod's `runtimeClassName` maps to it) that selects wasmbox.
+pub const CRI_WASMBOX_HANDLER: &str = "wasmbox";
+/// The CRI runtime handler for runc, the default runtime.
+pub const CRI_RUNC_HANDLER: &str = "runc";
+
+/// What enabling containerd's CRI plugin needs from a test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CriConfig {
+    /// The pause image (`sandbox_image`); the test imports it into [`CRI_NAMESPACE`] itself,
+    /// so nothing is ever pulled.
+    pub sandbox_image: String,
+}
+
 /// Every path one private containerd instance uses; all of them live in its temp dir.
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -18,6 +33,8 @@ pub struct Paths {
     pub fifo: PathBuf,
     /// Scratch space for image tarballs and other test files.
     pub work: PathBuf,
+    /// CNI config and plugin dirs for the CRI plugin (left empty: pods use the host network).
+    pub cni: PathBuf,
 }
 
 impl Paths {
@@ -33,6 +50,7 @@ impl Paths {
             cache: dir.join("cache"),
             fifo: dir.join("fifo"),
             work: dir.join("work"),
+            cni: dir.join("cni"),
         }
     }
 
@@ -62,12 +80,28 @@ impl Paths {
     /// (shim sockets, fixed by containerd) and the kernel. ctr's default snapshotter is
     /// overlayfs, which is what import and run use.
     pub fn config_toml(&self) -> String {
+        self.config_toml_with(None)
+    }
+
+    /// [`config_toml`](Self::config_toml), with the CRI plugin enabled when `cri` is given.
+    ///
+    /// The CRI section is a `version = 2` one, which containerd 1.6, 1.7 and 2.x all read (2.x
+    /// migrates it: `sandbox_image` becomes `io.containerd.cri.v1.images`'s
+    /// `pinned_images.sandbox`, the runtimes move to `io.containerd.cri.v1.runtime`). Everything
+    /// CRI writes stays in the dir: its root and state follow containerd's, CNI dirs are ours,
+    /// network namespaces (none with host-network pods) go under the state dir, and NRI, which
+    /// 2.x enables by default with a socket at the fixed `/var/run/nri/nri.sock`, is disabled.
+    pub fn config_toml_with(&self, cri: Option<&CriConfig>) -> String {
         let q = |p: &Path| toml_string(&p.to_string_lossy());
-        format!(
+        let disabled = match cri {
+            None => r#"["io.containerd.grpc.v1.cri"]"#,
+            Some(_) => r#"["io.containerd.nri.v1.nri"]"#,
+        };
+        let mut text = format!(
             r#"version = 2
 root = {root}
 state = {state}
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+disabled_plugins = {disabled}
 
 [grpc]
   address = {grpc}
@@ -86,7 +120,45 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             grpc = q(&self.socket),
             ttrpc = q(&self.dir.join("containerd.sock.ttrpc")),
             opt = q(&self.opt),
-        )
+        );
+        if let Some(cri) = cri {
+            text.push_str(&format!(
+                r#"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = {sandbox_image}
+  # This VM's bounding set lacks CAP_SYS_RESOURCE: no negative oom_score_adj.
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = {cni_bin}
+    conf_dir = {cni_conf}
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{wasmbox}]
+      runtime_type = "io.containerd.wasmbox.v1"
+"#,
+                sandbox_image = toml_string(&cri.sandbox_image),
+                cni_bin = q(&self.cni_bin()),
+                cni_conf = q(&self.cni_conf()),
+                wasmbox = CRI_WASMBOX_HANDLER,
+            ));
+        }
+        text
+    }
+
+    pub fn cni_bin(&self) -> PathBuf {
+        self.cni.join("bin")
+    }
+
+    pub fn cni_conf(&self) -> PathBuf {
+        self.cni.join("net.d")
+    }
+
+    pub fn create_cni_dirs(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(self.cni_bin())?;
+        std::fs::create_dir_all(self.cni_conf())
     }
 }
 
@@ -105,5 +177,21 @@ mod tests {
         assert!(text.contains(r#"root = "/tmp/wbx-x/root""#));
         assert!(text.contains(r#"address = "/tmp/wbx-x/containerd.sock""#));
         assert!(text.contains("io.containerd.grpc.v1.cri"));
+        assert_eq!(text, paths.config_toml_with(None));
+    }
+
+    #[test]
+    fn cri_config_enables_the_plugin_with_the_wasmbox_handler() {
+        let paths = Paths::new(Path::new("/tmp/wbx-x"));
+        let text = paths.config_toml_with(Some(&CriConfig {
+            sandbox_image: "docker.io/library/wbx-pause:latest".into(),
+        }));
+        assert!(text.contains(r#"disabled_plugins = ["io.containerd.nri.v1.nri"]"#));
+        assert!(text.contains(r#"sandbox_image = "docker.io/library/wbx-pause:latest""#));
+        assert!(text.contains("restrict_oom_score_adj = true"));
+        assert!(text.contains(r#"conf_dir = "/tmp/wbx-x/cni/net.d""#));
+        assert!(text.contains(
+            "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wasmbox]\n      runtime_type = \"io.containerd.wasmbox.v1\""
+        ));
     }
 }

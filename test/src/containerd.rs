@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::config::Paths;
+use crate::config::{CriConfig, Paths, CRI_NAMESPACE};
 use crate::poll::wait_until;
 use crate::process::{kill_and_wait, processes, run_captured, wait_with_deadline, ProcInfo};
 use crate::{cgroups, mounts, settings, shim_socket};
@@ -26,11 +26,13 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The namespace every test uses; ctr's default cgroup path is `/<namespace>/<id>`.
 pub const NAMESPACE: &str = "default";
 
-/// Which binaries a fixture runs.
+/// Which binaries a fixture runs, and whether containerd's CRI plugin is on.
 #[derive(Debug, Clone)]
 pub struct FixtureOptions {
     pub containerd_dir: PathBuf,
     pub shim_dir: PathBuf,
+    /// `Some`: the CRI plugin is enabled (see [`Paths::config_toml_with`]); off by default.
+    pub cri: Option<CriConfig>,
 }
 
 impl Default for FixtureOptions {
@@ -38,6 +40,7 @@ impl Default for FixtureOptions {
         Self {
             containerd_dir: settings::containerd_dir(),
             shim_dir: settings::shim_dir(),
+            cri: None,
         }
     }
 }
@@ -75,7 +78,11 @@ impl Containerd {
         };
         // From here on, Drop cleans up even if starting fails.
         fixture.paths.create_dirs()?;
-        std::fs::write(&fixture.paths.config, fixture.paths.config_toml())?;
+        if fixture.options.cri.is_some() {
+            fixture.paths.create_cni_dirs()?;
+        }
+        let config = fixture.paths.config_toml_with(fixture.options.cri.as_ref());
+        std::fs::write(&fixture.paths.config, config)?;
         fixture.launch()?;
         fixture.baseline_mounts = mounts::mounts_under(&fixture.paths.dir);
         Ok(fixture)
@@ -279,6 +286,31 @@ impl Containerd {
             let _ = self.ctr(["task", "delete", "--force", id.as_str()]);
             let _ = self.ctr(["container", "delete", id.as_str()]);
         }
+        // What CRI left (a test that failed before removing its pods).
+        if self.options.cri.is_some() {
+            let listed = self.ctr_in(CRI_NAMESPACE, ["container", "ls", "-q"]);
+            let ids = listed.map(|o| o.stdout_text()).unwrap_or_default();
+            for id in ids.lines().filter(|l| !l.is_empty()) {
+                self.track(id);
+                let _ = self.ctr_in(CRI_NAMESPACE, ["task", "delete", "--force", id]);
+                let _ = self.ctr_in(CRI_NAMESPACE, ["container", "delete", id]);
+            }
+        }
+    }
+
+    /// Runs ctr in `namespace` (e.g. CRI's `k8s.io`) with `args`, whatever its exit code.
+    pub fn ctr_in<I, S>(&self, namespace: &str, args: I) -> Result<crate::process::Captured>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut cmd = Command::new(self.options.containerd_dir.join("ctr"));
+        cmd.arg("--address")
+            .arg(self.address())
+            .arg("--namespace")
+            .arg(namespace)
+            .args(args);
+        run_captured(&mut cmd, None, crate::ctr::CTR_TIMEOUT)
     }
 
     fn cleanup(&mut self) {
@@ -295,6 +327,10 @@ impl Containerd {
         for id in self.tracked_ids() {
             cgroups::force_remove(NAMESPACE, &id);
             shim_socket::remove(&self.paths.socket, NAMESPACE, &id);
+            if self.options.cri.is_some() {
+                cgroups::force_remove(CRI_NAMESPACE, &id);
+                shim_socket::remove(&self.paths.socket, CRI_NAMESPACE, &id);
+            }
         }
         for (mount, e) in mounts::unmount_all_under(&self.paths.dir) {
             eprintln!("cannot unmount {}: {e}", mount.display());

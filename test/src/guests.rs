@@ -89,6 +89,9 @@ pub fn native_hello() -> Result<Arc<Vec<u8>>> {
 pub fn native_wait() -> Result<Arc<Vec<u8>>> {
     build("native_wait", Kind::NativeStatic)
 }
+pub fn pause() -> Result<Arc<Vec<u8>>> {
+    build("pause", Kind::NativeStatic)
+}
 pub fn component_hello() -> Result<Arc<Vec<u8>>> {
     build("component_hello", Kind::Component)
 }

@@ -26,9 +26,14 @@ pub fn image_without_entrypoint_file(reference: &str, entrypoint: &str) -> Image
 
 /// A native static ELF at `/hello` as the entrypoint.
 pub fn native_image(reference: &str, elf: &[u8]) -> ImageBuilder {
+    native_image_at(reference, NATIVE_PATH, elf)
+}
+
+/// Same, with the ELF at `path` (the entrypoint follows it), e.g. `/pause`.
+pub fn native_image_at(reference: &str, path: &str, elf: &[u8]) -> ImageBuilder {
     base(reference)
-        .file(NATIVE_PATH, elf.to_vec(), 0o755)
-        .entrypoint([NATIVE_PATH])
+        .file(path, elf.to_vec(), 0o755)
+        .entrypoint([path])
 }
 
 // Every image gets a world-writable /tmp, like ordinary base images, for guests that write files.

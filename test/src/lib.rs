@@ -1,5 +1,6 @@
-//! Integration suite for wasmbox: a private containerd per test driven by `ctr`, guests built
-//! from `test/guests/`, images written with `wasmbox-image`, and leftover checks.
+//! Integration suite for wasmbox: a private containerd per test driven by `ctr` (and, for the
+//! Kubernetes RuntimeClass path, by the CRI API: [`cri`]), guests built from `test/guests/`,
+//! images written with `wasmbox-image`, and leftover checks.
 //!
 //! Environment:
 //! - `WASMBOX_CONTAINERD_DIR`: directory with `containerd`, `ctr`, `containerd-shim-runc-v2`
@@ -13,6 +14,7 @@
 pub mod cgroups;
 pub mod config;
 pub mod containerd;
+pub mod cri;
 pub mod ctr;
 pub mod events;
 pub mod guests;

@@ -1,0 +1,543 @@
+//! The Kubernetes RuntimeClass path without a kubelet: a pod with `runtimeClassName: wasmbox`
+//! reaches containerd's CRI plugin as `runtime_handler: "wasmbox"`, which maps to runtime type
+//! `io.containerd.wasmbox.v1`. These tests make the CRI calls kubelet makes, over containerd's
+//! gRPC socket (`test/kind/run.sh` does the same through a real kubelet where kind exists).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use wasmbox_integration::config::{CRI_NAMESPACE, CRI_RUNC_HANDLER, CRI_WASMBOX_HANDLER};
+use wasmbox_integration::cri::api::{ContainerState, PodSandboxState};
+use wasmbox_integration::cri::{self, Cri, Pod};
+use wasmbox_integration::ctr::parse_task_list;
+use wasmbox_integration::poll::wait_until;
+use wasmbox_integration::process::{processes, ProcInfo};
+use wasmbox_integration::settings::{RUNC_SHIM_BINARY, WASMBOX_SHIM_BINARY};
+use wasmbox_integration::{guests, ids, image, require_integration, tools, Containerd, TaskInfo};
+
+/// Create + start + run to the end, compile included.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long CRI may take to write a finished container's last log lines.
+const LOG_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a started container's init may take to exec its entrypoint.
+const EXEC_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn start() -> Containerd {
+    cri::start().unwrap_or_else(|e| panic!("starting containerd with CRI: {e:#}"))
+}
+
+fn connect(containerd: &Containerd) -> Cri {
+    Cri::connect(containerd).unwrap_or_else(|e| panic!("CRI client: {e:#}"))
+}
+
+/// Unwraps `r`; on error fails the test with containerd's log lines mentioning `id` (an id, or
+/// e.g. "RunPodSandbox", which CRI's lines about that call name).
+fn must<T>(containerd: &Containerd, id: &str, what: &str, r: anyhow::Result<T>) -> T {
+    r.unwrap_or_else(|e| {
+        panic!(
+            "{what}: {e:#}\ncontainerd log lines for {id}:\n{}",
+            containerd.log_lines_mentioning(id)
+        )
+    })
+}
+
+/// The CRI-namespace task `id` as `ctr task ls` shows it.
+fn task(containerd: &Containerd, id: &str) -> Option<TaskInfo> {
+    let out = containerd.ctr_in(CRI_NAMESPACE, ["task", "ls"]).ok()?;
+    parse_task_list(&out.stdout_text())
+        .into_iter()
+        .find(|t| t.id == id)
+}
+
+/// Waits until CRI's log of a finished container holds exactly `expected` (stream, line).
+fn assert_log(path: &Path, expected: &[(&str, &str)]) {
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(s, l)| (s.to_string(), l.to_string()))
+        .collect();
+    let mut last = String::new();
+    let complete = wait_until(
+        &format!("{} to be complete", path.display()),
+        LOG_TIMEOUT,
+        || {
+            last = std::fs::read_to_string(path).unwrap_or_default();
+            let lines = cri::parse_log(&last).ok()?;
+            (cri::log_messages(&lines) == expected).then_some(())
+        },
+    );
+    if complete.is_err() {
+        // Say what is wrong: the format, or the content.
+        let parsed = cri::parse_log(&last).map(|l| cri::log_messages(&l));
+        panic!(
+            "CRI log {}:\n{last}\nparsed: {parsed:?}\nexpected: {expected:?}",
+            path.display()
+        );
+    }
+}
+
+/// Exactly one serving wasmbox shim (`-socket`) for this containerd, the pod's; the short-lived
+/// `start` and `delete` actions containerd runs (same binary, same `-address`) don't count.
+fn assert_one_wasmbox_shim(pod: &Pod, when: &str) -> ProcInfo {
+    let shims: Vec<ProcInfo> = pod
+        .wasmbox_shims()
+        .into_iter()
+        .filter(|p| p.argv.iter().any(|a| a == "-socket"))
+        .collect();
+    assert_eq!(
+        shims.len(),
+        1,
+        "{when}: exactly one wasmbox shim should serve the pod: {shims:?}"
+    );
+    assert!(
+        shims[0].has_flag_value("-id", &pod.id),
+        "{when}: the shim should be the pod's (-id {}): {:?}",
+        pod.id,
+        shims[0]
+    );
+    shims[0].clone()
+}
+
+/// The shim's zygote (a child titled `wasmbox-zygote`), through which it forks create helpers.
+fn zygotes_of(shim: &ProcInfo) -> Vec<ProcInfo> {
+    let parent_of = |pid: i32| -> Option<i32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    processes()
+        .into_iter()
+        .filter(|p| p.program() == "wasmbox-zygote" && parent_of(p.pid) == Some(shim.pid))
+        .collect()
+}
+
+/// The pause container runs `/pause` itself (exec'd natively, not a wasm runner), RUNNING, in
+/// the pod's cgroup; returns its pid.
+fn assert_pause_runs_natively(containerd: &Containerd, pod: &Pod) -> u32 {
+    let sandbox =
+        task(containerd, &pod.id).unwrap_or_else(|| panic!("no task for sandbox {}", pod.id));
+    assert_eq!(sandbox.status, "RUNNING", "{sandbox:?}");
+    let pid = sandbox.pid;
+    // Start returns once the init is released, which then execs (as with runc): wait for it.
+    let mut seen = (Vec::new(), PathBuf::new());
+    let execd = wait_until("the sandbox's init to exec /pause", EXEC_TIMEOUT, || {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        let done = cmdline == b"/pause\0" && exe.to_string_lossy().ends_with(cri::PAUSE_PATH);
+        seen = (cmdline, exe);
+        done.then_some(())
+    });
+    if let Err(e) = execd {
+        panic!(
+            "{e:#}: pid {pid} has cmdline {:?} and exe {}",
+            String::from_utf8_lossy(&seen.0),
+            seen.1.display()
+        );
+    }
+    assert_in_cgroup(pid, &pod.cgroup_path(&pod.id));
+    pid
+}
+
+/// `pid` is in cgroup `path` (a cgroupfs path) in every hierarchy it is listed in.
+fn assert_in_cgroup(pid: u32, path: &Path) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let wanted = path.to_string_lossy();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.ends_with(":/")) // hierarchies with no controller bound (e.g. unified on v1)
+        .collect();
+    assert!(!lines.is_empty(), "{text}");
+    for line in lines {
+        let cgroup = line.splitn(3, ':').nth(2).unwrap_or_default();
+        assert_eq!(cgroup, wanted, "pid {pid}'s cgroups:\n{text}");
+    }
+}
+
+/// A pod with `runtimeClassName: wasmbox`: the pause container runs natively, two wasm
+/// containers run to completion in the same shim (created from its zygote), their output lands
+/// in CRI's log files, a long-running one is stopped, and tearing the pod down leaves nothing.
+#[test]
+fn wasm_pod_runs_stops_and_leaves_nothing() {
+    require_integration!();
+    let containerd = start();
+    let cri = connect(&containerd);
+    let version = cri.version().unwrap();
+    eprintln!(
+        "CRI: {} {} ({})",
+        version.runtime_name, version.runtime_version, version.runtime_api_version
+    );
+    let hello = cri::import_image(
+        &containerd,
+        image::compat_image(&ids::image_ref("cri-hello"), &guests::hello().unwrap()),
+    )
+    .unwrap();
+    let args_env = cri::import_image(
+        &containerd,
+        image::compat_image(&ids::image_ref("cri-args"), &guests::args_env().unwrap())
+            .cmd(["from-cmd"])
+            .env(["IMAGE_VAR=from-image"]),
+    )
+    .unwrap();
+    let spin = cri::import_image(
+        &containerd,
+        image::compat_image(&ids::image_ref("cri-spin"), &guests::spin().unwrap()),
+    )
+    .unwrap();
+
+    let pod = Pod::run(&cri, &containerd, "cri-wasm-pod", CRI_WASMBOX_HANDLER);
+    let mut pod = must(&containerd, "RunPodSandbox", "RunPodSandbox", pod);
+    let pod_id = pod.id.clone();
+
+    let status = cri.pod_sandbox_status(&pod.id).unwrap();
+    assert_eq!(
+        status.state,
+        PodSandboxState::SandboxReady as i32,
+        "{status:?}"
+    );
+    assert_pause_runs_natively(&containerd, &pod);
+    let shim = assert_one_wasmbox_shim(&pod, "after RunPodSandbox");
+    assert!(
+        containerd
+            .shim_processes()
+            .iter()
+            .all(|p| p.program() == WASMBOX_SHIM_BINARY),
+        "only the wasmbox shim should run: {:?}",
+        containerd.shim_processes()
+    );
+
+    // Two wasm containers in the pod; CRI replaces the image's cmd with `args` and adds `envs`.
+    let hello_config = cri::container_config("hello", &hello);
+    let mut args_config = cri::container_config("args", &args_env);
+    args_config.args = vec!["one".into(), "two words".into()];
+    args_config.envs = vec![cri::env("FOO", "bar")];
+    let hello_id = must(
+        &containerd,
+        &pod_id,
+        "CreateContainer hello",
+        pod.create_container(&hello_config),
+    );
+    let args_id = must(
+        &containerd,
+        &pod_id,
+        "CreateContainer args",
+        pod.create_container(&args_config),
+    );
+    let same = assert_one_wasmbox_shim(&pod, "after two CreateContainer");
+    assert_eq!(same.pid, shim.pid, "the pod's shim should not change");
+    let zygote_before = zygotes_of(&shim);
+    assert_eq!(
+        zygote_before.len(),
+        1,
+        "the pod's shim should keep its zygote: {zygote_before:?}"
+    );
+
+    must(
+        &containerd,
+        &hello_id,
+        "StartContainer hello",
+        cri.start_container(&hello_id),
+    );
+    must(
+        &containerd,
+        &args_id,
+        "StartContainer args",
+        cri.start_container(&args_id),
+    );
+    for (id, name) in [(&hello_id, "hello"), (&args_id, "args")] {
+        let exited = cri.wait_container_state(id, ContainerState::ContainerExited, EXIT_TIMEOUT);
+        let exited = must(&containerd, id, name, exited);
+        assert_eq!(exited.exit_code, 0, "{name}: {exited:?}");
+        assert_eq!(exited.reason, "Completed", "{name}: {exited:?}");
+    }
+    assert_log(
+        &pod.log_path(&hello_config),
+        &[("stdout", "hello from wasm")],
+    );
+    assert_log(
+        &pod.log_path(&args_config),
+        &[
+            ("stdout", "arg[0]=/app.wasm"),
+            ("stdout", "arg[1]=one"),
+            ("stdout", "arg[2]=two words"),
+            ("stdout", "env FOO=bar"),
+            ("stdout", "env BAR=<unset>"),
+            ("stdout", "env IMAGE_VAR=from-image"),
+        ],
+    );
+
+    // A guest that never returns, stopped the way kubelet stops a container: SIGTERM, then
+    // SIGKILL after the grace period. The guest is interrupted by SIGTERM: 128 + 15.
+    let spin_config = cri::container_config("spin", &spin);
+    let spin_id = must(
+        &containerd,
+        &pod_id,
+        "CreateContainer spin",
+        pod.create_container(&spin_config),
+    );
+    must(
+        &containerd,
+        &spin_id,
+        "StartContainer spin",
+        cri.start_container(&spin_id),
+    );
+    let running =
+        cri.wait_container_state(&spin_id, ContainerState::ContainerRunning, EXIT_TIMEOUT);
+    must(&containerd, &spin_id, "spin running", running);
+    let spin_log = pod.log_path(&spin_config);
+    let spinning = wait_until("the guest to print \"spinning\"", EXIT_TIMEOUT, || {
+        let text = std::fs::read_to_string(&spin_log).unwrap_or_default();
+        text.contains("stdout F spinning").then_some(())
+    });
+    must(&containerd, &spin_id, "spin log", spinning);
+    let spin_task = task(&containerd, &spin_id).expect("the spin task");
+    assert_in_cgroup(spin_task.pid, &pod.cgroup_path(&spin_id));
+    // What kubelet reads for `kubectl top`, the summary API and evictions, from the shim's
+    // cgroup metrics: a spinning guest has used CPU, and has memory and page faults of its own.
+    let stats = must(
+        &containerd,
+        &spin_id,
+        "ContainerStats spin",
+        cri.container_stats(&spin_id),
+    );
+    let value = |v: &Option<cri::api::UInt64Value>| v.as_ref().map(|v| v.value).unwrap_or(0);
+    let cpu = stats.cpu.as_ref().expect("cpu stats");
+    let memory = stats.memory.as_ref().expect("memory stats");
+    assert!(value(&cpu.usage_core_nano_seconds) > 0, "{stats:?}");
+    assert!(value(&memory.usage_bytes) > 0, "{stats:?}");
+    assert!(value(&memory.working_set_bytes) > 0, "{stats:?}");
+    assert!(
+        value(&memory.working_set_bytes) <= value(&memory.usage_bytes),
+        "{stats:?}"
+    );
+    assert!(value(&memory.rss_bytes) > 0, "{stats:?}");
+    assert!(value(&memory.page_faults) > 0, "{stats:?}");
+    let same = assert_one_wasmbox_shim(&pod, "with three containers");
+    assert_eq!(same.pid, shim.pid, "the pod's shim should not change");
+    // Every container was created by a helper forked from that same zygote, none exec'd.
+    let zygote_after = zygotes_of(&shim);
+    assert_eq!(
+        zygote_after.iter().map(|p| p.pid).collect::<Vec<_>>(),
+        zygote_before.iter().map(|p| p.pid).collect::<Vec<_>>(),
+        "the pod's zygote should serve every create"
+    );
+    let fallbacks = containerd.log_lines_mentioning("exec'ing the create helper");
+    assert!(
+        fallbacks.is_empty(),
+        "creates fell back to exec'd helpers:\n{fallbacks}"
+    );
+
+    let asked = Instant::now();
+    must(
+        &containerd,
+        &spin_id,
+        "StopContainer spin",
+        cri.stop_container(&spin_id, 2),
+    );
+    let stopped = cri.wait_container_state(&spin_id, ContainerState::ContainerExited, EXIT_TIMEOUT);
+    let stopped = must(&containerd, &spin_id, "spin exited", stopped);
+    assert_eq!(
+        stopped.exit_code,
+        143,
+        "SIGTERM should end the guest (137 would mean it needed SIGKILL after {:?}): {stopped:?}",
+        asked.elapsed()
+    );
+
+    // The leftover check below sees a live pod (so its silence later means something).
+    let live = pod.leftovers();
+    for kind in [
+        "mount ",
+        "cgroup ",
+        "shim process ",
+        "shim socket ",
+        "bundle dir ",
+    ] {
+        assert!(
+            live.iter().any(|l| l.starts_with(kind)),
+            "no {kind:?} found in {live:#?}"
+        );
+    }
+
+    // kubelet removes containers, then stops and removes the sandbox (which removes the rest).
+    must(
+        &containerd,
+        &hello_id,
+        "RemoveContainer hello",
+        cri.remove_container(&hello_id),
+    );
+    let left: Vec<String> = cri
+        .list_containers(&pod.id)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert!(!left.contains(&hello_id), "{left:?}");
+    must(
+        &containerd,
+        &pod_id,
+        "stopping and removing the pod",
+        pod.stop_and_remove(),
+    );
+    let pods = cri.list_pod_sandboxes().unwrap();
+    assert!(pods.iter().all(|p| p.id != pod.id), "{pods:?}");
+    assert!(cri.list_containers(&pod.id).unwrap().is_empty());
+    pod.assert_nothing_left()
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+/// An image whose entrypoint file is missing. CRI's CreateContainer only records the container
+/// (metadata, snapshot); containerd asks the shim for the task at StartContainer, so that is
+/// the call that fails, with the shim's error naming the file. kubelet shows it from
+/// ContainerStatus (reason StartError); removing the container and the pod leaves nothing.
+#[test]
+fn missing_entrypoint_fails_start_with_the_shims_error() {
+    require_integration!();
+    let containerd = start();
+    let cri = connect(&containerd);
+    let broken = cri::import_image(
+        &containerd,
+        image::image_without_entrypoint_file(&ids::image_ref("cri-missing"), "/missing.wasm"),
+    )
+    .unwrap();
+    let pod = Pod::run(&cri, &containerd, "cri-missing", CRI_WASMBOX_HANDLER);
+    let mut pod = must(&containerd, "RunPodSandbox", "RunPodSandbox", pod);
+    let pod_id = pod.id.clone();
+
+    let created = pod.create_container(&cri::container_config("broken", &broken));
+    let id = must(&containerd, &pod_id, "CreateContainer", created);
+    let err = cri
+        .start_container(&id)
+        .expect_err("StartContainer should fail for a missing entrypoint");
+
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("missing.wasm"),
+        "the error should name the entrypoint: {message}"
+    );
+    let status = cri.container_status(&id).unwrap();
+    assert_eq!(
+        status.state,
+        ContainerState::ContainerExited as i32,
+        "{status:?}"
+    );
+    assert_eq!(status.reason, "StartError", "{status:?}");
+    assert!(status.message.contains("missing.wasm"), "{status:?}");
+    // The pod itself is unharmed: its sandbox still runs, under the one shim.
+    let sandbox = cri.pod_sandbox_status(&pod.id).unwrap();
+    assert_eq!(
+        sandbox.state,
+        PodSandboxState::SandboxReady as i32,
+        "{sandbox:?}"
+    );
+    assert_pause_runs_natively(&containerd, &pod);
+    assert_one_wasmbox_shim(&pod, "after the failed start");
+    assert!(
+        task(&containerd, &id).is_none(),
+        "no task should be left for {id}"
+    );
+
+    must(
+        &containerd,
+        &id,
+        "RemoveContainer",
+        cri.remove_container(&id),
+    );
+    must(
+        &containerd,
+        &pod_id,
+        "stopping and removing the pod",
+        pod.stop_and_remove(),
+    );
+    pod.assert_nothing_left()
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+/// A Wasm OCI image whose module is a layer (`wasmbox image build --format wasm --platform
+/// linux/amd64`, for clients that only pull the host's platform, as CRI does): the shim reads
+/// the layer from containerd's content store in CRI's namespace. containerd 1.6.20 cannot store
+/// such images at all (see images.rs).
+#[test]
+fn wasm_layer_image_runs_in_a_pod() {
+    require_integration!();
+    let version = tools::containerd_version().unwrap_or_else(|e| panic!("{e:#}"));
+    if !version.stores_wasm_layers() {
+        eprintln!("SKIP: containerd {version} cannot store wasm layers; the shim is never asked");
+        return;
+    }
+    let containerd = start();
+    let cri = connect(&containerd);
+    let reference = ids::image_ref("cri-wasm-layer");
+    let app = containerd.paths().work.join("hello.wasm");
+    std::fs::write(&app, &*guests::hello().unwrap()).unwrap();
+    let tar = containerd.paths().work.join("cri-wasm-layer.tar");
+    tools::build_image(
+        "wasm",
+        &reference,
+        &app,
+        &tar,
+        &["--platform", "linux/amd64"],
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    cri::import_tar(&containerd, &tar, &reference).unwrap_or_else(|e| panic!("{e:#}"));
+    let pod = Pod::run(&cri, &containerd, "cri-wasm-layer", CRI_WASMBOX_HANDLER);
+    let mut pod = must(&containerd, "RunPodSandbox", "RunPodSandbox", pod);
+    let pod_id = pod.id.clone();
+
+    let config = cri::container_config("hello", &reference);
+    let id = must(
+        &containerd,
+        &pod_id,
+        "CreateContainer",
+        pod.create_container(&config),
+    );
+    must(&containerd, &id, "StartContainer", cri.start_container(&id));
+    let exited = cri.wait_container_state(&id, ContainerState::ContainerExited, EXIT_TIMEOUT);
+    let exited = must(&containerd, &id, "hello", exited);
+
+    assert_eq!(exited.exit_code, 0, "{exited:?}");
+    assert_log(&pod.log_path(&config), &[("stdout", "hello from wasm")]);
+    must(
+        &containerd,
+        &pod_id,
+        "stopping and removing the pod",
+        pod.stop_and_remove(),
+    );
+    pod.assert_nothing_left()
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+/// The fixture itself, with containerd's own runtime: a runc pod from the same pause image and
+/// config comes up and goes away cleanly, so a failure above is about wasmbox.
+#[test]
+fn runc_pod_baseline() {
+    require_integration!();
+    let containerd = start();
+    let cri = connect(&containerd);
+    let pod = Pod::run(&cri, &containerd, "cri-runc-pod", CRI_RUNC_HANDLER);
+    let mut pod = must(&containerd, "RunPodSandbox", "RunPodSandbox", pod);
+    let pod_id = pod.id.clone();
+
+    let status = cri.pod_sandbox_status(&pod.id).unwrap();
+    assert_eq!(
+        status.state,
+        PodSandboxState::SandboxReady as i32,
+        "{status:?}"
+    );
+    assert_pause_runs_natively(&containerd, &pod);
+    let shims = containerd.shim_processes();
+    assert!(
+        !shims.is_empty() && shims.iter().all(|p| p.program() == RUNC_SHIM_BINARY),
+        "{shims:?}"
+    );
+
+    must(
+        &containerd,
+        &pod_id,
+        "stopping and removing the pod",
+        pod.stop_and_remove(),
+    );
+    pod.assert_nothing_left()
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
