@@ -242,8 +242,7 @@ impl Service {
 
     fn do_create(&self, req: &CreateTaskRequest) -> Result<(i32, bool, Option<StdinForwarder>), String> {
         let bundle = PathBuf::from(&req.bundle);
-        let spec = Spec::load(bundle.join("config.json"))
-            .map_err(|e| format!("cannot read the bundle's config.json in {}: {e}", bundle.display()))?;
+        let spec = load_spec(&bundle)?;
         let root_path = spec
             .root()
             .as_ref()
@@ -597,5 +596,27 @@ impl Task for Service {
 
     fn update(&self, _ctx: &TtrpcContext, _req: UpdateTaskRequest) -> TtrpcResult<Empty> {
         Err(unsupported("updating resources"))
+    }
+}
+
+/// The bundle's OCI spec, or an error naming the bundle (it reaches `ctr`/`kubectl`).
+fn load_spec(bundle: &Path) -> Result<Spec, String> {
+    Spec::load(bundle.join("config.json"))
+        .map_err(|e| format!("cannot read the bundle's config.json in {}: {e}", bundle.display()))
+}
+
+#[cfg(test)]
+mod bundle_tests {
+    use super::load_spec;
+
+    #[test]
+    fn an_unreadable_bundle_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = load_spec(dir.path()).unwrap_err();
+        assert!(missing.contains("cannot read the bundle's config.json"), "{missing}");
+        assert!(missing.contains(&dir.path().display().to_string()), "{missing}");
+        std::fs::write(dir.path().join("config.json"), b"{not json").unwrap();
+        let garbled = load_spec(dir.path()).unwrap_err();
+        assert!(garbled.contains("cannot read the bundle's config.json"), "{garbled}");
     }
 }
