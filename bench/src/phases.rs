@@ -139,7 +139,7 @@ pub fn probe_main(args: &[String]) -> Result<()> {
     let engine_ms = ms(t);
 
     let resolve = || -> Result<WasmEntrypoint> {
-        match entrypoint::resolve(Path::new(rootfs), guest_path, &[], "/")? {
+        match entrypoint::resolve(&entrypoint::ContainerFs::rootfs_only(Path::new(rootfs)), guest_path, &[], "/")? {
             Entrypoint::Wasm(w) => Ok(w),
             _ => bail!("{guest_path} in {rootfs} is not a wasm entrypoint"),
         }
@@ -175,14 +175,13 @@ pub fn probe_main(args: &[String]) -> Result<()> {
             .collect(),
         env: Vec::new(),
         cwd: "/".into(),
-        // The probe runs on the host: whatever the guest sees of it, it may only read.
-        root_readonly: true,
-        mounts: Vec::new(),
         network: false,
         memory_limit: None,
     };
     let t = Instant::now();
-    let exit_code = wasmbox_wasm::run::run(&program, &sandbox);
+    // The probe runs on the host: the guest gets no filesystem of it.
+    let granted = wasmbox_wasm::run::Granted { dirs: None, memory: None };
+    let exit_code = wasmbox_wasm::run::run(&program, &sandbox, granted);
     let run_ms = ms(t);
 
     let sample = PhaseSample {

@@ -7,19 +7,27 @@
 //! set. Anything else is exec'd like runc does.
 
 use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use wasmbox_wasm::entrypoint::search_paths;
+use wasmbox_wasm::kind::{describe_head, native_format, NativeFormat};
+use wasmbox_wasm::memory::MemoryCgroup;
 use wasmbox_wasm::program::Program;
-use wasmbox_wasm::sandbox::SandboxSpec;
+use wasmbox_wasm::run::Granted;
+use wasmbox_wasm::sandbox::{GuestDirs, SandboxSpec};
 
-/// The wasm side of a container: the loaded program and the argv[0] the guest sees.
+use crate::guest_fs;
+
+/// The wasm side of a container: the loaded program, the argv[0] the guest sees, and the
+/// init's end of the channel its filesystem arrives on (see [`guest_fs`]).
 pub struct WasmWorkload {
     pub program: Program,
     pub argv0: String,
+    pub guest_fs: OwnedFd,
 }
 
 /// Runs the wasm workload if there is one, else execs natively.
@@ -65,38 +73,77 @@ impl Executor for WasmboxExecutor {
             .as_ref()
             .map(|p| p.cwd().display().to_string())
             .unwrap_or_else(|| "/".into());
-        // We are inside the container here: resolve as execvp will.
-        let found = search_paths(&arg0, &env(spec), &cwd).into_iter().find(|p| {
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        });
-        match found {
-            Some(_) => Ok(()),
-            None => Err(ExecutorValidationError::ArgValidationError(format!(
-                "entrypoint {arg0:?} not found (or not executable) in the container"
-            ))),
-        }
+        // We are inside the container here: resolve as execvp will, and refuse what execve
+        // would (its errors would only reach the log at Start; here they fail Create).
+        find_executable(&arg0, &env(spec), &cwd)
+            .map(|_| ())
+            .map_err(ExecutorValidationError::ArgValidationError)
     }
 
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
         if let Some(w) = &self.wasm {
             let sandbox = SandboxSpec::from_spec(spec, &w.argv0).map_err(|e| ExecutorError::Other(e.to_string()))?;
+            let fs = guest_fs::receive(w.guest_fs.as_raw_fd()).map_err(|e| ExecutorError::Other(e.to_string()))?;
             // `ps` shows the guest's command line, as it would a native process's.
             crate::proctitle::set(&sandbox.args.join(" "));
-            let status = wasmbox_wasm::run::run(&w.program, &sandbox);
+            let granted = Granted {
+                dirs: Some(GuestDirs { root: fs.root.as_fd() }),
+                memory: fs.memory.map(|(usage, limit)| MemoryCgroup { usage, limit }),
+            };
+            let status = wasmbox_wasm::run::run(&w.program, &sandbox, granted);
+            drop(fs.namespace);
             std::process::exit(status);
         }
         exec_native(spec)
     }
 }
 
+/// The file execve will run for `arg0`, or runc's kind of message why there is none.
+fn find_executable(arg0: &str, env: &[String], cwd: &str) -> Result<String, String> {
+    let candidates = search_paths(arg0, env, cwd);
+    let found = candidates.iter().find(|p| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    });
+    let Some(path) = found else {
+        if arg0.contains('/') {
+            return Err(match std::fs::metadata(&candidates[0]) {
+                Ok(m) if m.is_dir() => format!("exec {arg0}: is a directory"),
+                Ok(_) => format!("exec {arg0}: permission denied"),
+                Err(_) => format!("entrypoint {arg0:?} not found in the container"),
+            });
+        }
+        return Err(format!("exec: {arg0:?}: executable file not found in $PATH"));
+    };
+    let mut head = [0u8; 16];
+    let Ok(n) = std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head)) else {
+        // Executable but not readable by this user: only the kernel can tell.
+        return Ok(path.clone());
+    };
+    match native_format(&head[..n]) {
+        NativeFormat::Elf | NativeFormat::Script => Ok(path.clone()),
+        NativeFormat::Unknown => Err(format!(
+            "exec {arg0}: exec format error ({}: not an ELF binary, a #! script or WebAssembly)",
+            describe_head(&head[..n])
+        )),
+    }
+}
+
 fn exec_native(spec: &Spec) -> Result<(), ExecutorError> {
     let args = args(spec).ok_or(ExecutorError::InvalidArg)?;
+    let cwd = spec
+        .process()
+        .as_ref()
+        .map(|p| p.cwd().display().to_string())
+        .unwrap_or_else(|| "/".into());
+    let path = find_executable(&args[0], &env(spec), &cwd).map_err(ExecutorError::Other)?;
     let cargs: Vec<CString> = args
         .iter()
         .map(|a| CString::new(a.as_bytes()))
         .collect::<Result<_, _>>()
         .map_err(|_| ExecutorError::InvalidArg)?;
-    // The process environment was set from the spec by libcontainer, so execvp sees its PATH.
-    let err = nix::unistd::execvp(&cargs[0], &cargs).unwrap_err();
-    Err(ExecutorError::Other(format!("exec {:?}: {err}", args[0])))
+    let cpath = CString::new(path.as_bytes()).map_err(|_| ExecutorError::InvalidArg)?;
+    // execv, not execvp: no fallback to /bin/sh for a file the kernel cannot exec. The process
+    // environment was set from the spec by libcontainer.
+    let err = nix::unistd::execv(&cpath, &cargs).unwrap_err();
+    Err(ExecutorError::Other(format!("exec {}: {}", args[0], err.desc())))
 }

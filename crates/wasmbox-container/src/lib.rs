@@ -6,12 +6,15 @@
 //!   inherited, or exec the native entrypoint exactly as runc would.
 //! - [`lifecycle`]: start, kill, delete, pids and cgroup stats of an existing container; these
 //!   never fork, so the multi-threaded shim calls them in-process.
-//! - [`cgroups`]: which cgroup driver a spec's `cgroupsPath` asks for.
+//! - [`guest_fs`]: the wasm guest's filesystem: the container's mount tree without `/proc`,
+//!   `/sys`, `/dev` and pseudo filesystems, built in a copy of its mount namespace.
+//! - [`cgroups`]: which cgroup driver a spec's `cgroupsPath` asks for; memory cgroup files.
 
 pub mod cgroups;
 pub mod create;
 pub mod error;
 pub mod executor;
+pub mod guest_fs;
 pub mod lifecycle;
 pub mod proctitle;
 

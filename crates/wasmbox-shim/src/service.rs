@@ -30,6 +30,7 @@ use wasmbox_container::lifecycle::{state_root, Handle};
 use wasmbox_wasm::cache::CompileCache;
 use wasmbox_wasm::entrypoint::{self, Entrypoint};
 use wasmbox_wasm::kind::FileKind;
+use wasmbox_wasm::WasmError;
 
 use crate::events::Events;
 use crate::exits::{ExitInfo, ExitMonitor};
@@ -174,23 +175,15 @@ impl Service {
         };
         let env = process.env().clone().unwrap_or_default();
         let cwd = process.cwd().display().to_string();
-        let found = entrypoint::resolve(rootfs, arg0, &env, &cwd).map_err(|e| e.to_string())?;
+        // As the container will see it: the rootfs and the spec's bind mounts (volumes).
+        let fs = entrypoint::ContainerFs::from_spec(rootfs, spec);
+        let found = entrypoint::resolve(&fs, arg0, &env, &cwd).map_err(|e| e.to_string())?;
         let wasm = match found {
             Entrypoint::Native => return Ok(None),
             Entrypoint::NotInRootfs => {
-                // A volume may provide it: then the container's init decides.
-                let mounts = spec.mounts().as_deref().unwrap_or_default();
-                let from_mount = entrypoint::EntrypointRef::candidates(arg0).iter().any(|c| {
-                    entrypoint::search_paths(&c.path, &env, &cwd).iter().any(|p| {
-                        mounts.iter().any(|m| Path::new(p).starts_with(m.destination()))
-                    })
-                });
-                if from_mount {
-                    return Ok(None);
-                }
                 // Wasm OCI images: the module is a layer of the image, not a file in the rootfs.
                 crate::artifact::image_entrypoint(self.content.as_ref(), id, Some(arg0))?
-                    .ok_or_else(|| format!("entrypoint {arg0:?} not found in the container's rootfs"))?
+                    .ok_or_else(|| WasmError::EntrypointNotFound(arg0.clone()).to_string())?
             }
             Entrypoint::Wasm(w) => w,
         };

@@ -1,8 +1,11 @@
-//! Resolves the container's entrypoint (`args[0]`) inside its rootfs, from the host side.
+//! Resolves the container's entrypoint (`args[0]`) as the container will see it, from the
+//! host side: in its rootfs, or in a bind mount the spec puts over it (a hostPath, configMap
+//! or emptyDir volume, `ctr run --mount`).
 //!
 //! Resolution happens before the container exists, so the shim can compile the module into the
-//! cache at Create. Every lookup goes through `openat2(RESOLVE_IN_ROOT)`, so absolute symlinks
-//! and `..` in the image stay inside the rootfs, as they would inside the container.
+//! cache at Create, and can refuse what cannot run with a clear message. Every lookup goes
+//! through `openat2(RESOLVE_IN_ROOT)` beneath the rootfs or the mount's source, so absolute
+//! symlinks and `..` stay inside it, as they would inside the container.
 
 use std::fs::File;
 use std::io::Read;
@@ -11,8 +14,9 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
+use oci_spec::runtime::Spec;
 
-use crate::kind::{classify, FileKind};
+use crate::kind::{classify, describe_head, native_format, FileKind, NativeFormat};
 use crate::WasmError;
 
 /// PATH used when the spec sets none, as runc and execvp(3) do.
@@ -95,29 +99,176 @@ pub enum Entrypoint {
     NotInRootfs,
 }
 
-/// Finds and classifies `arg0` in `rootfs`, using the spec's `PATH` and `cwd` as execvp would.
-pub fn resolve(rootfs: &Path, arg0: &str, env: &[String], cwd: &str) -> Result<Entrypoint, WasmError> {
-    let root = open_root(rootfs)?;
+/// A mount of the spec, as far as entrypoint lookup cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountAt {
+    /// Where it is in the container (normalized, absolute).
+    pub destination: String,
+    /// The host path a bind mount shows there; None for other mounts (tmpfs and the like),
+    /// which hold nothing at Create.
+    pub bind_source: Option<PathBuf>,
+}
+
+/// The container's filesystem as the container will see it, looked at from the host at Create.
+#[derive(Debug, Clone)]
+pub struct ContainerFs {
+    pub rootfs: PathBuf,
+    pub mounts: Vec<MountAt>,
+}
+
+fn normalize(path: &str) -> String {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    format!("/{}", parts.join("/"))
+}
+
+impl ContainerFs {
+    /// The rootfs (host path) and the spec's mounts.
+    pub fn from_spec(rootfs: &Path, spec: &Spec) -> Self {
+        let mounts = spec
+            .mounts()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|m| {
+                let options = m.options().as_deref().unwrap_or_default();
+                let bind = m.typ().as_deref() == Some("bind") || options.iter().any(|o| o == "bind" || o == "rbind");
+                MountAt {
+                    destination: normalize(&m.destination().display().to_string()),
+                    bind_source: m.source().clone().filter(|_| bind),
+                }
+            })
+            .collect();
+        Self {
+            rootfs: rootfs.to_path_buf(),
+            mounts,
+        }
+    }
+
+    /// Only the rootfs, no mounts.
+    pub fn rootfs_only(rootfs: &Path) -> Self {
+        Self {
+            rootfs: rootfs.to_path_buf(),
+            mounts: Vec::new(),
+        }
+    }
+
+    /// The mount that shows `path` (the last one listed wins among equals: it is mounted over
+    /// the others), and the rest of the path below it.
+    fn mount_for<'a>(&self, path: &'a str) -> Option<(&MountAt, &'a str)> {
+        self.mounts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                let rest = if m.destination == "/" {
+                    Some(path.trim_start_matches('/'))
+                } else {
+                    path.strip_prefix(m.destination.as_str())
+                        .filter(|r| r.is_empty() || r.starts_with('/'))
+                        .map(|r| r.trim_start_matches('/'))
+                };
+                rest.map(|r| (m.destination.len(), i, m, r))
+            })
+            .max_by_key(|(len, i, _, _)| (*len, *i))
+            .map(|(_, _, m, r)| (m, r))
+    }
+
+    /// Opens `path` (absolute, in the container) read-only.
+    fn open(&self, path: &str) -> Result<Option<Found>, WasmError> {
+        let err = |e: nix::Error| WasmError::ReadEntrypoint {
+            path: path.to_string(),
+            source: e.into(),
+        };
+        let lexical = normalize(path);
+        // `..` is resolved by the kernel below, not here: such paths are looked up in the rootfs.
+        let mount = if path.split('/').any(|p| p == "..") { None } else { self.mount_for(&lexical) };
+        let (base, rest) = match mount {
+            None => (self.rootfs.as_path(), lexical.trim_start_matches('/').to_string()),
+            Some((m, rest)) => match &m.bind_source {
+                Some(source) => (source.as_path(), rest.to_string()),
+                // A tmpfs or the like: empty when the container starts.
+                None => return Ok(None),
+            },
+        };
+        let dir = match open_dir(base) {
+            Ok(fd) => fd,
+            // A bind of a single file: the file itself.
+            Err(nix::errno::Errno::ENOTDIR) if rest.is_empty() => return open_found(path, base).map_err(err),
+            Err(nix::errno::Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(err(e)),
+        };
+        let target = if rest.is_empty() { "." } else { rest.as_str() };
+        open_found_at(&dir, path, target).map_err(err)
+    }
+}
+
+/// What a path turned out to be.
+#[derive(Debug)]
+enum Found {
+    File(String, File),
+    Directory,
+}
+
+fn classify_opened(guest_path: &str, file: File) -> Option<Found> {
+    match file.metadata() {
+        Ok(m) if m.is_file() => Some(Found::File(guest_path.to_string(), file)),
+        Ok(m) if m.is_dir() => Some(Found::Directory),
+        _ => None,
+    }
+}
+
+fn open_found(guest_path: &str, host: &Path) -> Result<Option<Found>, nix::Error> {
+    match File::open(host) {
+        Ok(f) => Ok(classify_opened(guest_path, f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
+    }
+}
+
+fn open_found_at(dir: &OwnedFd, guest_path: &str, target: &str) -> Result<Option<Found>, nix::Error> {
+    use std::os::fd::AsRawFd;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    match nix::fcntl::openat2(dir.as_raw_fd(), target, how) {
+        // SAFETY: `openat2` returned a fresh descriptor that nothing else owns.
+        Ok(fd) => Ok(classify_opened(guest_path, unsafe { File::from_raw_fd(fd) })),
+        Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Finds and classifies `arg0` in `fs`, using the spec's `PATH` and `cwd` as execvp would.
+///
+/// What cannot run is refused here, at Create, with the reason: a directory, a file the
+/// kernel cannot exec (runc's "exec format error"), a `.wasm` that is not WebAssembly, and
+/// machine code posing as wasm (a `.cwasm` or an ELF named `.wasm`).
+pub fn resolve(fs: &ContainerFs, arg0: &str, env: &[String], cwd: &str) -> Result<Entrypoint, WasmError> {
     for candidate in EntrypointRef::candidates(arg0) {
-        let Some((guest_path, file)) = lookup(&root, &candidate.path, env, cwd)? else {
-            continue;
+        let (guest_path, file) = match lookup(fs, &candidate.path, env, cwd)? {
+            None => continue,
+            Some(Found::Directory) if candidate.func.is_none() => {
+                return Err(WasmError::IsDirectory { path: candidate.path });
+            }
+            Some(Found::Directory) => continue,
+            Some(Found::File(p, f)) => (p, f),
         };
         let mut file = file;
-        let mut head = [0u8; 8];
+        let mut head = [0u8; 16];
         let n = read_head(&mut file, &mut head).map_err(|source| WasmError::ReadEntrypoint {
             path: guest_path.clone(),
             source,
         })?;
-        let kind = classify(&guest_path, &head[..n]);
+        let head = &head[..n];
+        let kind = classify(&guest_path, head);
         if kind == FileKind::Native {
             if candidate.func.is_some() {
                 // `x#y` where `x` is not wasm: keep looking as the whole name failed already.
                 continue;
             }
-            return Ok(Entrypoint::Native);
+            return native(&guest_path, head);
         }
         // Binary wasm with a stamp: leave it unread, the cache may know it already.
-        if let Some(binary) = crate::kind::binary_kind(&head[..n]).filter(|k| *k != FileKind::UnknownWasm) {
+        if let Some(binary) = crate::kind::binary_kind(head).filter(|k| *k != FileKind::UnknownWasm) {
             if let Some(stamp) = file.metadata().ok().and_then(|m| crate::stamp::of(&m)) {
                 return Ok(Entrypoint::Wasm(WasmEntrypoint {
                     guest_path,
@@ -128,7 +279,7 @@ pub fn resolve(rootfs: &Path, arg0: &str, env: &[String], cwd: &str) -> Result<E
                 }));
             }
         }
-        let mut bytes = head[..n].to_vec();
+        let mut bytes = head.to_vec();
         file.read_to_end(&mut bytes).map_err(|source| WasmError::ReadEntrypoint {
             path: guest_path.clone(),
             source,
@@ -150,6 +301,24 @@ pub fn resolve(rootfs: &Path, arg0: &str, env: &[String], cwd: &str) -> Result<E
         }));
     }
     Ok(Entrypoint::NotInRootfs)
+}
+
+/// A file that is not wasm: runs natively if the kernel can exec it and it does not pose as
+/// wasm; else the reason it cannot run.
+fn native(path: &str, head: &[u8]) -> Result<Entrypoint, WasmError> {
+    let wasm_name = path.ends_with(".wasm") || path.ends_with(".cwasm");
+    match native_format(head) {
+        NativeFormat::Elf if wasm_name => Err(WasmError::MachineCode { path: path.to_string() }),
+        _ if wasm_name => Err(WasmError::NotWasm {
+            path: path.to_string(),
+            detail: describe_head(head),
+        }),
+        NativeFormat::Elf | NativeFormat::Script => Ok(Entrypoint::Native),
+        NativeFormat::Unknown => Err(WasmError::ExecFormat {
+            path: path.to_string(),
+            detail: describe_head(head),
+        }),
+    }
 }
 
 fn to_binary(path: &str, kind: FileKind, bytes: Vec<u8>) -> Result<Vec<u8>, WasmError> {
@@ -179,16 +348,8 @@ fn read_head(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-fn open_root(rootfs: &Path) -> Result<OwnedFd, WasmError> {
-    let fd = nix::fcntl::open(
-        rootfs,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| WasmError::ReadEntrypoint {
-        path: rootfs.display().to_string(),
-        source: e.into(),
-    })?;
+fn open_dir(dir: &Path) -> Result<OwnedFd, nix::Error> {
+    let fd = nix::fcntl::open(dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
     // SAFETY: `open` returned a fresh descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -222,30 +383,17 @@ fn join(dir: &str, name: &str) -> String {
     p.display().to_string()
 }
 
-/// Opens the first regular file among the candidates, resolved inside `root`.
-fn lookup(root: &OwnedFd, name: &str, env: &[String], cwd: &str) -> Result<Option<(String, File)>, WasmError> {
-    use std::os::fd::AsRawFd;
+/// The first regular file among the candidates, as execvp tries them; a directory only when
+/// `name` is a path (execvp skips directories found through `PATH`).
+fn lookup(fs: &ContainerFs, name: &str, env: &[String], cwd: &str) -> Result<Option<Found>, WasmError> {
     for path in search_paths(name, env, cwd) {
-        let how = OpenHow::new()
-            .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY)
-            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-        match nix::fcntl::openat2(root.as_raw_fd(), path.as_str(), how) {
-            Ok(fd) => {
-                // SAFETY: `openat2` returned a fresh descriptor that nothing else owns.
-                let file = unsafe { File::from_raw_fd(fd) };
-                let is_file = file.metadata().map(|m| m.is_file()).unwrap_or(false);
-                if is_file {
-                    return Ok(Some((path, file)));
-                }
-            }
-            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => {}
-            Err(nix::errno::Errno::EACCES) if !name.contains('/') => {}
-            Err(e) => {
-                return Err(WasmError::ReadEntrypoint {
-                    path,
-                    source: e.into(),
-                })
-            }
+        match fs.open(&path) {
+            Ok(Some(Found::Directory)) if !name.contains('/') => {}
+            Ok(Some(found)) => return Ok(Some(found)),
+            Ok(None) => {}
+            Err(WasmError::ReadEntrypoint { source, .. })
+                if !name.contains('/') && source.raw_os_error() == Some(libc::EACCES) => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(None)
@@ -287,7 +435,7 @@ mod tests {
         std::os::unix::fs::symlink("/app.wasm", r.join("bin/link.wasm")).unwrap();
 
         let env = vec!["PATH=/bin".to_string()];
-        match resolve(r, "/app.wasm#run", &env, "/").unwrap() {
+        match resolve(&ContainerFs::rootfs_only(r), "/app.wasm#run", &env, "/").unwrap() {
             Entrypoint::Wasm(w) => {
                 assert_eq!(w.guest_path, "/app.wasm");
                 assert_eq!(w.func.as_deref(), Some("run"));
@@ -295,13 +443,13 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        match resolve(r, "/hello.wat", &env, "/").unwrap() {
+        match resolve(&ContainerFs::rootfs_only(r), "/hello.wat", &env, "/").unwrap() {
             Entrypoint::Wasm(w) => assert!(w.wasm.starts_with(b"\0asm")),
             other => panic!("unexpected {other:?}"),
         }
-        assert!(matches!(resolve(r, "tool", &env, "/").unwrap(), Entrypoint::Native));
-        assert!(matches!(resolve(r, "link.wasm", &env, "/").unwrap(), Entrypoint::Wasm(_)));
-        assert!(matches!(resolve(r, "/missing.wasm", &env, "/").unwrap(), Entrypoint::NotInRootfs));
+        assert!(matches!(resolve(&ContainerFs::rootfs_only(r), "tool", &env, "/").unwrap(), Entrypoint::Native));
+        assert!(matches!(resolve(&ContainerFs::rootfs_only(r), "link.wasm", &env, "/").unwrap(), Entrypoint::Wasm(_)));
+        assert!(matches!(resolve(&ContainerFs::rootfs_only(r), "/missing.wasm", &env, "/").unwrap(), Entrypoint::NotInRootfs));
     }
 
     #[test]
@@ -309,7 +457,120 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         fs::write(root.path().join("bad.wat"), "(module (func").unwrap();
         fs::write(root.path().join("v9.wasm"), b"\0asm\x09\0\0\0garbage").unwrap();
-        assert!(matches!(resolve(root.path(), "/bad.wat", &[], "/"), Err(WasmError::Invalid { .. })));
-        assert!(matches!(resolve(root.path(), "/v9.wasm", &[], "/"), Err(WasmError::Invalid { .. })));
+        assert!(matches!(resolve(&ContainerFs::rootfs_only(root.path()), "/bad.wat", &[], "/"), Err(WasmError::Invalid { .. })));
+        assert!(matches!(resolve(&ContainerFs::rootfs_only(root.path()), "/v9.wasm", &[], "/"), Err(WasmError::Invalid { .. })));
+    }
+
+    #[test]
+    fn refuses_what_cannot_run_with_the_reason() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        fs::create_dir_all(r.join("dir")).unwrap();
+        fs::write(r.join("text"), "echo hi\n").unwrap();
+        fs::write(r.join("empty"), "").unwrap();
+        fs::write(r.join("script"), "#!/bin/sh\necho hi\n").unwrap();
+        fs::write(r.join("notwasm.wasm"), "hello world").unwrap();
+        fs::write(r.join("elf.wasm"), b"\x7fELF\x02\x01").unwrap();
+        fs::write(r.join("app.cwasm"), b"\x7fELF\x02\x01").unwrap();
+        let fs_ = ContainerFs::rootfs_only(r);
+        let err = |arg0: &str| resolve(&fs_, arg0, &[], "/").unwrap_err().to_string();
+
+        assert_eq!(err("/dir"), "exec /dir: is a directory");
+        assert!(err("/text").starts_with("exec /text: exec format error (it starts with \"echo hi\\n\""), "{}", err("/text"));
+        assert!(err("/empty").contains("exec format error (it is empty"), "{}", err("/empty"));
+        assert!(matches!(resolve(&fs_, "/script", &[], "/").unwrap(), Entrypoint::Native));
+        assert_eq!(
+            err("/notwasm.wasm"),
+            "/notwasm.wasm: not a WebAssembly module (it starts with \"hello world\")"
+        );
+        for p in ["/elf.wasm", "/app.cwasm"] {
+            let e = err(p);
+            assert!(e.starts_with(&format!("{p}: refused: holds ELF machine code")), "{e}");
+            assert!(!e.contains("error error") && !e.contains(": :"), "{e}");
+        }
+        // Through PATH a directory is skipped, as execvp does.
+        let env = vec!["PATH=/".to_string()];
+        assert!(matches!(resolve(&fs_, "dir", &env, "/").unwrap(), Entrypoint::NotInRootfs));
+    }
+
+    #[test]
+    fn resolves_through_bind_mounts_as_the_container_will_see_them() {
+        let root = tempfile::tempdir().unwrap();
+        let vol = tempfile::tempdir().unwrap();
+        let file_src = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("modules")).unwrap();
+        // The rootfs has its own file under the mount point: the mount hides it.
+        fs::write(root.path().join("modules/app.wasm"), "hidden").unwrap();
+        fs::write(vol.path().join("app.wasm"), b"\0asm\x01\0\0\0").unwrap();
+        fs::write(vol.path().join("app.wat"), "(module)").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", vol.path().join("escape.wasm")).unwrap();
+        fs::write(file_src.path().join("single"), b"\0asm\x01\0\0\0").unwrap();
+        let fs_ = ContainerFs {
+            rootfs: root.path().to_path_buf(),
+            mounts: vec![
+                MountAt {
+                    destination: "/modules".into(),
+                    bind_source: Some(vol.path().to_path_buf()),
+                },
+                MountAt {
+                    destination: "/one.wasm".into(),
+                    bind_source: Some(file_src.path().join("single")),
+                },
+                MountAt {
+                    destination: "/scratch".into(),
+                    bind_source: None,
+                },
+            ],
+        };
+        for arg0 in ["/modules/app.wasm", "/modules/app.wat", "/one.wasm"] {
+            match resolve(&fs_, arg0, &[], "/").unwrap() {
+                Entrypoint::Wasm(w) => assert_eq!(w.guest_path, arg0),
+                other => panic!("{arg0}: {other:?}"),
+            }
+        }
+        // A relative path and PATH lookups go through the mount too.
+        assert!(matches!(resolve(&fs_, "./app.wasm", &[], "/modules").unwrap(), Entrypoint::Wasm(_)));
+        let env = vec!["PATH=/modules".to_string()];
+        assert!(matches!(resolve(&fs_, "app.wasm", &env, "/").unwrap(), Entrypoint::Wasm(_)));
+        // A symlink in the volume stays inside the volume.
+        assert!(matches!(resolve(&fs_, "/modules/escape.wasm", &[], "/").unwrap(), Entrypoint::NotInRootfs));
+        assert!(matches!(resolve(&fs_, "/scratch/x.wasm", &[], "/").unwrap(), Entrypoint::NotInRootfs));
+    }
+
+    #[test]
+    fn reads_mounts_from_the_spec() {
+        use oci_spec::runtime::{MountBuilder, SpecBuilder};
+        let spec = SpecBuilder::default()
+            .mounts(vec![
+                MountBuilder::default().destination("/tmp").typ("tmpfs").build().unwrap(),
+                MountBuilder::default()
+                    .destination("/data/")
+                    .source("/srv/data")
+                    .options(vec!["rbind".to_string(), "ro".to_string()])
+                    .build()
+                    .unwrap(),
+                MountBuilder::default()
+                    .destination("/m")
+                    .typ("bind")
+                    .source("/srv/m")
+                    .build()
+                    .unwrap(),
+            ])
+            .build()
+            .unwrap();
+        let fs_ = ContainerFs::from_spec(Path::new("/r"), &spec);
+        let m: Vec<(&str, Option<&Path>)> = fs_
+            .mounts
+            .iter()
+            .map(|m| (m.destination.as_str(), m.bind_source.as_deref()))
+            .collect();
+        assert_eq!(
+            m,
+            vec![
+                ("/tmp", None),
+                ("/data", Some(Path::new("/srv/data"))),
+                ("/m", Some(Path::new("/srv/m")))
+            ]
+        );
     }
 }

@@ -4,8 +4,16 @@ use std::path::PathBuf;
 /// file or export concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum WasmError {
-    #[error("entrypoint {0:?} not found in the container's rootfs")]
+    #[error("entrypoint {0:?} not found in the container (its rootfs and bind mounts)")]
     EntrypointNotFound(String),
+    #[error("exec {path}: is a directory")]
+    IsDirectory { path: String },
+    #[error("exec {path}: exec format error ({detail}: not an ELF binary, a #! script or WebAssembly)")]
+    ExecFormat { path: String, detail: String },
+    #[error("{path}: not a WebAssembly module ({detail})")]
+    NotWasm { path: String, detail: String },
+    #[error("{path}: refused: {}", crate::kind::MACHINE_CODE_REFUSED)]
+    MachineCode { path: String },
     #[error("cannot read entrypoint {path:?}: {source}")]
     ReadEntrypoint {
         path: String,

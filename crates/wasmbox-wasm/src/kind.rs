@@ -34,6 +34,43 @@ pub fn classify(path: &str, head: &[u8]) -> FileKind {
     FileKind::Native
 }
 
+/// The ELF magic number: native code, and also Wasmtime's precompiled `.cwasm` files.
+pub const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
+
+/// Why a wasm entrypoint or layer holding ELF is refused (Wasmtime trusts precompiled code
+/// blindly, so only the shim's own compile cache may supply it).
+pub const MACHINE_CODE_REFUSED: &str = "holds ELF machine code (a Wasmtime precompiled .cwasm or a native binary); \
+wasmbox only runs wasm modules, components and WAT, which it compiles itself";
+
+/// What a file the kernel would exec is, by its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeFormat {
+    Elf,
+    /// `#!` interpreter script.
+    Script,
+    /// Anything else (text, an empty file, another binary format): execve says ENOEXEC.
+    Unknown,
+}
+
+pub fn native_format(head: &[u8]) -> NativeFormat {
+    if head.starts_with(ELF_MAGIC) {
+        NativeFormat::Elf
+    } else if head.starts_with(b"#!") {
+        NativeFormat::Script
+    } else {
+        NativeFormat::Unknown
+    }
+}
+
+/// A file's first bytes as a short printable string, for messages about what a file is.
+pub fn describe_head(head: &[u8]) -> String {
+    if head.is_empty() {
+        return "it is empty".into();
+    }
+    let shown: String = head.iter().take(16).flat_map(|b| b.escape_ascii()).map(char::from).collect();
+    format!("it starts with \"{shown}\"")
+}
+
 /// Binary wasm kind of an in-memory wasm binary (after WAT was parsed).
 pub fn binary_kind(bytes: &[u8]) -> Option<FileKind> {
     match classify("", bytes) {
@@ -55,5 +92,15 @@ mod tests {
         assert_eq!(classify("/hello.wat", b"(module)"), FileKind::Wat);
         assert_eq!(classify("/bin/sh", b"\x7fELF\x02\x01\x01\0"), FileKind::Native);
         assert_eq!(classify("/run.sh", b"#!/bin/sh"), FileKind::Native);
+    }
+
+    #[test]
+    fn tells_native_formats_and_describes_heads() {
+        assert_eq!(native_format(b"\x7fELF\x02"), NativeFormat::Elf);
+        assert_eq!(native_format(b"#!/bin/sh\n"), NativeFormat::Script);
+        assert_eq!(native_format(b"echo hi\n"), NativeFormat::Unknown);
+        assert_eq!(native_format(b""), NativeFormat::Unknown);
+        assert_eq!(describe_head(b""), "it is empty");
+        assert_eq!(describe_head(b"hello\n\x01"), "it starts with \"hello\\n\\x01\"");
     }
 }

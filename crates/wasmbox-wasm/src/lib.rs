@@ -5,8 +5,10 @@
 //! - [`kind`]: what a file is (core module, component, WAT text, or not wasm at all).
 //! - [`entrypoint`]: `args[0]` (with an optional `#func`) resolved inside a container rootfs.
 //! - [`cache`]: the node-wide compile cache keyed by the wasm's SHA-256 and the engine hash.
-//! - [`sandbox`]: what the OCI spec grants the guest (args, env, cwd, preopens, limits).
+//! - [`sandbox`]: what the OCI spec grants the guest (args, env, cwd, network, memory limit).
+//! - [`memory`]: the memory budget that keeps linear memories and tables inside the limit.
 //! - [`program`]: a loaded, link-checked program ready to run.
+//! - [`rofs`]: EROFS (not EIO) for writes to read-only mounts, around Wasmtime's WASI.
 //! - [`run`]: runs a program in the current process and maps the outcome to an exit code.
 //! - [`terminate`]: turns termination signals into epoch interruption.
 
@@ -15,7 +17,9 @@ pub mod engine;
 pub mod entrypoint;
 pub mod error;
 pub mod kind;
+pub mod memory;
 pub mod program;
+pub mod rofs;
 pub mod run;
 pub mod sandbox;
 pub mod stamp;

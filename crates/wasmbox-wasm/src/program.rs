@@ -17,7 +17,14 @@ use crate::WasmError;
 /// The entry point the runner calls.
 pub(crate) enum Code {
     /// A core module: `_start` (`func` is `None`), or the export named by `path#func`.
-    Module { pre: InstancePre<P1State>, func: Option<String> },
+    /// `base` holds Wasmtime's own WASI functions, which `trampoline` forwards to for the
+    /// wrappers in `pre`'s linker (see [`crate::rofs`]).
+    Module {
+        pre: InstancePre<P1State>,
+        func: Option<String>,
+        base: Linker<P1State>,
+        trampoline: Option<crate::rofs::Trampoline>,
+    },
     /// A `wasi:cli/command` component.
     Component(CommandPre<P2State>),
 }
@@ -67,11 +74,18 @@ impl Program {
                 // SAFETY: the artifact was written by our own compile cache (see above).
                 let module = unsafe { Module::deserialize_file(engine, artifact) }.map_err(entry_err)?;
                 check_export(&module, guest_path, func.unwrap_or("_start"))?;
-                let mut linker = Linker::<P1State>::new(engine);
-                wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut P1State| &mut s.wasi)
+                let mut base = Linker::<P1State>::new(engine);
+                wasmtime_wasi::p1::add_to_linker_sync(&mut base, |s: &mut P1State| &mut s.wasi)
                     .map_err(|e| link_err(guest_path, e))?;
+                let mut linker = base.clone();
+                let trampoline = crate::rofs::wrap(engine, &mut linker, &module).map_err(|e| link_err(guest_path, e))?;
                 let pre = linker.instantiate_pre(&module).map_err(|e| link_err(guest_path, e))?;
-                Code::Module { pre, func: func.map(str::to_string) }
+                Code::Module {
+                    pre,
+                    func: func.map(str::to_string),
+                    base,
+                    trampoline,
+                }
             }
         };
         Ok(Self {

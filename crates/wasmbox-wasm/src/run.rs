@@ -4,12 +4,15 @@
 
 use std::io::Write;
 
-use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline, Val, ValType};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use wasmtime::{Store, UpdateDeadline, Val, ValType};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::memory::{Budget, MemoryCgroup};
 use crate::program::{Code, Program};
-use crate::sandbox::{list_top_level_dirs, SandboxSpec};
+use crate::sandbox::{GuestDirs, SandboxSpec};
 use crate::terminate;
 
 /// Exit status of a trapped guest (128 + SIGABRT, like `wasmtime run`).
@@ -18,14 +21,16 @@ pub const TRAP_EXIT: i32 = 134;
 /// Store data for core modules (WASI preview 1).
 pub struct P1State {
     pub(crate) wasi: WasiP1Ctx,
-    limits: StoreLimits,
+    limits: Budget,
+    /// State of the EROFS wrappers around Wasmtime's path functions (see [`crate::rofs`]).
+    pub(crate) rofs: crate::rofs::Wrappers,
 }
 
 /// Store data for components (WASI preview 2).
 pub struct P2State {
     ctx: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: Budget,
 }
 
 impl WasiView for P2State {
@@ -71,12 +76,19 @@ impl Outcome {
     }
 }
 
-/// Runs `program` with what `sandbox` grants and returns the process exit status.
-pub fn run(program: &Program, sandbox: &SandboxSpec) -> i32 {
+/// What the container hands the guest beyond the spec: its directories and the container's
+/// memory cgroup (for the memory budget).
+pub struct Granted<'a> {
+    pub dirs: Option<GuestDirs<'a>>,
+    pub memory: Option<MemoryCgroup>,
+}
+
+/// Runs `program` with what `sandbox` and `granted` give it; returns the process exit status.
+pub fn run(program: &Program, sandbox: &SandboxSpec, granted: Granted<'_>) -> i32 {
     if let Err(e) = terminate::install(&program.engine) {
         log::warn!("cannot install signal handling: {e}");
     }
-    let outcome = match execute(program, sandbox) {
+    let outcome = match execute(program, sandbox, granted) {
         Ok(outcome) => outcome,
         Err(e) => Outcome::Trapped(format!("{e:?}")),
     };
@@ -88,28 +100,28 @@ pub fn run(program: &Program, sandbox: &SandboxSpec) -> i32 {
     outcome.exit_status()
 }
 
-fn wasi_builder(sandbox: &SandboxSpec) -> WasiCtxBuilder {
+/// Preopens the directory `dir` as `guest`. Wasmtime opens preopens by path, so the runner
+/// changes into the directory and opens `.`: no path in the container's own mount namespace
+/// (which still has `/proc`) is ever looked up.
+fn preopen(b: &mut WasiCtxBuilder, dir: BorrowedFd<'_>, guest: &str) -> wasmtime::Result<()> {
+    nix::unistd::fchdir(dir.as_raw_fd()).map_err(|e| wasmtime::format_err!("preopen {guest}: {e}"))?;
+    // Read-write: the kernel refuses writes to read-only mounts (EROFS), as under runc.
+    b.preopened_dir(".", guest, FsPerms::ReadWrite)?;
+    Ok(())
+}
+
+fn wasi_builder(sandbox: &SandboxSpec, dirs: Option<GuestDirs<'_>>) -> wasmtime::Result<WasiCtxBuilder> {
     let mut b = WasiCtxBuilder::new();
-    b.args(&sandbox.args).envs(&sandbox.env).inherit_stdio();
-    for p in sandbox.plan_preopens(&list_top_level_dirs()) {
-        let perms = if p.readonly { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
-        if let Err(e) = b.preopened_dir(&p.host, &p.guest, perms) {
-            // A mount on a file, or a path that vanished: the guest simply doesn't get it.
-            log::debug!("not preopening {} as {}: {e:#}", p.host, p.guest);
-        }
+    b.args(&sandbox.args).envs(&sandbox.env).inherit_stdio().initial_cwd(&sandbox.cwd);
+    if let Some(dirs) = dirs {
+        // One preopen, "/": wasi-libc resolves every path (relative ones too, until the guest
+        // calls chdir) by the longest matching preopen name, and a "." would be taken for "/".
+        preopen(&mut b, dirs.root, "/")?;
     }
     if sandbox.network {
         b.inherit_network().allow_ip_name_lookup(true);
     }
-    b
-}
-
-fn limits(sandbox: &SandboxSpec) -> StoreLimits {
-    let mut l = StoreLimitsBuilder::new();
-    if let Some(max) = sandbox.memory_limit {
-        l = l.memory_size(max);
-    }
-    l.build()
+    Ok(b)
 }
 
 /// Stops guest code at the next epoch check once a termination signal arrived.
@@ -121,24 +133,42 @@ fn arm_epoch<T: 'static>(store: &mut Store<T>) {
     });
 }
 
-fn execute(program: &Program, sandbox: &SandboxSpec) -> wasmtime::Result<Outcome> {
+fn execute(program: &Program, sandbox: &SandboxSpec, granted: Granted<'_>) -> wasmtime::Result<Outcome> {
     let engine = &program.engine;
+    let mut wasi = wasi_builder(sandbox, granted.dirs)?;
+    let limits = Budget::new(granted.memory, sandbox.memory_limit);
     let result = match &program.code {
-        Code::Module { pre, func } => {
+        Code::Module {
+            pre,
+            func,
+            base,
+            trampoline,
+        } => {
+            let root = granted
+                .dirs
+                .map(|d| d.root.try_clone_to_owned())
+                .transpose()
+                .map_err(|e| wasmtime::format_err!("duplicate the guest's root: {e}"))?;
             let state = P1State {
-                wasi: wasi_builder(sandbox).build_p1(),
-                limits: limits(sandbox),
+                wasi: wasi.build_p1(),
+                limits,
+                rofs: crate::rofs::Wrappers::new(root),
             };
             let mut store = Store::new(engine, state);
             store.limiter(|s| &mut s.limits);
             arm_epoch(&mut store);
-            call_module(&mut store, pre, func.as_deref(), &sandbox.args)
+            pre.instantiate(&mut store).and_then(|instance| {
+                if let Some(t) = trampoline {
+                    crate::rofs::connect(&mut store, base, t, &instance)?;
+                }
+                call_module(&mut store, &instance, func.as_deref(), &sandbox.args)
+            })
         }
         Code::Component(pre) => {
             let state = P2State {
-                ctx: wasi_builder(sandbox).build(),
+                ctx: wasi.build(),
                 table: ResourceTable::new(),
-                limits: limits(sandbox),
+                limits,
             };
             let mut store = Store::new(engine, state);
             store.limiter(|s| &mut s.limits);
@@ -154,17 +184,16 @@ fn execute(program: &Program, sandbox: &SandboxSpec) -> wasmtime::Result<Outcome
     Ok(Outcome::from_result(result, terminate::requested()))
 }
 
-/// Instantiates and runs the module. Without `#func` this is a WASI command: `_start` takes
+/// Runs the instantiated module. Without `#func` this is a WASI command: `_start` takes
 /// no parameters and the process args are the guest's argv. With `#func`, like
 /// `wasmtime run --invoke`, parameters come from the process args after argv[0] and results
 /// are printed one per line.
 fn call_module(
     store: &mut Store<P1State>,
-    pre: &wasmtime::InstancePre<P1State>,
+    instance: &wasmtime::Instance,
     func: Option<&str>,
     args: &[String],
 ) -> wasmtime::Result<()> {
-    let instance = pre.instantiate(&mut *store)?;
     let Some(func) = func else {
         let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
         return start.call(&mut *store, ());

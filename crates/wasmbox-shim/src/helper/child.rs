@@ -7,6 +7,7 @@ use std::sync::{Mutex, OnceLock};
 
 use wasmbox_container::create::{create, CreateRequest as ContainerRequest};
 use wasmbox_container::executor::{WasmWorkload, WasmboxExecutor};
+use wasmbox_container::guest_fs;
 use wasmbox_wasm::engine::Engine;
 use wasmbox_wasm::kind::FileKind;
 use wasmbox_wasm::program::Program;
@@ -120,20 +121,23 @@ fn run(request_json: &str) -> Result<i32, (String, bool)> {
         .try_clone_to_owned()
         .map_err(|e| fail(format!("stdin: {e}")))?;
 
-    let executor = match &req.wasm {
-        None => WasmboxExecutor::native(),
+    let (executor, to_init) = match &req.wasm {
+        None => (WasmboxExecutor::native(), None),
         Some(w) => {
             let engine = engine().as_ref().map_err(|e| fail(e.clone()))?;
             let kind = if w.component { FileKind::Component } else { FileKind::Module };
             let program = Program::load(engine, &w.artifact, kind, &w.guest_path, w.func.as_deref())
                 .map_err(|e| (chain(&e), matches!(e, WasmError::CacheEntry { .. })))?;
-            WasmboxExecutor::wasm(WasmWorkload {
+            let (to_init, init_end) = guest_fs::channel().map_err(|e| fail(chain(&e)))?;
+            let executor = WasmboxExecutor::wasm(WasmWorkload {
                 program,
                 argv0: w.guest_path.clone(),
-            })
+                guest_fs: init_end,
+            });
+            (executor, Some(to_init))
         }
     };
-    create(ContainerRequest {
+    let pid = create(ContainerRequest {
         id: &req.id,
         bundle: &req.bundle,
         root: &req.root,
@@ -143,5 +147,24 @@ fn run(request_json: &str) -> Result<i32, (String, bool)> {
         executor,
         systemd: req.systemd,
     })
-    .map_err(|e| fail(chain(&e)))
+    .map_err(|e| fail(chain(&e)))?;
+    if let Some(to_init) = to_init {
+        // The container exists with every mount in place: give its init the guest's tree.
+        // Last step: it leaves this process in the tree's mount namespace.
+        let memory = memory_files(pid);
+        guest_fs::build(pid, memory, to_init.as_fd()).map_err(|e| fail(chain(&e)))?;
+    }
+    Ok(pid)
+}
+
+/// The container's memory cgroup usage and limit files, opened here since they are host paths.
+fn memory_files(pid: i32) -> Option<(File, File)> {
+    let (usage, limit) = wasmbox_container::cgroups::memory_files(pid)?;
+    match (File::open(&usage), File::open(&limit)) {
+        (Ok(u), Ok(l)) => Some((u, l)),
+        (Err(e), _) | (_, Err(e)) => {
+            log::warn!("memory cgroup files of pid {pid} ({}): {e}; the guest's memory is capped by the spec's limit only", usage.display());
+            None
+        }
+    }
 }
