@@ -83,6 +83,12 @@ pub fn files() -> Result<Arc<Vec<u8>>> {
 pub fn cat_file() -> Result<Arc<Vec<u8>>> {
     build("cat_file", Kind::CWasm)
 }
+pub fn fs_probe() -> Result<Arc<Vec<u8>>> {
+    build("fs_probe", Kind::CWasm)
+}
+pub fn mem_grow() -> Result<Arc<Vec<u8>>> {
+    build("mem_grow", Kind::CWasm)
+}
 pub fn native_hello() -> Result<Arc<Vec<u8>>> {
     build("native_hello", Kind::NativeStatic)
 }

@@ -23,6 +23,7 @@ pub mod image;
 pub mod leftovers;
 pub mod mounts;
 pub mod poll;
+pub mod probe;
 pub mod process;
 pub mod registry;
 pub mod settings;

@@ -75,3 +75,36 @@ fn unknown_export_is_named() {
         "error should name the function: {out:?}"
     );
 }
+
+/// Each entrypoint that cannot run fails Create with one line saying why, as runc would say it
+/// (or, for files posing as wasm, what they are); nothing is left behind.
+#[test]
+fn entrypoints_that_cannot_run_say_why() {
+    require_integration!();
+    let containerd = start();
+    let elf = guests::native_hello().unwrap();
+    let cases: Vec<(&str, &str, Option<Vec<u8>>, &str)> = vec![
+        ("text", "/x", Some(b"echo hello\n".to_vec()), "exec /x: exec format error"),
+        ("empty", "/x", Some(Vec::new()), "exec /x: exec format error (it is empty"),
+        ("binary", "/x", Some(b"MZ\x90\x00\x03\x00\x00\x00".to_vec()), "exec /x: exec format error"),
+        ("not-wasm", "/app.wasm", Some(b"hello, world\n".to_vec()), "/app.wasm: not a WebAssembly module (it starts with \"hello, world\\n\")"),
+        ("elf-wasm", "/app.wasm", Some(elf.to_vec()), "/app.wasm: refused: holds ELF machine code"),
+        ("cwasm", "/app.cwasm", Some(elf.to_vec()), "/app.cwasm: refused: holds ELF machine code"),
+        ("directory", "/data", None, "exec /data: is a directory"),
+    ];
+    for (name, path, content, expected) in cases {
+        let reference = ids::image_ref(&format!("bad-{name}"));
+        let built = match content {
+            Some(bytes) => image::native_image_at(&reference, path, &bytes),
+            None => image::image_without_entrypoint_file(&reference, path).dir(path, 0o755),
+        };
+        let image = containerd.import_image(built).unwrap();
+        let out = run_expecting_failure(&containerd, &image, &format!("bad-{name}"));
+        assert!(out.stderr.contains(expected), "{name}: expected {expected:?} in ctr's output: {out:?}");
+        // One clear line: no doubled words or prefixes from wrapped errors.
+        for doubled in ["error error", "error: error", ": :"] {
+            assert!(!out.stderr.contains(doubled), "{name}: {doubled:?} in {out:?}");
+        }
+        assert_eq!(out.stderr.matches(expected).count(), 1, "{name}: said once: {out:?}");
+    }
+}

@@ -541,3 +541,78 @@ fn runc_pod_baseline() {
     pod.assert_nothing_left()
         .unwrap_or_else(|e| panic!("{e:#}"));
 }
+
+/// What kubelet sends for volumes and memory limits: a wasm entrypoint that only a hostPath
+/// volume provides runs as wasm; under `resources.limits.memory` of 16, 64 and 256 MiB a guest
+/// that keeps growing its memory sees memory.grow fail and exits 0, not OOMKilled.
+#[test]
+fn volume_entrypoint_and_memory_limits_in_a_pod() {
+    require_integration!();
+    let containerd = start();
+    let cri = connect(&containerd);
+    let modules = containerd.paths().work.join(ids::container_id("hostpath"));
+    std::fs::create_dir_all(&modules).unwrap();
+    std::fs::write(modules.join("hello.wasm"), guests::hello().unwrap().as_slice()).unwrap();
+    let bare = cri::import_image(
+        &containerd,
+        image::image_without_entrypoint_file(&ids::image_ref("cri-volume"), "/modules/hello.wasm"),
+    )
+    .unwrap();
+    let mem = cri::import_image(
+        &containerd,
+        image::compat_image(&ids::image_ref("cri-mem"), &guests::mem_grow().unwrap()),
+    )
+    .unwrap();
+    let pod = Pod::run(&cri, &containerd, "cri-vol-mem", CRI_WASMBOX_HANDLER);
+    let mut pod = must(&containerd, "RunPodSandbox", "RunPodSandbox", pod);
+    let pod_id = pod.id.clone();
+
+    let mut volume = cri::container_config("volume", &bare);
+    volume.mounts = vec![cri::api::Mount {
+        container_path: "/modules".into(),
+        host_path: modules.display().to_string(),
+        readonly: true,
+        ..Default::default()
+    }];
+    let mut configs = vec![(volume, None)];
+    for limit_mib in [16i64, 64, 256] {
+        let mut c = cri::container_config(&format!("mem{limit_mib}"), &mem);
+        if let Some(r) = c.linux.as_mut().and_then(|l| l.resources.as_mut()) {
+            r.memory_limit_in_bytes = limit_mib << 20;
+        }
+        configs.push((c, Some(limit_mib)));
+    }
+    for (config, limit) in &configs {
+        let name = config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+        let id = must(&containerd, &pod_id, "CreateContainer", pod.create_container(config));
+        must(&containerd, &id, "StartContainer", cri.start_container(&id));
+        let exited = cri.wait_container_state(&id, ContainerState::ContainerExited, EXIT_TIMEOUT);
+        let exited = must(&containerd, &id, &name, exited);
+        assert_eq!(exited.exit_code, 0, "{name}: {exited:?}");
+        assert_eq!(exited.reason, "Completed", "{name}: {exited:?}");
+        let Some(limit_mib) = limit else {
+            assert_log(&pod.log_path(config), &[("stdout", "hello from wasm")]);
+            continue;
+        };
+        let log = pod.log_path(config);
+        let mut line = String::new();
+        let logged = wait_until("the guest's line in the log", LOG_TIMEOUT, || {
+            let text = std::fs::read_to_string(&log).ok()?;
+            let lines = cri::parse_log(&text).ok()?;
+            line = cri::log_messages(&lines).first()?.1.clone();
+            Some(())
+        });
+        must(&containerd, &id, "log", logged);
+        let reached: i64 = line
+            .strip_prefix("memory.grow refused at ")
+            .and_then(|s| s.strip_suffix(" MiB"))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: unexpected log line {line:?}"));
+        assert!(
+            reached < *limit_mib && reached >= limit_mib / 2,
+            "{name}: reached {reached} MiB of {limit_mib}"
+        );
+    }
+    must(&containerd, &pod_id, "stopping and removing the pod", pod.stop_and_remove());
+    pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
+}
