@@ -166,6 +166,8 @@ pub fn probe_main(args: &[String]) -> Result<()> {
         wasm.kind,
         &wasm.guest_path,
         wasm.func.as_deref(),
+        // The probe's guest gets no filesystem, so no read-only mounts to report.
+        None,
     )?;
     let load_ms = ms(t);
 

@@ -63,4 +63,32 @@ mod tests {
         assert_eq!(p.ok("list:/p"), "");
         assert_eq!(p.err("read:/x"), "ENOENT");
     }
+
+    #[test]
+    fn reads_the_mem_grow_line() {
+        assert_eq!(mem_grow_reached("memory.grow refused at 61 MiB\n"), Some(61));
+        assert_eq!(mem_grow_reached("killed"), None);
+        assert_memory_budget(64, 61);
+    }
+}
+
+/// MiB the `mem_grow` guest reached before memory.grow refused, from its output line.
+pub fn mem_grow_reached(line: &str) -> Option<u64> {
+    line.trim()
+        .strip_prefix("memory.grow refused at ")?
+        .strip_suffix(" MiB")?
+        .parse()
+        .ok()
+}
+
+/// The guest was refused below `limit_mib` (so the container lived), and got all of it but the
+/// shim's reserve (2 MiB or 1/32 of the limit) and the runtime's own footprint (under 1 MiB
+/// when measured; 3 MiB allowed).
+pub fn assert_memory_budget(limit_mib: u64, reached_mib: u64) {
+    let reserve = 2.max(limit_mib / 32);
+    assert!(reached_mib < limit_mib, "limit {limit_mib} MiB: reached {reached_mib} MiB");
+    assert!(
+        reached_mib + reserve + 3 >= limit_mib,
+        "limit {limit_mib} MiB: the guest only got {reached_mib} MiB"
+    );
 }

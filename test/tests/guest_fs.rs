@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use sha2::Digest;
 use wasmbox_integration::ctr::RunSpec;
 use wasmbox_integration::image::{compat_image, image_without_entrypoint_file};
-use wasmbox_integration::probe::Probe;
+use wasmbox_integration::probe::{assert_memory_budget, mem_grow_reached, Probe};
 use wasmbox_integration::suite::{assert_clean, start};
 use wasmbox_integration::{guests, ids, require_integration, Containerd, RunOutput};
 
@@ -249,16 +249,6 @@ fn entrypoints_from_a_mounted_volume_run_as_wasm_and_are_cached() {
     assert_eq!(std::fs::read_dir(&containerd.paths().cache).unwrap().count(), before, "no new compile");
 }
 
-/// MiB the guest reached before memory.grow refused, from its output.
-fn reached_mib(out: &RunOutput) -> u64 {
-    out.stdout
-        .trim()
-        .strip_prefix("memory.grow refused at ")
-        .and_then(|s| s.strip_suffix(" MiB"))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected output: {out:?}"))
-}
-
 #[test]
 fn memory_growth_is_refused_before_the_container_is_oom_killed() {
     require_integration!();
@@ -272,13 +262,13 @@ fn memory_growth_is_refused_before_the_container_is_oom_killed() {
         let out = containerd.run(&spec).unwrap();
         // Exit 0 with the guest's own line: it saw memory.grow fail and the container lived.
         assert_eq!(out.code, 0, "limit {limit_mib} MiB: {out:?}");
-        let reached = reached_mib(&out);
-        assert!(reached < limit_mib, "limit {limit_mib} MiB: reached {reached} MiB");
-        // The runtime's own footprint and the reserve leave most of the limit to the guest.
-        assert!(
-            reached >= limit_mib / 2,
-            "limit {limit_mib} MiB: the guest only got {reached} MiB: {out:?}"
+        let reached = mem_grow_reached(&out.stdout).unwrap_or_else(|| panic!("unexpected output: {out:?}"));
+        // For the record (docs/architecture.md): what the runtime itself took.
+        eprintln!(
+            "limit {limit_mib} MiB: the guest reached {reached} MiB; {}",
+            containerd.log_lines_mentioning("memory budget").lines().last().unwrap_or_default()
         );
+        assert_memory_budget(limit_mib, reached);
         assert_clean(&containerd, &id);
     }
 }

@@ -197,11 +197,22 @@ impl Service {
         let artifact = cache
             .get_or_compile_entrypoint(engine, &mut wasm)
             .map_err(|e| e.to_string())?;
+        let trampoline = if wasm.kind == FileKind::Component {
+            None
+        } else {
+            let wasm = wasmbox_wasm::rofs::trampoline_wasm();
+            Some(
+                cache
+                    .get_or_compile(engine, wasm, FileKind::Module, "the EROFS trampoline")
+                    .map_err(|e| e.to_string())?,
+            )
+        };
         Ok(WasmRequest {
             artifact,
             component: wasm.kind == FileKind::Component,
             guest_path: wasm.guest_path,
             func: wasm.func,
+            trampoline,
         })
     }
 
@@ -223,6 +234,9 @@ impl Service {
                     log::warn!("{message}; recompiling");
                     if let (Ok(cache), Some(w)) = (&self.cache, &req.wasm) {
                         cache.invalidate(&w.artifact);
+                        if let Some(t) = &w.trampoline {
+                            cache.invalidate(t);
+                        }
                     }
                     Handle::new(&req.root, &req.id).delete().map_err(|e| e.to_string())?;
                     req.wasm = self.prepare_wasm(&req.id, spec, rootfs)?;

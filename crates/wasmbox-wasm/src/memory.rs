@@ -70,7 +70,17 @@ impl Budget {
     /// A budget from the container's cgroup when known, else from the spec's limit.
     pub fn new(cgroup: Option<MemoryCgroup>, spec_limit: Option<u64>) -> Self {
         let cgroup = cgroup.filter(|c| c.read().is_some());
-        let base = cgroup.as_ref().and_then(|c| c.read()).map_or(0, |(u, _)| u);
+        let now = cgroup.as_ref().and_then(|c| c.read());
+        let base = now.map_or(0, |(u, _)| u);
+        if let Some((usage, Some(limit))) = now {
+            // The runtime's own footprint, charged to the container before the guest runs.
+            log::info!(
+                "memory budget: limit {} KiB, container usage at start {} KiB, reserve {} KiB",
+                limit >> 10,
+                usage >> 10,
+                reserve(limit) >> 10
+            );
+        }
         Self {
             cgroup,
             base,

@@ -23,7 +23,7 @@ pub(crate) enum Code {
         pre: InstancePre<P1State>,
         func: Option<String>,
         base: Linker<P1State>,
-        trampoline: Option<crate::rofs::Trampoline>,
+        trampoline: Option<Module>,
     },
     /// A `wasi:cli/command` component.
     Component(CommandPre<P2State>),
@@ -38,9 +38,11 @@ pub struct Program {
 }
 
 impl Program {
-    /// Loads `artifact`, an entry of the shim's own compile cache, and links it.
+    /// Loads `artifact`, an entry of the shim's own compile cache, and links it; for a core
+    /// module, `trampoline` is the cache entry of [`crate::rofs::trampoline_wasm`] (without
+    /// it, writes to read-only mounts fail with EIO rather than EROFS).
     ///
-    /// The artifact must come from [`crate::cache::CompileCache`]: Wasmtime trusts precompiled
+    /// Artifacts must come from [`crate::cache::CompileCache`]: Wasmtime trusts precompiled
     /// code, so nothing an image supplies may ever be passed here.
     pub fn load(
         engine: &Engine,
@@ -48,6 +50,7 @@ impl Program {
         kind: FileKind,
         guest_path: &str,
         func: Option<&str>,
+        trampoline: Option<&Path>,
     ) -> Result<Self, WasmError> {
         let entry_err = |e: wasmtime::Error| WasmError::CacheEntry {
             path: artifact.to_path_buf(),
@@ -78,7 +81,15 @@ impl Program {
                 wasmtime_wasi::p1::add_to_linker_sync(&mut base, |s: &mut P1State| &mut s.wasi)
                     .map_err(|e| link_err(guest_path, e))?;
                 let mut linker = base.clone();
-                let trampoline = crate::rofs::wrap(engine, &mut linker, &module).map_err(|e| link_err(guest_path, e))?;
+                let wrapped = crate::rofs::wrap(&mut linker, &module).map_err(|e| link_err(guest_path, e))?;
+                let trampoline = match trampoline.filter(|_| wrapped) {
+                    // SAFETY: the artifact was written by our own compile cache (see above).
+                    Some(t) => Some(unsafe { Module::deserialize_file(engine, t) }.map_err(|e| WasmError::CacheEntry {
+                        path: t.to_path_buf(),
+                        message: format!("{e:#}"),
+                    })?),
+                    None => None,
+                };
                 let pre = linker.instantiate_pre(&module).map_err(|e| link_err(guest_path, e))?;
                 Code::Module {
                     pre,

@@ -8,9 +8,11 @@
 //! the error code changes; the operation is Wasmtime's own.
 //!
 //! Wasmtime's WASI functions find the guest's memory through the instance that calls them, so
-//! a host wrapper cannot call them directly. A tiny trampoline module, generated here from the
-//! guest's own import signatures, imports them and the guest's memory and re-exports both: the
-//! wrapper calls the trampoline, whose calls reach Wasmtime with the guest's memory.
+//! a host wrapper cannot call them directly. A tiny trampoline module ([`trampoline_wasm`])
+//! imports them and the guest's memory and re-exports both: the wrapper calls the trampoline,
+//! whose calls reach Wasmtime with the guest's memory. Its signatures are preview 1's own, so
+//! one trampoline serves every guest; the shim compiles it into its compile cache like any
+//! module, and helpers load it from there (no compiling, hence no threads, in the helper).
 //!
 //! Paths relative to other directory descriptors (opened by the guest itself rather than the
 //! `/` preopen) keep `io`: wasi-libc and Rust's std resolve every path against a preopen.
@@ -20,7 +22,7 @@ use std::fmt::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
-use wasmtime::{Caller, Engine, Extern, ExternType, Func, FuncType, Instance, Linker, Module, Store, Val, ValType};
+use wasmtime::{Caller, Extern, ExternType, Func, FuncType, Instance, Linker, Module, Store, Val, ValType};
 
 use crate::run::P1State;
 
@@ -32,18 +34,39 @@ pub const ROOT_FD: i32 = 3;
 const ERRNO_IO: i32 = 29;
 const ERRNO_ROFS: i32 = 69;
 
-/// The functions that modify a path, and the (dirfd, path, path_len) parameter indices of each
-/// path they modify.
-const WRAPPED: &[(&str, &[(usize, usize, usize)])] = &[
-    ("path_open", &[(0, 2, 3)]),
-    ("path_create_directory", &[(0, 1, 2)]),
-    ("path_remove_directory", &[(0, 1, 2)]),
-    ("path_unlink_file", &[(0, 1, 2)]),
-    ("path_filestat_set_times", &[(0, 2, 3)]),
-    ("path_symlink", &[(2, 3, 4)]),
-    ("path_rename", &[(0, 1, 2), (3, 4, 5)]),
-    ("path_link", &[(4, 5, 6)]),
+/// The preview 1 functions that modify a path: name, parameter types (all return an errno),
+/// and the (dirfd, path, path_len) parameter indices of each path they modify.
+const WRAPPED: &[(&str, &str, &[(usize, usize, usize)])] = &[
+    ("path_open", "i32 i32 i32 i32 i32 i64 i64 i32 i32", &[(0, 2, 3)]),
+    ("path_create_directory", "i32 i32 i32", &[(0, 1, 2)]),
+    ("path_remove_directory", "i32 i32 i32", &[(0, 1, 2)]),
+    ("path_unlink_file", "i32 i32 i32", &[(0, 1, 2)]),
+    ("path_filestat_set_times", "i32 i32 i32 i32 i64 i64 i32", &[(0, 2, 3)]),
+    ("path_symlink", "i32 i32 i32 i32 i32", &[(2, 3, 4)]),
+    ("path_rename", "i32 i32 i32 i32 i32 i32", &[(0, 1, 2), (3, 4, 5)]),
+    ("path_link", "i32 i32 i32 i32 i32 i32 i32", &[(4, 5, 6)]),
 ];
+
+/// The trampoline, as wasm: imports the wrapped functions and a memory, exports both.
+pub fn trampoline_wasm() -> &'static [u8] {
+    static WASM: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    WASM.get_or_init(assemble_trampoline)
+}
+
+fn assemble_trampoline() -> Vec<u8> {
+    let mut imports = String::new();
+    let mut bodies = String::new();
+    for (i, (name, params, _)) in WRAPPED.iter().enumerate() {
+        let sig = format!("(param {params}) (result i32)");
+        let _ = writeln!(imports, "  (import \"{WASI}\" \"{name}\" (func $o{i} {sig}))");
+        let args: String = (0..params.split(' ').count()).map(|p| format!(" (local.get {p})")).collect();
+        let _ = writeln!(bodies, "  (func (export \"{name}\") {sig} (call $o{i}{args}))");
+    }
+    let (m, n) = TRAMPOLINE_MEMORY;
+    let wat = format!("(module\n{imports}  (import \"{m}\" \"{n}\" (memory 0))\n  (export \"memory\" (memory 0))\n{bodies})\n");
+    // The text is ours and fixed; the unit tests assemble it.
+    wat::parse_str(&wat).unwrap_or_default()
+}
 
 /// The per-store state of the wrappers.
 #[derive(Default)]
@@ -63,60 +86,41 @@ impl Wrappers {
     }
 }
 
-/// The trampoline module of one guest module, and the functions it forwards.
-#[derive(Clone)]
-pub struct Trampoline {
-    module: Module,
-    names: Vec<&'static str>,
-}
-
-fn val_type(t: &ValType) -> Option<&'static str> {
-    match t {
+fn signature(ty: &FuncType) -> Option<String> {
+    let name = |t: ValType| match t {
         ValType::I32 => Some("i32"),
         ValType::I64 => Some("i64"),
         _ => None,
-    }
+    };
+    let params: Vec<&str> = ty.params().map(name).collect::<Option<_>>()?;
+    let results: Vec<&str> = ty.results().map(name).collect::<Option<_>>()?;
+    (results == ["i32"]).then(|| params.join(" "))
 }
 
-/// The trampoline's text for `funcs` (name and signature as the guest imports them).
-fn trampoline_wat(funcs: &[(&str, FuncType)]) -> Option<String> {
-    let mut imports = String::new();
-    let mut bodies = String::new();
-    for (i, (name, ty)) in funcs.iter().enumerate() {
-        let params: Vec<&str> = ty.params().map(|p| val_type(&p)).collect::<Option<_>>()?;
-        let results: Vec<&str> = ty.results().map(|r| val_type(&r)).collect::<Option<_>>()?;
-        let sig = format!("(param {}) (result {})", params.join(" "), results.join(" "));
-        let _ = writeln!(imports, "  (import \"{WASI}\" \"{name}\" (func $o{i} {sig}))");
-        let args: String = (0..params.len()).map(|p| format!(" (local.get {p})")).collect();
-        let _ = writeln!(bodies, "  (func (export \"{name}\") {sig} (call $o{i}{args}))");
-    }
-    let (m, n) = TRAMPOLINE_MEMORY;
-    Some(format!(
-        "(module\n{imports}  (import \"{m}\" \"{n}\" (memory 0))\n  (export \"memory\" (memory 0))\n{bodies})\n"
-    ))
-}
-
-/// Shadows, in `linker`, each wrapped function that `module` imports; returns the trampoline
-/// to instantiate next to the guest, or None when the module imports none of them (or uses a
-/// memory the trampoline cannot re-export, such as memory64).
-pub fn wrap(engine: &Engine, linker: &mut Linker<P1State>, module: &Module) -> wasmtime::Result<Option<Trampoline>> {
+/// Shadows, in `linker`, each wrapped function that `module` imports with preview 1's
+/// signature; false when there is none (or the module's memory is one the trampoline cannot
+/// take, such as memory64), and then the trampoline is not needed.
+pub fn wrap(linker: &mut Linker<P1State>, module: &Module) -> wasmtime::Result<bool> {
     let memory_ok = module
         .exports()
         .any(|e| e.name() == "memory" && matches!(e.ty(), ExternType::Memory(m) if !m.is_64() && !m.is_shared()));
-    let mut funcs: Vec<(&'static str, FuncType)> = Vec::new();
-    for import in module.imports().filter(|i| i.module() == WASI) {
-        if let (Some((name, _)), Some(ty)) = (WRAPPED.iter().find(|(n, _)| *n == import.name()), import.ty().func()) {
-            funcs.push((name, ty.clone()));
-        }
+    if !memory_ok {
+        return Ok(false);
     }
-    let Some(wat) = trampoline_wat(&funcs).filter(|_| memory_ok && !funcs.is_empty()) else {
-        return Ok(None);
-    };
-    linker.allow_shadowing(true);
-    for (name, ty) in &funcs {
-        let name: &'static str = name;
-        let paths = WRAPPED.iter().find(|(n, _)| *n == name).map(|(_, p)| *p).unwrap_or_default();
-        linker.func_new(WASI, name, ty.clone(), move |mut caller, params, results| {
+    let mut wrapped = false;
+    for import in module.imports().filter(|i| i.module() == WASI) {
+        let Some(ty) = import.ty().func().cloned() else {
+            continue;
+        };
+        let Some((name, _, paths)) = WRAPPED
+            .iter()
+            .find(|(n, params, _)| *n == import.name() && signature(&ty).as_deref() == Some(*params))
+        else {
+            continue;
+        };
+        let (name, paths): (&'static str, &'static [(usize, usize, usize)]) = (name, paths);
+        linker.allow_shadowing(true);
+        linker.func_new(WASI, name, ty, move |mut caller, params, results| {
             let Some(trampoline) = caller.data().rofs.trampolines.get(name).cloned() else {
                 // Only reachable from a start function, before the trampoline exists.
                 wasmtime::bail!("{WASI}::{name} called before the module was instantiated");
@@ -129,13 +133,10 @@ pub fn wrap(engine: &Engine, linker: &mut Linker<P1State>, module: &Module) -> w
             }
             Ok(())
         })?;
+        linker.allow_shadowing(false);
+        wrapped = true;
     }
-    linker.allow_shadowing(false);
-    let module = Module::new(engine, wat)?;
-    Ok(Some(Trampoline {
-        module,
-        names: funcs.iter().map(|(n, _)| *n).collect(),
-    }))
+    Ok(wrapped)
 }
 
 /// Instantiates the trampoline for `guest` (already instantiated) from `base`, the linker with
@@ -143,7 +144,7 @@ pub fn wrap(engine: &Engine, linker: &mut Linker<P1State>, module: &Module) -> w
 pub fn connect(
     store: &mut Store<P1State>,
     base: &Linker<P1State>,
-    trampoline: &Trampoline,
+    trampoline: &Module,
     guest: &Instance,
 ) -> wasmtime::Result<()> {
     let memory = guest
@@ -151,8 +152,8 @@ pub fn connect(
         .ok_or_else(|| wasmtime::format_err!("the module exports no memory"))?;
     let mut linker = base.clone();
     linker.define(&mut *store, TRAMPOLINE_MEMORY.0, TRAMPOLINE_MEMORY.1, memory)?;
-    let instance = linker.instantiate(&mut *store, &trampoline.module)?;
-    for name in &trampoline.names {
+    let instance = linker.instantiate(&mut *store, trampoline)?;
+    for (name, _, _) in WRAPPED {
         if let Some(f) = instance.get_func(&mut *store, name) {
             store.data_mut().rofs.trampolines.insert(name, f);
         }
@@ -225,14 +226,28 @@ mod tests {
     }
 
     #[test]
-    fn trampoline_forwards_every_parameter() {
-        let ty = FuncType::new(&Engine::default(), [ValType::I32, ValType::I64], [ValType::I32]);
-        let wat = trampoline_wat(&[("path_open", ty)]).unwrap();
-        assert!(wat.contains("(import \"wasi_snapshot_preview1\" \"path_open\" (func $o0 (param i32 i64) (result i32)))"));
-        assert!(wat.contains("(call $o0 (local.get 0) (local.get 1))"));
-        let engine = Engine::default();
-        Module::new(&engine, &wat).unwrap();
-        let float = FuncType::new(&engine, [ValType::F32], [ValType::I32]);
-        assert!(trampoline_wat(&[("path_open", float)]).is_none());
+    fn the_trampoline_links_against_wasmtimes_own_wasi() {
+        // Its signatures must be preview 1's, as Wasmtime defines them.
+        let engine = wasmtime::Engine::default();
+        let module = Module::new(&engine, trampoline_wasm()).unwrap();
+        for (name, params, _) in WRAPPED {
+            let import = module.imports().find(|i| i.name() == *name).unwrap();
+            assert_eq!(signature(import.ty().func().unwrap()).as_deref(), Some(*params), "{name}");
+        }
+        let mut wasi = Linker::<P1State>::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut wasi, |s: &mut P1State| &mut s.wasi).unwrap();
+        // Every function the trampoline imports exists in Wasmtime's WASI with that type.
+        let probe = Module::new(
+            &engine,
+            format!(
+                "(module {})",
+                WRAPPED
+                    .iter()
+                    .map(|(n, p, _)| format!("(import \"{WASI}\" \"{n}\" (func (param {p}) (result i32)))"))
+                    .collect::<String>()
+            ),
+        )
+        .unwrap();
+        wasi.instantiate_pre(&probe).expect("preview 1 signatures");
     }
 }

@@ -126,7 +126,7 @@ fn run(request_json: &str) -> Result<i32, (String, bool)> {
         Some(w) => {
             let engine = engine().as_ref().map_err(|e| fail(e.clone()))?;
             let kind = if w.component { FileKind::Component } else { FileKind::Module };
-            let program = Program::load(engine, &w.artifact, kind, &w.guest_path, w.func.as_deref())
+            let program = Program::load(engine, &w.artifact, kind, &w.guest_path, w.func.as_deref(), w.trampoline.as_deref())
                 .map_err(|e| (chain(&e), matches!(e, WasmError::CacheEntry { .. })))?;
             let (to_init, init_end) = guest_fs::channel().map_err(|e| fail(chain(&e)))?;
             let executor = WasmboxExecutor::wasm(WasmWorkload {

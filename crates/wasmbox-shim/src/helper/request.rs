@@ -13,6 +13,8 @@ pub struct WasmRequest {
     /// The module path as the container sees it.
     pub guest_path: String,
     pub func: Option<String>,
+    /// Cache entry of the EROFS trampoline, for core modules (see `wasmbox_wasm::rofs`).
+    pub trampoline: Option<PathBuf>,
 }
 
 /// Everything the helper needs to create one container.
@@ -53,6 +55,7 @@ mod tests {
                 component: false,
                 guest_path: "/app.wasm".into(),
                 func: Some("run".into()),
+                trampoline: Some("/c/t.cwasm".into()),
             }),
         };
         let json = serde_json::to_string(&r).unwrap();
