@@ -276,6 +276,20 @@ impl Cri {
         .map(drop)
     }
 
+    /// `UpdateContainerResources`: kubelet's in-place pod resize.
+    pub fn update_container_resources(&self, id: &str, resources: api::LinuxContainerResources) -> Result<()> {
+        let mut c = self.runtime();
+        self.call(
+            "UpdateContainerResources",
+            c.update_container_resources(api::UpdateContainerResourcesRequest {
+                container_id: id.into(),
+                linux: Some(resources),
+                ..Default::default()
+            }),
+        )
+        .map(drop)
+    }
+
     pub fn remove_container(&self, id: &str) -> Result<()> {
         let mut c = self.runtime();
         self.call(

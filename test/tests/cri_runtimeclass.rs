@@ -609,3 +609,97 @@ fn volume_entrypoint_and_memory_limits_in_a_pod() {
     must(&containerd, &pod_id, "stopping and removing the pod", pod.stop_and_remove());
     pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
 }
+
+/// The memory.limit_in_bytes (v1) or memory.max (v2) file of a CRI container's cgroup.
+fn memory_limit_file(pod: &Pod, id: &str) -> PathBuf {
+    wasmbox_integration::cgroups::existing_at(&pod.cgroup_path(id))
+        .into_iter()
+        .flat_map(|d| [d.join("memory.limit_in_bytes"), d.join("memory.max")])
+        .find(|f| f.is_file())
+        .unwrap_or_else(|| panic!("no memory cgroup for {id}"))
+}
+
+/// Waits until CRI's log of a running container has `n` lines; returns them.
+fn log_lines(path: &Path, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    let done = wait_until(&format!("{n} lines in {}", path.display()), EXIT_TIMEOUT, || {
+        let text = std::fs::read_to_string(path).ok()?;
+        got = cri::log_messages(&cri::parse_log(&text).ok()?).into_iter().map(|(_, l)| l).collect();
+        (got.len() >= n).then_some(())
+    });
+    done.unwrap_or_else(|e| panic!("{e:#}: {got:?}"));
+    got
+}
+
+/// In-place resize (`UpdateContainerResources`): the new memory limit reaches the cgroup and
+/// the guest's memory budget: lowered, the guest is refused earlier; raised, a guest that was
+/// refused can grow again. The CPU quota reaches the cgroup too.
+#[test]
+fn update_container_resources_moves_the_guests_memory_limit() {
+    require_integration!();
+    let containerd = start();
+    let cri = connect(&containerd);
+    let mem = cri::import_image(
+        &containerd,
+        image::compat_image(&ids::image_ref("cri-resize"), &guests::mem_grow().unwrap()),
+    )
+    .unwrap();
+    let triggers = containerd.paths().work.join(ids::container_id("triggers"));
+    std::fs::create_dir_all(&triggers).unwrap();
+    let pod = Pod::run(&cri, &containerd, "cri-resize", CRI_WASMBOX_HANDLER);
+    let mut pod = must(&containerd, "RunPodSandbox", "RunPodSandbox", pod);
+    let pod_id = pod.id.clone();
+
+    let mut config = cri::container_config("resize", &mem);
+    config.args = vec!["/triggers/one".into(), "/triggers/two".into()];
+    config.mounts = vec![cri::api::Mount {
+        container_path: "/triggers".into(),
+        host_path: triggers.display().to_string(),
+        ..Default::default()
+    }];
+    let resources = |mib: u64, cpu_quota: i64| cri::api::LinuxContainerResources {
+        cpu_shares: 2,
+        cpu_period: 100_000,
+        cpu_quota,
+        memory_limit_in_bytes: (mib << 20) as i64,
+        ..Default::default()
+    };
+    if let Some(l) = config.linux.as_mut() {
+        l.resources = Some(resources(64, 50_000));
+    }
+    let id = must(&containerd, &pod_id, "CreateContainer", pod.create_container(&config));
+    must(&containerd, &id, "StartContainer", cri.start_container(&id));
+    let running = cri.wait_container_state(&id, ContainerState::ContainerRunning, EXIT_TIMEOUT);
+    must(&containerd, &id, "running", running);
+    let limit_file = memory_limit_file(&pod, &id);
+    let limit = || std::fs::read_to_string(&limit_file).unwrap().trim().to_string();
+    assert_eq!(limit(), (64u64 << 20).to_string());
+
+    // Lowered before the guest grows: it is refused below the new limit.
+    must(&containerd, &id, "UpdateContainerResources", cri.update_container_resources(&id, resources(32, 30_000)));
+    assert_eq!(limit(), (32u64 << 20).to_string());
+    // The CPU quota reached the cgroup too (v1 cpu.cfs_quota_us, v2 cpu.max).
+    let quota = wasmbox_integration::cgroups::candidate_dirs_at(&pod.cgroup_path(&id))
+        .into_iter()
+        .flat_map(|d| [d.join("cpu.cfs_quota_us"), d.join("cpu.max")])
+        .find_map(|f| std::fs::read_to_string(f).ok())
+        .expect("a cpu quota file in the container's cgroup");
+    assert!(quota.starts_with("30000"), "cpu quota: {quota}");
+    std::fs::write(triggers.join("one"), "").unwrap();
+    let log = pod.log_path(&config);
+    let first = probe::mem_grow_reached(&log_lines(&log, 1)[0]).expect("first line");
+    probe::assert_memory_budget(32, first);
+
+    // Raised: the same guest, refused before, grows into the new room.
+    must(&containerd, &id, "UpdateContainerResources", cri.update_container_resources(&id, resources(128, 30_000)));
+    assert_eq!(limit(), (128u64 << 20).to_string());
+    std::fs::write(triggers.join("two"), "").unwrap();
+    let second = probe::mem_grow_reached(&log_lines(&log, 2)[1]).expect("second line");
+    probe::assert_memory_budget(128, second);
+
+    let exited = cri.wait_container_state(&id, ContainerState::ContainerExited, EXIT_TIMEOUT);
+    let exited = must(&containerd, &id, "exit", exited);
+    assert_eq!(exited.exit_code, 0, "{exited:?}");
+    must(&containerd, &pod_id, "stopping and removing the pod", pod.stop_and_remove());
+    pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
+}

@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use libcgroups::common::{create_cgroup_manager, CgroupConfig, CgroupManager};
+use libcgroups::common::{create_cgroup_manager, CgroupConfig, CgroupManager, ControllerOpt};
+use oci_spec::runtime::LinuxResources;
 use libcgroups::stats::Stats;
 use libcontainer::container::Container;
 use libcontainer::signal::Signal;
@@ -73,6 +74,33 @@ impl Handle {
             message: e.to_string(),
         })?;
         self.load()?.kill(sig, all).map_err(|e| self.lc(e))
+    }
+
+    /// Freezes every process of the container (the cgroup freezer, v1 or v2).
+    pub fn pause(&self) -> Result<(), ContainerError> {
+        self.load()?.pause().map_err(|e| self.lc(e))
+    }
+
+    /// Thaws a paused container.
+    pub fn resume(&self) -> Result<(), ContainerError> {
+        self.load()?.resume().map_err(|e| self.lc(e))
+    }
+
+    /// Applies new resources (CPU, memory, pids...) to the container's cgroup, as `runc
+    /// update` does. A wasm guest's memory budget reads the memory limit at each growth, so
+    /// a raised or lowered limit applies to it too.
+    pub fn update(&self, resources: &LinuxResources) -> Result<(), ContainerError> {
+        self.cgroup()?
+            .apply(&ControllerOpt {
+                resources,
+                disable_oom_killer: false,
+                oom_score_adj: None,
+                freezer_state: None,
+            })
+            .map_err(|e| ContainerError::Cgroup {
+                id: self.id.clone(),
+                message: e.to_string(),
+            })
     }
 
     /// Kills whatever is left, removes the cgroups and the state directory.

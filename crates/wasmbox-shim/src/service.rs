@@ -11,20 +11,22 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use containerd_shim::api::{
     CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse, DeleteRequest,
-    DeleteResponse, Empty, ExecProcessRequest, KillRequest, PidsRequest, PidsResponse, ResizePtyRequest,
+    DeleteResponse, Empty, ExecProcessRequest, KillRequest, PauseRequest, PidsRequest, PidsResponse, ResizePtyRequest,
+    ResumeRequest,
     ShutdownRequest, StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse,
     Status as ApiStatus, UpdateTaskRequest, WaitRequest, WaitResponse,
 };
-use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskStart};
+use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskPaused, TaskResumed, TaskStart};
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::protos::api::ProcessInfo;
 use containerd_shim::protos::topics::{
-    TASK_CREATE_EVENT_TOPIC, TASK_DELETE_EVENT_TOPIC, TASK_EXIT_EVENT_TOPIC, TASK_START_EVENT_TOPIC,
+    TASK_CREATE_EVENT_TOPIC, TASK_DELETE_EVENT_TOPIC, TASK_EXIT_EVENT_TOPIC, TASK_PAUSED_EVENT_TOPIC,
+    TASK_RESUMED_EVENT_TOPIC, TASK_START_EVENT_TOPIC,
 };
 use containerd_shim::protos::ttrpc::{self, Code};
 use containerd_shim::{ExitSignal, Task, TtrpcContext, TtrpcResult};
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{LinuxResources, Spec};
 use wasmbox_container::cgroups::is_systemd_path;
 use wasmbox_container::lifecycle::{state_root, Handle};
 use wasmbox_wasm::cache::CompileCache;
@@ -112,7 +114,7 @@ fn rpc_error(code: Code, message: impl ToString) -> ttrpc::Error {
 fn state_error(e: StateError) -> ttrpc::Error {
     match e {
         StateError::Finished(_) => rpc_error(Code::NOT_FOUND, e),
-        StateError::AlreadyStarted(_) => rpc_error(Code::FAILED_PRECONDITION, e),
+        StateError::AlreadyStarted(_) | StateError::NotIn { .. } => rpc_error(Code::FAILED_PRECONDITION, e),
     }
 }
 
@@ -309,6 +311,37 @@ impl Service {
         }
     }
 
+    /// Pause (freeze) or resume (thaw) task `id`, then tell containerd.
+    fn set_paused(&self, id: &str, paused: bool) -> TtrpcResult<Empty> {
+        let what = if paused { "pause" } else { "resume" };
+        log::info!("{what} {id}");
+        self.with_entry(id, |e| {
+            e.state.set_paused(paused).map_err(state_error)?;
+            let _guard = self.lifecycle();
+            let done = if paused { e.handle.pause() } else { e.handle.resume() };
+            if let Err(err) = done {
+                // Undo the transition: the task is as it was.
+                let _ = e.state.set_paused(!paused);
+                return Err(rpc_error(Code::UNKNOWN, format!("{what} {id}: {err}")));
+            }
+            Ok(())
+        })?;
+        if paused {
+            let event = TaskPaused {
+                container_id: id.to_string(),
+                ..Default::default()
+            };
+            self.shared.events.publish(TASK_PAUSED_EVENT_TOPIC, Box::new(event));
+        } else {
+            let event = TaskResumed {
+                container_id: id.to_string(),
+                ..Default::default()
+            };
+            self.shared.events.publish(TASK_RESUMED_EVENT_TOPIC, Box::new(event));
+        }
+        Ok(Empty::new())
+    }
+
     fn with_entry<T>(&self, id: &str, f: impl FnOnce(&mut Entry) -> TtrpcResult<T>) -> TtrpcResult<T> {
         let mut tasks = self.shared.tasks();
         let entry = tasks
@@ -424,6 +457,7 @@ impl Task for Service {
             let status = match e.state.status() {
                 Status::Created => ApiStatus::CREATED,
                 Status::Running => ApiStatus::RUNNING,
+                Status::Paused => ApiStatus::PAUSED,
                 Status::Stopped => ApiStatus::STOPPED,
             };
             let exit = e.state.exit();
@@ -601,8 +635,31 @@ impl Task for Service {
         Err(unsupported("a terminal (resize pty)"))
     }
 
-    fn update(&self, _ctx: &TtrpcContext, _req: UpdateTaskRequest) -> TtrpcResult<Empty> {
-        Err(unsupported("updating resources"))
+    fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> TtrpcResult<Empty> {
+        self.set_paused(&req.id, true)
+    }
+
+    fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> TtrpcResult<Empty> {
+        self.set_paused(&req.id, false)
+    }
+
+    /// New resources for the container's cgroup: `UpdateContainerResources` (in-place pod
+    /// resize). containerd sends the OCI `LinuxResources` as JSON, as to runc.
+    fn update(&self, _ctx: &TtrpcContext, req: UpdateTaskRequest) -> TtrpcResult<Empty> {
+        log::info!("update {}", req.id);
+        let value = req.resources.as_ref().map(|a| a.value.as_slice()).unwrap_or_default();
+        let resources: LinuxResources = serde_json::from_slice(value).map_err(|e| {
+            rpc_error(Code::INVALID_ARGUMENT, format!("update {}: the resources are not OCI LinuxResources JSON: {e}", req.id))
+        })?;
+        let handle = self.with_entry(&req.id, |e| {
+            e.state.check_alive().map_err(state_error)?;
+            Ok(e.handle.clone())
+        })?;
+        let _guard = self.lifecycle();
+        handle
+            .update(&resources)
+            .map_err(|err| rpc_error(Code::UNKNOWN, format!("update {}: {err}", req.id)))?;
+        Ok(Empty::new())
     }
 }
 

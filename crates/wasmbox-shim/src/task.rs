@@ -9,6 +9,8 @@ use crate::exits::ExitInfo;
 pub enum Status {
     Created,
     Running,
+    /// Frozen by Pause (the cgroup freezer), until Resume.
+    Paused,
     Stopped,
 }
 
@@ -19,6 +21,8 @@ pub enum StateError {
     AlreadyStarted(String),
     #[error("task {0}: process already finished")]
     Finished(String),
+    #[error("task {id} is {status}, not {wanted}")]
+    NotIn { id: String, status: String, wanted: &'static str },
 }
 
 /// One task: its process, status and exit.
@@ -57,8 +61,29 @@ impl TaskState {
                 self.status = Status::Running;
                 Ok(())
             }
-            Status::Running => Err(StateError::AlreadyStarted(self.id.clone())),
+            Status::Running | Status::Paused => Err(StateError::AlreadyStarted(self.id.clone())),
             Status::Stopped => Err(StateError::Finished(self.id.clone())),
+        }
+    }
+
+    /// Running → Paused (`true`) or Paused → Running (`false`).
+    pub fn set_paused(&mut self, paused: bool) -> Result<(), StateError> {
+        let (from, to, wanted) = if paused {
+            (Status::Running, Status::Paused, "running")
+        } else {
+            (Status::Paused, Status::Running, "paused")
+        };
+        match self.status {
+            s if s == from => {
+                self.status = to;
+                Ok(())
+            }
+            Status::Stopped => Err(StateError::Finished(self.id.clone())),
+            other => Err(StateError::NotIn {
+                id: self.id.clone(),
+                status: format!("{other:?}").to_lowercase(),
+                wanted,
+            }),
         }
     }
 
@@ -107,6 +132,22 @@ mod tests {
         assert_eq!(t.exit().unwrap().status, 42);
         assert_eq!(t.check_alive(), Err(StateError::Finished("a".into())));
         assert_eq!(t.start(), Err(StateError::Finished("a".into())));
+    }
+
+    #[test]
+    fn running_paused_running_and_killed_while_paused() {
+        let mut t = TaskState::new("a", PathBuf::from("/b"), 10);
+        assert!(matches!(t.set_paused(true), Err(StateError::NotIn { .. })), "not started yet");
+        t.start().unwrap();
+        t.set_paused(true).unwrap();
+        assert_eq!(t.status(), Status::Paused);
+        assert!(matches!(t.set_paused(true), Err(StateError::NotIn { .. })));
+        t.check_alive().unwrap();
+        t.set_paused(false).unwrap();
+        assert_eq!(t.status(), Status::Running);
+        t.set_paused(true).unwrap();
+        assert!(t.exited(exit(137)), "a paused task can be killed");
+        assert_eq!(t.set_paused(false), Err(StateError::Finished("a".into())));
     }
 
     #[test]
