@@ -11,7 +11,8 @@ RUN apt-get update \
 WORKDIR /src
 COPY . .
 RUN cargo build --release -p wasmbox-shim \
- && install -D -m 0755 target/release/containerd-shim-wasmbox-v1 /out/containerd-shim-wasmbox-v1
+ && install -D -m 0755 target/release/containerd-shim-wasmbox-v1 /out/containerd-shim-wasmbox-v1 \
+ && strip --strip-debug /out/containerd-shim-wasmbox-v1
 
 FROM debian:bookworm-slim
 RUN apt-get update \

@@ -21,12 +21,17 @@ CONTAINERD_2   := $(WASMBOX_CI_CACHE)/containerd-sid
 # private way (test/scripts/fetch-debian-package.sh); the tests find it through WASMBOX_ORAS.
 ORAS_DIR := $(WASMBOX_CI_CACHE)/oras-sid
 export WASMBOX_ORAS ?= $(ORAS_DIR)/usr/bin/oras
+# The private registry of the image round trips: Debian's docker-registry, unpacked the same way
+# (installing the package would enable a registry service on :5000 on a systemd host). The tests
+# start it on 127.0.0.1 with their own config and stop it (test/src/registry.rs).
+REGISTRY_DIR := $(WASMBOX_CI_CACHE)/docker-registry-bookworm
+export WASMBOX_REGISTRY ?= $(REGISTRY_DIR)/usr/bin/docker-registry
 
 # Every cargo command selects the whole workspace: the same package selection means the same
 # feature set, so Wasmtime and the rest are compiled once and reused by every stage.
 INTEGRATION := $(CARGO) test --release --workspace --no-fail-fast --test '*' -- --test-threads=2
 
-.PHONY: all deps root build demo test unit-test \
+.PHONY: all deps root build build-demo demo test unit-test \
         integration-1.6 integration-1.7 integration-2 bench install clean
 
 all: build
@@ -41,7 +46,12 @@ build:
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) test --release --workspace --no-run
 
-demo: root deps build
+# Only what the demo runs: the shim and the demo driver (the first build takes ~10 minutes on
+# 2 cores; `build` also compiles every test binary and the bench).
+build-demo:
+	$(CARGO) build --release -p wasmbox-shim -p wasmbox-integration --bin containerd-shim-wasmbox-v1 --bin wasmbox-demo
+
+demo: root deps build-demo
 	target/release/wasmbox-demo
 
 test: root deps build unit-test integration-1.6 integration-1.7 integration-2
@@ -69,18 +79,23 @@ integration-2:
 	$(call header,2.x (Debian sid),$(CONTAINERD_2)/usr/bin)
 	WASMBOX_CONTAINERD_DIR=$(CONTAINERD_2)/usr/bin $(INTEGRATION)
 
-.PHONY: oras
+.PHONY: oras registry
 oras:
 	test/scripts/fetch-debian-package.sh sid oras $(ORAS_DIR) oras
 
-integration-1.6 integration-1.7 integration-2: oras
+registry:
+	test/scripts/fetch-debian-package.sh bookworm docker-registry $(REGISTRY_DIR) docker-registry
+
+integration-1.6 integration-1.7 integration-2: oras registry
 
 bench:
 	@if [ -x bench/run.sh ]; then $(MAKE) build && bench/run.sh; else echo "bench: not yet (bench/run.sh does not exist)"; fi
 
 install:
 	@test -x $(SHIM) || { echo "install: $(SHIM) is missing, run 'make build' first" >&2; exit 1; }
+	@# Without debug info (196 MB -> 42 MB; symbols stay for backtraces), see docs/performance.md.
 	install -D -m 0755 $(SHIM) $(DESTDIR)$(PREFIX)/bin/containerd-shim-wasmbox-v1
+	strip --strip-debug $(DESTDIR)$(PREFIX)/bin/containerd-shim-wasmbox-v1
 	@echo "installed $(DESTDIR)$(PREFIX)/bin/containerd-shim-wasmbox-v1; see deploy/install.sh to configure containerd"
 
 clean:

@@ -13,11 +13,9 @@ packages=(
     containerd runc
     # C guest programs: clang --target=wasm32-wasi
     clang lld wasi-libc libclang-rt-dev-wasm32
-    # tests and fetch-containerd.sh
+    # tests and fetch-containerd.sh (docker-registry and oras are unpacked privately by `make
+    # test`, never installed: the package would enable a registry service on a systemd host)
     iproute2 git ca-certificates curl
-    # the private registry of the image round-trip tests (run on 127.0.0.1 with their own
-    # config; on a systemd host the package also enables a registry service on :5000)
-    docker-registry
 )
 
 installed() {

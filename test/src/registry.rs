@@ -19,8 +19,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Attempts with a fresh port, in case another process took the port we picked meanwhile.
 const ATTEMPTS: usize = 3;
 
-/// The registry binary: `WASMBOX_REGISTRY`, else `docker-registry` (installed by
-/// `test/scripts/install-deps.sh`).
+/// The registry binary: `WASMBOX_REGISTRY` (`make test` sets it to the copy `make registry`
+/// unpacks), else `/usr/bin/docker-registry`.
 pub fn registry_binary() -> PathBuf {
     std::env::var_os("WASMBOX_REGISTRY")
         .filter(|v| !v.is_empty())
@@ -40,7 +40,7 @@ impl Registry {
         let binary = registry_binary();
         if !binary.is_file() {
             bail!(
-                "{} is missing: install Debian's docker-registry (test/scripts/install-deps.sh) or set WASMBOX_REGISTRY",
+                "{} is missing: run `make registry` (Debian's docker-registry, unpacked privately) or set WASMBOX_REGISTRY",
                 binary.display()
             );
         }
