@@ -276,6 +276,25 @@ impl Cri {
         .map(drop)
     }
 
+    /// `ExecSync` (what exec probes use): runs `cmd` in the container; (exit code, stdout,
+    /// stderr).
+    pub fn exec_sync(&self, id: &str, cmd: &[&str], timeout_secs: i64) -> Result<(i32, String, String)> {
+        let mut c = self.runtime();
+        let r = self.call(
+            "ExecSync",
+            c.exec_sync(api::ExecSyncRequest {
+                container_id: id.into(),
+                cmd: cmd.iter().map(|s| s.to_string()).collect(),
+                timeout: timeout_secs,
+            }),
+        )?;
+        Ok((
+            r.exit_code,
+            String::from_utf8_lossy(&r.stdout).into_owned(),
+            String::from_utf8_lossy(&r.stderr).into_owned(),
+        ))
+    }
+
     /// `UpdateContainerResources`: kubelet's in-place pod resize.
     pub fn update_container_resources(&self, id: &str, resources: api::LinuxContainerResources) -> Result<()> {
         let mut c = self.runtime();

@@ -703,3 +703,55 @@ fn update_container_resources_moves_the_guests_memory_limit() {
     must(&containerd, &pod_id, "stopping and removing the pod", pod.stop_and_remove());
     pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
 }
+
+/// Exec probes and `kubectl exec` through CRI (`ExecSync`): into a wasm container (a wasm
+/// module and a native program in its image) and into a native sidecar of the same pod; a
+/// probe command that fails is seen as failing (its exit code), and nothing is left.
+#[test]
+fn exec_sync_into_a_wasm_container_and_a_native_sidecar() {
+    require_integration!();
+    let containerd = start();
+    let cri = connect(&containerd);
+    let app = cri::import_image(
+        &containerd,
+        image::compat_image(&ids::image_ref("cri-exec-app"), &guests::spin().unwrap())
+            .file("/health.wasm", guests::exit_code().unwrap().to_vec(), 0o644)
+            .file("/hello", guests::native_hello().unwrap().to_vec(), 0o755),
+    )
+    .unwrap();
+    let sidecar = cri::import_image(
+        &containerd,
+        image::native_image_at(&ids::image_ref("cri-exec-sidecar"), "/wait", &guests::native_wait().unwrap())
+            .file("/hello", guests::native_hello().unwrap().to_vec(), 0o755),
+    )
+    .unwrap();
+    let pod = Pod::run(&cri, &containerd, "cri-exec", CRI_WASMBOX_HANDLER);
+    let mut pod = must(&containerd, "RunPodSandbox", "RunPodSandbox", pod);
+    let pod_id = pod.id.clone();
+    let mut ids = Vec::new();
+    for (name, image) in [("app", &app), ("sidecar", &sidecar)] {
+        let config = cri::container_config(name, image);
+        let id = must(&containerd, &pod_id, "CreateContainer", pod.create_container(&config));
+        must(&containerd, &id, "StartContainer", cri.start_container(&id));
+        let running = cri.wait_container_state(&id, ContainerState::ContainerRunning, EXIT_TIMEOUT);
+        must(&containerd, &id, "running", running);
+        ids.push(id);
+    }
+    let (app_id, sidecar_id) = (&ids[0], &ids[1]);
+
+    // A wasm health check: healthy (0) and failing (1), as an exec probe sees them.
+    let healthy = cri.exec_sync(app_id, &["/health.wasm", "0"], 30);
+    assert_eq!(must(&containerd, app_id, "ExecSync", healthy).0, 0);
+    let failing = cri.exec_sync(app_id, &["/health.wasm", "1"], 30);
+    assert_eq!(must(&containerd, app_id, "ExecSync", failing).0, 1, "a failing probe fails");
+    for id in [app_id, sidecar_id] {
+        let out = must(&containerd, id, "ExecSync", cri.exec_sync(id, &["/hello"], 30));
+        assert_eq!((out.0, out.1.as_str()), (0, "hello from native\n"), "{id}: {out:?}");
+    }
+    // Nothing to run: the error says so.
+    let err = cri.exec_sync(app_id, &["/bin/sh", "-c", "true"], 30).expect_err("no shell in the image");
+    assert!(format!("{err:#}").contains("no /bin/sh in this image"), "{err:#}");
+
+    must(&containerd, &pod_id, "stopping and removing the pod", pod.stop_and_remove());
+    pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
+}

@@ -57,32 +57,6 @@ fn read_only_root_refuses_writes() {
 }
 
 #[test]
-fn exec_is_refused_with_a_clear_error() {
-    require_integration!();
-    let containerd = start();
-    let id = ids::container_id("exec");
-    start_spinning(&containerd, &id);
-
-    let exec = containerd
-        .ctr(["task", "exec", "--exec-id", "e1", id.as_str(), "/app.wasm"])
-        .unwrap();
-    assert_ne!(exec.code(), 0, "exec must fail: {exec:?}");
-    let text = format!("{}{}", exec.stdout_text(), exec.stderr_text());
-    assert!(text.contains("not supported"), "ctr must say why: {text}");
-
-    // The task is unharmed and still answers.
-    let task = containerd.task(&id).unwrap().expect("task still listed");
-    assert_eq!(task.status, "RUNNING", "{task:?}");
-
-    containerd.kill_task(&id, "SIGKILL").unwrap();
-    containerd
-        .wait_task_status(&id, "STOPPED", Duration::from_secs(10))
-        .unwrap();
-    containerd.delete_container(&id).unwrap();
-    assert_clean(&containerd, &id);
-}
-
-#[test]
 fn kill_all_stops_the_task() {
     require_integration!();
     let containerd = start();

@@ -7,7 +7,7 @@
 //! set. Anything else is exec'd like runc does.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
@@ -21,6 +21,41 @@ use wasmbox_wasm::run::Granted;
 use wasmbox_wasm::sandbox::{GuestDirs, SandboxSpec};
 
 use crate::guest_fs;
+
+/// Descriptors the wasm runner keeps although they are close-on-exec (the helper's log pipe).
+static KEEP_FDS: std::sync::Mutex<Vec<RawFd>> = std::sync::Mutex::new(Vec::new());
+
+/// Keeps `fd` open in a wasm runner (see [`close_what_exec_would`]).
+pub fn keep_across_exec(fd: RawFd) {
+    if let Ok(mut keep) = KEEP_FDS.lock() {
+        keep.push(fd);
+    }
+}
+
+/// A wasm runner takes the place of an exec, so it closes the close-on-exec pipes an exec
+/// would close (but `keep` and the registered ones). libcontainer relies on it: an exec'd
+/// process tells the helper it is running by closing such a pipe, and the helper waits for
+/// that. Only pipes: Wasmtime keeps files and memfds open for the loaded module's memory
+/// images, which must stay.
+fn close_what_exec_would(keep: &[RawFd]) {
+    let registered = KEEP_FDS.lock().map(|k| k.clone()).unwrap_or_default();
+    let open: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect(),
+        // No /proc in this container: try the usual range.
+        Err(_) => (3..4096).collect(),
+    };
+    for fd in open.into_iter().filter(|fd| *fd > 2 && !keep.contains(fd) && !registered.contains(fd)) {
+        let cloexec = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD)
+            .is_ok_and(|f| nix::fcntl::FdFlag::from_bits_truncate(f).contains(nix::fcntl::FdFlag::FD_CLOEXEC));
+        let pipe = nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO);
+        if cloexec && pipe {
+            let _ = nix::unistd::close(fd);
+        }
+    }
+}
 
 /// The wasm side of a container: the loaded program, the argv[0] the guest sees, and the
 /// init's end of the channel its filesystem arrives on (see [`guest_fs`]).
@@ -83,6 +118,7 @@ impl Executor for WasmboxExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
         if let Some(w) = &self.wasm {
             let sandbox = SandboxSpec::from_spec(spec, &w.argv0).map_err(|e| ExecutorError::Other(e.to_string()))?;
+            close_what_exec_would(&[w.guest_fs.as_raw_fd()]);
             let fs = guest_fs::receive(w.guest_fs.as_raw_fd()).map_err(|e| ExecutorError::Other(e.to_string()))?;
             // `ps` shows the guest's command line, as it would a native process's.
             crate::proctitle::set(&sandbox.args.join(" "));

@@ -2,6 +2,7 @@
 //!
 //! - [`create`]: builds a container from a bundle (run only in the single-threaded `create`
 //!   helper process, because libcontainer clones the container's init from the caller).
+//! - [`exec`]: one more process in a running container (`exec`), native or wasm.
 //! - [`executor`]: what the container's init does once started: run the wasm program it
 //!   inherited, or exec the native entrypoint exactly as runc would.
 //! - [`lifecycle`]: start, kill, delete, pids and cgroup stats of an existing container; these
@@ -13,6 +14,7 @@
 pub mod cgroups;
 pub mod create;
 pub mod error;
+pub mod exec;
 pub mod executor;
 pub mod guest_fs;
 pub mod lifecycle;

@@ -16,17 +16,20 @@ use containerd_shim::api::{
     ShutdownRequest, StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse,
     Status as ApiStatus, UpdateTaskRequest, WaitRequest, WaitResponse,
 };
-use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskPaused, TaskResumed, TaskStart};
+use containerd_shim::protos::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused, TaskResumed, TaskStart,
+};
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::protos::api::ProcessInfo;
 use containerd_shim::protos::topics::{
-    TASK_CREATE_EVENT_TOPIC, TASK_DELETE_EVENT_TOPIC, TASK_EXIT_EVENT_TOPIC, TASK_PAUSED_EVENT_TOPIC,
+    TASK_CREATE_EVENT_TOPIC, TASK_DELETE_EVENT_TOPIC, TASK_EXEC_ADDED_EVENT_TOPIC, TASK_EXEC_STARTED_EVENT_TOPIC,
+    TASK_EXIT_EVENT_TOPIC, TASK_PAUSED_EVENT_TOPIC,
     TASK_RESUMED_EVENT_TOPIC, TASK_START_EVENT_TOPIC,
 };
 use containerd_shim::protos::ttrpc::{self, Code};
 use containerd_shim::{ExitSignal, Task, TtrpcContext, TtrpcResult};
-use oci_spec::runtime::{LinuxResources, Spec};
+use oci_spec::runtime::{LinuxResources, Process, Spec};
 use wasmbox_container::cgroups::is_systemd_path;
 use wasmbox_container::lifecycle::{state_root, Handle};
 use wasmbox_wasm::cache::CompileCache;
@@ -37,7 +40,7 @@ use wasmbox_wasm::WasmError;
 use crate::events::Events;
 use crate::exits::{ExitInfo, ExitMonitor};
 use crate::helper::parent::{self, HelperError};
-use crate::helper::request::{CreateRequest, WasmRequest};
+use crate::helper::request::{CreateRequest, ExecSpec, WasmRequest};
 use crate::stdio::StdinForwarder;
 use crate::task::{StateError, Status, TaskState};
 use crate::{metrics, rootfs};
@@ -51,6 +54,29 @@ struct Entry {
     stderr: String,
     stdin: Option<StdinForwarder>,
     rootfs_mounted: bool,
+    /// Processes exec'd into the container, by exec id.
+    execs: HashMap<String, ExecProc>,
+}
+
+/// A process exec'd into a task's container: containerd sees it as a task of its own
+/// (created, running, stopped), named by its exec id.
+struct ExecProc {
+    state: TaskState,
+    /// The exec's OCI process spec, as JSON for the helper.
+    process_json: PathBuf,
+    stdin_path: String,
+    stdout: String,
+    stderr: String,
+    stdin: Option<StdinForwarder>,
+    /// The wasm program, when the exec's args[0] is wasm.
+    wasm: Option<WasmRequest>,
+}
+
+/// What a program name turned out to be in the container.
+enum Resolved {
+    Native,
+    Wasm(WasmRequest),
+    Missing,
 }
 
 /// State shared with the exit monitor thread.
@@ -70,25 +96,40 @@ impl Shared {
     /// Offers an exit to the tasks; true when one of them owned the process.
     fn claim(&self, pid: i32, info: ExitInfo) -> bool {
         let mut tasks = self.tasks();
+        for entry in tasks.values_mut() {
+            if let Some(x) = entry.execs.values_mut().find(|x| x.state.pid == pid && pid > 0) {
+                if x.state.exited(info) {
+                    log::info!("exec {} in {} (pid {pid}) exited with status {}", x.state.id, entry.state.id, info.status);
+                    self.publish_exit(&entry.state.id, &x.state.id, pid, info);
+                }
+                self.changed.notify_all();
+                return true;
+            }
+        }
         let Some(entry) = tasks.values_mut().find(|e| e.state.pid == pid) else {
             return false;
         };
         if entry.state.exited(info) {
             log::info!("task {} (pid {pid}) exited with status {}", entry.state.id, info.status);
-            self.events.publish(
-                TASK_EXIT_EVENT_TOPIC,
-                Box::new(TaskExit {
-                    container_id: entry.state.id.clone(),
-                    id: entry.state.id.clone(),
-                    pid: pid as u32,
-                    exit_status: info.status as u32,
-                    exited_at: MessageField::some(timestamp(info.at)),
-                    ..Default::default()
-                }),
-            );
+            self.publish_exit(&entry.state.id, &entry.state.id, pid, info);
         }
         self.changed.notify_all();
         true
+    }
+
+    /// TaskExit for the init (`id` = the task's id) or an exec'd process (`id` = its exec id).
+    fn publish_exit(&self, container_id: &str, id: &str, pid: i32, info: ExitInfo) {
+        self.events.publish(
+            TASK_EXIT_EVENT_TOPIC,
+            Box::new(TaskExit {
+                container_id: container_id.to_string(),
+                id: id.to_string(),
+                pid: pid as u32,
+                exit_status: info.status as u32,
+                exited_at: MessageField::some(timestamp(info.at)),
+                ..Default::default()
+            }),
+        );
     }
 }
 
@@ -124,6 +165,15 @@ fn timestamp(t: SystemTime) -> Timestamp {
         seconds: d.as_secs() as i64,
         nanos: d.subsec_nanos() as i32,
         ..Default::default()
+    }
+}
+
+fn api_status(s: Status) -> ApiStatus {
+    match s {
+        Status::Created => ApiStatus::CREATED,
+        Status::Running => ApiStatus::RUNNING,
+        Status::Paused => ApiStatus::PAUSED,
+        Status::Stopped => ApiStatus::STOPPED,
     }
 }
 
@@ -177,19 +227,35 @@ impl Service {
         };
         let env = process.env().clone().unwrap_or_default();
         let cwd = process.cwd().display().to_string();
-        // As the container will see it: the rootfs and the spec's bind mounts (volumes).
+        match self.prepare_program(id, spec, rootfs, arg0, &env, &cwd)? {
+            Resolved::Native => Ok(None),
+            Resolved::Wasm(w) => Ok(Some(w)),
+            Resolved::Missing => Err(WasmError::EntrypointNotFound(arg0.clone()).to_string()),
+        }
+    }
+
+    /// Resolves `arg0` as the container sees it (the rootfs and the spec's bind mounts) and
+    /// compiles it if it is wasm.
+    fn prepare_program(
+        &self,
+        id: &str,
+        spec: &Spec,
+        rootfs: &Path,
+        arg0: &str,
+        env: &[String],
+        cwd: &str,
+    ) -> Result<Resolved, String> {
         let fs = entrypoint::ContainerFs::from_spec(rootfs, spec);
-        let found = entrypoint::resolve(&fs, arg0, &env, &cwd).map_err(|e| e.to_string())?;
-        let wasm = match found {
-            Entrypoint::Native => return Ok(None),
-            Entrypoint::NotInRootfs => {
-                // Wasm OCI images: the module is a layer of the image, not a file in the rootfs.
-                crate::artifact::image_entrypoint(self.content.as_ref(), id, Some(arg0))?
-                    .ok_or_else(|| WasmError::EntrypointNotFound(arg0.clone()).to_string())?
-            }
+        let wasm = match entrypoint::resolve(&fs, arg0, env, cwd).map_err(|e| e.to_string())? {
+            Entrypoint::Native => return Ok(Resolved::Native),
+            // Wasm OCI images: the module is a layer of the image, not a file in the rootfs.
+            Entrypoint::NotInRootfs => match crate::artifact::image_entrypoint(self.content.as_ref(), id, Some(arg0))? {
+                Some(w) => w,
+                None => return Ok(Resolved::Missing),
+            },
             Entrypoint::Wasm(w) => w,
         };
-        self.compile(wasm).map(Some)
+        self.compile(wasm).map(Resolved::Wasm)
     }
 
     /// Compiles `wasm` into the cache (or finds it there) and describes it for the helper.
@@ -252,12 +318,7 @@ impl Service {
     fn do_create(&self, req: &CreateTaskRequest) -> Result<(i32, bool, Option<StdinForwarder>), String> {
         let bundle = PathBuf::from(&req.bundle);
         let spec = load_spec(&bundle)?;
-        let root_path = spec
-            .root()
-            .as_ref()
-            .map(|r| r.path().clone())
-            .unwrap_or_else(|| PathBuf::from("rootfs"));
-        let rootfs = if root_path.is_absolute() { root_path } else { bundle.join(root_path) };
+        let rootfs = rootfs_of(&bundle, &spec);
         let mounted = rootfs::mount(&req.rootfs, &rootfs)?;
         let undo_mount = |mounted: bool| {
             if mounted {
@@ -284,6 +345,7 @@ impl Service {
             stderr: req.stderr.clone(),
             systemd: is_systemd_path(cgroups_path.as_deref()),
             wasm,
+            exec: None,
         };
         let mut forwarder: Option<StdinForwarder> = None;
         let mut stdin = || -> Result<Option<std::os::fd::OwnedFd>, String> {
@@ -350,11 +412,124 @@ impl Service {
         f(entry)
     }
 
-    fn no_exec(exec_id: &str) -> TtrpcResult<()> {
-        if exec_id.is_empty() {
-            Ok(())
+    fn with_exec<T>(&self, id: &str, exec_id: &str, f: impl FnOnce(&mut ExecProc) -> TtrpcResult<T>) -> TtrpcResult<T> {
+        self.with_entry(id, |e| {
+            let x = e
+                .execs
+                .get_mut(exec_id)
+                .ok_or_else(|| rpc_error(Code::NOT_FOUND, format!("exec {exec_id} not found in {id}")))?;
+            f(x)
+        })
+    }
+
+    /// Runs a recorded exec through a helper (libcontainer's tenant builder), like
+    /// `runc exec --detach`; its exit reaches the exit monitor like the init's.
+    fn start_exec(&self, id: &str, exec_id: &str) -> TtrpcResult<StartResponse> {
+        log::info!("start exec {exec_id} in {id}");
+        let (helper_req, stdin_path) = self.with_entry(id, |e| {
+            e.state.check_alive().map_err(state_error)?;
+            let bundle = e.state.bundle.clone();
+            let x = e
+                .execs
+                .get(exec_id)
+                .ok_or_else(|| rpc_error(Code::NOT_FOUND, format!("exec {exec_id} not found in {id}")))?;
+            if x.state.status() != Status::Created {
+                return Err(rpc_error(Code::FAILED_PRECONDITION, format!("exec {exec_id} was started already")));
+            }
+            let req = CreateRequest {
+                id: id.to_string(),
+                root: state_root(&bundle),
+                bundle,
+                stdout: x.stdout.clone(),
+                stderr: x.stderr.clone(),
+                systemd: false,
+                wasm: x.wasm.clone(),
+                exec: Some(ExecSpec {
+                    exec_id: exec_id.to_string(),
+                    process: x.process_json.clone(),
+                }),
+            };
+            Ok((req, x.stdin_path.clone()))
+        })?;
+        let fail = |m: String| rpc_error(Code::UNKNOWN, format!("start exec {exec_id} in {id}: {m}"));
+        let (forwarder, stdin) = if stdin_path.is_empty() {
+            (None, None)
         } else {
-            Err(unsupported("exec"))
+            let (f, read_end) = StdinForwarder::start(&stdin_path).map_err(|e| fail(format!("stdin: {e}")))?;
+            (Some(f), Some(read_end))
+        };
+        let pid = parent::create(&helper_req, stdin, &self.exits).map_err(|e| fail(e.to_string()))?;
+        self.with_exec(id, exec_id, |x| {
+            x.state.pid = pid;
+            x.state.start().map_err(state_error)?;
+            x.stdin = forwarder;
+            // Under the tasks lock: containerd sees ExecStarted before the exec's TaskExit.
+            self.shared.events.publish(
+                TASK_EXEC_STARTED_EVENT_TOPIC,
+                Box::new(TaskExecStarted {
+                    container_id: id.to_string(),
+                    exec_id: exec_id.to_string(),
+                    pid: pid as u32,
+                    ..Default::default()
+                }),
+            );
+            // It may have exited before its pid was known here.
+            if let Some(info) = self.exits.take(pid) {
+                if x.state.exited(info) {
+                    self.shared.publish_exit(id, exec_id, pid, info);
+                }
+                self.shared.changed.notify_all();
+            }
+            Ok(())
+        })?;
+        Ok(StartResponse {
+            pid: pid as u32,
+            ..Default::default()
+        })
+    }
+
+    /// Forgets an exec'd process once it has exited (a running one is killed first).
+    fn delete_exec(&self, id: &str, exec_id: &str) -> TtrpcResult<DeleteResponse> {
+        log::info!("delete exec {exec_id} in {id}");
+        let running = self.with_exec(id, exec_id, |x| Ok((x.state.exit().is_none() && x.state.pid > 0).then_some(x.state.pid)))?;
+        if let Some(pid) = running {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        let mut tasks = self.shared.tasks();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let entry = tasks
+                .get_mut(id)
+                .ok_or_else(|| rpc_error(Code::NOT_FOUND, format!("task {id} not found")))?;
+            let x = entry
+                .execs
+                .get(exec_id)
+                .ok_or_else(|| rpc_error(Code::NOT_FOUND, format!("exec {exec_id} not found in {id}")))?;
+            let left = deadline.checked_duration_since(std::time::Instant::now());
+            if x.state.exit().is_some() || x.state.pid <= 0 || left.is_none() {
+                let x = entry.execs.remove(exec_id).ok_or_else(|| rpc_error(Code::NOT_FOUND, exec_id))?;
+                drop(tasks);
+                if let Some(stdin) = &x.stdin {
+                    stdin.close();
+                }
+                let _ = std::fs::remove_file(&x.process_json);
+                let exit = x.state.exit().unwrap_or(ExitInfo {
+                    status: 137,
+                    at: SystemTime::now(),
+                });
+                return Ok(DeleteResponse {
+                    pid: x.state.pid.max(0) as u32,
+                    exit_status: exit.status as u32,
+                    exited_at: MessageField::some(timestamp(exit.at)),
+                    ..Default::default()
+                });
+            }
+            tasks = self
+                .shared
+                .changed
+                .wait_timeout(tasks, left.unwrap_or_default())
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 }
@@ -397,6 +572,7 @@ impl Task for Service {
                     stderr: req.stderr.clone(),
                     stdin,
                     rootfs_mounted,
+                    execs: HashMap::new(),
                 },
             );
         }
@@ -424,7 +600,9 @@ impl Task for Service {
     }
 
     fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
-        Self::no_exec(&req.exec_id)?;
+        if !req.exec_id.is_empty() {
+            return self.start_exec(&req.id, &req.exec_id);
+        }
         let pid = self.with_entry(&req.id, |e| {
             if e.state.status() != Status::Created {
                 // Refused without changing anything; the error says why.
@@ -452,14 +630,26 @@ impl Task for Service {
     }
 
     fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
-        Self::no_exec(&req.exec_id)?;
+        if !req.exec_id.is_empty() {
+            return self.with_exec(&req.id, &req.exec_id, |x| {
+                let exit = x.state.exit();
+                Ok(StateResponse {
+                    id: req.exec_id.clone(),
+                    bundle: x.state.bundle.display().to_string(),
+                    pid: x.state.pid as u32,
+                    status: api_status(x.state.status()).into(),
+                    stdin: x.stdin_path.clone(),
+                    stdout: x.stdout.clone(),
+                    stderr: x.stderr.clone(),
+                    exit_status: exit.map(|x| x.status as u32).unwrap_or_default(),
+                    exited_at: MessageField::from_option(exit.map(|x| timestamp(x.at))),
+                    exec_id: req.exec_id.clone(),
+                    ..Default::default()
+                })
+            });
+        }
         self.with_entry(&req.id, |e| {
-            let status = match e.state.status() {
-                Status::Created => ApiStatus::CREATED,
-                Status::Running => ApiStatus::RUNNING,
-                Status::Paused => ApiStatus::PAUSED,
-                Status::Stopped => ApiStatus::STOPPED,
-            };
+            let status = api_status(e.state.status());
             let exit = e.state.exit();
             Ok(StateResponse {
                 id: req.id.clone(),
@@ -477,7 +667,20 @@ impl Task for Service {
     }
 
     fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
-        Self::no_exec(&req.exec_id)?;
+        if !req.exec_id.is_empty() {
+            log::info!("kill exec {} in {} signal {}", req.exec_id, req.id, req.signal);
+            return self.with_exec(&req.id, &req.exec_id, |x| {
+                x.state.check_alive().map_err(state_error)?;
+                if x.state.pid <= 0 {
+                    return Err(rpc_error(Code::FAILED_PRECONDITION, format!("exec {} is not started", req.exec_id)));
+                }
+                let sig = nix::sys::signal::Signal::try_from(req.signal as i32)
+                    .map_err(|e| rpc_error(Code::INVALID_ARGUMENT, format!("kill {}: {e}", req.exec_id)))?;
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(x.state.pid), sig)
+                    .map_err(|e| rpc_error(Code::UNKNOWN, format!("kill exec {}: {e}", req.exec_id)))?;
+                Ok(Empty::new())
+            });
+        }
         log::info!("kill {} signal {} all={}", req.id, req.signal, req.all);
         self.with_entry(&req.id, |e| {
             if !req.all {
@@ -492,7 +695,9 @@ impl Task for Service {
     }
 
     fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
-        Self::no_exec(&req.exec_id)?;
+        if !req.exec_id.is_empty() {
+            return self.delete_exec(&req.id, &req.exec_id);
+        }
         log::info!("delete {}", req.id);
         let handle = self.with_entry(&req.id, |e| Ok(e.handle.clone()))?;
         // Force: kills whatever still runs (a created task, or children of an exited init),
@@ -581,13 +786,21 @@ impl Task for Service {
     }
 
     fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> TtrpcResult<WaitResponse> {
-        Self::no_exec(&req.exec_id)?;
         let mut tasks = self.shared.tasks();
         loop {
             let entry = tasks
                 .get(&req.id)
                 .ok_or_else(|| rpc_error(Code::NOT_FOUND, format!("task {} not found", req.id)))?;
-            if let Some(exit) = entry.state.exit() {
+            let state = if req.exec_id.is_empty() {
+                &entry.state
+            } else {
+                &entry
+                    .execs
+                    .get(&req.exec_id)
+                    .ok_or_else(|| rpc_error(Code::NOT_FOUND, format!("exec {} not found in {}", req.exec_id, req.id)))?
+                    .state
+            };
+            if let Some(exit) = state.exit() {
                 return Ok(WaitResponse {
                     exit_status: exit.status as u32,
                     exited_at: MessageField::some(timestamp(exit.at)),
@@ -599,10 +812,17 @@ impl Task for Service {
     }
 
     fn close_io(&self, _ctx: &TtrpcContext, req: CloseIORequest) -> TtrpcResult<Empty> {
-        Self::no_exec(&req.exec_id)?;
         self.with_entry(&req.id, |e| {
+            let stdin = if req.exec_id.is_empty() {
+                &e.stdin
+            } else {
+                &e.execs
+                    .get(&req.exec_id)
+                    .ok_or_else(|| rpc_error(Code::NOT_FOUND, format!("exec {} not found in {}", req.exec_id, req.id)))?
+                    .stdin
+            };
             if req.stdin {
-                if let Some(s) = &e.stdin {
+                if let Some(s) = stdin {
                     s.close();
                 }
             }
@@ -627,8 +847,71 @@ impl Task for Service {
         Ok(Empty::new())
     }
 
-    fn exec(&self, _ctx: &TtrpcContext, _req: ExecProcessRequest) -> TtrpcResult<Empty> {
-        Err(unsupported("exec"))
+    /// Records a process to run in the container (`ctr task exec`, `kubectl exec`, exec
+    /// probes); Start runs it. Its program is resolved (and compiled, if wasm) now, so a
+    /// missing or broken one fails here.
+    fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
+        log::info!("exec {} in {}", req.exec_id, req.id);
+        if req.terminal {
+            return Err(unsupported("a terminal (tty) for exec"));
+        }
+        let bad = |m: String| rpc_error(Code::INVALID_ARGUMENT, format!("exec {} in {}: {m}", req.exec_id, req.id));
+        if req.exec_id.is_empty() || req.exec_id.contains('/') {
+            return Err(bad("invalid exec id".into()));
+        }
+        let value = req.spec.as_ref().map(|a| a.value.as_slice()).unwrap_or_default();
+        let process: Process =
+            serde_json::from_slice(value).map_err(|e| bad(format!("the process is not an OCI process spec: {e}")))?;
+        let bundle = self.with_entry(&req.id, |e| {
+            e.state.check_alive().map_err(state_error)?;
+            if e.execs.contains_key(&req.exec_id) {
+                return Err(rpc_error(
+                    Code::ALREADY_EXISTS,
+                    format!("exec {} already exists in {}", req.exec_id, req.id),
+                ));
+            }
+            Ok(e.state.bundle.clone())
+        })?;
+        let spec = load_spec(&bundle).map_err(bad)?;
+        let args = process.args().clone().unwrap_or_default();
+        let arg0 = args.first().ok_or_else(|| bad("the process has no args".into()))?;
+        let env = process.env().clone().unwrap_or_default();
+        let cwd = process.cwd().display().to_string();
+        let wasm = match self
+            .prepare_program(&req.id, &spec, &rootfs_of(&bundle, &spec), arg0, &env, &cwd)
+            .map_err(bad)?
+        {
+            Resolved::Native => None,
+            Resolved::Wasm(w) => Some(w),
+            Resolved::Missing => return Err(bad(nothing_runnable(arg0))),
+        };
+        let process_json = state_root(&bundle).join(format!("exec-{}.json", req.exec_id));
+        let json = serde_json::to_vec(&process).map_err(|e| bad(e.to_string()))?;
+        std::fs::write(&process_json, json).map_err(|e| bad(format!("write {}: {e}", process_json.display())))?;
+        self.with_entry(&req.id, |e| {
+            e.execs.insert(
+                req.exec_id.clone(),
+                ExecProc {
+                    state: TaskState::new(&req.exec_id, bundle.clone(), 0),
+                    process_json,
+                    stdin_path: req.stdin.clone(),
+                    stdout: req.stdout.clone(),
+                    stderr: req.stderr.clone(),
+                    stdin: None,
+                    wasm,
+                },
+            );
+            Ok(())
+        })?;
+        self.shared.events.publish(
+            TASK_EXEC_ADDED_EVENT_TOPIC,
+            Box::new(TaskExecAdded {
+                container_id: req.id.clone(),
+                exec_id: req.exec_id.clone(),
+                ..Default::default()
+            }),
+        );
+        Ok(Empty::new())
     }
 
     fn resize_pty(&self, _ctx: &TtrpcContext, _req: ResizePtyRequest) -> TtrpcResult<Empty> {
@@ -660,6 +943,30 @@ impl Task for Service {
             .update(&resources)
             .map_err(|err| rpc_error(Code::UNKNOWN, format!("update {}: {err}", req.id)))?;
         Ok(Empty::new())
+    }
+}
+
+/// The container's rootfs: the spec's `root.path`, relative to the bundle unless absolute.
+fn rootfs_of(bundle: &Path, spec: &Spec) -> PathBuf {
+    let root_path = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .unwrap_or_else(|| PathBuf::from("rootfs"));
+    if root_path.is_absolute() {
+        root_path
+    } else {
+        bundle.join(root_path)
+    }
+}
+
+/// Why an exec cannot run: its program is nowhere in the container.
+fn nothing_runnable(arg0: &str) -> String {
+    let name = arg0.rsplit('/').next().unwrap_or(arg0);
+    if matches!(name, "sh" | "bash" | "ash" | "dash") {
+        format!("no {arg0} in this image; exec a binary or a wasm module that is in it")
+    } else {
+        format!("{arg0:?} is not in the container (its rootfs and bind mounts); exec a binary or a wasm module that is in it")
     }
 }
 

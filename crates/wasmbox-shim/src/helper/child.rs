@@ -2,10 +2,11 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Mutex, OnceLock};
 
-use wasmbox_container::create::{create, CreateRequest as ContainerRequest};
+use wasmbox_container::create::{create, CreateRequest as ContainerRequest, Stdio};
+use wasmbox_container::exec::{exec, ExecRequest};
 use wasmbox_container::executor::{WasmWorkload, WasmboxExecutor};
 use wasmbox_container::guest_fs;
 use wasmbox_wasm::engine::Engine;
@@ -40,8 +41,11 @@ fn init_logger() {
         return;
     };
     let file = File::from(fd);
+    // The wasm runner drops close-on-exec descriptors as an exec would: not these.
+    wasmbox_container::executor::keep_across_exec(file.as_raw_fd());
     // libcontainer reports through `tracing`; send its errors the same way (its warnings are per-create noise such as absent cgroup controllers).
     if let Ok(copy) = file.try_clone() {
+        wasmbox_container::executor::keep_across_exec(copy.as_raw_fd());
         let _ = tracing_subscriber::fmt()
             .with_writer(Mutex::new(copy))
             .with_ansi(false)
@@ -137,19 +141,32 @@ fn run(request_json: &str) -> Result<i32, (String, bool)> {
             (executor, Some(to_init))
         }
     };
-    let pid = create(ContainerRequest {
-        id: &req.id,
-        bundle: &req.bundle,
-        root: &req.root,
+    let stdio = Stdio {
         stdin,
         stdout: OwnedFd::from(stdout),
         stderr: OwnedFd::from(stderr),
-        executor,
-        systemd: req.systemd,
-    })
+    };
+    let pid = match &req.exec {
+        None => create(ContainerRequest {
+            id: &req.id,
+            bundle: &req.bundle,
+            root: &req.root,
+            stdio,
+            executor,
+            systemd: req.systemd,
+        }),
+        Some(x) => exec(ExecRequest {
+            id: &req.id,
+            root: &req.root,
+            process: &x.process,
+            stdio,
+            executor,
+        }),
+    }
     .map_err(|e| fail(chain(&e)))?;
     if let Some(to_init) = to_init {
-        // The container exists with every mount in place: give its init the guest's tree.
+        // The container exists with every mount in place: give its init (or the exec'd
+        // process) the guest's tree.
         // Last step: it leaves this process in the tree's mount namespace.
         let memory = memory_files(pid);
         guest_fs::build(pid, memory, to_init.as_fd()).map_err(|e| fail(chain(&e)))?;

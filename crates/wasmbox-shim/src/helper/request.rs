@@ -17,7 +17,16 @@ pub struct WasmRequest {
     pub trampoline: Option<PathBuf>,
 }
 
-/// Everything the helper needs to create one container.
+/// An exec into the container instead of a create: the process runs in the existing container.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExecSpec {
+    pub exec_id: String,
+    /// The exec's OCI process spec, written by the shim as JSON.
+    pub process: PathBuf,
+}
+
+/// Everything the helper needs to create one container (or, with `exec`, to run a process in
+/// it).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CreateRequest {
     pub id: String,
@@ -27,6 +36,8 @@ pub struct CreateRequest {
     pub stderr: String,
     pub systemd: bool,
     pub wasm: Option<WasmRequest>,
+    #[serde(default)]
+    pub exec: Option<ExecSpec>,
 }
 
 /// The helper's answer, one JSON line on its stdout.
@@ -56,6 +67,10 @@ mod tests {
                 guest_path: "/app.wasm".into(),
                 func: Some("run".into()),
                 trampoline: Some("/c/t.cwasm".into()),
+            }),
+            exec: Some(ExecSpec {
+                exec_id: "e1".into(),
+                process: "/b/.wasmbox/exec-e1.json".into(),
             }),
         };
         let json = serde_json::to_string(&r).unwrap();

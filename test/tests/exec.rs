@@ -1,0 +1,208 @@
+//! `ctr task exec` into running containers: native programs (into wasm and native
+//! containers) and wasm modules, with args, env, stdin, exit codes and kill; and many execs
+//! leave nothing behind in the shim.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use wasmbox_integration::ctr::RunSpec;
+use wasmbox_integration::image::{compat_image, native_image_at};
+use wasmbox_integration::poll::wait_until;
+use wasmbox_integration::process::run_captured;
+use wasmbox_integration::suite::{assert_clean, start, START_TIMEOUT};
+use wasmbox_integration::{guests, ids, require_integration, Containerd};
+
+const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running wasm container (the spinning guest at /app.wasm) whose image also holds a native
+/// program and wasm tools to exec.
+fn start_wasm_container(containerd: &Containerd, name: &str) -> String {
+    let image = compat_image(&ids::image_ref(name), &guests::spin().unwrap())
+        .file("/hello", guests::native_hello().unwrap().to_vec(), 0o755)
+        .file("/exit.wasm", guests::exit_code().unwrap().to_vec(), 0o644)
+        .file("/echo.wasm", guests::echo_stdin().unwrap().to_vec(), 0o644)
+        .file("/args.wasm", guests::args_env().unwrap().to_vec(), 0o644)
+        .file("/spin.wasm", guests::spin().unwrap().to_vec(), 0o644);
+    let image = containerd.import_image(image).unwrap();
+    let id = ids::container_id(name);
+    containerd.run_detached(&RunSpec::new(&image, &id)).unwrap();
+    containerd.wait_task_status(&id, "RUNNING", START_TIMEOUT).unwrap();
+    id
+}
+
+/// `ctr task exec --exec-id EXEC ID ARGS...` with `stdin`; (stdout, stderr, exit code).
+fn exec(containerd: &Containerd, id: &str, exec_id: &str, extra: &[&str], args: &[&str], stdin: &[u8]) -> (String, String, i32) {
+    let mut cmd = containerd.ctr_command();
+    cmd.args(["task", "exec", "--exec-id", exec_id]).args(extra).arg(id).args(args);
+    let out = run_captured(&mut cmd, Some(stdin), EXEC_TIMEOUT).unwrap();
+    (out.stdout_text(), out.stderr_text(), out.code())
+}
+
+fn stop(containerd: &Containerd, id: &str) {
+    containerd.kill_task(id, "SIGKILL").unwrap();
+    containerd.wait_task_status(id, "STOPPED", Duration::from_secs(10)).unwrap();
+    containerd.delete_container(id).unwrap();
+    assert_clean(containerd, id);
+}
+
+#[test]
+fn exec_runs_native_and_wasm_programs_in_a_wasm_container() {
+    require_integration!();
+    let containerd = start();
+    let id = start_wasm_container(&containerd, "exec-wasm");
+
+    let (out, err, code) = exec(&containerd, &id, "native", &[], &["/hello"], b"");
+    assert_eq!((out.as_str(), code), ("hello from native\n", 0), "{err}");
+
+    let (_, err, code) = exec(&containerd, &id, "exit", &[], &["/exit.wasm", "3"], b"");
+    assert_eq!(code, 3, "the exec's exit code: {err}");
+
+    let (out, err, code) = exec(&containerd, &id, "stdin", &[], &["/echo.wasm"], b"through stdin\n");
+    assert_eq!((out.as_str(), code), ("through stdin\n", 0), "{err}");
+
+    let (out, err, code) = exec(&containerd, &id, "args", &[], &["/args.wasm", "one", "two words"], b"");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("arg[1]=one") && out.contains("arg[2]=two words"), "{out}");
+
+    // Nothing runnable: said clearly, and the container is unharmed.
+    let (_, err, code) = exec(&containerd, &id, "sh", &[], &["sh", "-c", "true"], b"");
+    assert_ne!(code, 0);
+    assert!(err.contains("no sh in this image; exec a binary or a wasm module that is in it"), "{err}");
+
+    // An exec is killed on its own; the container keeps running.
+    let mut cmd = containerd.ctr_command();
+    cmd.args(["task", "exec", "--exec-id", "spin", id.as_str(), "/spin.wasm"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut spinning = cmd.spawn().unwrap();
+    wait_until("the exec to run", EXEC_TIMEOUT, || {
+        let ps = containerd.ctr_ok(["task", "ps", id.as_str()]).ok()?;
+        (ps.lines().skip(1).count() >= 2).then_some(())
+    })
+    .unwrap();
+    containerd
+        .ctr_ok(["task", "kill", "--exec-id", "spin", "--signal", "SIGKILL", id.as_str()])
+        .unwrap();
+    let status = wait_until("ctr task exec to end", EXEC_TIMEOUT, || spinning.try_wait().ok().flatten()).unwrap();
+    assert_eq!(status.code(), Some(137), "{status:?}");
+    assert_eq!(containerd.task(&id).unwrap().unwrap().status, "RUNNING");
+    stop(&containerd, &id);
+}
+
+#[test]
+fn exec_runs_a_native_program_in_a_native_container() {
+    require_integration!();
+    let containerd = start();
+    let image = native_image_at(&ids::image_ref("exec-native"), "/wait", &guests::native_wait().unwrap())
+        .file("/hello", guests::native_hello().unwrap().to_vec(), 0o755);
+    let image = containerd.import_image(image).unwrap();
+    let id = ids::container_id("exec-native");
+    containerd.run_detached(&RunSpec::new(&image, &id)).unwrap();
+    containerd.wait_task_status(&id, "RUNNING", START_TIMEOUT).unwrap();
+    let (out, err, code) = exec(&containerd, &id, "hello", &[], &["/hello"], b"");
+    assert_eq!((out.as_str(), code), ("hello from native\n", 0), "{err}");
+    stop(&containerd, &id);
+}
+
+/// What a process's descriptors point at.
+fn fds(pid: i32) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| std::fs::read_link(e.path()).map(|l| l.display().to_string()).unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn threads(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count()).unwrap_or(0)
+}
+
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `n` execs of a wasm module at once, each exiting 5.
+fn parallel_execs(containerd: &Containerd, id: &str, prefix: &str, n: usize) {
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let mut cmd = containerd.ctr_command();
+            cmd.args(["task", "exec", "--exec-id", &format!("{prefix}{i}"), id, "/exit.wasm", "5"]);
+            std::thread::spawn(move || {
+                let mut cmd = cmd;
+                run_captured(&mut cmd, Some(&b""[..]), EXEC_TIMEOUT).map(|o| o.code())
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap().unwrap(), 5);
+    }
+}
+
+#[test]
+fn five_hundred_execs_and_twenty_at_once_leak_nothing() {
+    require_integration!();
+    let containerd = start();
+    let id = start_wasm_container(&containerd, "exec-many");
+    let shim = containerd
+        .shim_processes()
+        .into_iter()
+        .find(|p| p.has_flag_value("-id", &id))
+        .expect("the container's shim")
+        .pid;
+    // Warm up: the first execs compile the module and fill the shim's lazily made caches
+    // (threads, descriptors); what counts is that nothing grows after that.
+    for i in 0..10 {
+        let program: &[&str] = if i % 2 == 0 { &["/hello"] } else { &["/exit.wasm", "7"] };
+        let (_, err, code) = exec(&containerd, &id, &format!("warm{i}"), &[], program, b"");
+        assert_eq!(code, if i % 2 == 0 { 0 } else { 7 }, "{err}");
+    }
+    parallel_execs(&containerd, &id, "warmpar", 20);
+    // `ctr task ps` below makes libcontainer cache a private procfs handle in the shim.
+    containerd.ctr_ok(["task", "ps", id.as_str()]).unwrap();
+    let (fds_before, threads_before) = (fds(shim), threads(shim));
+    let rss = rss_kib(shim);
+
+    for i in 0..500 {
+        let program: &[&str] = if i % 2 == 0 { &["/hello"] } else { &["/exit.wasm", "7"] };
+        let (_, err, code) = exec(&containerd, &id, &format!("seq{i}"), &[], program, b"");
+        assert_eq!(code, if i % 2 == 0 { 0 } else { 7 }, "exec {i}: {err}");
+    }
+    parallel_execs(&containerd, &id, "par", 20);
+
+    // The container is alone again: one process, no exec left in the shim.
+    let ps = containerd.ctr_ok(["task", "ps", id.as_str()]).unwrap();
+    assert_eq!(ps.lines().skip(1).count(), 1, "{ps}");
+    let mut fds_after = Vec::new();
+    let settled = wait_until("the shim's descriptors to settle", Duration::from_secs(10), || {
+        fds_after = fds(shim);
+        (fds_after.len() <= fds_before.len()).then_some(())
+    });
+    assert!(settled.is_ok(), "shim fds {fds_before:?} -> {fds_after:?}");
+    let threads_after = threads(shim);
+    assert!(threads_after <= threads_before, "shim threads {threads_before} -> {threads_after}");
+    // Memory may move by allocator noise, not by what 520 execs would leak.
+    let rss_after = rss_kib(shim);
+    assert!(rss_after <= rss + 2048, "shim RSS {rss} KiB -> {rss_after} KiB");
+    // No exec process (or zombie) is left among the shim's children: only the init.
+    let children: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+            ppid == Some(shim)
+        })
+        .collect();
+    assert_eq!(children.len(), 1, "only the init is the shim's child: {children:?}");
+    stop(&containerd, &id);
+}
