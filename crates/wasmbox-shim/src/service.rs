@@ -509,6 +509,7 @@ impl Service {
             if x.state.exit().is_some() || x.state.pid <= 0 || left.is_none() {
                 let x = entry.execs.remove(exec_id).ok_or_else(|| rpc_error(Code::NOT_FOUND, exec_id))?;
                 drop(tasks);
+                self.shared.changed.notify_all();
                 if let Some(stdin) = &x.stdin {
                     stdin.close();
                 }
@@ -727,6 +728,9 @@ impl Task for Service {
             return Err(rpc_error(Code::NOT_FOUND, format!("task {} not found", req.id)));
         };
         drop(tasks);
+        // A Wait still blocked on this task (or one of its execs) answers "not found" now
+        // rather than never: a handler that never returns would keep the shim from exiting.
+        self.shared.changed.notify_all();
         if let Some(stdin) = &entry.stdin {
             stdin.close();
         }
