@@ -21,6 +21,8 @@ use crate::socket;
 pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
 /// How long an exiting shim waits for its last events (the TaskDelete before Shutdown).
 const EVENT_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long the ttrpc server may take to stop once the shim is done.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub struct Manager {
     id: String,
@@ -135,6 +137,17 @@ impl Shim for Manager {
         // it the `address` file containerd-shim would read to find the socket.
         if !self.socket.is_empty() {
             socket::remove(&self.socket);
+        }
+        // The server's shutdown joins every connection's handler threads: one that never
+        // returns would keep this process alive with no task to serve. Nothing is left to do
+        // once the events are drained, so end the process if the shutdown takes too long.
+        let spawned = std::thread::Builder::new().name("wasmbox-exit".into()).spawn(|| {
+            std::thread::sleep(SHUTDOWN_GRACE);
+            log::warn!("the ttrpc server did not stop within {SHUTDOWN_GRACE:?}; exiting");
+            std::process::exit(0);
+        });
+        if let Err(e) = spawned {
+            log::warn!("no exit watchdog: {e}");
         }
     }
 
