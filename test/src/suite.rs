@@ -32,6 +32,17 @@ pub fn assert_clean(containerd: &Containerd, id: &str) {
     }
 }
 
+/// Ends a running task the hard way (SIGKILL), waits until containerd sees it stopped, deletes
+/// the container and fails the test if anything is left.
+pub fn kill_and_remove(containerd: &Containerd, id: &str) {
+    containerd.kill_task(id, "SIGKILL").unwrap();
+    containerd
+        .wait_task_status(id, "STOPPED", Duration::from_secs(10))
+        .unwrap();
+    containerd.delete_container(id).unwrap();
+    assert_clean(containerd, id);
+}
+
 /// Starts the spinning guest detached as container `id`, its output going to a log file
 /// (`--log-uri file://...`), and returns once the task is RUNNING and the guest has printed
 /// "spinning", i.e. it is inside its host-call-free loop.

@@ -9,7 +9,7 @@ use wasmbox_integration::ctr::RunSpec;
 use wasmbox_integration::image::{compat_image, native_image_at};
 use wasmbox_integration::poll::wait_until;
 use wasmbox_integration::process::run_captured;
-use wasmbox_integration::suite::{assert_clean, start, START_TIMEOUT};
+use wasmbox_integration::suite::{kill_and_remove, start, START_TIMEOUT};
 use wasmbox_integration::{guests, ids, require_integration, Containerd};
 
 const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -38,12 +38,6 @@ fn exec(containerd: &Containerd, id: &str, exec_id: &str, extra: &[&str], args: 
     (out.stdout_text(), out.stderr_text(), out.code())
 }
 
-fn stop(containerd: &Containerd, id: &str) {
-    containerd.kill_task(id, "SIGKILL").unwrap();
-    containerd.wait_task_status(id, "STOPPED", Duration::from_secs(10)).unwrap();
-    containerd.delete_container(id).unwrap();
-    assert_clean(containerd, id);
-}
 
 #[test]
 fn exec_runs_native_and_wasm_programs_in_a_wasm_container() {
@@ -87,7 +81,7 @@ fn exec_runs_native_and_wasm_programs_in_a_wasm_container() {
     let status = wait_until("ctr task exec to end", EXEC_TIMEOUT, || spinning.try_wait().ok().flatten()).unwrap();
     assert_eq!(status.code(), Some(137), "{status:?}");
     assert_eq!(containerd.task(&id).unwrap().unwrap().status, "RUNNING");
-    stop(&containerd, &id);
+    kill_and_remove(&containerd, &id);
 }
 
 #[test]
@@ -102,7 +96,7 @@ fn exec_runs_a_native_program_in_a_native_container() {
     containerd.wait_task_status(&id, "RUNNING", START_TIMEOUT).unwrap();
     let (out, err, code) = exec(&containerd, &id, "hello", &[], &["/hello"], b"");
     assert_eq!((out.as_str(), code), ("hello from native\n", 0), "{err}");
-    stop(&containerd, &id);
+    kill_and_remove(&containerd, &id);
 }
 
 /// What a process's descriptors point at.
@@ -204,5 +198,5 @@ fn five_hundred_execs_and_twenty_at_once_leak_nothing() {
         })
         .collect();
     assert_eq!(children.len(), 1, "only the init is the shim's child: {children:?}");
-    stop(&containerd, &id);
+    kill_and_remove(&containerd, &id);
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use wasmbox_integration::settings::WASMBOX_SHIM_BINARY;
-use wasmbox_integration::suite::{assert_clean, start, start_spinning};
+use wasmbox_integration::suite::{assert_clean, kill_and_remove, start, start_spinning};
 use wasmbox_integration::{ids, require_integration, EventStream};
 
 #[test]
@@ -53,12 +53,7 @@ fn ls_ps_and_metrics_describe_a_running_task() {
         "{containers}"
     );
 
-    containerd.kill_task(&id, "SIGKILL").unwrap();
-    containerd
-        .wait_task_status(&id, "STOPPED", Duration::from_secs(10))
-        .unwrap();
-    containerd.delete_container(&id).unwrap();
-    assert_clean(&containerd, &id);
+    kill_and_remove(&containerd, &id);
 }
 
 /// CPU time (user + system, clock ticks) the process `pid` has used so far.

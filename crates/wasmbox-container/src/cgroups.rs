@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use crate::guest_fs::parse_mountinfo;
+use crate::mountinfo::parse_mountinfo;
 
 /// True when `cgroups_path` uses the systemd form `slice:prefix:name`.
 pub fn is_systemd_path(cgroups_path: Option<&str>) -> bool {

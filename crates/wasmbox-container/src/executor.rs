@@ -19,6 +19,7 @@ use wasmbox_wasm::memory::MemoryCgroup;
 use wasmbox_wasm::program::Program;
 use wasmbox_wasm::run::Granted;
 use wasmbox_wasm::sandbox::{GuestDirs, SandboxSpec};
+use wasmbox_wasm::WasmError;
 
 use crate::guest_fs;
 
@@ -143,7 +144,7 @@ fn find_executable(arg0: &str, env: &[String], cwd: &str) -> Result<String, Stri
     let Some(path) = found else {
         if arg0.contains('/') {
             return Err(match std::fs::metadata(&candidates[0]) {
-                Ok(m) if m.is_dir() => format!("exec {arg0}: is a directory"),
+                Ok(m) if m.is_dir() => WasmError::IsDirectory { path: arg0.into() }.to_string(),
                 Ok(_) => format!("exec {arg0}: permission denied"),
                 Err(_) => format!("entrypoint {arg0:?} not found in the container"),
             });
@@ -157,10 +158,11 @@ fn find_executable(arg0: &str, env: &[String], cwd: &str) -> Result<String, Stri
     };
     match native_format(&head[..n]) {
         NativeFormat::Elf | NativeFormat::Script => Ok(path.clone()),
-        NativeFormat::Unknown => Err(format!(
-            "exec {arg0}: exec format error ({}: not an ELF binary, a #! script or WebAssembly)",
-            describe_head(&head[..n])
-        )),
+        NativeFormat::Unknown => Err(WasmError::ExecFormat {
+            path: arg0.into(),
+            detail: describe_head(&head[..n]),
+        }
+        .to_string()),
     }
 }
 

@@ -34,6 +34,8 @@ use nix::sched::CloneFlags;
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags};
 use nix::sys::stat::Mode;
 
+use crate::mountinfo::{parse_mountinfo, MountEntry};
+
 /// Directories the guest never reaches, whatever is mounted there.
 pub const HIDDEN_DIRS: [&str; 3] = ["/proc", "/sys", "/dev"];
 
@@ -69,56 +71,6 @@ pub fn is_hidden(path: &str) -> bool {
         .iter()
         .any(|h| path == *h || path.strip_prefix(h).is_some_and(|rest| rest.starts_with('/')))
 }
-
-/// One line of `/proc/<pid>/mountinfo`, the fields we use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountEntry {
-    /// The path inside the filesystem that is mounted (a bind's source within it).
-    pub root: String,
-    pub mount_point: String,
-    pub fstype: String,
-    pub super_options: String,
-}
-
-/// Decodes the octal escapes (`\040` for a space) the kernel uses in mountinfo paths.
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
-            let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Parses mountinfo text; malformed lines are skipped.
-pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let mut l = left.split(' ');
-            let root = unescape(l.nth(3)?);
-            let mount_point = unescape(l.next()?);
-            let mut r = right.split(' ');
-            let fstype = r.next()?.to_string();
-            let super_options = r.nth(1).unwrap_or_default().to_string();
-            Some(MountEntry {
-                root,
-                mount_point,
-                fstype,
-                super_options,
-            })
-        })
-        .collect()
-}
-
 
 /// What to do in the copy of the container's mount namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -9,6 +9,7 @@
 //!   never fork, so the multi-threaded shim calls them in-process.
 //! - [`guest_fs`]: the wasm guest's filesystem: the container's mount tree without `/proc`,
 //!   `/sys`, `/dev` and pseudo filesystems, built in a copy of its mount namespace.
+//! - [`mountinfo`]: `/proc/<pid>/mountinfo`, parsed.
 //! - [`cgroups`]: which cgroup driver a spec's `cgroupsPath` asks for; memory cgroup files.
 
 pub mod cgroups;
@@ -18,6 +19,7 @@ pub mod exec;
 pub mod executor;
 pub mod guest_fs;
 pub mod lifecycle;
+pub mod mountinfo;
 pub mod proctitle;
 
 pub use error::ContainerError;

@@ -45,7 +45,7 @@ pub fn is_mountpoint(path: &Path) -> bool {
         return false;
     };
     let target = path.display().to_string();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|mp| mp == target)
+    wasmbox_container::mountinfo::parse_mountinfo(&info)
+        .iter()
+        .any(|m| m.mount_point == target)
 }

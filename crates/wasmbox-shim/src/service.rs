@@ -177,6 +177,10 @@ fn api_status(s: Status) -> ApiStatus {
     }
 }
 
+fn exec_not_found(id: &str, exec_id: &str) -> ttrpc::Error {
+    rpc_error(Code::NOT_FOUND, format!("exec {exec_id} not found in {id}"))
+}
+
 fn unsupported(what: &str) -> ttrpc::Error {
     rpc_error(Code::UNIMPLEMENTED, format!("{what} is not supported by wasmbox"))
 }
@@ -417,7 +421,7 @@ impl Service {
             let x = e
                 .execs
                 .get_mut(exec_id)
-                .ok_or_else(|| rpc_error(Code::NOT_FOUND, format!("exec {exec_id} not found in {id}")))?;
+                .ok_or_else(|| exec_not_found(id, exec_id))?;
             f(x)
         })
     }
@@ -432,7 +436,7 @@ impl Service {
             let x = e
                 .execs
                 .get(exec_id)
-                .ok_or_else(|| rpc_error(Code::NOT_FOUND, format!("exec {exec_id} not found in {id}")))?;
+                .ok_or_else(|| exec_not_found(id, exec_id))?;
             if x.state.status() != Status::Created {
                 return Err(rpc_error(Code::FAILED_PRECONDITION, format!("exec {exec_id} was started already")));
             }
@@ -504,10 +508,10 @@ impl Service {
             let x = entry
                 .execs
                 .get(exec_id)
-                .ok_or_else(|| rpc_error(Code::NOT_FOUND, format!("exec {exec_id} not found in {id}")))?;
+                .ok_or_else(|| exec_not_found(id, exec_id))?;
             let left = deadline.checked_duration_since(std::time::Instant::now());
             if x.state.exit().is_some() || x.state.pid <= 0 || left.is_none() {
-                let x = entry.execs.remove(exec_id).ok_or_else(|| rpc_error(Code::NOT_FOUND, exec_id))?;
+                let x = entry.execs.remove(exec_id).ok_or_else(|| exec_not_found(id, exec_id))?;
                 drop(tasks);
                 self.shared.changed.notify_all();
                 if let Some(stdin) = &x.stdin {
@@ -801,7 +805,7 @@ impl Task for Service {
                 &entry
                     .execs
                     .get(&req.exec_id)
-                    .ok_or_else(|| rpc_error(Code::NOT_FOUND, format!("exec {} not found in {}", req.exec_id, req.id)))?
+                    .ok_or_else(|| exec_not_found(&req.id, &req.exec_id))?
                     .state
             };
             if let Some(exit) = state.exit() {
@@ -822,7 +826,7 @@ impl Task for Service {
             } else {
                 &e.execs
                     .get(&req.exec_id)
-                    .ok_or_else(|| rpc_error(Code::NOT_FOUND, format!("exec {} not found in {}", req.exec_id, req.id)))?
+                    .ok_or_else(|| exec_not_found(&req.id, &req.exec_id))?
                     .stdin
             };
             if req.stdin {

@@ -69,8 +69,9 @@ pub struct Budget {
 impl Budget {
     /// A budget from the container's cgroup when known, else from the spec's limit.
     pub fn new(cgroup: Option<MemoryCgroup>, spec_limit: Option<u64>) -> Self {
-        let cgroup = cgroup.filter(|c| c.read().is_some());
         let now = cgroup.as_ref().and_then(|c| c.read());
+        // Unreadable files: fall back to the spec's limit.
+        let cgroup = cgroup.filter(|_| now.is_some());
         let base = now.map_or(0, |(u, _)| u);
         if let Some((usage, Some(limit))) = now {
             // The runtime's own footprint, charged to the container before the guest runs.
