@@ -26,6 +26,13 @@ export WASMBOX_ORAS ?= $(ORAS_DIR)/usr/bin/oras
 # start it on 127.0.0.1 with their own config and stop it (test/src/registry.rs).
 REGISTRY_DIR := $(WASMBOX_CI_CACHE)/docker-registry-bookworm
 export WASMBOX_REGISTRY ?= $(REGISTRY_DIR)/usr/bin/docker-registry
+# Docker Engine for `docker run --runtime io.containerd.wasmbox.v1` (test/tests/docker.rs): Debian
+# sid's docker.io (dockerd) and docker-cli, unpacked the same way, never installed (the package
+# would enable a system dockerd). sid's 28.x rather than trixie's 26.x: 26 does not tell
+# containerd a container's image, so wasm-layer images cannot run through it. The tests start a
+# private dockerd on their private containerd and stop it (test/src/docker.rs).
+DOCKER_DIR := $(WASMBOX_CI_CACHE)/docker-sid
+export WASMBOX_DOCKER_DIR ?= $(DOCKER_DIR)
 
 # Every cargo command selects the whole workspace: the same package selection means the same
 # feature set, so Wasmtime and the rest are compiled once and reused by every stage.
@@ -79,14 +86,17 @@ integration-2:
 	$(call header,2.x (Debian sid),$(CONTAINERD_2)/usr/bin)
 	WASMBOX_CONTAINERD_DIR=$(CONTAINERD_2)/usr/bin $(INTEGRATION)
 
-.PHONY: oras registry
+.PHONY: oras registry docker
 oras:
 	test/scripts/fetch-debian-package.sh sid oras $(ORAS_DIR) oras
 
 registry:
 	test/scripts/fetch-debian-package.sh bookworm docker-registry $(REGISTRY_DIR) docker-registry
 
-integration-1.6 integration-1.7 integration-2: oras registry
+docker:
+	test/scripts/fetch-debian-package.sh sid docker.io,docker-cli $(DOCKER_DIR) docker usr/sbin/dockerd
+
+integration-1.6 integration-1.7 integration-2: oras registry docker
 
 bench:
 	@if [ -x bench/run.sh ]; then $(MAKE) build && bench/run.sh; else echo "bench: not yet (bench/run.sh does not exist)"; fi

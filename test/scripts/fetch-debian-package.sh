@@ -1,36 +1,52 @@
 #!/usr/bin/env bash
-# fetch-debian-package.sh SUITE PACKAGE DEST BINARY...
+# fetch-debian-package.sh SUITE PACKAGE[,PACKAGE...] DEST BINARY...
 #
-# Fetches PACKAGE from Debian suite SUITE (e.g. `sid`) and unpacks it into DEST without touching
-# the system, the same private way as fetch-containerd.sh: apt runs with a private sources list,
-# private lists/cache directories and a private config, and the package is unpacked with
-# `dpkg-deb -x` (never installed, no dependencies). Each BINARY must then exist as
-# DEST/usr/bin/BINARY and run here (`BINARY version` or `--version` is tried).
+# Fetches PACKAGE (or several, comma-separated, unpacked into the same DEST) from Debian suite
+# SUITE (e.g. `sid`) and unpacks it into DEST without touching the system, the same private way
+# as fetch-containerd.sh: apt runs with a private sources list, private lists/cache directories
+# and a private config, and the package is unpacked with `dpkg-deb -x` (never installed, no
+# dependencies). Each BINARY must then exist as DEST/usr/bin/BINARY (or, when BINARY contains a
+# `/`, as DEST/BINARY, e.g. usr/sbin/dockerd) and run here (`version` or `--version` is tried).
 #
 #   fetch-debian-package.sh sid oras /var/cache/wasmbox-ci/oras-sid oras
+#   fetch-debian-package.sh sid docker.io,docker-cli /var/cache/wasmbox-ci/docker-sid docker usr/sbin/dockerd
 #
 # Idempotent: when the binaries are already in DEST nothing is fetched. Delete DEST to fetch
 # again. The mirror is the one this machine's apt already uses (read from
 # /etc/apt/sources.list*); set WASMBOX_DEBIAN_MIRROR=http://host/debian to override it.
 set -euo pipefail
 
-usage() { echo "usage: $0 SUITE PACKAGE DEST BINARY..." >&2; exit 2; }
+usage() { echo "usage: $0 SUITE PACKAGE[,PACKAGE...] DEST BINARY..." >&2; exit 2; }
 if [ $# -lt 4 ]; then usage; fi
 suite=$1 package=$2 dest=$3
 shift 3
 bins=("$@")
 case $suite in ''|*[!a-z0-9-]*) usage ;; esac
-case $package in ''|*[!a-z0-9.+-]*) usage ;; esac
+IFS=, read -r -a packages <<< "$package"
+if [ ${#packages[@]} -eq 0 ]; then usage; fi
+for p in "${packages[@]}"; do
+    case $p in ''|*[!a-z0-9.+-]*) usage ;; esac
+done
+# The first package names the temp and staging dirs.
+package=${packages[0]}
+
+# BINARY's path below a root: usr/bin/BINARY, or BINARY itself when it is a path.
+bin_path() {
+    case $2 in
+        */*) echo "$1/$2" ;;
+        *) echo "$1/usr/bin/$2" ;;
+    esac
+}
 
 have_all() {
     local b
     for b in "${bins[@]}"; do
-        [ -x "$dest/usr/bin/$b" ] || return 1
+        [ -x "$(bin_path "$dest" "$b")" ] || return 1
     done
 }
 
 if have_all; then
-    echo "$package from Debian $suite is in $dest/usr/bin"
+    echo "${packages[*]} from Debian $suite is in $dest"
     exit 0
 fi
 
@@ -80,9 +96,9 @@ CONF
 
 apt_private() { apt-get -c "$work/apt.conf" -q "$@"; }
 
-echo "fetching $package from $mirror $suite"
+echo "fetching ${packages[*]} from $mirror $suite"
 apt_private update --error-on=any >"$work/update.log" 2>&1 || { cat "$work/update.log" >&2; exit 1; }
-(cd "$work/debs" && apt_private download "$package") >"$work/download.log" 2>&1 \
+(cd "$work/debs" && apt_private download "${packages[@]}") >"$work/download.log" 2>&1 \
     || { cat "$work/download.log" >&2; exit 1; }
 
 # Unpack into a staging dir first so a failed run never leaves a half-filled DEST.
@@ -94,13 +110,14 @@ for deb in "$work"/debs/*.deb; do
     dpkg-deb -x "$deb" "$stage"
 done
 for b in "${bins[@]}"; do
-    if [ ! -x "$stage/usr/bin/$b" ]; then
-        echo "$0: the $suite package $package has no usr/bin/$b" >&2
+    path=$(bin_path "$stage" "$b")
+    if [ ! -x "$path" ]; then
+        echo "$0: the $suite packages ${packages[*]} have no ${path#"$stage"/}" >&2
         exit 1
     fi
     # Fail here, not in the tests, if the binary cannot run on this system (e.g. a newer glibc).
-    "$stage/usr/bin/$b" version >/dev/null 2>&1 || "$stage/usr/bin/$b" --version >/dev/null 2>&1 || {
-        echo "$0: $stage/usr/bin/$b does not run here" >&2
+    "$path" version >/dev/null 2>&1 || "$path" --version >/dev/null 2>&1 || {
+        echo "$0: $path does not run here" >&2
         exit 1
     }
 done
@@ -108,4 +125,4 @@ done
 rm -rf "$dest"
 mv "$stage" "$dest"
 have_all
-echo "$package from Debian $suite is in $dest/usr/bin"
+echo "${packages[*]} from Debian $suite is in $dest"
