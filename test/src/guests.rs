@@ -98,6 +98,13 @@ pub fn native_wait() -> Result<Arc<Vec<u8>>> {
 pub fn pause() -> Result<Arc<Vec<u8>>> {
     build("pause", Kind::NativeStatic)
 }
+/// `tty.c`: isatty of its streams, then echoes lines (exit status 7).
+pub fn tty() -> Result<Arc<Vec<u8>>> {
+    build("tty", Kind::CWasm)
+}
+pub fn native_tty() -> Result<Arc<Vec<u8>>> {
+    build("tty", Kind::NativeStatic)
+}
 pub fn component_hello() -> Result<Arc<Vec<u8>>> {
     build("component_hello", Kind::Component)
 }

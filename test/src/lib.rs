@@ -9,6 +9,8 @@
 //!   (default `<workspace>/target/release`); first on containerd's PATH.
 //! - `WASMBOX_CLI`: the `wasmbox` tool (default `<shim dir>/wasmbox`); `WASMBOX_ORAS`: `oras`
 //!   (default `$WASMBOX_CI_CACHE/oras-sid/usr/bin/oras`); `WASMBOX_REGISTRY`: `docker-registry`.
+//! - `WASMBOX_DOCKER_DIR`: Docker Engine (`dockerd`, `docker`) for [`docker`]'s tests
+//!   (default `$WASMBOX_CI_CACHE/docker-sid`, unpacked by `make docker`); without it they skip.
 //! - `WASMBOX_SKIP_INTEGRATION=1`: tests print a skip line and pass (they also skip when not root).
 
 pub mod cgroups;
@@ -16,6 +18,7 @@ pub mod config;
 pub mod containerd;
 pub mod cri;
 pub mod ctr;
+pub mod docker;
 pub mod events;
 pub mod guests;
 pub mod ids;
@@ -29,6 +32,7 @@ pub mod registry;
 pub mod settings;
 pub mod shim_socket;
 pub mod suite;
+pub mod terminal;
 pub mod tools;
 
 pub use containerd::{Containerd, FixtureOptions};

@@ -5,7 +5,7 @@
 //! shim itself.
 
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
@@ -18,6 +18,9 @@ pub struct Stdio {
     pub stdin: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+    /// For a `terminal: true` process: the socket its pty master is sent to; the pty's slave
+    /// then replaces the three streams above (as with `runc --console-socket`).
+    pub console_socket: Option<PathBuf>,
 }
 
 /// What the container is made of.
@@ -31,7 +34,9 @@ pub struct CreateRequest<'a> {
     pub systemd: bool,
 }
 
-pub(crate) fn libcontainer_error(id: &str) -> impl Fn(libcontainer::error::LibcontainerError) -> ContainerError + '_ {
+pub(crate) fn libcontainer_error(
+    id: &str,
+) -> impl Fn(libcontainer::error::LibcontainerError) -> ContainerError + '_ {
     move |source| ContainerError::Libcontainer {
         id: id.to_string(),
         source,
@@ -46,13 +51,16 @@ pub(crate) fn builder(
     executor: WasmboxExecutor,
     stdio: Stdio,
 ) -> Result<ContainerBuilder, ContainerError> {
-    Ok(ContainerBuilder::new(id.to_string(), SyscallType::default())
-        .with_root_path(root)
-        .map_err(libcontainer_error(id))?
-        .with_executor(executor)
-        .with_stdin(stdio.stdin)
-        .with_stdout(stdio.stdout)
-        .with_stderr(stdio.stderr))
+    Ok(
+        ContainerBuilder::new(id.to_string(), SyscallType::default())
+            .with_root_path(root)
+            .map_err(libcontainer_error(id))?
+            .with_executor(executor)
+            .with_stdin(stdio.stdin)
+            .with_stdout(stdio.stdout)
+            .with_stderr(stdio.stderr)
+            .with_console_socket(stdio.console_socket),
+    )
 }
 
 /// Creates the container; its init waits for Start. Returns the init's PID.
@@ -66,7 +74,10 @@ pub fn create(req: CreateRequest<'_>) -> Result<i32, ContainerError> {
         .with_detach(true)
         .build()
         .map_err(&err)?;
-    container.pid().map(|p| p.as_raw()).ok_or(ContainerError::NotFound {
-        id: req.id.to_string(),
-    })
+    container
+        .pid()
+        .map(|p| p.as_raw())
+        .ok_or(ContainerError::NotFound {
+            id: req.id.to_string(),
+        })
 }

@@ -4,6 +4,7 @@
 //! [`helper`]) to create a container from a fresh single-threaded process.
 
 mod artifact;
+mod console;
 mod events;
 mod exits;
 mod helper;

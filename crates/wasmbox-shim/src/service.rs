@@ -10,21 +10,22 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use containerd_shim::api::{
-    CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse, DeleteRequest,
-    DeleteResponse, Empty, ExecProcessRequest, KillRequest, PauseRequest, PidsRequest, PidsResponse, ResizePtyRequest,
-    ResumeRequest,
-    ShutdownRequest, StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse,
-    Status as ApiStatus, UpdateTaskRequest, WaitRequest, WaitResponse,
+    CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
+    DeleteRequest, DeleteResponse, Empty, ExecProcessRequest, KillRequest, PauseRequest,
+    PidsRequest, PidsResponse, ResizePtyRequest, ResumeRequest, ShutdownRequest, StartRequest,
+    StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse, Status as ApiStatus,
+    UpdateTaskRequest, WaitRequest, WaitResponse,
 };
+use containerd_shim::protos::api::ProcessInfo;
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused, TaskResumed, TaskStart,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused,
+    TaskResumed, TaskStart,
 };
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageField;
-use containerd_shim::protos::api::ProcessInfo;
 use containerd_shim::protos::topics::{
-    TASK_CREATE_EVENT_TOPIC, TASK_DELETE_EVENT_TOPIC, TASK_EXEC_ADDED_EVENT_TOPIC, TASK_EXEC_STARTED_EVENT_TOPIC,
-    TASK_EXIT_EVENT_TOPIC, TASK_PAUSED_EVENT_TOPIC,
+    TASK_CREATE_EVENT_TOPIC, TASK_DELETE_EVENT_TOPIC, TASK_EXEC_ADDED_EVENT_TOPIC,
+    TASK_EXEC_STARTED_EVENT_TOPIC, TASK_EXIT_EVENT_TOPIC, TASK_PAUSED_EVENT_TOPIC,
     TASK_RESUMED_EVENT_TOPIC, TASK_START_EVENT_TOPIC,
 };
 use containerd_shim::protos::ttrpc::{self, Code};
@@ -37,6 +38,7 @@ use wasmbox_wasm::entrypoint::{self, Entrypoint};
 use wasmbox_wasm::kind::FileKind;
 use wasmbox_wasm::WasmError;
 
+use crate::console::{Console, ConsoleSocket};
 use crate::events::Events;
 use crate::exits::{ExitInfo, ExitMonitor};
 use crate::helper::parent::{self, HelperError};
@@ -53,6 +55,8 @@ struct Entry {
     stdout: String,
     stderr: String,
     stdin: Option<StdinForwarder>,
+    /// The init's terminal, when it has one.
+    console: Option<Arc<Console>>,
     rootfs_mounted: bool,
     /// Processes exec'd into the container, by exec id.
     execs: HashMap<String, ExecProc>,
@@ -68,8 +72,31 @@ struct ExecProc {
     stdout: String,
     stderr: String,
     stdin: Option<StdinForwarder>,
+    terminal: bool,
+    console: Option<Arc<Console>>,
     /// The wasm program, when the exec's args[0] is wasm.
     wasm: Option<WasmRequest>,
+}
+
+/// What Create made.
+struct Created {
+    pid: i32,
+    rootfs_mounted: bool,
+    stdin: Option<StdinForwarder>,
+    console: Option<Arc<Console>>,
+}
+
+/// How long an exit waits for the output of the process's terminal to be copied out.
+const TERMINAL_DRAIN: Duration = Duration::from_secs(2);
+
+/// A terminal process's console, once the helper has created the process.
+fn attach_console(
+    socket: &ConsoleSocket,
+    stdin: &str,
+    stdout: &str,
+) -> Result<Arc<Console>, String> {
+    let master = socket.receive().map_err(|e| format!("terminal: {e}"))?;
+    Console::start(master, stdin, stdout).map_err(|e| format!("terminal: {e}"))
 }
 
 /// What a program name turned out to be in the container.
@@ -85,6 +112,8 @@ struct Shared {
     tasks: Mutex<HashMap<String, Entry>>,
     changed: Condvar,
     events: Events,
+    /// Terminals by the pid of their process, so an exit is reported after its output.
+    consoles: Mutex<HashMap<i32, Arc<Console>>>,
 }
 
 impl Shared {
@@ -93,13 +122,30 @@ impl Shared {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn consoles(&self) -> MutexGuard<'_, HashMap<i32, Arc<Console>>> {
+        self.consoles.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Offers an exit to the tasks; true when one of them owned the process.
     fn claim(&self, pid: i32, info: ExitInfo) -> bool {
+        let console = self.consoles().remove(&pid);
+        if let Some(c) = console {
+            c.wait_output(TERMINAL_DRAIN);
+        }
         let mut tasks = self.tasks();
         for entry in tasks.values_mut() {
-            if let Some(x) = entry.execs.values_mut().find(|x| x.state.pid == pid && pid > 0) {
+            if let Some(x) = entry
+                .execs
+                .values_mut()
+                .find(|x| x.state.pid == pid && pid > 0)
+            {
                 if x.state.exited(info) {
-                    log::info!("exec {} in {} (pid {pid}) exited with status {}", x.state.id, entry.state.id, info.status);
+                    log::info!(
+                        "exec {} in {} (pid {pid}) exited with status {}",
+                        x.state.id,
+                        entry.state.id,
+                        info.status
+                    );
                     self.publish_exit(&entry.state.id, &x.state.id, pid, info);
                 }
                 self.changed.notify_all();
@@ -110,7 +156,11 @@ impl Shared {
             return false;
         };
         if entry.state.exited(info) {
-            log::info!("task {} (pid {pid}) exited with status {}", entry.state.id, info.status);
+            log::info!(
+                "task {} (pid {pid}) exited with status {}",
+                entry.state.id,
+                info.status
+            );
             self.publish_exit(&entry.state.id, &entry.state.id, pid, info);
         }
         self.changed.notify_all();
@@ -155,7 +205,9 @@ fn rpc_error(code: Code, message: impl ToString) -> ttrpc::Error {
 fn state_error(e: StateError) -> ttrpc::Error {
     match e {
         StateError::Finished(_) => rpc_error(Code::NOT_FOUND, e),
-        StateError::AlreadyStarted(_) | StateError::NotIn { .. } => rpc_error(Code::FAILED_PRECONDITION, e),
+        StateError::AlreadyStarted(_) | StateError::NotIn { .. } => {
+            rpc_error(Code::FAILED_PRECONDITION, e)
+        }
     }
 }
 
@@ -182,22 +234,31 @@ fn exec_not_found(id: &str, exec_id: &str) -> ttrpc::Error {
 }
 
 fn unsupported(what: &str) -> ttrpc::Error {
-    rpc_error(Code::UNIMPLEMENTED, format!("{what} is not supported by wasmbox"))
+    rpc_error(
+        Code::UNIMPLEMENTED,
+        format!("{what} is not supported by wasmbox"),
+    )
 }
 
 impl Service {
-    pub fn new(namespace: &str, events: Events, exit_signal: Arc<ExitSignal>) -> std::io::Result<Self> {
+    pub fn new(
+        namespace: &str,
+        events: Events,
+        exit_signal: Arc<ExitSignal>,
+    ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             namespace: namespace.to_string(),
             tasks: Mutex::new(HashMap::new()),
             changed: Condvar::new(),
             events,
+            consoles: Mutex::new(HashMap::new()),
         });
         let s = shared.clone();
         let exits = ExitMonitor::start(move |pid, info| s.claim(pid, info))?;
         // Per-shim start-up work, done once rather than per task.
         let engine = wasmbox_wasm::engine::new_engine().map_err(|e| e.to_string());
-        let cache = CompileCache::open(wasmbox_wasm::cache::default_dir()).map_err(|e| e.to_string());
+        let cache =
+            CompileCache::open(wasmbox_wasm::cache::default_dir()).map_err(|e| e.to_string());
         Ok(Self {
             shared,
             exits,
@@ -211,7 +272,10 @@ impl Service {
 
     /// Lets Create read wasm layers from containerd at `address` (its gRPC socket).
     pub fn with_containerd(mut self, address: &str) -> Self {
-        self.content = Some(crate::artifact::ContentSource::new(address, &self.shared.namespace));
+        self.content = Some(crate::artifact::ContentSource::new(
+            address,
+            &self.shared.namespace,
+        ));
         self
     }
 
@@ -220,7 +284,12 @@ impl Service {
     }
 
     /// Compiles (or finds in the cache) the wasm entrypoint of `spec`; None for native ones.
-    fn prepare_wasm(&self, id: &str, spec: &Spec, rootfs: &Path) -> Result<Option<WasmRequest>, String> {
+    fn prepare_wasm(
+        &self,
+        id: &str,
+        spec: &Spec,
+        rootfs: &Path,
+    ) -> Result<Option<WasmRequest>, String> {
         let process = spec.process().as_ref().ok_or("the spec has no process")?;
         let args = process.args().as_deref().unwrap_or_default();
         let Some(arg0) = args.first() else {
@@ -253,10 +322,12 @@ impl Service {
         let wasm = match entrypoint::resolve(&fs, arg0, env, cwd).map_err(|e| e.to_string())? {
             Entrypoint::Native => return Ok(Resolved::Native),
             // Wasm OCI images: the module is a layer of the image, not a file in the rootfs.
-            Entrypoint::NotInRootfs => match crate::artifact::image_entrypoint(self.content.as_ref(), id, Some(arg0))? {
-                Some(w) => w,
-                None => return Ok(Resolved::Missing),
-            },
+            Entrypoint::NotInRootfs => {
+                match crate::artifact::image_entrypoint(self.content.as_ref(), id, Some(arg0))? {
+                    Some(w) => w,
+                    None => return Ok(Resolved::Missing),
+                }
+            }
             Entrypoint::Wasm(w) => w,
         };
         self.compile(wasm).map(Resolved::Wasm)
@@ -310,7 +381,9 @@ impl Service {
                             cache.invalidate(t);
                         }
                     }
-                    Handle::new(&req.root, &req.id).delete().map_err(|e| e.to_string())?;
+                    Handle::new(&req.root, &req.id)
+                        .delete()
+                        .map_err(|e| e.to_string())?;
                     req.wasm = self.prepare_wasm(&req.id, spec, rootfs)?;
                 }
                 Err(e) => return Err(e.to_string()),
@@ -319,7 +392,7 @@ impl Service {
         Err("the compile cache keeps producing unusable entries".into())
     }
 
-    fn do_create(&self, req: &CreateTaskRequest) -> Result<(i32, bool, Option<StdinForwarder>), String> {
+    fn do_create(&self, req: &CreateTaskRequest) -> Result<Created, String> {
         let bundle = PathBuf::from(&req.bundle);
         let spec = load_spec(&bundle)?;
         let rootfs = rootfs_of(&bundle, &spec);
@@ -341,28 +414,59 @@ impl Service {
             .as_ref()
             .and_then(|l| l.cgroups_path().as_ref())
             .map(|p| p.display().to_string());
+        let console_socket = if req.terminal {
+            match ConsoleSocket::new() {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    undo_mount(mounted);
+                    return Err(format!("terminal: console socket: {e}"));
+                }
+            }
+        } else {
+            None
+        };
+        // A terminal's streams are the pty, copied by the shim: the helper opens none.
+        let (stdout, stderr) = match console_socket {
+            Some(_) => (String::new(), String::new()),
+            None => (req.stdout.clone(), req.stderr.clone()),
+        };
         let helper_req = CreateRequest {
             id: req.id.clone(),
             bundle: bundle.clone(),
             root: state_root(&bundle),
-            stdout: req.stdout.clone(),
-            stderr: req.stderr.clone(),
+            stdout,
+            stderr,
             systemd: is_systemd_path(cgroups_path.as_deref()),
             wasm,
             exec: None,
+            console_socket: console_socket.as_ref().map(|s| s.path()),
         };
         let mut forwarder: Option<StdinForwarder> = None;
         let mut stdin = || -> Result<Option<std::os::fd::OwnedFd>, String> {
-            if req.stdin.is_empty() {
+            if req.stdin.is_empty() || req.terminal {
                 return Ok(None);
             }
-            let (f, read_end) = StdinForwarder::start(&req.stdin).map_err(|e| format!("stdin: {e}"))?;
+            let (f, read_end) =
+                StdinForwarder::start(&req.stdin).map_err(|e| format!("stdin: {e}"))?;
             forwarder = Some(f);
             Ok(Some(read_end))
         };
-        let result = self.create_container(helper_req, &mut stdin, &spec, &rootfs);
+        let result = self
+            .create_container(helper_req, &mut stdin, &spec, &rootfs)
+            .and_then(|pid| {
+                let console = match &console_socket {
+                    Some(s) => Some(attach_console(s, &req.stdin, &req.stdout)?),
+                    None => None,
+                };
+                Ok((pid, console))
+            });
         match result {
-            Ok(pid) => Ok((pid, mounted, forwarder)),
+            Ok((pid, console)) => Ok(Created {
+                pid,
+                rootfs_mounted: mounted,
+                stdin: forwarder,
+                console,
+            }),
             Err(e) => {
                 // libcontainer cleans up after a failed build; make sure of it, then unmount.
                 let _guard = self.lifecycle();
@@ -384,7 +488,11 @@ impl Service {
         self.with_entry(id, |e| {
             e.state.set_paused(paused).map_err(state_error)?;
             let _guard = self.lifecycle();
-            let done = if paused { e.handle.pause() } else { e.handle.resume() };
+            let done = if paused {
+                e.handle.pause()
+            } else {
+                e.handle.resume()
+            };
             if let Err(err) = done {
                 // Undo the transition: the task is as it was.
                 let _ = e.state.set_paused(!paused);
@@ -397,18 +505,26 @@ impl Service {
                 container_id: id.to_string(),
                 ..Default::default()
             };
-            self.shared.events.publish(TASK_PAUSED_EVENT_TOPIC, Box::new(event));
+            self.shared
+                .events
+                .publish(TASK_PAUSED_EVENT_TOPIC, Box::new(event));
         } else {
             let event = TaskResumed {
                 container_id: id.to_string(),
                 ..Default::default()
             };
-            self.shared.events.publish(TASK_RESUMED_EVENT_TOPIC, Box::new(event));
+            self.shared
+                .events
+                .publish(TASK_RESUMED_EVENT_TOPIC, Box::new(event));
         }
         Ok(Empty::new())
     }
 
-    fn with_entry<T>(&self, id: &str, f: impl FnOnce(&mut Entry) -> TtrpcResult<T>) -> TtrpcResult<T> {
+    fn with_entry<T>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut Entry) -> TtrpcResult<T>,
+    ) -> TtrpcResult<T> {
         let mut tasks = self.shared.tasks();
         let entry = tasks
             .get_mut(id)
@@ -416,7 +532,12 @@ impl Service {
         f(entry)
     }
 
-    fn with_exec<T>(&self, id: &str, exec_id: &str, f: impl FnOnce(&mut ExecProc) -> TtrpcResult<T>) -> TtrpcResult<T> {
+    fn with_exec<T>(
+        &self,
+        id: &str,
+        exec_id: &str,
+        f: impl FnOnce(&mut ExecProc) -> TtrpcResult<T>,
+    ) -> TtrpcResult<T> {
         self.with_entry(id, |e| {
             let x = e
                 .execs
@@ -430,7 +551,7 @@ impl Service {
     /// `runc exec --detach`; its exit reaches the exit monitor like the init's.
     fn start_exec(&self, id: &str, exec_id: &str) -> TtrpcResult<StartResponse> {
         log::info!("start exec {exec_id} in {id}");
-        let (helper_req, stdin_path) = self.with_entry(id, |e| {
+        let (mut helper_req, stdin_path, stdout, terminal) = self.with_entry(id, |e| {
             e.state.check_alive().map_err(state_error)?;
             let bundle = e.state.bundle.clone();
             let x = e
@@ -438,7 +559,10 @@ impl Service {
                 .get(exec_id)
                 .ok_or_else(|| exec_not_found(id, exec_id))?;
             if x.state.status() != Status::Created {
-                return Err(rpc_error(Code::FAILED_PRECONDITION, format!("exec {exec_id} was started already")));
+                return Err(rpc_error(
+                    Code::FAILED_PRECONDITION,
+                    format!("exec {exec_id} was started already"),
+                ));
             }
             let req = CreateRequest {
                 id: id.to_string(),
@@ -452,21 +576,53 @@ impl Service {
                     exec_id: exec_id.to_string(),
                     process: x.process_json.clone(),
                 }),
+                console_socket: None,
             };
-            Ok((req, x.stdin_path.clone()))
+            Ok((req, x.stdin_path.clone(), x.stdout.clone(), x.terminal))
         })?;
-        let fail = |m: String| rpc_error(Code::UNKNOWN, format!("start exec {exec_id} in {id}: {m}"));
-        let (forwarder, stdin) = if stdin_path.is_empty() {
+        let fail =
+            |m: String| rpc_error(Code::UNKNOWN, format!("start exec {exec_id} in {id}: {m}"));
+        let console_socket = match terminal {
+            true => Some(
+                ConsoleSocket::new().map_err(|e| fail(format!("terminal: console socket: {e}")))?,
+            ),
+            false => None,
+        };
+        if let Some(s) = &console_socket {
+            helper_req.console_socket = Some(s.path());
+            helper_req.stdout.clear();
+            helper_req.stderr.clear();
+        }
+        let (forwarder, stdin) = if stdin_path.is_empty() || terminal {
             (None, None)
         } else {
-            let (f, read_end) = StdinForwarder::start(&stdin_path).map_err(|e| fail(format!("stdin: {e}")))?;
+            let (f, read_end) =
+                StdinForwarder::start(&stdin_path).map_err(|e| fail(format!("stdin: {e}")))?;
             (Some(f), Some(read_end))
         };
-        let pid = parent::create(&helper_req, stdin, &self.exits).map_err(|e| fail(e.to_string()))?;
+        let pid =
+            parent::create(&helper_req, stdin, &self.exits).map_err(|e| fail(e.to_string()))?;
+        let console = match &console_socket {
+            Some(s) => match attach_console(s, &stdin_path, &stdout) {
+                Ok(c) => {
+                    self.shared.consoles().insert(pid, c.clone());
+                    Some(c)
+                }
+                Err(m) => {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    return Err(fail(m));
+                }
+            },
+            None => None,
+        };
         self.with_exec(id, exec_id, |x| {
             x.state.pid = pid;
             x.state.start().map_err(state_error)?;
             x.stdin = forwarder;
+            x.console = console.clone();
             // Under the tasks lock: containerd sees ExecStarted before the exec's TaskExit.
             self.shared.events.publish(
                 TASK_EXEC_STARTED_EVENT_TOPIC,
@@ -479,6 +635,9 @@ impl Service {
             );
             // It may have exited before its pid was known here.
             if let Some(info) = self.exits.take(pid) {
+                if let Some(c) = self.shared.consoles().remove(&pid) {
+                    c.wait_output(TERMINAL_DRAIN);
+                }
                 if x.state.exited(info) {
                     self.shared.publish_exit(id, exec_id, pid, info);
                 }
@@ -495,9 +654,14 @@ impl Service {
     /// Forgets an exec'd process once it has exited (a running one is killed first).
     fn delete_exec(&self, id: &str, exec_id: &str) -> TtrpcResult<DeleteResponse> {
         log::info!("delete exec {exec_id} in {id}");
-        let running = self.with_exec(id, exec_id, |x| Ok((x.state.exit().is_none() && x.state.pid > 0).then_some(x.state.pid)))?;
+        let running = self.with_exec(id, exec_id, |x| {
+            Ok((x.state.exit().is_none() && x.state.pid > 0).then_some(x.state.pid))
+        })?;
         if let Some(pid) = running {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         let mut tasks = self.shared.tasks();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -511,12 +675,16 @@ impl Service {
                 .ok_or_else(|| exec_not_found(id, exec_id))?;
             let left = deadline.checked_duration_since(std::time::Instant::now());
             if x.state.exit().is_some() || x.state.pid <= 0 || left.is_none() {
-                let x = entry.execs.remove(exec_id).ok_or_else(|| exec_not_found(id, exec_id))?;
+                let x = entry
+                    .execs
+                    .remove(exec_id)
+                    .ok_or_else(|| exec_not_found(id, exec_id))?;
                 drop(tasks);
                 self.shared.changed.notify_all();
                 if let Some(stdin) = &x.stdin {
                     stdin.close();
                 }
+                self.shared.consoles().remove(&x.state.pid);
                 let _ = std::fs::remove_file(&x.process_json);
                 let exit = x.state.exit().unwrap_or(ExitInfo {
                     status: 137,
@@ -540,18 +708,27 @@ impl Service {
 }
 
 impl Task for Service {
-    fn create(&self, _ctx: &TtrpcContext, req: CreateTaskRequest) -> TtrpcResult<CreateTaskResponse> {
+    fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: CreateTaskRequest,
+    ) -> TtrpcResult<CreateTaskResponse> {
         log::info!("create {} (bundle {})", req.id, req.bundle);
-        if req.terminal {
-            return Err(unsupported("a terminal (tty)"));
-        }
         if !req.checkpoint.is_empty() {
             return Err(unsupported("restoring a checkpoint"));
         }
         if self.shared.tasks().contains_key(&req.id) {
-            return Err(rpc_error(Code::ALREADY_EXISTS, format!("task {} already exists", req.id)));
+            return Err(rpc_error(
+                Code::ALREADY_EXISTS,
+                format!("task {} already exists", req.id),
+            ));
         }
-        let (pid, rootfs_mounted, stdin) = self
+        let Created {
+            pid,
+            rootfs_mounted,
+            stdin,
+            console,
+        } = self
             .do_create(&req)
             .map_err(|e| rpc_error(Code::INVALID_ARGUMENT, format!("create {}: {e}", req.id)))?;
         let bundle = PathBuf::from(&req.bundle);
@@ -561,6 +738,9 @@ impl Task for Service {
             }
         }
         {
+            if let Some(c) = &console {
+                self.shared.consoles().insert(pid, c.clone());
+            }
             let mut tasks = self.shared.tasks();
             let mut state = TaskState::new(&req.id, bundle.clone(), pid);
             // The init may already be gone (killed before we got here).
@@ -576,6 +756,7 @@ impl Task for Service {
                     stdout: req.stdout.clone(),
                     stderr: req.stderr.clone(),
                     stdin,
+                    console,
                     rootfs_mounted,
                     execs: HashMap::new(),
                 },
@@ -673,16 +854,26 @@ impl Task for Service {
 
     fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
         if !req.exec_id.is_empty() {
-            log::info!("kill exec {} in {} signal {}", req.exec_id, req.id, req.signal);
+            log::info!(
+                "kill exec {} in {} signal {}",
+                req.exec_id,
+                req.id,
+                req.signal
+            );
             return self.with_exec(&req.id, &req.exec_id, |x| {
                 x.state.check_alive().map_err(state_error)?;
                 if x.state.pid <= 0 {
-                    return Err(rpc_error(Code::FAILED_PRECONDITION, format!("exec {} is not started", req.exec_id)));
+                    return Err(rpc_error(
+                        Code::FAILED_PRECONDITION,
+                        format!("exec {} is not started", req.exec_id),
+                    ));
                 }
-                let sig = nix::sys::signal::Signal::try_from(req.signal as i32)
-                    .map_err(|e| rpc_error(Code::INVALID_ARGUMENT, format!("kill {}: {e}", req.exec_id)))?;
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(x.state.pid), sig)
-                    .map_err(|e| rpc_error(Code::UNKNOWN, format!("kill exec {}: {e}", req.exec_id)))?;
+                let sig = nix::sys::signal::Signal::try_from(req.signal as i32).map_err(|e| {
+                    rpc_error(Code::INVALID_ARGUMENT, format!("kill {}: {e}", req.exec_id))
+                })?;
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(x.state.pid), sig).map_err(
+                    |e| rpc_error(Code::UNKNOWN, format!("kill exec {}: {e}", req.exec_id)),
+                )?;
                 Ok(Empty::new())
             });
         }
@@ -713,7 +904,10 @@ impl Task for Service {
         };
         let mut tasks = self.shared.tasks();
         if let Err(err) = deleted {
-            return Err(rpc_error(Code::UNKNOWN, format!("delete {}: {err}", req.id)));
+            return Err(rpc_error(
+                Code::UNKNOWN,
+                format!("delete {}: {err}", req.id),
+            ));
         }
         // Wait (bounded) for the reaper to report the init, so the reply has its status.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -729,7 +923,10 @@ impl Task for Service {
                 .0;
         }
         let Some(entry) = tasks.remove(&req.id) else {
-            return Err(rpc_error(Code::NOT_FOUND, format!("task {} not found", req.id)));
+            return Err(rpc_error(
+                Code::NOT_FOUND,
+                format!("task {} not found", req.id),
+            ));
         };
         drop(tasks);
         // A Wait still blocked on this task (or one of its execs) answers "not found" now
@@ -738,6 +935,7 @@ impl Task for Service {
         if let Some(stdin) = &entry.stdin {
             stdin.close();
         }
+        self.shared.consoles().remove(&entry.state.pid);
         if entry.rootfs_mounted {
             rootfs::unmount(&entry.state.bundle.join("rootfs"));
         }
@@ -815,23 +1013,31 @@ impl Task for Service {
                     ..Default::default()
                 });
             }
-            tasks = self.shared.changed.wait(tasks).unwrap_or_else(|p| p.into_inner());
+            tasks = self
+                .shared
+                .changed
+                .wait(tasks)
+                .unwrap_or_else(|p| p.into_inner());
         }
     }
 
     fn close_io(&self, _ctx: &TtrpcContext, req: CloseIORequest) -> TtrpcResult<Empty> {
         self.with_entry(&req.id, |e| {
-            let stdin = if req.exec_id.is_empty() {
-                &e.stdin
+            let (stdin, console) = if req.exec_id.is_empty() {
+                (&e.stdin, &e.console)
             } else {
-                &e.execs
+                let x = e
+                    .execs
                     .get(&req.exec_id)
-                    .ok_or_else(|| exec_not_found(&req.id, &req.exec_id))?
-                    .stdin
+                    .ok_or_else(|| exec_not_found(&req.id, &req.exec_id))?;
+                (&x.stdin, &x.console)
             };
             if req.stdin {
                 if let Some(s) = stdin {
                     s.close();
+                }
+                if let Some(c) = console {
+                    c.close_input();
                 }
             }
             Ok(Empty::new())
@@ -839,7 +1045,9 @@ impl Task for Service {
     }
 
     fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
-        let task_pid = self.with_entry(&req.id, |e| Ok(e.state.pid)).unwrap_or_default();
+        let task_pid = self
+            .with_entry(&req.id, |e| Ok(e.state.pid))
+            .unwrap_or_default();
         Ok(ConnectResponse {
             shim_pid: std::process::id(),
             task_pid: task_pid as u32,
@@ -849,7 +1057,10 @@ impl Task for Service {
 
     fn shutdown(&self, _ctx: &TtrpcContext, _req: ShutdownRequest) -> TtrpcResult<Empty> {
         if self.shared.tasks().is_empty() {
-            log::info!("no tasks left in namespace {}; shutting down", self.shared.namespace);
+            log::info!(
+                "no tasks left in namespace {}; shutting down",
+                self.shared.namespace
+            );
             self.exit_signal.signal();
         }
         Ok(Empty::new())
@@ -860,16 +1071,22 @@ impl Task for Service {
     /// missing or broken one fails here.
     fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
         log::info!("exec {} in {}", req.exec_id, req.id);
-        if req.terminal {
-            return Err(unsupported("a terminal (tty) for exec"));
-        }
-        let bad = |m: String| rpc_error(Code::INVALID_ARGUMENT, format!("exec {} in {}: {m}", req.exec_id, req.id));
+        let bad = |m: String| {
+            rpc_error(
+                Code::INVALID_ARGUMENT,
+                format!("exec {} in {}: {m}", req.exec_id, req.id),
+            )
+        };
         if req.exec_id.is_empty() || req.exec_id.contains('/') {
             return Err(bad("invalid exec id".into()));
         }
-        let value = req.spec.as_ref().map(|a| a.value.as_slice()).unwrap_or_default();
-        let process: Process =
-            serde_json::from_slice(value).map_err(|e| bad(format!("the process is not an OCI process spec: {e}")))?;
+        let value = req
+            .spec
+            .as_ref()
+            .map(|a| a.value.as_slice())
+            .unwrap_or_default();
+        let process: Process = serde_json::from_slice(value)
+            .map_err(|e| bad(format!("the process is not an OCI process spec: {e}")))?;
         let bundle = self.with_entry(&req.id, |e| {
             e.state.check_alive().map_err(state_error)?;
             if e.execs.contains_key(&req.exec_id) {
@@ -882,7 +1099,9 @@ impl Task for Service {
         })?;
         let spec = load_spec(&bundle).map_err(bad)?;
         let args = process.args().clone().unwrap_or_default();
-        let arg0 = args.first().ok_or_else(|| bad("the process has no args".into()))?;
+        let arg0 = args
+            .first()
+            .ok_or_else(|| bad("the process has no args".into()))?;
         let env = process.env().clone().unwrap_or_default();
         let cwd = process.cwd().display().to_string();
         let wasm = match self
@@ -895,7 +1114,8 @@ impl Task for Service {
         };
         let process_json = state_root(&bundle).join(format!("exec-{}.json", req.exec_id));
         let json = serde_json::to_vec(&process).map_err(|e| bad(e.to_string()))?;
-        std::fs::write(&process_json, json).map_err(|e| bad(format!("write {}: {e}", process_json.display())))?;
+        std::fs::write(&process_json, json)
+            .map_err(|e| bad(format!("write {}: {e}", process_json.display())))?;
         self.with_entry(&req.id, |e| {
             e.execs.insert(
                 req.exec_id.clone(),
@@ -906,6 +1126,8 @@ impl Task for Service {
                     stdout: req.stdout.clone(),
                     stderr: req.stderr.clone(),
                     stdin: None,
+                    terminal: req.terminal,
+                    console: None,
                     wasm,
                 },
             );
@@ -922,8 +1144,31 @@ impl Task for Service {
         Ok(Empty::new())
     }
 
-    fn resize_pty(&self, _ctx: &TtrpcContext, _req: ResizePtyRequest) -> TtrpcResult<Empty> {
-        Err(unsupported("a terminal (resize pty)"))
+    fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> TtrpcResult<Empty> {
+        let console = self.with_entry(&req.id, |e| {
+            let console = if req.exec_id.is_empty() {
+                e.console.clone()
+            } else {
+                e.execs
+                    .get(&req.exec_id)
+                    .ok_or_else(|| exec_not_found(&req.id, &req.exec_id))?
+                    .console
+                    .clone()
+            };
+            console.ok_or_else(|| {
+                rpc_error(
+                    Code::FAILED_PRECONDITION,
+                    format!("{} has no terminal", req.id),
+                )
+            })
+        })?;
+        console.resize(req.width, req.height).map_err(|e| {
+            rpc_error(
+                Code::UNKNOWN,
+                format!("resize the terminal of {}: {e}", req.id),
+            )
+        })?;
+        Ok(Empty::new())
     }
 
     fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> TtrpcResult<Empty> {
@@ -938,9 +1183,19 @@ impl Task for Service {
     /// resize). containerd sends the OCI `LinuxResources` as JSON, as to runc.
     fn update(&self, _ctx: &TtrpcContext, req: UpdateTaskRequest) -> TtrpcResult<Empty> {
         log::info!("update {}", req.id);
-        let value = req.resources.as_ref().map(|a| a.value.as_slice()).unwrap_or_default();
+        let value = req
+            .resources
+            .as_ref()
+            .map(|a| a.value.as_slice())
+            .unwrap_or_default();
         let resources: LinuxResources = serde_json::from_slice(value).map_err(|e| {
-            rpc_error(Code::INVALID_ARGUMENT, format!("update {}: the resources are not OCI LinuxResources JSON: {e}", req.id))
+            rpc_error(
+                Code::INVALID_ARGUMENT,
+                format!(
+                    "update {}: the resources are not OCI LinuxResources JSON: {e}",
+                    req.id
+                ),
+            )
         })?;
         let handle = self.with_entry(&req.id, |e| {
             e.state.check_alive().map_err(state_error)?;
@@ -980,8 +1235,12 @@ fn nothing_runnable(arg0: &str) -> String {
 
 /// The bundle's OCI spec, or an error naming the bundle (it reaches `ctr`/`kubectl`).
 fn load_spec(bundle: &Path) -> Result<Spec, String> {
-    Spec::load(bundle.join("config.json"))
-        .map_err(|e| format!("cannot read the bundle's config.json in {}: {e}", bundle.display()))
+    Spec::load(bundle.join("config.json")).map_err(|e| {
+        format!(
+            "cannot read the bundle's config.json in {}: {e}",
+            bundle.display()
+        )
+    })
 }
 
 #[cfg(test)]
@@ -992,10 +1251,19 @@ mod bundle_tests {
     fn an_unreadable_bundle_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let missing = load_spec(dir.path()).unwrap_err();
-        assert!(missing.contains("cannot read the bundle's config.json"), "{missing}");
-        assert!(missing.contains(&dir.path().display().to_string()), "{missing}");
+        assert!(
+            missing.contains("cannot read the bundle's config.json"),
+            "{missing}"
+        );
+        assert!(
+            missing.contains(&dir.path().display().to_string()),
+            "{missing}"
+        );
         std::fs::write(dir.path().join("config.json"), b"{not json").unwrap();
         let garbled = load_spec(dir.path()).unwrap_err();
-        assert!(garbled.contains("cannot read the bundle's config.json"), "{garbled}");
+        assert!(
+            garbled.contains("cannot read the bundle's config.json"),
+            "{garbled}"
+        );
     }
 }

@@ -16,7 +16,11 @@ pub fn open_output(uri: &str) -> std::io::Result<File> {
         return OpenOptions::new().write(true).open("/dev/null");
     }
     if let Some(path) = uri.strip_prefix("file://") {
-        return OpenOptions::new().append(true).create(true).mode(0o640).open(path);
+        return OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o640)
+            .open(path);
     }
     if uri.contains("://") {
         return Err(std::io::Error::new(
@@ -44,41 +48,45 @@ impl StdinForwarder {
     /// Returns the forwarder and the pipe end the container reads.
     pub fn start(path: &str) -> std::io::Result<(Self, OwnedFd)> {
         let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        let writer = Arc::new(Mutex::new(Some(File::from(write_end))));
+        Ok((Self::start_into(path, File::from(write_end))?, read_end))
+    }
+
+    /// Forwards containerd's stdin FIFO at `path` into `dest` (a pipe, or a terminal's master).
+    pub fn start_into(path: &str, dest: File) -> std::io::Result<Self> {
+        let writer = Arc::new(Mutex::new(Some(dest)));
         let w = writer.clone();
         let fifo = path.to_string();
-        std::thread::Builder::new().name("wasmbox-stdin".into()).spawn(move || {
-            // Blocks until the client opens its end; containerd's clients already have.
-            let mut input = match File::open(&fifo) {
-                Ok(f) => f,
-                Err(e) => {
-                    log::warn!("open stdin {fifo}: {e}");
-                    return;
-                }
-            };
-            let mut buf = [0u8; 32 * 1024];
-            loop {
-                let n = match input.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
+        std::thread::Builder::new()
+            .name("wasmbox-stdin".into())
+            .spawn(move || {
+                // Blocks until the client opens its end; containerd's clients already have.
+                let mut input = match File::open(&fifo) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        log::warn!("open stdin {fifo}: {e}");
+                        return;
+                    }
                 };
-                let Ok(mut guard) = w.lock() else { break };
-                let Some(out) = guard.as_mut() else { break };
-                if out.write_all(&buf[..n]).is_err() {
-                    break;
+                let mut buf = [0u8; 32 * 1024];
+                loop {
+                    let n = match input.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let Ok(mut guard) = w.lock() else { break };
+                    let Some(out) = guard.as_mut() else { break };
+                    if out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
                 }
-            }
-            if let Ok(mut guard) = w.lock() {
-                guard.take();
-            }
-        })?;
-        Ok((
-            Self {
-                path: path.to_string(),
-                writer,
-            },
-            read_end,
-        ))
+                if let Ok(mut guard) = w.lock() {
+                    guard.take();
+                }
+            })?;
+        Ok(Self {
+            path: path.to_string(),
+            writer,
+        })
     }
 
     /// Ends the container's stdin (CloseIO, Delete). Also frees the copy thread if it still

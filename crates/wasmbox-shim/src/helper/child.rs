@@ -117,8 +117,10 @@ fn run(request_json: &str) -> Result<i32, (String, bool)> {
     let fail = |m: String| (m, false);
     let req: CreateRequest =
         serde_json::from_str(request_json).map_err(|e| fail(format!("bad helper request: {e}")))?;
-    let stdout = open_output(&req.stdout).map_err(|e| fail(format!("open stdout {:?}: {e}", req.stdout)))?;
-    let stderr = open_output(&req.stderr).map_err(|e| fail(format!("open stderr {:?}: {e}", req.stderr)))?;
+    let stdout =
+        open_output(&req.stdout).map_err(|e| fail(format!("open stdout {:?}: {e}", req.stdout)))?;
+    let stderr =
+        open_output(&req.stderr).map_err(|e| fail(format!("open stderr {:?}: {e}", req.stderr)))?;
     // The shim already made our stdin the container's stdin.
     let stdin = std::io::stdin()
         .as_fd()
@@ -129,9 +131,20 @@ fn run(request_json: &str) -> Result<i32, (String, bool)> {
         None => (WasmboxExecutor::native(), None),
         Some(w) => {
             let engine = engine().as_ref().map_err(|e| fail(e.clone()))?;
-            let kind = if w.component { FileKind::Component } else { FileKind::Module };
-            let program = Program::load(engine, &w.artifact, kind, &w.guest_path, w.func.as_deref(), w.trampoline.as_deref())
-                .map_err(|e| (chain(&e), matches!(e, WasmError::CacheEntry { .. })))?;
+            let kind = if w.component {
+                FileKind::Component
+            } else {
+                FileKind::Module
+            };
+            let program = Program::load(
+                engine,
+                &w.artifact,
+                kind,
+                &w.guest_path,
+                w.func.as_deref(),
+                w.trampoline.as_deref(),
+            )
+            .map_err(|e| (chain(&e), matches!(e, WasmError::CacheEntry { .. })))?;
             let (to_init, init_end) = guest_fs::channel().map_err(|e| fail(chain(&e)))?;
             let executor = WasmboxExecutor::wasm(WasmWorkload {
                 program,
@@ -145,6 +158,7 @@ fn run(request_json: &str) -> Result<i32, (String, bool)> {
         stdin,
         stdout: OwnedFd::from(stdout),
         stderr: OwnedFd::from(stderr),
+        console_socket: req.console_socket.clone(),
     };
     let pid = match &req.exec {
         None => create(ContainerRequest {

@@ -38,14 +38,22 @@ pub struct CreateRequest {
     pub wasm: Option<WasmRequest>,
     #[serde(default)]
     pub exec: Option<ExecSpec>,
+    /// A terminal: the shim's console socket, which receives the process's pty master.
+    #[serde(default)]
+    pub console_socket: Option<PathBuf>,
 }
 
 /// The helper's answer, one JSON line on its stdout.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Answer {
-    Created { pid: i32 },
-    Failed { message: String, bad_cache_entry: bool },
+    Created {
+        pid: i32,
+    },
+    Failed {
+        message: String,
+        bad_cache_entry: bool,
+    },
 }
 
 #[cfg(test)]
@@ -72,6 +80,7 @@ mod tests {
                 exec_id: "e1".into(),
                 process: "/b/.wasmbox/exec-e1.json".into(),
             }),
+            console_socket: Some("/tmp/wasmbox-pty-x/console.sock".into()),
         };
         let json = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<CreateRequest>(&json).unwrap(), r);
