@@ -295,6 +295,24 @@ impl Cri {
         ))
     }
 
+    /// `Exec` (`kubectl exec`): the streaming server's URL for `cmd` in container `id` (see
+    /// [`crate::cri_stream`]); stdout is always attached, stderr when there is no terminal.
+    pub fn exec(&self, id: &str, cmd: &[&str], stdin: bool, tty: bool) -> Result<String> {
+        let mut c = self.runtime();
+        let r = self.call(
+            "Exec",
+            c.exec(api::ExecRequest {
+                container_id: id.into(),
+                cmd: cmd.iter().map(|s| s.to_string()).collect(),
+                tty,
+                stdin,
+                stdout: true,
+                stderr: !tty,
+            }),
+        )?;
+        Ok(r.url)
+    }
+
     /// `UpdateContainerResources`: kubelet's in-place pod resize.
     pub fn update_container_resources(&self, id: &str, resources: api::LinuxContainerResources) -> Result<()> {
         let mut c = self.runtime();

@@ -17,6 +17,7 @@ pub mod cgroups;
 pub mod config;
 pub mod containerd;
 pub mod cri;
+pub mod cri_stream;
 pub mod ctr;
 pub mod docker;
 pub mod events;

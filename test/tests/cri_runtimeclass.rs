@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use wasmbox_integration::cri_stream::ExecStream;
 use wasmbox_integration::config::{CRI_NAMESPACE, CRI_RUNC_HANDLER, CRI_WASMBOX_HANDLER};
 use wasmbox_integration::cri::api::{ContainerState, PodSandboxState};
 use wasmbox_integration::cri::{self, Cri, Pod};
@@ -704,9 +705,10 @@ fn update_container_resources_moves_the_guests_memory_limit() {
     pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
 }
 
-/// Exec probes and `kubectl exec` through CRI (`ExecSync`): into a wasm container (a wasm
-/// module and a native program in its image) and into a native sidecar of the same pod; a
-/// probe command that fails is seen as failing (its exit code), and nothing is left.
+/// Exec probes and `kubectl exec` through CRI (`ExecSync`, and `Exec` with containerd's
+/// streaming server): into a wasm container (a wasm module and a native program in its image)
+/// and into a native sidecar of the same pod; a probe command that fails is seen as failing
+/// (its exit code), one that hangs times out, `exec -it` gets a terminal; nothing is left.
 #[test]
 fn exec_sync_into_a_wasm_container_and_a_native_sidecar() {
     require_integration!();
@@ -716,6 +718,7 @@ fn exec_sync_into_a_wasm_container_and_a_native_sidecar() {
         &containerd,
         image::compat_image(&ids::image_ref("cri-exec-app"), &guests::spin().unwrap())
             .file("/health.wasm", guests::exit_code().unwrap().to_vec(), 0o644)
+            .file("/tty.wasm", guests::tty().unwrap().to_vec(), 0o644)
             .file("/hello", guests::native_hello().unwrap().to_vec(), 0o755),
     )
     .unwrap();
@@ -751,6 +754,30 @@ fn exec_sync_into_a_wasm_container_and_a_native_sidecar() {
     // Nothing to run: the error says so.
     let err = cri.exec_sync(app_id, &["/bin/sh", "-c", "true"], 30).expect_err("no shell in the image");
     assert!(format!("{err:#}").contains("no /bin/sh in this image"), "{err:#}");
+    // A probe that hangs is ended at its timeout and reported as such, as kubelet expects.
+    let err = cri.exec_sync(app_id, &["/app.wasm"], 2).expect_err("a hanging probe times out");
+    assert!(format!("{err:#}").contains("timeout"), "{err:#}");
+
+    // `kubectl exec` (CRI Exec and the streaming server): output and exit codes...
+    let stream = |id: &str, cmd: &[&str], stdin: bool, tty: bool| {
+        let url = must(&containerd, id, "Exec", cri.exec(id, cmd, stdin, tty));
+        must(&containerd, id, "exec stream", ExecStream::connect(&url, EXIT_TIMEOUT))
+    };
+    for id in [app_id, sidecar_id] {
+        let done = must(&containerd, id, "exec stream", stream(id, &["/hello"], false, false).finish(EXIT_TIMEOUT));
+        assert_eq!((done.stdout.as_str(), done.exit_code), ("hello from native\n", 0), "{id}: {done:?}");
+    }
+    let done = stream(app_id, &["/health.wasm", "3"], false, false).finish(EXIT_TIMEOUT);
+    assert_eq!(must(&containerd, app_id, "exec stream", done).exit_code, 3);
+    // ... and `kubectl exec -it` of a wasm program: a terminal, input, its exit code.
+    let mut it = stream(app_id, &["/tty.wasm"], true, true);
+    let talk = it
+        .expect_stdout("isatty: 1 1 1", EXIT_TIMEOUT)
+        .and_then(|_| it.send(b"hello tty\r"))
+        .and_then(|_| it.expect_stdout("got: hello tty", EXIT_TIMEOUT))
+        .and_then(|_| it.send(b"exit\r"));
+    must(&containerd, app_id, "exec -it", talk);
+    assert_eq!(must(&containerd, app_id, "exec -it", it.finish(EXIT_TIMEOUT)).exit_code, 7);
 
     must(&containerd, &pod_id, "stopping and removing the pod", pod.stop_and_remove());
     pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
