@@ -364,13 +364,14 @@ fn converge_ours(t: &mut Table, handler: &Handler, layout: &Layout, notes: &mut 
         .unwrap_or_default()
         .to_string();
     if prefix.contains(LEGACY_TABLE_MARKER) {
-        // Take over install.sh's table, so that uninstall recognises it by the current marker.
+        // Take over the old shell installer's table, so that uninstall recognises it by the current
+        // marker.
         t.decor_mut().set_prefix(prefix.replace(
             LEGACY_TABLE_MARKER,
             &format!("{TABLE_MARKER}; `wasmbox node uninstall` removes it"),
         ));
         notes.push(format!(
-            "handler {name:?}: took over the table deploy/install.sh added"
+            "handler {name:?}: took over the table the old shell installer added"
         ));
     }
     if t.get("runtime_type").and_then(Item::as_str) != Some(RUNTIME_TYPE) {

@@ -32,7 +32,8 @@ pub const POD_ANNOTATIONS: &str = "wasmbox.dev/*";
 pub const DEFAULT_HANDLER: &str = "wasmbox";
 /// In a comment above the header of every table install created.
 pub const TABLE_MARKER: &str = "wasmbox node install added this table";
-/// What `deploy/install.sh` (the installer before this one) put above the table it appended.
+/// What the shell installer this one replaced put above the table it appended (nodes still have
+/// it), so that this one takes such a table over.
 pub const LEGACY_TABLE_MARKER: &str = "Added by wasmbox install.sh";
 /// The trailing comment of a key install added to a table the user wrote.
 pub const KEY_MARKER: &str = "  # added by wasmbox node install";

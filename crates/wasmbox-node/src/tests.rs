@@ -352,9 +352,9 @@ fn a_users_wasmbox_table_is_completed_and_restored() {
 }
 
 #[test]
-fn a_table_from_install_sh_is_taken_over() {
+fn a_table_from_the_old_shell_installer_is_taken_over() {
     let text = format!(
-        "{C16}\n# Added by wasmbox install.sh\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wasmbox]\n  \
+        "{C16}\n# {LEGACY_TABLE_MARKER}\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wasmbox]\n  \
          runtime_type = \"io.containerd.wasmbox.v1\"\n"
     );
     let change = install_config(Some(&text), None, &wasmbox()).unwrap();
