@@ -215,12 +215,14 @@ struct Layout {
 }
 
 impl Layout {
-    fn of(runtimes: &Table) -> Self {
+    /// From a runtime table next to the new one, else from `fallback`, the header indentation
+    /// the nearest table above implies.
+    fn of(runtimes: &Table, fallback: String) -> Self {
         let sibling = runtimes
             .iter()
             .filter_map(|(_, item)| item.as_table())
             .find(|t| !is_ours(t));
-        let header = sibling.and_then(header_indent);
+        let header = sibling.and_then(header_indent).or(Some(fallback));
         let key = sibling.and_then(key_indent);
         let options = sibling
             .and_then(|t| t.get("options"))
@@ -235,6 +237,29 @@ impl Layout {
             header,
             key,
         }
+    }
+}
+
+/// The indentation of a runtime table's header under `path` when it has no sibling to copy:
+/// two spaces a level below the nearest indented table above it (containerd's own style), or
+/// none in a file that does not indent its headers.
+fn indent_below(root: &Table, path: &[&str]) -> String {
+    let mut nearest = None;
+    let mut table = root;
+    for (depth, key) in path.iter().enumerate() {
+        let Some(next) = table.get(key).and_then(Item::as_table) else {
+            break;
+        };
+        if !next.is_implicit() {
+            nearest = header_indent(next).map(|indent| (indent, depth));
+        }
+        table = next;
+    }
+    match nearest {
+        Some((indent, depth)) if !indent.is_empty() => {
+            format!("{indent}{}", "  ".repeat(path.len() - depth))
+        }
+        _ => String::new(),
     }
 }
 
@@ -329,8 +354,9 @@ pub(crate) fn add_handlers(
     handlers: &[Handler],
     notes: &mut Vec<String>,
 ) -> Result<(), Error> {
+    let fallback = indent_below(root, runtimes_path);
     let runtimes = table_at(root, runtimes_path)?;
-    let layout = Layout::of(runtimes);
+    let layout = Layout::of(runtimes, fallback);
     let where_ = dotted(runtimes_path);
     for handler in handlers {
         match runtimes.get_mut(&handler.name) {

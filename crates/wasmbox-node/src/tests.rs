@@ -584,3 +584,22 @@ fn handler_names() {
         assert!(Handler::parse(bad).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn without_other_runtimes_the_table_is_indented_like_its_file() {
+    // Debian 12's /etc/containerd/config.toml.
+    let debian = "version = 2\n\n[plugins]\n  [plugins.\"io.containerd.grpc.v1.cri\"]\n    \
+                  [plugins.\"io.containerd.grpc.v1.cri\".cni]\n      bin_dir = \"/usr/lib/cni\"\n  \
+                  [plugins.\"io.containerd.internal.v1.opt\"]\n    path = \"/var/lib/containerd/opt\"\n";
+    let installed = install(debian, &wasmbox());
+    assert!(installed.contains(
+        "\n        [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wasmbox]\n          runtime_type"
+    ), "{installed}");
+    assert_handler(&installed, V2_RUNTIMES, "wasmbox", None);
+    assert_eq!(uninstall(&installed).as_deref(), Some(debian));
+    // A file that does not indent gets no indentation.
+    let flat = "version = 3\n[plugins.'io.containerd.cri.v1.runtime']\nenable_cdi = true\n";
+    let installed = install(flat, &wasmbox());
+    assert!(installed.contains("\n[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.wasmbox]\n  runtime_type"), "{installed}");
+    assert_eq!(uninstall(&installed).as_deref(), Some(flat));
+}
