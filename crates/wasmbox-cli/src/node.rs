@@ -450,6 +450,25 @@ pub fn install(args: &InstallArgs, matches: Option<&ArgMatches>) -> Result<()> {
     }
     let node = Node::new(&args.node);
 
+    // The config edits first: a config install cannot edit stops it before anything changed.
+    node.warn_missing_config_paths(&handlers);
+    let mut changes = Vec::new();
+    for edit in node.install_edits()? {
+        let existing = node.read(&edit.path)?;
+        let change = match edit.template_version {
+            Some(version) => install_template(existing.as_deref(), version, &handlers),
+            None => {
+                let major = match existing {
+                    Some(_) => None,
+                    None => node_containerd_major(&args.node.root, args.containerd_version),
+                };
+                install_config(existing.as_deref(), major, &handlers)
+            }
+        }
+        .with_context(|| format!("editing {}", edit.path.display()))?;
+        changes.push((edit.path, change));
+    }
+
     // 1. The binary.
     let source = match &args.binary {
         Some(b) => b.clone(),
@@ -479,22 +498,9 @@ pub fn install(args: &InstallArgs, matches: Option<&ArgMatches>) -> Result<()> {
     }
 
     // 2. The config.
-    node.warn_missing_config_paths(&handlers);
     let mut changed = false;
-    for edit in node.install_edits()? {
-        let existing = node.read(&edit.path)?;
-        let change = match edit.template_version {
-            Some(version) => install_template(existing.as_deref(), version, &handlers),
-            None => {
-                let major = match existing {
-                    Some(_) => None,
-                    None => node_containerd_major(&args.node.root, args.containerd_version),
-                };
-                install_config(existing.as_deref(), major, &handlers)
-            }
-        }
-        .with_context(|| format!("editing {}", edit.path.display()))?;
-        changed |= node.apply(&edit.path, &change)?;
+    for (path, change) in &changes {
+        changed |= node.apply(path, change)?;
     }
 
     // 3. containerd.
