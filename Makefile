@@ -13,6 +13,7 @@ export PATH := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin:$(PATH)
 CARGO  ?= cargo
 PREFIX ?= /usr/local
 SHIM   := target/release/containerd-shim-wasmbox-v1
+CLI    := target/release/wasmbox
 # Where fetch-containerd.sh unpacks containerd 1.7 (Debian trixie) and 2.x (Debian sid).
 export WASMBOX_CI_CACHE ?= /var/cache/wasmbox-ci
 CONTAINERD_1_7 := $(WASMBOX_CI_CACHE)/containerd-trixie
@@ -103,10 +104,12 @@ bench:
 
 install:
 	@test -x $(SHIM) || { echo "install: $(SHIM) is missing, run 'make build' first" >&2; exit 1; }
+	@test -x $(CLI) || { echo "install: $(CLI) is missing, run 'make build' first" >&2; exit 1; }
 	@# Without debug info (196 MB -> 42 MB; symbols stay for backtraces), see docs/performance.md.
 	install -D -m 0755 $(SHIM) $(DESTDIR)$(PREFIX)/bin/containerd-shim-wasmbox-v1
-	strip --strip-debug $(DESTDIR)$(PREFIX)/bin/containerd-shim-wasmbox-v1
-	@echo "installed $(DESTDIR)$(PREFIX)/bin/containerd-shim-wasmbox-v1; see deploy/install.sh to configure containerd"
+	install -D -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/wasmbox
+	strip --strip-debug $(DESTDIR)$(PREFIX)/bin/containerd-shim-wasmbox-v1 $(DESTDIR)$(PREFIX)/bin/wasmbox
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/containerd-shim-wasmbox-v1 and wasmbox; now 'wasmbox node install' adds the runtime to containerd's config (README)"
 
 clean:
 	$(CARGO) clean

@@ -9,8 +9,8 @@
 #     Debian-based node image) and copies the binary out of the image;
 #  2. creates a kind cluster whose node mounts the binary at /usr/local/bin and whose containerd
 #     config gets the wasmbox runtime (containerdConfigPatches);
-#  3. applies deploy/runtimeclass.yaml and loads the demo wasm image (an OCI image layout tar)
-#     into the node with `kind load image-archive`;
+#  3. applies deploy/runtimeclass.yaml, labels the node for its nodeSelector and loads the demo
+#     wasm image (an OCI image layout tar) into the node with `kind load image-archive`;
 #  4. runs a Pod with runtimeClassName: wasmbox, waits for it to succeed and checks that its log
 #     says "hello from wasm";
 #  5. deletes the cluster (trap), whatever happened.
@@ -90,6 +90,7 @@ containerdConfigPatches:
   - |-
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmbox]
       runtime_type = "io.containerd.wasmbox.v1"
+      pod_annotations = ["wasmbox.dev/*"]
 YAML
 echo "--- creating kind cluster $cluster"
 created=true
@@ -106,6 +107,8 @@ docker exec "$node" containerd config dump | grep -q 'runtimes.wasmbox\]' \
 
 # --- 3. RuntimeClass and image -------------------------------------------------------------------
 kctl apply -f deploy/runtimeclass.yaml
+# The RuntimeClass schedules to nodes with this label (deploy/daemonset.yaml sets it).
+kctl label node "$node" wasmbox.dev/runtime=installed
 kind load image-archive "$image_tar" --name "$cluster"
 
 # --- 4. the pod ----------------------------------------------------------------------------------
