@@ -6,6 +6,7 @@
 //! - [`entrypoint`]: `args[0]` (with an optional `#func`) resolved inside a container rootfs.
 //! - [`cache`]: the node-wide compile cache keyed by the wasm's SHA-256 and the engine hash.
 //! - [`sandbox`]: what the OCI spec grants the guest (args, env, cwd, network, memory limit).
+//! - [`policy`]: the capability policy (operator config file + `wasmbox.dev/` annotations).
 //! - [`memory`]: the memory budget that keeps linear memories and tables inside the limit.
 //! - [`program`]: a loaded, link-checked program ready to run.
 //! - [`rofs`]: EROFS (not EIO) for writes to read-only mounts, around Wasmtime's WASI.
@@ -18,6 +19,7 @@ pub mod entrypoint;
 pub mod error;
 pub mod kind;
 pub mod memory;
+pub mod policy;
 pub mod program;
 pub mod rofs;
 pub mod run;

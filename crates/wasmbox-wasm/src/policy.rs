@@ -1,0 +1,520 @@
+//! What a guest may do beyond what the spec says: the capability policy.
+//!
+//! Three layers, each narrowing the one before and never widening it:
+//! 1. built-in defaults: what a runc container may do (every directory of its tree, any
+//!    outbound connection, no time limit);
+//! 2. the node operator's config file for the runtime handler ([`OperatorConfig`]: default
+//!    egress, caps on what annotations may ask for, defaults for them);
+//! 3. the pod's or container's `wasmbox.dev/` annotations in the OCI spec.
+//!
+//! All of it becomes one plain [`Policy`], made by the shim at Create (where a bad file or
+//! annotation fails Create with a message naming it) and applied where the WASI context is
+//! built ([`crate::run`]).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The annotations' common prefix.
+pub const PREFIX: &str = "wasmbox.dev/";
+pub const PREOPENS: &str = "wasmbox.dev/preopens";
+pub const TIMEOUT: &str = "wasmbox.dev/timeout";
+pub const EGRESS: &str = "wasmbox.dev/egress";
+/// The annotations this version understands; any other `wasmbox.dev/` key fails Create, so a
+/// typo is not silently ignored.
+pub const KNOWN: &[&str] = &[PREOPENS, TIMEOUT, EGRESS];
+
+/// Exit status of a guest ended by its timeout (as `timeout(1)` reports it).
+pub const TIMEOUT_EXIT: i32 = 124;
+
+/// A policy that cannot be made: the message names the file or annotation, the key and what
+/// is allowed.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{source_name}: {message}")]
+    Config { source_name: String, message: String },
+    #[error("annotation {key}={value:?}: {message}")]
+    Annotation { key: String, value: String, message: String },
+}
+
+/// Whether outbound connections not matched by a rule are allowed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Default_ {
+    #[default]
+    Allow,
+    Deny,
+}
+
+/// The operator's file (the runtime handler's `ConfigPath`, else `/etc/wasmbox/config.toml`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorConfig {
+    #[serde(default)]
+    pub egress: EgressConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressConfig {
+    /// `allow` (as runc) or `deny`: what an address no rule matches gets.
+    #[serde(default)]
+    pub default: Default_,
+    /// Destinations allowed when the default is `deny` (same syntax as `wasmbox.dev/egress`).
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// A guest's run time when no annotation sets one (`30s`, `5m`, `1h`).
+    pub default_timeout: Option<String>,
+    /// The longest `wasmbox.dev/timeout` a pod may ask for; also bounds `default_timeout`.
+    pub max_timeout: Option<String>,
+}
+
+impl OperatorConfig {
+    /// Parses the file's text; `source_name` (its path) goes into every error.
+    pub fn parse(text: &str, source_name: &str) -> Result<Self, PolicyError> {
+        let err = |message: String| PolicyError::Config {
+            source_name: source_name.to_string(),
+            message,
+        };
+        let config: Self = toml::from_str(text).map_err(|e| err(e.to_string().trim().replace('\n', " ")))?;
+        for (i, rule) in config.egress.allow.iter().enumerate() {
+            EgressRule::parse(rule).map_err(|m| err(format!("egress.allow[{i}] = {rule:?}: {m}")))?;
+        }
+        for (key, value) in [
+            ("limits.default_timeout", &config.limits.default_timeout),
+            ("limits.max_timeout", &config.limits.max_timeout),
+        ] {
+            if let Some(v) = value {
+                parse_duration(v).map_err(|m| err(format!("{key} = {v:?}: {m}")))?;
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// Which directories the guest gets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Preopens {
+    /// Its whole tree as `/` (the default).
+    #[default]
+    Root,
+    /// No filesystem at all.
+    None,
+    /// Only these directories, each under its own path.
+    Only(Vec<Preopen>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preopen {
+    /// Absolute and normalized, as the container sees it.
+    pub path: String,
+    pub read_only: bool,
+}
+
+/// One allowed outbound destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EgressRule {
+    pub host: Host,
+    /// None: any port.
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Host {
+    Any,
+    Net { addr: IpAddr, prefix: u8 },
+    /// A name, resolved when the guest starts (in the container's network namespace).
+    Name(String),
+}
+
+impl EgressRule {
+    /// `10.0.0.0/8:5432`, `10.1.2.3:443`, `[fd00::/8]:443`, `db.default.svc:5432`, `*:443`,
+    /// `host:*`, or `*`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s == "*" {
+            return Ok(Self { host: Host::Any, port: None });
+        }
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (h, p) = rest.split_once(']').ok_or("an IPv6 destination is written [address]:port")?;
+            (h, p.strip_prefix(':').ok_or("a destination is host:port (the port may be *)")?)
+        } else {
+            s.rsplit_once(':').ok_or("a destination is host:port (the port may be *)")?
+        };
+        let port = match port {
+            "*" => None,
+            p => Some(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or(format!("{p:?} is not a port (1-65535 or *)"))?),
+        };
+        let host = if host == "*" {
+            Host::Any
+        } else if let Some((a, len)) = host.split_once('/') {
+            let addr: IpAddr = a.parse().map_err(|_| format!("{a:?} is not an IP address"))?;
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            let prefix = len.parse::<u8>().ok().filter(|l| *l <= max).ok_or(format!("{len:?} is not a prefix length (0-{max})"))?;
+            Host::Net { addr, prefix }
+        } else if let Ok(addr) = host.parse::<IpAddr>() {
+            Host::Net { addr, prefix: if addr.is_ipv4() { 32 } else { 128 } }
+        } else if !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+            Host::Name(host.to_ascii_lowercase())
+        } else {
+            return Err(format!("{host:?} is not an IP address, a CIDR, a host name or *"));
+        };
+        Ok(Self { host, port })
+    }
+
+    /// Matches `addr`, with `names` the addresses its name resolved to (for [`Host::Name`]).
+    fn matches(&self, addr: &SocketAddr, names: &BTreeMap<String, Vec<IpAddr>>) -> bool {
+        if self.port.is_some_and(|p| p != addr.port()) {
+            return false;
+        }
+        match &self.host {
+            Host::Any => true,
+            Host::Net { addr: net, prefix } => in_net(addr.ip(), *net, *prefix),
+            Host::Name(n) => names.get(n).is_some_and(|ips| ips.contains(&addr.ip())),
+        }
+    }
+}
+
+fn in_net(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix as u32) };
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix as u32) };
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// One layer's egress rules: an address must pass every layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EgressLayer {
+    /// Where the rules come from, for the denial message.
+    pub source: String,
+    pub rules: Vec<EgressRule>,
+}
+
+/// Outbound connections: allowed when every layer has a rule that matches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Egress {
+    pub layers: Vec<EgressLayer>,
+}
+
+impl Egress {
+    /// True when nothing restricts egress (no layer).
+    pub fn unrestricted(&self) -> bool {
+        self.layers.is_empty()
+    }
+
+    /// True when no destination can pass (some layer has no rule).
+    pub fn denies_all(&self) -> bool {
+        self.layers.iter().any(|l| l.rules.is_empty())
+    }
+
+    /// The host names the rules mention, to resolve when the guest starts.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .layers
+            .iter()
+            .flat_map(|l| &l.rules)
+            .filter_map(|r| match &r.host {
+                Host::Name(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// None when `addr` may be reached, else the source of the layer that denies it.
+    pub fn check(&self, addr: &SocketAddr, names: &BTreeMap<String, Vec<IpAddr>>) -> Option<&str> {
+        self.layers
+            .iter()
+            .find(|l| !l.rules.iter().any(|r| r.matches(addr, names)))
+            .map(|l| l.source.as_str())
+    }
+}
+
+/// Everything the capability layers grant a guest, beyond the spec.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    pub preopens: Preopens,
+    /// The guest is ended after this long (exit status [`TIMEOUT_EXIT`]).
+    pub timeout: Option<Duration>,
+    pub egress: Egress,
+}
+
+impl Policy {
+    /// The policy for a container: `config` (None: no operator file) read from
+    /// `config_source`, narrowed by the spec's `annotations`.
+    pub fn new(
+        config: Option<&OperatorConfig>,
+        config_source: &str,
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<Self, PolicyError> {
+        for key in annotations.keys().filter(|k| k.starts_with(PREFIX)) {
+            if !KNOWN.contains(&key.as_str()) {
+                return Err(PolicyError::Annotation {
+                    key: key.clone(),
+                    value: annotations[key].clone(),
+                    message: format!("unknown wasmbox annotation (known: {})", KNOWN.join(", ")),
+                });
+            }
+        }
+        let bad = |key: &str, message: String| PolicyError::Annotation {
+            key: key.to_string(),
+            value: annotations.get(key).cloned().unwrap_or_default(),
+            message,
+        };
+        let config_err = |message: String| PolicyError::Config {
+            source_name: config_source.to_string(),
+            message,
+        };
+        let default = OperatorConfig::default();
+        let config = config.unwrap_or(&default);
+
+        let preopens = match annotations.get(PREOPENS) {
+            None => Preopens::Root,
+            Some(v) => parse_preopens(v).map_err(|m| bad(PREOPENS, m))?,
+        };
+
+        let max = config.limits.max_timeout.as_deref().map(parse_duration).transpose().map_err(config_err)?;
+        let default_timeout = config.limits.default_timeout.as_deref().map(parse_duration).transpose().map_err(config_err)?;
+        let timeout = match annotations.get(TIMEOUT) {
+            Some(v) => {
+                let t = parse_duration(v).map_err(|m| bad(TIMEOUT, m))?;
+                if let Some(max) = max.filter(|m| t > *m) {
+                    return Err(bad(
+                        TIMEOUT,
+                        format!("longer than limits.max_timeout ({}) in {config_source}", show_duration(max)),
+                    ));
+                }
+                Some(t)
+            }
+            None => match (default_timeout, max) {
+                (Some(d), Some(m)) => Some(d.min(m)),
+                (d, m) => d.or(m),
+            },
+        };
+
+        let mut egress = Egress::default();
+        if config.egress.default == Default_::Deny {
+            let rules = parse_rules(&config.egress.allow).map_err(config_err)?;
+            egress.layers.push(EgressLayer {
+                source: format!("{config_source} (egress.default = \"deny\")"),
+                rules,
+            });
+        }
+        if let Some(v) = annotations.get(EGRESS) {
+            let list: Vec<String> = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+            let rules = if v.trim() == "none" { Vec::new() } else { parse_rules(&list).map_err(|m| bad(EGRESS, m))? };
+            egress.layers.push(EgressLayer {
+                source: format!("annotation {EGRESS}"),
+                rules,
+            });
+        }
+        Ok(Self {
+            preopens,
+            timeout,
+            egress,
+        })
+    }
+}
+
+fn parse_rules(list: &[String]) -> Result<Vec<EgressRule>, String> {
+    list.iter()
+        .map(|r| EgressRule::parse(r).map_err(|m| format!("{r:?}: {m}")))
+        .collect()
+}
+
+/// `none`, or a comma-separated list of absolute paths, each optionally `:ro`.
+fn parse_preopens(value: &str) -> Result<Preopens, String> {
+    if value.trim() == "none" {
+        return Ok(Preopens::None);
+    }
+    let mut list: Vec<Preopen> = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (path, read_only) = match item.rsplit_once(':') {
+            Some((p, "ro")) => (p, true),
+            Some((p, "rw")) => (p, false),
+            Some((_, opt)) => return Err(format!("{item:?}: unknown option {opt:?} (ro or rw)")),
+            None => (item, false),
+        };
+        if !path.starts_with('/') {
+            return Err(format!("{path:?} is not an absolute path"));
+        }
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+        if parts.contains(&"..") {
+            return Err(format!("{path:?} contains \"..\""));
+        }
+        let path = format!("/{}", parts.join("/"));
+        if list.iter().any(|p| p.path == path) {
+            return Err(format!("{path:?} is listed twice"));
+        }
+        list.push(Preopen { path, read_only });
+    }
+    if list.is_empty() {
+        return Err("no directories (say \"none\" for no filesystem)".into());
+    }
+    Ok(Preopens::Only(list))
+}
+
+/// `500ms`, `30s`, `5m`, `2h`, or a number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 30s, 5m, 2h)"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(format!("{s:?} is not a duration (e.g. 500ms, 30s, 5m, 2h)")),
+    };
+    if d.is_zero() {
+        return Err("a timeout must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+fn show_duration(d: Duration) -> String {
+    if d.subsec_millis() != 0 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn defaults_are_what_runc_allows() {
+        let p = Policy::new(None, "none", &ann(&[("io.kubernetes.cri.sandbox-id", "x")])).unwrap();
+        assert_eq!(p, Policy::default());
+        assert_eq!(p.preopens, Preopens::Root);
+        assert!(p.egress.unrestricted() && p.timeout.is_none());
+    }
+
+    #[test]
+    fn unknown_and_bad_annotations_are_named() {
+        let e = Policy::new(None, "f", &ann(&[("wasmbox.dev/preopen", "/data")])).unwrap_err().to_string();
+        assert!(e.contains("wasmbox.dev/preopen") && e.contains("unknown wasmbox annotation") && e.contains(PREOPENS), "{e}");
+        let e = Policy::new(None, "f", &ann(&[(TIMEOUT, "soon")])).unwrap_err().to_string();
+        assert!(e.contains("wasmbox.dev/timeout=\"soon\"") && e.contains("e.g. 500ms"), "{e}");
+        let e = Policy::new(None, "f", &ann(&[(PREOPENS, "data")])).unwrap_err().to_string();
+        assert!(e.contains("not an absolute path"), "{e}");
+        let e = Policy::new(None, "f", &ann(&[(PREOPENS, "/a/../etc")])).unwrap_err().to_string();
+        assert!(e.contains("\"..\""), "{e}");
+        let e = Policy::new(None, "f", &ann(&[(EGRESS, "10.0.0.0/33:80")])).unwrap_err().to_string();
+        assert!(e.contains("prefix length"), "{e}");
+        let e = Policy::new(None, "f", &ann(&[(EGRESS, "db:http")])).unwrap_err().to_string();
+        assert!(e.contains("is not a port"), "{e}");
+    }
+
+    #[test]
+    fn preopens_narrow_the_tree() {
+        let p = Policy::new(None, "f", &ann(&[(PREOPENS, "/data:ro, /tmp/, /./x//y")])).unwrap();
+        assert_eq!(
+            p.preopens,
+            Preopens::Only(vec![
+                Preopen { path: "/data".into(), read_only: true },
+                Preopen { path: "/tmp".into(), read_only: false },
+                Preopen { path: "/x/y".into(), read_only: false },
+            ])
+        );
+        assert_eq!(Policy::new(None, "f", &ann(&[(PREOPENS, "none")])).unwrap().preopens, Preopens::None);
+        assert!(Policy::new(None, "f", &ann(&[(PREOPENS, "/a,/a")])).is_err());
+        assert!(Policy::new(None, "f", &ann(&[(PREOPENS, "/a:rx")])).is_err());
+    }
+
+    #[test]
+    fn timeouts_are_capped_by_the_operator() {
+        let config = OperatorConfig::parse("[limits]\nmax_timeout = \"1m\"\ndefault_timeout = \"2m\"\n", "/etc/wasmbox/config.toml").unwrap();
+        let p = Policy::new(Some(&config), "/etc/wasmbox/config.toml", &ann(&[(TIMEOUT, "30s")])).unwrap();
+        assert_eq!(p.timeout, Some(Duration::from_secs(30)));
+        let e = Policy::new(Some(&config), "/etc/wasmbox/config.toml", &ann(&[(TIMEOUT, "2m")])).unwrap_err().to_string();
+        assert!(e.contains("limits.max_timeout (60s) in /etc/wasmbox/config.toml"), "{e}");
+        // The default never exceeds the cap.
+        let p = Policy::new(Some(&config), "c", &ann(&[])).unwrap();
+        assert_eq!(p.timeout, Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_duration("0s").is_err() && parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn config_errors_name_the_file_and_key() {
+        let e = OperatorConfig::parse("[egress]\ndefualt = \"deny\"\n", "/etc/wasmbox/strict.toml").unwrap_err().to_string();
+        assert!(e.starts_with("/etc/wasmbox/strict.toml:") && e.contains("defualt") && e.contains("default"), "{e}");
+        let e = OperatorConfig::parse("[egress]\ndefault = \"block\"\n", "f.toml").unwrap_err().to_string();
+        assert!(e.contains("block") && e.contains("allow") && e.contains("deny"), "{e}");
+        let e = OperatorConfig::parse("[egress]\ndefault = \"deny\"\nallow = [\"nope\"]\n", "f.toml").unwrap_err().to_string();
+        assert!(e.contains("egress.allow[0]"), "{e}");
+        let e = OperatorConfig::parse("[limits]\nmax_timeout = \"forever\"\n", "f.toml").unwrap_err().to_string();
+        assert!(e.contains("limits.max_timeout"), "{e}");
+        assert_eq!(OperatorConfig::parse("", "f").unwrap(), OperatorConfig::default());
+    }
+
+    #[test]
+    fn egress_layers_only_narrow() {
+        let names = BTreeMap::from([("db.default.svc".to_string(), vec!["10.96.0.7".parse().unwrap()])]);
+        // The pod's list alone.
+        let p = Policy::new(None, "f", &ann(&[(EGRESS, "10.0.0.0/8:5432, db.default.svc:5432, *:443")])).unwrap();
+        assert_eq!(p.egress.names(), vec!["db.default.svc".to_string()]);
+        assert_eq!(p.egress.check(&addr("10.1.2.3:5432"), &names), None);
+        assert_eq!(p.egress.check(&addr("10.96.0.7:5432"), &names), None);
+        assert_eq!(p.egress.check(&addr("93.184.216.34:443"), &names), None);
+        assert_eq!(p.egress.check(&addr("93.184.216.34:80"), &names), Some("annotation wasmbox.dev/egress"));
+        assert_eq!(p.egress.check(&addr("[::ffff:10.1.2.3]:5432"), &names), None, "IPv4-mapped IPv6");
+
+        // The operator denies by default and allows the cluster's network: the pod cannot
+        // widen that with its own rules.
+        let config = OperatorConfig::parse("[egress]\ndefault = \"deny\"\nallow = [\"10.0.0.0/8:*\"]\n", "strict.toml").unwrap();
+        let p = Policy::new(Some(&config), "strict.toml", &ann(&[(EGRESS, "*:443")])).unwrap();
+        assert_eq!(p.egress.check(&addr("10.0.0.1:443"), &names), None);
+        assert_eq!(
+            p.egress.check(&addr("93.184.216.34:443"), &names),
+            Some("strict.toml (egress.default = \"deny\")")
+        );
+        let p = Policy::new(Some(&config), "strict.toml", &ann(&[])).unwrap();
+        assert!(!p.egress.denies_all());
+        let p = Policy::new(None, "f", &ann(&[(EGRESS, "none")])).unwrap();
+        assert!(p.egress.denies_all());
+        assert_eq!(EgressRule::parse("[fd00::/8]:443").unwrap().port, Some(443));
+    }
+
+    #[test]
+    fn the_policy_travels_as_json() {
+        let p = Policy::new(None, "f", &ann(&[(PREOPENS, "/data:ro"), (TIMEOUT, "3s"), (EGRESS, "db:5432")])).unwrap();
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(serde_json::from_str::<Policy>(&json).unwrap(), p);
+    }
+}
