@@ -182,7 +182,12 @@ pub fn probe_main(args: &[String]) -> Result<()> {
     };
     let t = Instant::now();
     // The probe runs on the host: the guest gets no filesystem of it.
-    let granted = wasmbox_wasm::run::Granted { dirs: None, memory: None };
+    let policy = wasmbox_wasm::policy::Policy::default();
+    let granted = wasmbox_wasm::run::Granted {
+        dirs: None,
+        memory: None,
+        policy: &policy,
+    };
     let exit_code = wasmbox_wasm::run::run(&program, &sandbox, granted);
     let run_ms = ms(t);
 

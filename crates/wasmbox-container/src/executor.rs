@@ -64,6 +64,8 @@ pub struct WasmWorkload {
     pub program: Program,
     pub argv0: String,
     pub guest_fs: OwnedFd,
+    /// The capability policy (preopens, timeout, egress) the shim made at Create.
+    pub policy: wasmbox_wasm::policy::Policy,
 }
 
 /// Runs the wasm workload if there is one, else execs natively.
@@ -126,6 +128,7 @@ impl Executor for WasmboxExecutor {
             let granted = Granted {
                 dirs: Some(GuestDirs { root: fs.root.as_fd() }),
                 memory: fs.memory.map(|(usage, limit)| MemoryCgroup { usage, limit }),
+                policy: &w.policy,
             };
             let status = wasmbox_wasm::run::run(&w.program, &sandbox, granted);
             drop(fs.namespace);

@@ -10,6 +10,7 @@ mod exits;
 mod helper;
 mod logging;
 mod manager;
+mod policy;
 mod metrics;
 mod rootfs;
 mod service;

@@ -45,6 +45,7 @@ use crate::helper::parent::{self, HelperError};
 use crate::helper::request::{CreateRequest, ExecSpec, WasmRequest};
 use crate::stdio::StdinForwarder;
 use crate::task::{StateError, Status, TaskState};
+use wasmbox_wasm::policy::Policy;
 use crate::{metrics, rootfs};
 
 /// A task and what the shim holds for it.
@@ -58,6 +59,8 @@ struct Entry {
     /// The init's terminal, when it has one.
     console: Option<Arc<Console>>,
     rootfs_mounted: bool,
+    /// The capability policy made at Create; wasm execs get it too.
+    policy: Policy,
     /// Processes exec'd into the container, by exec id.
     execs: HashMap<String, ExecProc>,
 }
@@ -81,6 +84,7 @@ struct ExecProc {
 /// What Create made.
 struct Created {
     pid: i32,
+    policy: Policy,
     rootfs_mounted: bool,
     stdin: Option<StdinForwarder>,
     console: Option<Arc<Console>>,
@@ -356,6 +360,7 @@ impl Service {
             guest_path: wasm.guest_path,
             func: wasm.func,
             trampoline,
+            policy: Default::default(),
         })
     }
 
@@ -402,13 +407,19 @@ impl Service {
                 rootfs::unmount(&rootfs);
             }
         };
-        let wasm = match self.prepare_wasm(&req.id, &spec, &rootfs) {
-            Ok(w) => w,
+        let fs = entrypoint::ContainerFs::from_spec(&rootfs, &spec);
+        let planned = crate::policy::for_container(req.options.as_ref(), &spec, &fs)
+            .and_then(|policy| Ok((self.prepare_wasm(&req.id, &spec, &rootfs)?, policy)));
+        let (mut wasm, policy) = match planned {
+            Ok(p) => p,
             Err(e) => {
                 undo_mount(mounted);
                 return Err(e);
             }
         };
+        if let Some(w) = &mut wasm {
+            w.policy = policy.clone();
+        }
         let cgroups_path = spec
             .linux()
             .as_ref()
@@ -463,6 +474,7 @@ impl Service {
         match result {
             Ok((pid, console)) => Ok(Created {
                 pid,
+                policy,
                 rootfs_mounted: mounted,
                 stdin: forwarder,
                 console,
@@ -725,6 +737,7 @@ impl Task for Service {
         }
         let Created {
             pid,
+            policy,
             rootfs_mounted,
             stdin,
             console,
@@ -758,6 +771,7 @@ impl Task for Service {
                     stdin,
                     console,
                     rootfs_mounted,
+                    policy,
                     execs: HashMap::new(),
                 },
             );
@@ -1087,7 +1101,7 @@ impl Task for Service {
             .unwrap_or_default();
         let process: Process = serde_json::from_slice(value)
             .map_err(|e| bad(format!("the process is not an OCI process spec: {e}")))?;
-        let bundle = self.with_entry(&req.id, |e| {
+        let (bundle, policy) = self.with_entry(&req.id, |e| {
             e.state.check_alive().map_err(state_error)?;
             if e.execs.contains_key(&req.exec_id) {
                 return Err(rpc_error(
@@ -1095,7 +1109,7 @@ impl Task for Service {
                     format!("exec {} already exists in {}", req.exec_id, req.id),
                 ));
             }
-            Ok(e.state.bundle.clone())
+            Ok((e.state.bundle.clone(), e.policy.clone()))
         })?;
         let spec = load_spec(&bundle).map_err(bad)?;
         let args = process.args().clone().unwrap_or_default();
@@ -1109,7 +1123,8 @@ impl Task for Service {
             .map_err(bad)?
         {
             Resolved::Native => None,
-            Resolved::Wasm(w) => Some(w),
+            // The init's sandbox rules, policy included.
+            Resolved::Wasm(w) => Some(WasmRequest { policy, ..w }),
             Resolved::Missing => return Err(bad(nothing_runnable(arg0))),
         };
         let process_json = state_root(&bundle).join(format!("exec-{}.json", req.exec_id));

@@ -172,6 +172,16 @@ impl ContainerFs {
             .map(|(_, _, m, r)| (m, r))
     }
 
+    /// True when `path` will be a directory in the container: a mount point (or above one), or
+    /// a directory of the rootfs or of a bind mount's source.
+    pub fn has_dir(&self, path: &str) -> bool {
+        let p = normalize(path);
+        if p == "/" || self.mounts.iter().any(|m| m.destination == p || m.destination.starts_with(&format!("{p}/"))) {
+            return true;
+        }
+        matches!(self.open(&p), Ok(Some(Found::Directory)))
+    }
+
     /// Opens `path` (absolute, in the container) read-only.
     fn open(&self, path: &str) -> Result<Option<Found>, WasmError> {
         let err = |e: nix::Error| WasmError::ReadEntrypoint {

@@ -11,6 +11,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::memory::{Budget, MemoryCgroup};
+use crate::policy::{Policy, Preopens, TIMEOUT_EXIT};
 use crate::program::{Code, Program};
 use crate::sandbox::{GuestDirs, SandboxSpec};
 use crate::terminate;
@@ -48,6 +49,8 @@ pub enum Outcome {
     Exited(i32),
     Signaled(i32),
     Trapped(String),
+    /// Ended by the policy's timeout.
+    TimedOut(std::time::Duration),
 }
 
 impl Outcome {
@@ -56,6 +59,7 @@ impl Outcome {
             Outcome::Exited(code) => *code,
             Outcome::Signaled(sig) => terminate::exit_status(*sig),
             Outcome::Trapped(_) => TRAP_EXIT,
+            Outcome::TimedOut(_) => TIMEOUT_EXIT,
         }
     }
 
@@ -66,6 +70,8 @@ impl Outcome {
             Err(e) => {
                 if let Some(exit) = e.downcast_ref::<I32Exit>() {
                     Outcome::Exited(exit.0)
+                } else if let Some(after) = terminate::timed_out() {
+                    Outcome::TimedOut(after)
                 } else if let Some(sig) = signal {
                     Outcome::Signaled(sig)
                 } else {
@@ -76,11 +82,12 @@ impl Outcome {
     }
 }
 
-/// What the container hands the guest beyond the spec: its directories and the container's
-/// memory cgroup (for the memory budget).
+/// What the container hands the guest beyond the spec: its directories, the container's
+/// memory cgroup (for the memory budget) and the capability policy.
 pub struct Granted<'a> {
     pub dirs: Option<GuestDirs<'a>>,
     pub memory: Option<MemoryCgroup>,
+    pub policy: &'a Policy,
 }
 
 /// Runs `program` with what `sandbox` and `granted` give it; returns the process exit status.
@@ -88,14 +95,23 @@ pub fn run(program: &Program, sandbox: &SandboxSpec, granted: Granted<'_>) -> i3
     if let Err(e) = terminate::install(&program.engine) {
         log::warn!("cannot install signal handling: {e}");
     }
+    if let Some(after) = granted.policy.timeout {
+        if let Err(e) = terminate::arm_timeout(&program.engine, after, &program.guest_path) {
+            log::warn!("cannot arm the timeout: {e}");
+        }
+    }
     let outcome = match execute(program, sandbox, granted) {
         Ok(outcome) => outcome,
         Err(e) => Outcome::Trapped(format!("{e:?}")),
     };
     let _ = std::io::stdout().flush();
-    if let Outcome::Trapped(msg) = &outcome {
-        let _ = writeln!(std::io::stderr(), "wasmbox: {}: {msg}", program.guest_path);
-        log::error!("{}: guest trapped: {msg}", program.guest_path);
+    match &outcome {
+        Outcome::Trapped(msg) => {
+            let _ = writeln!(std::io::stderr(), "wasmbox: {}: {msg}", program.guest_path);
+            log::error!("{}: guest trapped: {msg}", program.guest_path);
+        }
+        Outcome::TimedOut(after) => terminate::report_timeout(&program.guest_path, *after),
+        _ => {}
     }
     outcome.exit_status()
 }
@@ -103,23 +119,37 @@ pub fn run(program: &Program, sandbox: &SandboxSpec, granted: Granted<'_>) -> i3
 /// Preopens the directory `dir` as `guest`. Wasmtime opens preopens by path, so the runner
 /// changes into the directory and opens `.`: no path in the container's own mount namespace
 /// (which still has `/proc`) is ever looked up.
-fn preopen(b: &mut WasiCtxBuilder, dir: BorrowedFd<'_>, guest: &str) -> wasmtime::Result<()> {
+fn preopen(b: &mut WasiCtxBuilder, dir: BorrowedFd<'_>, guest: &str, perms: FsPerms) -> wasmtime::Result<()> {
     nix::unistd::fchdir(dir.as_raw_fd()).map_err(|e| wasmtime::format_err!("preopen {guest}: {e}"))?;
-    // Read-write: the kernel refuses writes to read-only mounts (EROFS), as under runc.
-    b.preopened_dir(".", guest, FsPerms::ReadWrite)?;
+    // Read-write unless the policy says otherwise: the kernel refuses writes to read-only
+    // mounts (EROFS), as under runc.
+    b.preopened_dir(".", guest, perms)?;
     Ok(())
 }
 
-fn wasi_builder(sandbox: &SandboxSpec, dirs: Option<GuestDirs<'_>>) -> wasmtime::Result<WasiCtxBuilder> {
+fn wasi_builder(sandbox: &SandboxSpec, dirs: Option<GuestDirs<'_>>, policy: &Policy) -> wasmtime::Result<WasiCtxBuilder> {
     let mut b = WasiCtxBuilder::new();
     b.args(&sandbox.args).envs(&sandbox.env).inherit_stdio().initial_cwd(&sandbox.cwd);
     if let Some(dirs) = dirs {
-        // One preopen, "/": wasi-libc resolves every path (relative ones too, until the guest
-        // calls chdir) by the longest matching preopen name, and a "." would be taken for "/".
-        preopen(&mut b, dirs.root, "/")?;
+        match &policy.preopens {
+            // One preopen, "/": wasi-libc resolves every path (relative ones too, until the
+            // guest calls chdir) by the longest matching preopen name, and a "." would be
+            // taken for "/".
+            Preopens::Root => preopen(&mut b, dirs.root, "/", FsPerms::ReadWrite)?,
+            Preopens::None => {}
+            Preopens::Only(list) => {
+                for p in list {
+                    // Opened beneath the guest's root: no symlink or ".." leads out of it.
+                    let dir = crate::sandbox::open_dir_beneath(dirs.root, &p.path)
+                        .map_err(|e| wasmtime::format_err!("preopen {}: {e}", p.path))?;
+                    let perms = if p.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+                    preopen(&mut b, std::os::fd::AsFd::as_fd(&dir), &p.path, perms)?;
+                }
+            }
+        }
     }
     if sandbox.network {
-        b.inherit_network().allow_ip_name_lookup(true);
+        crate::egress::apply(&mut b, &policy.egress);
     }
     Ok(b)
 }
@@ -127,15 +157,20 @@ fn wasi_builder(sandbox: &SandboxSpec, dirs: Option<GuestDirs<'_>>) -> wasmtime:
 /// Stops guest code at the next epoch check once a termination signal arrived.
 fn arm_epoch<T: 'static>(store: &mut Store<T>) {
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|_| match terminate::requested() {
-        Some(sig) => Err(wasmtime::format_err!("terminated by signal {sig}")),
-        None => Ok(UpdateDeadline::Continue(1)),
+    store.epoch_deadline_callback(|_| {
+        if let Some(after) = terminate::timed_out() {
+            return Err(wasmtime::format_err!("timed out after {after:?}"));
+        }
+        match terminate::requested() {
+            Some(sig) => Err(wasmtime::format_err!("terminated by signal {sig}")),
+            None => Ok(UpdateDeadline::Continue(1)),
+        }
     });
 }
 
 fn execute(program: &Program, sandbox: &SandboxSpec, granted: Granted<'_>) -> wasmtime::Result<Outcome> {
     let engine = &program.engine;
-    let mut wasi = wasi_builder(sandbox, granted.dirs)?;
+    let mut wasi = wasi_builder(sandbox, granted.dirs, granted.policy)?;
     let limits = Budget::new(granted.memory, sandbox.memory_limit);
     let result = match &program.code {
         Code::Module {
@@ -144,8 +179,10 @@ fn execute(program: &Program, sandbox: &SandboxSpec, granted: Granted<'_>) -> wa
             base,
             trampoline,
         } => {
+            // The EROFS wrappers know the "/" preopen only (descriptor 3).
             let root = granted
                 .dirs
+                .filter(|_| granted.policy.preopens == Preopens::Root)
                 .map(|d| d.root.try_clone_to_owned())
                 .transpose()
                 .map_err(|e| wasmtime::format_err!("duplicate the guest's root: {e}"))?;

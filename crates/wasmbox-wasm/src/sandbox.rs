@@ -32,6 +32,20 @@ pub struct GuestDirs<'a> {
     pub root: BorrowedFd<'a>,
 }
 
+/// Opens directory `path` beneath `root` as the guest would reach it: absolute symlinks and
+/// `..` stay inside `root`.
+pub fn open_dir_beneath(root: BorrowedFd<'_>, path: &str) -> nix::Result<std::os::fd::OwnedFd> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let target = path.trim_start_matches('/');
+    let fd = nix::fcntl::openat2(root.as_raw_fd(), if target.is_empty() { "." } else { target }, how)?;
+    // SAFETY: `openat2` returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
 fn normalize(path: &str) -> String {
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
     format!("/{}", parts.join("/"))

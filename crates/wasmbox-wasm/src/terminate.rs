@@ -20,6 +20,46 @@ pub const TERMINATING: [i32; 7] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SI
 pub const GRACE: Duration = Duration::from_millis(500);
 
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
+/// Milliseconds after which the policy's timeout ended the guest; 0 while it has not.
+static TIMED_OUT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How long the guest ran before its timeout ended it, if it did.
+pub fn timed_out() -> Option<Duration> {
+    match TIMED_OUT_MS.load(Ordering::SeqCst) {
+        0 => None,
+        ms => Some(Duration::from_millis(ms)),
+    }
+}
+
+/// Tells the guest's stderr (the container log) and the shim log why it ended.
+pub fn report_timeout(guest: &str, after: Duration) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "wasmbox: {guest}: timed out after {after:?} (wasmbox.dev/timeout)");
+    log::warn!("{guest}: timed out after {after:?}");
+}
+
+/// Ends the guest once `after` has passed (exit status [`crate::policy::TIMEOUT_EXIT`]): guest
+/// code stops at its next epoch check, a guest blocked in a host call after [`GRACE`].
+pub fn arm_timeout(engine: &Engine, after: Duration, guest: &str) -> std::io::Result<()> {
+    let engine = engine.clone();
+    let guest = guest.to_string();
+    std::thread::Builder::new().name("wasmbox-timeout".into()).spawn(move || {
+        // The timer itself: this thread has nothing else to wait for.
+        std::thread::sleep(after);
+        if requested().is_some() {
+            return;
+        }
+        TIMED_OUT_MS.store(after.as_millis().max(1) as u64, Ordering::SeqCst);
+        engine.increment_epoch();
+        std::thread::sleep(GRACE);
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        report_timeout(&guest, after);
+        // SAFETY: as for signals: end the process without running destructors.
+        unsafe { libc::_exit(crate::policy::TIMEOUT_EXIT) };
+    })?;
+    Ok(())
+}
 
 /// The signal that asked the guest to stop, if any.
 pub fn requested() -> Option<i32> {

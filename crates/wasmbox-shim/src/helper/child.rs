@@ -150,6 +150,7 @@ fn run(request_json: &str) -> Result<i32, (String, bool)> {
                 program,
                 argv0: w.guest_path.clone(),
                 guest_fs: init_end,
+                policy: w.policy.clone(),
             });
             (executor, Some(to_init))
         }

@@ -15,6 +15,9 @@ pub struct WasmRequest {
     pub func: Option<String>,
     /// Cache entry of the EROFS trampoline, for core modules (see `wasmbox_wasm::rofs`).
     pub trampoline: Option<PathBuf>,
+    /// What the guest may do beyond the spec (operator config and annotations).
+    #[serde(default)]
+    pub policy: wasmbox_wasm::policy::Policy,
 }
 
 /// An exec into the container instead of a create: the process runs in the existing container.
@@ -75,6 +78,10 @@ mod tests {
                 guest_path: "/app.wasm".into(),
                 func: Some("run".into()),
                 trampoline: Some("/c/t.cwasm".into()),
+                policy: wasmbox_wasm::policy::Policy {
+                    timeout: Some(std::time::Duration::from_secs(3)),
+                    ..Default::default()
+                },
             }),
             exec: Some(ExecSpec {
                 exec_id: "e1".into(),

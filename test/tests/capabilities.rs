@@ -1,0 +1,165 @@
+//! The capability policy: `wasmbox.dev/` annotations narrow the guest (preopens, timeout), the
+//! operator's config file (the runtime's ConfigPath) sets defaults and caps, and a bad
+//! annotation or file fails Create with a message naming it.
+
+use std::path::PathBuf;
+
+use wasmbox_integration::ctr::RunSpec;
+use wasmbox_integration::image::compat_image;
+use wasmbox_integration::probe::Probe;
+use wasmbox_integration::suite::{assert_clean, import_compat, start};
+use wasmbox_integration::{guests, ids, require_integration, Containerd, RunOutput};
+
+fn annotation(key: &str, value: &str) -> String {
+    format!("--annotation={key}={value}")
+}
+
+/// Runs `spec` to the end with `--rm`; checks nothing is left.
+fn run(containerd: &Containerd, spec: &RunSpec) -> RunOutput {
+    let out = containerd.run(spec).unwrap();
+    if containerd.container_ids().unwrap().contains(&spec.id) {
+        let _ = containerd.delete_container(&spec.id);
+    }
+    assert_clean(containerd, &spec.id);
+    out
+}
+
+/// An operator config file of this test.
+fn config_file(containerd: &Containerd, name: &str, text: &str) -> PathBuf {
+    let path = containerd.paths().work.join(format!("{}.toml", ids::container_id(name)));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The probe with a data directory, a secret outside it, and links from inside out.
+fn probe_image(containerd: &Containerd, name: &str) -> String {
+    let image = compat_image(&ids::image_ref(name), &guests::fs_probe().unwrap())
+        .file("/data/hello.txt", b"data file\n".to_vec(), 0o644)
+        .file("/etc/secret", b"secret\n".to_vec(), 0o644)
+        .dir("/scratch", 0o777)
+        .symlink("/data/abs-dir", "/etc")
+        .symlink("/data/abs-file", "/etc/secret")
+        .symlink("/data/rel-dir", "../etc")
+        .symlink("/data/chain", "rel-dir");
+    containerd.import_image(image).unwrap()
+}
+
+const ESCAPES: &[&str] = &[
+    "read:/etc/secret",
+    "read:/app.wasm",
+    "read:/data/../etc/secret",
+    "read:/data/abs-dir/secret",
+    "read:/data/abs-file",
+    "read:/data/rel-dir/secret",
+    "read:/data/chain/secret",
+    "list:/",
+    "list:/etc",
+];
+
+#[test]
+fn preopens_annotation_narrows_the_guests_filesystem() {
+    require_integration!();
+    let containerd = start();
+    let image = probe_image(&containerd, "cap-preopens");
+    let id = ids::container_id("cap-preopens");
+    let mut ops = vec!["preopens", "read:/data/hello.txt", "list:/data", "create:/data/new", "create:/scratch/new"];
+    ops.extend_from_slice(ESCAPES);
+    let spec = RunSpec::new(&image, &id)
+        .flag(&annotation("wasmbox.dev/preopens", "/data:ro,/scratch"))
+        .args(["/app.wasm"])
+        .args(&ops);
+    let out = run(&containerd, &spec);
+    assert_eq!(out.code, 0, "{out:?}");
+    let p = Probe::parse(&out.stdout);
+    // Exactly the two directories, in the order given, under their own names.
+    assert_eq!(p.ok("preopens"), "/data,/scratch");
+    assert_eq!(p.ok("read:/data/hello.txt"), "data file");
+    assert!(p.ok("list:/data").contains("hello.txt"));
+    p.err("create:/data/new");
+    p.ok("create:/scratch/new");
+    for op in ESCAPES {
+        p.err(op);
+    }
+}
+
+#[test]
+fn preopens_none_gives_no_filesystem() {
+    require_integration!();
+    let containerd = start();
+    let image = probe_image(&containerd, "cap-nofs");
+    let id = ids::container_id("cap-nofs");
+    let spec = RunSpec::new(&image, &id)
+        .flag(&annotation("wasmbox.dev/preopens", "none"))
+        .args(["/app.wasm", "preopens", "read:/data/hello.txt", "list:/"]);
+    let out = run(&containerd, &spec);
+    assert_eq!(out.code, 0, "{out:?}");
+    let p = Probe::parse(&out.stdout);
+    assert_eq!(p.ok("preopens"), "");
+    p.err("read:/data/hello.txt");
+    p.err("list:/");
+}
+
+#[test]
+fn bad_annotations_and_config_files_fail_create_with_their_name() {
+    require_integration!();
+    let containerd = start();
+    let image = import_compat(&containerd, "cap-bad", &guests::hello().unwrap());
+    let fails = |name: &str, flags: &[String], expect: &[&str]| {
+        let id = ids::container_id(name);
+        let mut spec = RunSpec::new(&image, &id);
+        for f in flags {
+            spec = spec.flag(f);
+        }
+        let out = run(&containerd, &spec);
+        assert_ne!(out.code, 0, "{name}: {out:?}");
+        for e in expect {
+            assert!(out.stderr.contains(e), "{name}: ctr should show {e:?}: {out:?}");
+        }
+    };
+    fails("cap-typo", &[annotation("wasmbox.dev/preopen", "/data")], &["wasmbox.dev/preopen", "unknown wasmbox annotation"]);
+    fails("cap-badtime", &[annotation("wasmbox.dev/timeout", "soon")], &["wasmbox.dev/timeout", "not a duration"]);
+    fails("cap-nodir", &[annotation("wasmbox.dev/preopens", "/nope")], &["\"/nope\" is not a directory in the container"]);
+    fails("cap-egress", &[annotation("wasmbox.dev/egress", "db:http")], &["wasmbox.dev/egress", "is not a port"]);
+
+    let bad = config_file(&containerd, "cap-badconf", "[egress]\ndefualt = \"deny\"\n");
+    fails(
+        "cap-badconf",
+        &[format!("--runtime-config-path={}", bad.display())],
+        &[&bad.display().to_string(), "defualt"],
+    );
+    let missing = containerd.paths().work.join("no-such-wasmbox.toml");
+    fails(
+        "cap-noconf",
+        &[format!("--runtime-config-path={}", missing.display())],
+        &[&missing.display().to_string(), "No such file"],
+    );
+    let capped = config_file(&containerd, "cap-capped", "[limits]\nmax_timeout = \"10s\"\n");
+    fails(
+        "cap-capped",
+        &[format!("--runtime-config-path={}", capped.display()), annotation("wasmbox.dev/timeout", "1h")],
+        &["limits.max_timeout (10s)", &capped.display().to_string()],
+    );
+    // A good file changes nothing for a guest it does not restrict.
+    let good = config_file(&containerd, "cap-goodconf", "[egress]\ndefault = \"allow\"\n[limits]\nmax_timeout = \"1h\"\n");
+    let id = ids::container_id("cap-goodconf");
+    let out = run(&containerd, &RunSpec::new(&image, &id).flag(&format!("--runtime-config-path={}", good.display())));
+    assert_eq!((out.code, out.stdout.as_str()), (0, "hello from wasm\n"), "{out:?}");
+}
+
+#[test]
+fn a_guest_past_its_timeout_ends_with_124() {
+    require_integration!();
+    let containerd = start();
+    let image = import_compat(&containerd, "cap-timeout", &guests::spin().unwrap());
+    // From the annotation, and from the operator's default.
+    let default = config_file(&containerd, "cap-timeout-default", "[limits]\ndefault_timeout = \"1s\"\n");
+    for (name, flag) in [
+        ("cap-timeout", annotation("wasmbox.dev/timeout", "1s")),
+        ("cap-timeout-default", format!("--runtime-config-path={}", default.display())),
+    ] {
+        let id = ids::container_id(name);
+        let out = run(&containerd, &RunSpec::new(&image, &id).flag(&flag));
+        assert_eq!(out.code, 124, "{name}: {out:?}");
+        assert!(out.stderr.contains("timed out after 1s"), "{name}: the reason is on stderr: {out:?}");
+    }
+}
