@@ -6,6 +6,11 @@ use std::path::{Path, PathBuf};
 pub const CRI_NAMESPACE: &str = "k8s.io";
 /// The CRI runtime handler (a pod's `runtimeClassName` maps to it) that selects wasmbox.
 pub const CRI_WASMBOX_HANDLER: &str = "wasmbox";
+/// A second wasmbox handler whose options name an operator config file
+/// ([`Paths::strict_config`], [`STRICT_CONFIG`]): a second RuntimeClass.
+pub const CRI_WASMBOX_STRICT_HANDLER: &str = "wasmbox-strict";
+/// The strict handler's wasmbox config: guests end after 1 s unless they say otherwise.
+pub const STRICT_CONFIG: &str = "[limits]\ndefault_timeout = \"1s\"\nmax_timeout = \"1m\"\n";
 /// The CRI runtime handler for runc, the default runtime.
 pub const CRI_RUNC_HANDLER: &str = "runc";
 
@@ -138,14 +143,28 @@ disabled_plugins = {disabled}
       runtime_type = "io.containerd.runc.v2"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{wasmbox}]
       runtime_type = "io.containerd.wasmbox.v1"
+      # Pod annotations reach the shim only when listed (wasmbox's capability policy).
+      pod_annotations = ["wasmbox.dev/*"]
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{strict}]
+      runtime_type = "io.containerd.wasmbox.v1"
+      pod_annotations = ["wasmbox.dev/*"]
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{strict}.options]
+        ConfigPath = {strict_config}
 "#,
                 sandbox_image = toml_string(&cri.sandbox_image),
                 cni_bin = q(&self.cni_bin()),
                 cni_conf = q(&self.cni_conf()),
                 wasmbox = CRI_WASMBOX_HANDLER,
+                strict = CRI_WASMBOX_STRICT_HANDLER,
+                strict_config = q(&self.strict_config()),
             ));
         }
         text
+    }
+
+    /// The operator config file of [`CRI_WASMBOX_STRICT_HANDLER`].
+    pub fn strict_config(&self) -> PathBuf {
+        self.dir.join("wasmbox-strict.toml")
     }
 
     pub fn cni_bin(&self) -> PathBuf {

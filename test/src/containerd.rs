@@ -80,6 +80,7 @@ impl Containerd {
         fixture.paths.create_dirs()?;
         if fixture.options.cri.is_some() {
             fixture.paths.create_cni_dirs()?;
+            std::fs::write(fixture.paths.strict_config(), crate::config::STRICT_CONFIG)?;
         }
         let config = fixture.paths.config_toml_with(fixture.options.cri.as_ref());
         std::fs::write(&fixture.paths.config, config)?;

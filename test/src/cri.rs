@@ -499,12 +499,26 @@ impl<'a> Pod<'a> {
         test: &str,
         handler: &str,
     ) -> Result<Self> {
+        Self::run_annotated(cri, containerd, test, handler, &[])
+    }
+
+    /// Same, with pod `annotations` (as kubelet passes a pod's metadata.annotations).
+    pub fn run_annotated(
+        cri: &'a Cri,
+        containerd: &'a Containerd,
+        test: &str,
+        handler: &str,
+        annotations: &[(&str, &str)],
+    ) -> Result<Self> {
         let name = ids::container_id(test);
         let log_dir = containerd.paths().work.join("pods").join(&name);
         std::fs::create_dir_all(&log_dir)?;
         // Like kubelet's /kubepods/besteffort/pod<uid>, unique so parallel tests never share it.
         let cgroup_parent = format!("/{name}");
-        let config = pod_config(&name, &log_dir, &cgroup_parent);
+        let mut config = pod_config(&name, &log_dir, &cgroup_parent);
+        config
+            .annotations
+            .extend(annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         // Built first, so that a failed RunPodSandbox is cleaned up by drop as well.
         let mut pod = Self {
             cri,

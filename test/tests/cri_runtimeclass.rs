@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use wasmbox_integration::cri_stream::ExecStream;
-use wasmbox_integration::config::{CRI_NAMESPACE, CRI_RUNC_HANDLER, CRI_WASMBOX_HANDLER};
+use wasmbox_integration::config::{CRI_NAMESPACE, CRI_RUNC_HANDLER, CRI_WASMBOX_HANDLER, CRI_WASMBOX_STRICT_HANDLER};
 use wasmbox_integration::cri::api::{ContainerState, PodSandboxState};
 use wasmbox_integration::cri::{self, Cri, Pod};
 use wasmbox_integration::ctr::parse_task_list;
@@ -507,6 +507,46 @@ fn wasm_layer_image_runs_in_a_pod() {
     );
     pod.assert_nothing_left()
         .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+/// The capability policy through Kubernetes: a pod annotation reaches the shim (the handler's
+/// `pod_annotations`), and a second RuntimeClass whose handler names an operator config file
+/// (`options.ConfigPath`) gets that file's defaults.
+#[test]
+fn pod_annotations_and_a_strict_runtime_class_shape_the_guest() {
+    require_integration!();
+    let containerd = start();
+    let cri = connect(&containerd);
+    let probe = cri::import_image(&containerd, image::compat_image(&ids::image_ref("cri-cap-probe"), &guests::fs_probe().unwrap()))
+        .unwrap();
+    let spin = cri::import_image(&containerd, image::compat_image(&ids::image_ref("cri-cap-spin"), &guests::spin().unwrap()))
+        .unwrap();
+
+    // `wasmbox.dev/preopens: none` on the pod: the guest has no filesystem.
+    let pod = Pod::run_annotated(&cri, &containerd, "cri-cap-none", CRI_WASMBOX_HANDLER, &[("wasmbox.dev/preopens", "none")]);
+    let mut pod = must(&containerd, "RunPodSandbox", "RunPodSandbox", pod);
+    let mut config = cri::container_config("probe", &probe);
+    config.args = vec!["preopens".into(), "read:/app.wasm".into()];
+    let id = must(&containerd, &pod.id.clone(), "CreateContainer", pod.create_container(&config));
+    must(&containerd, &id, "StartContainer", cri.start_container(&id));
+    let exited = cri.wait_container_state(&id, ContainerState::ContainerExited, EXIT_TIMEOUT);
+    assert_eq!(must(&containerd, &id, "probe", exited).exit_code, 0);
+    assert_log(&pod.log_path(&config), &[("stdout", "preopens ok "), ("stdout", "read:/app.wasm err ENOTCAPABLE")]);
+    must(&containerd, &pod.id.clone(), "stopping and removing the pod", pod.stop_and_remove());
+    pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
+
+    // The strict RuntimeClass: its file ends a spinning guest after 1 s (exit 124).
+    let pod = Pod::run(&cri, &containerd, "cri-cap-strict", CRI_WASMBOX_STRICT_HANDLER);
+    let mut pod = must(&containerd, "RunPodSandbox", "RunPodSandbox", pod);
+    let config = cri::container_config("spin", &spin);
+    let id = must(&containerd, &pod.id.clone(), "CreateContainer", pod.create_container(&config));
+    must(&containerd, &id, "StartContainer", cri.start_container(&id));
+    let exited = cri.wait_container_state(&id, ContainerState::ContainerExited, EXIT_TIMEOUT);
+    assert_eq!(must(&containerd, &id, "spin", exited).exit_code, 124);
+    let log = std::fs::read_to_string(pod.log_path(&config)).unwrap_or_default();
+    assert!(log.contains("timed out after 1s"), "{log}");
+    must(&containerd, &pod.id.clone(), "stopping and removing the pod", pod.stop_and_remove());
+    pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// The fixture itself, with containerd's own runtime: a runc pod from the same pause image and
