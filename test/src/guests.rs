@@ -32,6 +32,9 @@ pub enum Kind {
     Component,
     /// `<name>.c` with `gcc -static`: a native ELF.
     NativeStatic,
+    /// `<name>.c` against wasi-libc's `wasm32-wasip2` sysroot (its sockets are `wasi:sockets`),
+    /// then a component; see [`wasip2_sysroot`].
+    ComponentP2,
 }
 
 type Cache = Mutex<HashMap<(String, Kind), Arc<Vec<u8>>>>;
@@ -50,6 +53,7 @@ pub fn build(name: &str, kind: Kind) -> Result<Arc<Vec<u8>>> {
         Kind::CWasm => c_module(name)?,
         Kind::Component => component(name)?,
         Kind::NativeStatic => native_static(name)?,
+        Kind::ComponentP2 => component_p2(name)?,
     });
     cache
         .lock()
@@ -64,6 +68,10 @@ pub fn hello() -> Result<Arc<Vec<u8>>> {
 }
 pub fn trap() -> Result<Arc<Vec<u8>>> {
     build("trap", Kind::Wat)
+}
+/// `features.wat`: every proposal wasmbox enables; exits 42 when all work.
+pub fn features() -> Result<Arc<Vec<u8>>> {
+    build("features", Kind::Wat)
 }
 pub fn spin() -> Result<Arc<Vec<u8>>> {
     build("spin", Kind::Wat)
@@ -107,6 +115,11 @@ pub fn native_tty() -> Result<Arc<Vec<u8>>> {
 }
 pub fn component_hello() -> Result<Arc<Vec<u8>>> {
     build("component_hello", Kind::Component)
+}
+/// `connect.c`: one TCP connection to argv[1] (`IPv4:PORT`) over `wasi:sockets`; prints
+/// "connected" (exit 0) or "connect failed: ..." (exit 1).
+pub fn connect() -> Result<Arc<Vec<u8>>> {
+    build("connect", Kind::ComponentP2)
 }
 
 fn source(name: &str, ext: &str) -> Result<PathBuf> {
@@ -157,6 +170,81 @@ fn component(name: &str) -> Result<Vec<u8>> {
         .validate(true)
         .encode()
         .with_context(|| format!("encoding {name} as a component"))
+}
+
+/// The `wasm32-wasip2` sysroot (`include/wasm32-wasip2`, `lib/wasm32-wasip2`):
+/// `WASMBOX_WASIP2_SYSROOT`, else Debian trixie's `wasi-libc` as `make wasi-libc` unpacks it
+/// privately (`$WASMBOX_CI_CACHE/wasi-libc-trixie/usr`). Debian 12's own wasi-libc is preview 1
+/// only: no sockets.
+pub fn wasip2_sysroot() -> PathBuf {
+    let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    env("WASMBOX_WASIP2_SYSROOT").unwrap_or_else(|| {
+        env("WASMBOX_CI_CACHE")
+            .unwrap_or_else(|| PathBuf::from("/var/cache/wasmbox-ci"))
+            .join("wasi-libc-trixie/usr")
+    })
+}
+
+/// A C guest for `wasm32-wasip2`, with Debian 12's clang 14 and wasm-ld 14, which do not know
+/// that target: compiled as `wasm32-wasi` against the p2 headers (they select the p2 socket
+/// layer themselves), linked by hand against the p2 libc, then made a component. The libc
+/// embeds its own component type (the `wasi:sockets` imports); its remaining preview 1 imports
+/// go through the adapter, as for [`Kind::Component`]. `wasip2_alloc.c` replaces the libc's
+/// dlmalloc, which needs the `__heap_end` that only wasm-ld 15+ defines.
+fn component_p2(name: &str) -> Result<Vec<u8>> {
+    let src = source(name, "c")?;
+    let alloc = source("wasip2_alloc", "c")?;
+    let sysroot = wasip2_sysroot();
+    let lib = sysroot.join("lib/wasm32-wasip2");
+    if !lib.join("libc.a").is_file() {
+        bail!(
+            "no wasm32-wasip2 sysroot at {} (`make wasi-libc` unpacks Debian trixie's wasi-libc \
+             there; or set WASMBOX_WASIP2_SYSROOT)",
+            sysroot.display()
+        );
+    }
+    let builtins = clang_print(&["--target=wasm32-wasi", "-print-libgcc-file-name"])?;
+    let headers = PathBuf::from(clang_print(&["-print-resource-dir"])?).join("include");
+    let module = compile(&src, |out| {
+        // One clang call compiles and links (clang drives wasm-ld); -nostdlib keeps it off
+        // Debian 12's preview 1 libc and start files.
+        let mut cmd = Command::new("clang");
+        cmd.args(["--target=wasm32-wasi", "-O2", "-Wall", "-nostdinc", "-nostdlib", "-isystem"])
+            .arg(sysroot.join("include/wasm32-wasip2"))
+            // clang's own headers (stddef.h, ...), which -nostdinc drops too.
+            .arg("-isystem")
+            .arg(&headers)
+            .arg("-Wl,--strip-debug")
+            .arg("-o")
+            .arg(out)
+            .arg(lib.join("crt1-command.o"))
+            .arg(&src)
+            .arg(&alloc)
+            .arg(format!("-L{}", lib.display()))
+            .arg("-lc")
+            .arg(&builtins);
+        cmd
+    })?;
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .context("reading the wasip2 module for componentization")?
+        .adapter(
+            WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+            WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+        )
+        .context("loading the preview1 -> preview2 adapter")?
+        .validate(true)
+        .encode()
+        .with_context(|| format!("encoding {name} as a component"))
+}
+
+/// What `clang ARGS` prints (a path), trimmed.
+fn clang_print(args: &[&str]) -> Result<String> {
+    let out = run_captured(Command::new("clang").args(args), None, COMPILE_TIMEOUT)?;
+    if !out.status.success() {
+        bail!("clang {} failed: {}", args.join(" "), out.stderr_text());
+    }
+    Ok(out.stdout_text().trim().to_string())
 }
 
 /// Runs a compiler writing into a scratch dir that is removed again, and returns the output.

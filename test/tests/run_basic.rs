@@ -19,6 +19,22 @@ fn hello_prints_its_greeting() {
     assert_clean(&containerd, &id);
 }
 
+/// A module using every proposal `wasmtime run` enables by default (exceptions, tail calls, GC,
+/// function references, multi-memory, memory64, relaxed SIMD, threads' atomics, extended
+/// constants) is accepted and runs: it exits 42 when each works.
+#[test]
+fn current_wasm_proposals_run() {
+    require_integration!();
+    let containerd = start();
+    let image = import_compat(&containerd, "features", &guests::features().unwrap());
+    let id = ids::container_id("features");
+
+    let out = containerd.run_rm(&image, &id, &[]).unwrap();
+
+    assert_eq!(out.code, 42, "the number of the failed check, or Create's error: {out:?}");
+    assert_clean(&containerd, &id);
+}
+
 #[test]
 fn arguments_and_environment_reach_the_guest() {
     require_integration!();
