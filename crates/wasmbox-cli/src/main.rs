@@ -52,6 +52,12 @@ enum ImageCommand {
 fn main() {
     // Through ArgMatches rather than Cli::parse: the node commands pair each --config-path with
     // the --handler before it, which needs the flags' positions.
+    // As other Unix tools: a closed pipe (`wasmbox node install --dry-run | head`) ends the
+    // process quietly instead of making println! panic. Rust ignores SIGPIPE by default.
+    // SAFETY: restoring a default signal disposition before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let node_matches = |name: &str| {
