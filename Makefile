@@ -34,12 +34,16 @@ export WASMBOX_REGISTRY ?= $(REGISTRY_DIR)/usr/bin/docker-registry
 # private dockerd on their private containerd and stop it (test/src/docker.rs).
 DOCKER_DIR := $(WASMBOX_CI_CACHE)/docker-sid
 export WASMBOX_DOCKER_DIR ?= $(DOCKER_DIR)
+# The wasm32-wasip2 sysroot of the guests that use wasi:sockets (test/src/guests.rs): Debian
+# trixie's wasi-libc, unpacked the same way (Debian 12's is preview 1 only, without sockets).
+WASI_LIBC_DIR := $(WASMBOX_CI_CACHE)/wasi-libc-trixie
+export WASMBOX_WASIP2_SYSROOT ?= $(WASI_LIBC_DIR)/usr
 
 # Every cargo command selects the whole workspace: the same package selection means the same
 # feature set, so Wasmtime and the rest are compiled once and reused by every stage.
 INTEGRATION := $(CARGO) test --release --workspace --no-fail-fast --test '*' -- --test-threads=2
 
-.PHONY: all deps root build build-demo demo test unit-test \
+.PHONY: all deps root build build-demo demo try test unit-test \
         integration-1.6 integration-1.7 integration-2 bench install clean
 
 all: build
@@ -61,6 +65,10 @@ build-demo:
 
 demo: root deps build-demo
 	target/release/wasmbox-demo
+
+# The demo, then its private containerd stays up (with the ctr commands to use) until Ctrl-C.
+try: root deps build-demo
+	target/release/wasmbox-demo --keep
 
 test: root deps build unit-test integration-1.6 integration-1.7 integration-2
 	@echo "=== all tests passed (unit; integration on containerd 1.6, 1.7 and 2.x) ==="
@@ -87,7 +95,7 @@ integration-2:
 	$(call header,2.x (Debian sid),$(CONTAINERD_2)/usr/bin)
 	WASMBOX_CONTAINERD_DIR=$(CONTAINERD_2)/usr/bin $(INTEGRATION)
 
-.PHONY: oras registry docker
+.PHONY: oras registry docker wasi-libc
 oras:
 	test/scripts/fetch-debian-package.sh sid oras $(ORAS_DIR) oras
 
@@ -97,7 +105,10 @@ registry:
 docker:
 	test/scripts/fetch-debian-package.sh sid docker.io,docker-cli $(DOCKER_DIR) docker usr/sbin/dockerd
 
-integration-1.6 integration-1.7 integration-2: oras registry docker
+wasi-libc:
+	test/scripts/fetch-debian-package.sh trixie wasi-libc $(WASI_LIBC_DIR) file:usr/lib/wasm32-wasip2/libc.a
+
+integration-1.6 integration-1.7 integration-2: oras registry docker wasi-libc
 
 bench:
 	@if [ -x bench/run.sh ]; then $(MAKE) build && bench/run.sh; else echo "bench: not yet (bench/run.sh does not exist)"; fi

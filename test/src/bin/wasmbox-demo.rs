@@ -1,5 +1,7 @@
 //! `make demo`: start a private containerd with the freshly built shim, import a hello-world Wasm
 //! image and run it with `ctr run --rm --runtime io.containerd.wasmbox.v1`, showing each step.
+//! With `--keep` (`make try`), the private containerd stays up until Ctrl-C, with the commands
+//! to try the README's examples against it.
 
 use std::process::ExitCode;
 
@@ -11,7 +13,15 @@ use wasmbox_integration::{guests, image, leftovers, Containerd, RunSpec};
 const IMAGE: &str = "docker.io/library/wasmbox-demo:latest";
 
 fn main() -> ExitCode {
-    match demo() {
+    let keep = match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("--keep") => true,
+        Some(other) => {
+            eprintln!("usage: wasmbox-demo [--keep]  (unknown argument {other:?})");
+            return ExitCode::from(2);
+        }
+    };
+    match demo(keep) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wasmbox-demo: FAILED: {e:#}");
@@ -20,7 +30,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn demo() -> Result<()> {
+fn demo(keep: bool) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("the demo runs containerd and needs root");
     }
@@ -78,10 +88,41 @@ fn demo() -> Result<()> {
     leftovers::assert_none(&containerd, &container).context("after ctr run --rm")?;
     println!("    no mounts, cgroups, shim processes or sockets left for {container}");
 
+    if keep {
+        keep_until_interrupted(&containerd)?;
+    }
     step("cleaning up");
     drop(containerd);
     println!("    stopped containerd and removed its temp dir");
     println!("demo OK");
+    Ok(())
+}
+
+/// Leaves the private containerd to the user until SIGINT or SIGTERM; the caller cleans up.
+fn keep_until_interrupted(containerd: &Containerd) -> Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    // Blocked first, so the signal is waited for here rather than ending the process.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    signals.thread_block().context("block SIGINT and SIGTERM")?;
+    let ctr = format!(
+        "{} --address {} --namespace {}",
+        settings::containerd_dir().join("ctr").display(),
+        containerd.address().display(),
+        containerd.namespace()
+    );
+    step("containerd stays up: try it (Ctrl-C here stops it and cleans up)");
+    println!("    CTR=\"{ctr}\"");
+    println!("    $CTR image ls");
+    println!("    $CTR run --rm --runtime io.containerd.wasmbox.v1 {IMAGE} try1");
+    println!("    $CTR run -d --runtime io.containerd.wasmbox.v1 {IMAGE} try2 && $CTR task ls");
+    println!("    (import your own: $CTR image import --platform linux/amd64 app.tar)");
+    let _ = signals.wait().context("wait for Ctrl-C")?;
+    // What the user left is cleaned up like the demo's own container.
+    for id in containerd.container_ids().unwrap_or_default() {
+        containerd.track(&id);
+    }
     Ok(())
 }
 
