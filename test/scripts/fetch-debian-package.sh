@@ -7,9 +7,12 @@
 # and a private config, and the package is unpacked with `dpkg-deb -x` (never installed, no
 # dependencies). Each BINARY must then exist as DEST/usr/bin/BINARY (or, when BINARY contains a
 # `/`, as DEST/BINARY, e.g. usr/sbin/dockerd) and run here (`version` or `--version` is tried).
+# `file:PATH` instead names a file that must exist as DEST/PATH and is not run (a package with
+# no program, e.g. a sysroot).
 #
 #   fetch-debian-package.sh sid oras /var/cache/wasmbox-ci/oras-sid oras
 #   fetch-debian-package.sh sid docker.io,docker-cli /var/cache/wasmbox-ci/docker-sid docker usr/sbin/dockerd
+#   fetch-debian-package.sh trixie wasi-libc /var/cache/wasmbox-ci/wasi-libc-trixie file:usr/lib/wasm32-wasip2/libc.a
 #
 # Idempotent: when the binaries are already in DEST nothing is fetched. Delete DEST to fetch
 # again. The mirror is the one this machine's apt already uses (read from
@@ -33,6 +36,7 @@ package=${packages[0]}
 # BINARY's path below a root: usr/bin/BINARY, or BINARY itself when it is a path.
 bin_path() {
     case $2 in
+        file:*) echo "$1/${2#file:}" ;;
         */*) echo "$1/$2" ;;
         *) echo "$1/usr/bin/$2" ;;
     esac
@@ -41,7 +45,10 @@ bin_path() {
 have_all() {
     local b
     for b in "${bins[@]}"; do
-        [ -x "$(bin_path "$dest" "$b")" ] || return 1
+        case $b in
+            file:*) [ -f "$(bin_path "$dest" "$b")" ] || return 1 ;;
+            *) [ -x "$(bin_path "$dest" "$b")" ] || return 1 ;;
+        esac
     done
 }
 
@@ -111,6 +118,14 @@ for deb in "$work"/debs/*.deb; do
 done
 for b in "${bins[@]}"; do
     path=$(bin_path "$stage" "$b")
+    case $b in
+        file:*)
+            if [ ! -f "$path" ]; then
+                echo "$0: the $suite packages ${packages[*]} have no ${path#"$stage"/}" >&2
+                exit 1
+            fi
+            continue ;;
+    esac
     if [ ! -x "$path" ]; then
         echo "$0: the $suite packages ${packages[*]} have no ${path#"$stage"/}" >&2
         exit 1

@@ -26,6 +26,7 @@ pub mod ids;
 pub mod image;
 pub mod leftovers;
 pub mod mounts;
+pub mod netns;
 pub mod poll;
 pub mod probe;
 pub mod process;
