@@ -106,7 +106,6 @@ fn config_flag(path: &PathBuf) -> String {
 }
 
 #[test]
-#[ignore = "wasmbox-wasm egress::apply never calls allow_tcp/allow_udp (off by default in Wasmtime 48): every socket() is EACCES"]
 fn a_component_connects_without_a_policy() {
     require_integration!();
     let net = Net::new("egress-open");
@@ -118,7 +117,6 @@ fn a_component_connects_without_a_policy() {
 }
 
 #[test]
-#[ignore = "wasmbox-wasm egress::apply never calls allow_tcp/allow_udp (off by default in Wasmtime 48): every socket() is EACCES"]
 fn the_annotation_allows_its_destinations_and_denies_the_rest() {
     require_integration!();
     let net = Net::new("egress-annotation");
@@ -133,7 +131,6 @@ fn the_annotation_allows_its_destinations_and_denies_the_rest() {
 }
 
 #[test]
-#[ignore = "wasmbox-wasm egress::apply never calls allow_tcp/allow_udp (off by default in Wasmtime 48): every socket() is EACCES"]
 fn the_operators_default_deny_holds_unless_its_allow_list_matches() {
     require_integration!();
     let net = Net::new("egress-operator");

@@ -14,6 +14,8 @@ use crate::policy::Egress;
 
 /// Lets the guest use the container's network namespace within `egress`.
 pub fn apply(b: &mut WasiCtxBuilder, egress: &Egress) {
+    // TCP and UDP are off in Wasmtime unless asked for; a runc container has both.
+    b.allow_tcp(true).allow_udp(true);
     if egress.unrestricted() {
         b.inherit_network().allow_ip_name_lookup(true);
         return;
