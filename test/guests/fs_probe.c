@@ -4,6 +4,7 @@
 //   list:PATH          the directory's entries, sorted, comma-separated
 //   create:PATH        create, write, close and remove a file
 //   symlink:TARGET:LINK  make a symlink
+//   link:EXISTING:NEW  make a hard link
 //   cwd                getcwd()
 //   env:NAME           the environment variable
 //   chdir-pwd          chdir($PWD), as programs do to take the container's cwd
@@ -109,6 +110,20 @@ static void op_symlink(const char *arg, char *spec) {
     printf("%s ok\n", arg);
 }
 
+static void op_link(const char *arg, char *spec) {
+    char *dst = strchr(spec, ':');
+    if (!dst) {
+        printf("%s err EINVAL\n", arg);
+        return;
+    }
+    *dst++ = 0;
+    if (link(spec, dst) != 0) {
+        err(arg);
+        return;
+    }
+    printf("%s ok\n", arg);
+}
+
 static void op_preopens(const char *arg) {
     printf("%s ok ", arg);
     int first = 1;
@@ -136,6 +151,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(copy, "list")) op_list(arg, rest);
         else if (!strcmp(copy, "create")) op_create(arg, rest);
         else if (!strcmp(copy, "symlink")) op_symlink(arg, rest);
+        else if (!strcmp(copy, "link")) op_link(arg, rest);
         else if (!strcmp(copy, "preopens")) op_preopens(arg);
         else if (!strcmp(copy, "env")) {
             const char *v = getenv(rest);

@@ -64,6 +64,19 @@ fn preopens_annotation_narrows_the_guests_filesystem() {
     let id = ids::container_id("cap-preopens");
     let mut ops = vec!["preopens", "read:/data/hello.txt", "list:/data", "create:/data/new", "create:/scratch/new"];
     ops.extend_from_slice(ESCAPES);
+    // Links made at run time in the writable preopen: a hard link to a file outside cannot be
+    // named, and symlinks out of it lead nowhere (the kernel's lookup is the preopen's).
+    ops.extend_from_slice(&[
+        "link:/etc/secret:/scratch/hl",
+        "link:/scratch/../etc/secret:/scratch/hl2",
+        "symlink:/etc/secret:/scratch/abs",
+        "read:/scratch/abs",
+        "symlink:../etc/secret:/scratch/rel",
+        "read:/scratch/rel",
+        "symlink:../../../../etc:/scratch/deep",
+        "list:/scratch/deep",
+        "link:/data/hello.txt:/scratch/across",
+    ]);
     let spec = RunSpec::new(&image, &id)
         .flag(&annotation("wasmbox.dev/preopens", "/data:ro,/scratch"))
         .args(["/app.wasm"])
@@ -80,6 +93,19 @@ fn preopens_annotation_narrows_the_guests_filesystem() {
     for op in ESCAPES {
         p.err(op);
     }
+    for op in [
+        "link:/etc/secret:/scratch/hl",
+        "link:/scratch/../etc/secret:/scratch/hl2",
+        "read:/scratch/abs",
+        "read:/scratch/rel",
+        "list:/scratch/deep",
+        // Across two preopens, as across two mounts: not one directory's to give.
+        "link:/data/hello.txt:/scratch/across",
+    ] {
+        p.err(op);
+    }
+    // Whether Wasmtime lets the guest make such symlinks at all (it refuses absolute targets)
+    // does not matter: none of them is followed out of the preopen.
 }
 
 #[test]
