@@ -92,6 +92,11 @@ pub struct Granted<'a> {
 
 /// Runs `program` with what `sandbox` and `granted` give it; returns the process exit status.
 pub fn run(program: &Program, sandbox: &SandboxSpec, granted: Granted<'_>) -> i32 {
+    // Wasmtime's WASI runs its host I/O on a tokio runtime it builds on first use, with a worker
+    // per core; one guest needs one (blocking file I/O has its own pool). tokio reads this
+    // documented override when it builds the runtime. The guest's environment comes from the
+    // spec, not from this process, and no other thread exists yet to race with the write.
+    std::env::set_var("TOKIO_WORKER_THREADS", "1");
     if let Err(e) = terminate::install(&program.engine) {
         log::warn!("cannot install signal handling: {e}");
     }
