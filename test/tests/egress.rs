@@ -50,10 +50,15 @@ impl Net {
     /// Runs the guest (`connect TARGET`) in the namespace with `flags`, to the end, with
     /// `--rm`; checks nothing is left of the container.
     fn connect(&self, name: &str, flags: &[String]) -> RunOutput {
+        self.run(name, &[self.target.as_str()], flags)
+    }
+
+    /// Runs the guest with `args` (after `/app.wasm`) in the namespace with `flags`.
+    fn run(&self, name: &str, args: &[&str], flags: &[String]) -> RunOutput {
         let id = ids::container_id(name);
         let mut spec = RunSpec::new(&self.image, &id)
             .flag(&self.ns.ctr_flag())
-            .args(["/app.wasm", &self.target]);
+            .args(std::iter::once("/app.wasm").chain(args.iter().copied()));
         for f in flags {
             spec = spec.flag(f);
         }
@@ -148,4 +153,49 @@ fn the_operators_default_deny_holds_unless_its_allow_list_matches() {
     net.assert_denied("operator allows, annotation does not", &out, &format!("annotation {EGRESS}"));
     let out = net.connect("egress-op-widen", &[config_flag(&deny), annotation(&net.target)]);
     net.assert_denied("annotation allows, operator does not", &out, &source);
+}
+
+/// Binds: any port as under runc; with the operator's `listen.bind_undeclared = false`, only
+/// what `wasmbox.dev/listen` declares, each refusal on stderr.
+#[test]
+fn binds_follow_the_declared_listeners_when_the_operator_says_so() {
+    require_integration!();
+    let net = Net::new("bind-policy");
+    let listen = |value: &str| format!("--annotation=wasmbox.dev/listen={value}");
+    let out = net.run("bind-open", &["bind", "9090"], &[]);
+    assert_eq!((out.code, out.stdout.as_str()), (0, "listening\n"), "no policy: {out:?}");
+
+    let strict = net.config_file("bind-strict", "[listen]\nbind_undeclared = false\n");
+    let out = net.run("bind-declared", &["bind", "8080"], &[config_flag(&strict), listen("tcp:8080")]);
+    assert_eq!((out.code, out.stdout.as_str()), (0, "listening\n"), "declared: {out:?}");
+    let out = net.run("bind-undeclared", &["bind", "9090"], &[config_flag(&strict), listen("tcp:8080")]);
+    assert_eq!(out.code, 1, "undeclared: {out:?}");
+    assert!(out.stdout.starts_with("bind failed: "), "{out:?}");
+    assert!(out.stderr.contains("wasmbox: bind to 0.0.0.0:9090 denied: not declared in wasmbox.dev/listen"), "{out:?}");
+    // Connecting out still works: its implicit bind is to an ephemeral port.
+    let out = net.connect("bind-strict-connect", &[config_flag(&strict)]);
+    net.assert_connected("connect under strict binds", &out);
+}
+
+/// Preview 1 modules cannot have preopened listeners yet: Create says so instead of starting a
+/// server without its sockets; too many listeners for the operator fail too.
+#[test]
+fn listeners_a_guest_cannot_have_fail_create() {
+    require_integration!();
+    let net = Net::new("listen-refused");
+    let p1 = import_compat(&net.containerd, "listen-p1", &guests::hello().unwrap());
+    let id = ids::container_id("listen-p1");
+    let spec = RunSpec::new(&p1, &id).flag("--annotation=wasmbox.dev/listen=tcp:8080");
+    let out = net.containerd.run(&spec).unwrap();
+    if net.containerd.container_ids().unwrap().contains(&id) {
+        let _ = net.containerd.delete_container(&id);
+    }
+    assert_clean(&net.containerd, &id);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("preopened listeners for WASI preview 1 modules are not supported yet"), "{out:?}");
+
+    let capped = net.config_file("listen-capped", "[listen]\nmax = 1\n");
+    let out = net.run("listen-capped", &["bind", "8080"], &[config_flag(&capped), "--annotation=wasmbox.dev/listen=tcp:8080,tcp:8081".to_string()]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("more than listen.max (1)"), "{out:?}");
 }

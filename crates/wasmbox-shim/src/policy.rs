@@ -76,6 +76,29 @@ pub fn for_container(options: Option<&Any>, spec: &Spec, fs: &ContainerFs) -> Re
     Ok(policy)
 }
 
+/// What a wasm init can do with the declared listeners: a component binds its own TCP
+/// sockets (checked against them); preopened listeners for preview 1 modules, and unix sockets
+/// (which only they would use), are not implemented yet, which Create says rather than
+/// starting a guest without the sockets it asked for.
+pub fn check_listeners(policy: &Policy, component: bool) -> Result<(), String> {
+    use wasmbox_wasm::policy::{Listen, LISTEN};
+    if policy.listen.is_empty() {
+        return Ok(());
+    }
+    if !component {
+        return Err(format!(
+            "annotation {LISTEN}: preopened listeners for WASI preview 1 modules are not supported yet \
+             (components bind their own sockets)"
+        ));
+    }
+    if let Some(Listen::Unix(path)) = policy.listen.iter().find(|l| matches!(l, Listen::Unix(_))) {
+        return Err(format!(
+            "annotation {LISTEN}: unix:{path}: components have no unix sockets (wasi:sockets is TCP and UDP)"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

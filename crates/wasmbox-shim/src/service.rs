@@ -418,6 +418,10 @@ impl Service {
             }
         };
         if let Some(w) = &mut wasm {
+            if let Err(e) = crate::policy::check_listeners(&policy, w.component) {
+                undo_mount(mounted);
+                return Err(e);
+            }
             w.policy = policy.clone();
         }
         let cgroups_path = spec

@@ -7,7 +7,7 @@
 //! - [`cache`]: the node-wide compile cache keyed by the wasm's SHA-256 and the engine hash.
 //! - [`sandbox`]: what the OCI spec grants the guest (args, env, cwd, network, memory limit).
 //! - [`policy`]: the capability policy (operator config file + `wasmbox.dev/` annotations).
-//! - [`egress`]: the egress policy applied to a component's sockets.
+//! - [`network`]: the network policy (egress, binds) applied to a component's sockets.
 //! - [`memory`]: the memory budget that keeps linear memories and tables inside the limit.
 //! - [`program`]: a loaded, link-checked program ready to run.
 //! - [`rofs`]: EROFS (not EIO) for writes to read-only mounts, around Wasmtime's WASI.
@@ -16,11 +16,11 @@
 
 pub mod cache;
 pub mod engine;
-pub mod egress;
 pub mod entrypoint;
 pub mod error;
 pub mod kind;
 pub mod memory;
+pub mod network;
 pub mod policy;
 pub mod program;
 pub mod rofs;

@@ -22,9 +22,10 @@ pub const PREFIX: &str = "wasmbox.dev/";
 pub const PREOPENS: &str = "wasmbox.dev/preopens";
 pub const TIMEOUT: &str = "wasmbox.dev/timeout";
 pub const EGRESS: &str = "wasmbox.dev/egress";
+pub const LISTEN: &str = "wasmbox.dev/listen";
 /// The annotations this version understands; any other `wasmbox.dev/` key fails Create, so a
 /// typo is not silently ignored.
-pub const KNOWN: &[&str] = &[PREOPENS, TIMEOUT, EGRESS];
+pub const KNOWN: &[&str] = &[PREOPENS, TIMEOUT, EGRESS, LISTEN];
 
 /// Exit status of a guest ended by its timeout (as `timeout(1)` reports it).
 pub const TIMEOUT_EXIT: i32 = 124;
@@ -56,6 +57,32 @@ pub struct OperatorConfig {
     pub egress: EgressConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub listen: ListenConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    /// The most `wasmbox.dev/listen` entries a container may declare.
+    pub max: Option<usize>,
+    /// Whether a component may bind ports its `wasmbox.dev/listen` does not declare (as a runc
+    /// container may); `false`: only the declared ones.
+    #[serde(default = "yes")]
+    pub bind_undeclared: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        Self {
+            max: None,
+            bind_undeclared: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -202,6 +229,46 @@ fn in_net(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
     }
 }
 
+/// A socket the container declares it listens on (`wasmbox.dev/listen`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Listen {
+    Tcp(SocketAddr),
+    /// A unix socket at this absolute path in the container.
+    Unix(String),
+}
+
+impl Listen {
+    /// `tcp:8080` (all addresses), `tcp:127.0.0.1:9000`, `tcp:[::1]:9000`, `unix:/run/app.sock`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if let Some(path) = s.strip_prefix("unix:") {
+            if !path.starts_with('/') || path.split('/').any(|p| p == "..") {
+                return Err(format!("{path:?} is not an absolute path without \"..\""));
+            }
+            return Ok(Self::Unix(path.to_string()));
+        }
+        let Some(addr) = s.strip_prefix("tcp:") else {
+            return Err(format!("{s:?} is neither tcp:[ADDRESS:]PORT nor unix:PATH"));
+        };
+        let port_only = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0);
+        if let Some(port) = port_only(addr) {
+            return Ok(Self::Tcp(SocketAddr::from(([0, 0, 0, 0], port))));
+        }
+        match addr.parse::<SocketAddr>() {
+            Ok(a) if a.port() > 0 => Ok(Self::Tcp(a)),
+            _ => Err(format!("{addr:?} is not PORT or ADDRESS:PORT (a port 1-65535)")),
+        }
+    }
+
+    /// Whether binding `addr` is what this entry declares.
+    fn covers(&self, addr: &SocketAddr) -> bool {
+        match self {
+            Self::Tcp(l) => l.port() == addr.port() && (l.ip().is_unspecified() || l.ip() == addr.ip()),
+            Self::Unix(_) => false,
+        }
+    }
+}
+
 /// One layer's egress rules: an address must pass every layer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EgressLayer {
@@ -253,15 +320,43 @@ impl Egress {
 }
 
 /// Everything the capability layers grant a guest, beyond the spec.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
     pub preopens: Preopens,
     /// The guest is ended after this long (exit status [`TIMEOUT_EXIT`]).
     pub timeout: Option<Duration>,
     pub egress: Egress,
+    /// The sockets the container declares it listens on.
+    #[serde(default)]
+    pub listen: Vec<Listen>,
+    /// Whether binding what `listen` does not declare is allowed (the operator's choice).
+    #[serde(default = "yes")]
+    pub bind_undeclared: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            preopens: Preopens::default(),
+            timeout: None,
+            egress: Egress::default(),
+            listen: Vec::new(),
+            bind_undeclared: true,
+        }
+    }
 }
 
 impl Policy {
+    /// None when a component may bind `addr`, else why not. Port 0 (an ephemeral port, also
+    /// the implicit bind of a connect) is always allowed: it is not listening on anything
+    /// chosen.
+    pub fn bind_denied(&self, addr: &SocketAddr) -> Option<String> {
+        if self.bind_undeclared || addr.port() == 0 || self.listen.iter().any(|l| l.covers(addr)) {
+            return None;
+        }
+        Some(format!("not declared in {LISTEN} (the operator's listen.bind_undeclared is false)"))
+    }
+
     /// The policy for a container: `config` (None: no operator file) read from
     /// `config_source`, narrowed by the spec's `annotations`.
     pub fn new(
@@ -330,10 +425,27 @@ impl Policy {
                 rules,
             });
         }
+        let listen: Vec<Listen> = match annotations.get(LISTEN) {
+            None => Vec::new(),
+            Some(v) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|l| Listen::parse(l).map_err(|m| bad(LISTEN, m)))
+                .collect::<Result<_, _>>()?,
+        };
+        if let Some(max) = config.listen.max.filter(|m| listen.len() > *m) {
+            return Err(bad(
+                LISTEN,
+                format!("{} sockets, more than listen.max ({max}) in {config_source}", listen.len()),
+            ));
+        }
         Ok(Self {
             preopens,
             timeout,
             egress,
+            listen,
+            bind_undeclared: config.listen.bind_undeclared,
         })
     }
 }
@@ -509,6 +621,34 @@ mod tests {
         let p = Policy::new(None, "f", &ann(&[(EGRESS, "none")])).unwrap();
         assert!(p.egress.denies_all());
         assert_eq!(EgressRule::parse("[fd00::/8]:443").unwrap().port, Some(443));
+    }
+
+    #[test]
+    fn listeners_are_declared_and_binds_follow_the_operator() {
+        let p = Policy::new(None, "f", &ann(&[(LISTEN, "tcp:8080, tcp:127.0.0.1:9000,unix:/run/app.sock")])).unwrap();
+        assert_eq!(
+            p.listen,
+            vec![
+                Listen::Tcp(addr("0.0.0.0:8080")),
+                Listen::Tcp(addr("127.0.0.1:9000")),
+                Listen::Unix("/run/app.sock".into()),
+            ]
+        );
+        // As runc: any port, unless the operator says otherwise.
+        assert_eq!(p.bind_denied(&addr("0.0.0.0:5000")), None);
+        let strict = OperatorConfig::parse("[listen]\nbind_undeclared = false\nmax = 2\n", "s.toml").unwrap();
+        let p = Policy::new(Some(&strict), "s.toml", &ann(&[(LISTEN, "tcp:8080,tcp:127.0.0.1:9000")])).unwrap();
+        assert_eq!(p.bind_denied(&addr("0.0.0.0:8080")), None);
+        assert_eq!(p.bind_denied(&addr("10.1.2.3:8080")), None, "tcp:8080 is every address");
+        assert_eq!(p.bind_denied(&addr("127.0.0.1:9000")), None);
+        assert!(p.bind_denied(&addr("0.0.0.0:9000")).is_some(), "9000 only on 127.0.0.1");
+        assert!(p.bind_denied(&addr("0.0.0.0:5000")).unwrap().contains("bind_undeclared"));
+        assert_eq!(p.bind_denied(&addr("0.0.0.0:0")), None, "ephemeral ports");
+        let e = Policy::new(Some(&strict), "s.toml", &ann(&[(LISTEN, "tcp:1,tcp:2,tcp:3")])).unwrap_err().to_string();
+        assert!(e.contains("more than listen.max (2) in s.toml"), "{e}");
+        for bad in ["8080", "tcp:http", "tcp:0", "udp:53", "unix:run/x", "tcp:1.2.3.4"] {
+            assert!(Policy::new(None, "f", &ann(&[(LISTEN, bad)])).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -154,7 +154,7 @@ fn wasi_builder(sandbox: &SandboxSpec, dirs: Option<GuestDirs<'_>>, policy: &Pol
         }
     }
     if sandbox.network {
-        crate::egress::apply(&mut b, &policy.egress);
+        crate::network::apply(&mut b, policy);
     }
     Ok(b)
 }
