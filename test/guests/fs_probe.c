@@ -5,6 +5,8 @@
 //   create:PATH        create, write, close and remove a file
 //   symlink:TARGET:LINK  make a symlink
 //   link:EXISTING:NEW  make a hard link
+//   readloop:N:PATH    reads PATH N times: "ok first-lines=COUNT,..." of what it read and
+//                      "err=COUNT" of the failures
 //   cwd                getcwd()
 //   env:NAME           the environment variable
 //   chdir-pwd          chdir($PWD), as programs do to take the container's cwd
@@ -124,6 +126,31 @@ static void op_link(const char *arg, char *spec) {
     printf("%s ok\n", arg);
 }
 
+static void op_readloop(const char *arg, char *spec) {
+    char *path = strchr(spec, ':');
+    if (!path) {
+        printf("%s err EINVAL\n", arg);
+        return;
+    }
+    *path++ = 0;
+    long n = atol(spec);
+    long inside = 0, secret = 0, other = 0, failed = 0;
+    for (long i = 0; i < n; i++) {
+        FILE *f = fopen(path, "r");
+        if (!f) {
+            failed++;
+            continue;
+        }
+        char line[64] = {0};
+        if (!fgets(line, sizeof line, f)) line[0] = 0;
+        fclose(f);
+        if (!strcmp(line, "inside\n")) inside++;
+        else if (!strcmp(line, "secret\n")) secret++;
+        else other++;
+    }
+    printf("%s ok inside=%ld secret=%ld other=%ld err=%ld\n", arg, inside, secret, other, failed);
+}
+
 static void op_preopens(const char *arg) {
     printf("%s ok ", arg);
     int first = 1;
@@ -152,6 +179,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(copy, "create")) op_create(arg, rest);
         else if (!strcmp(copy, "symlink")) op_symlink(arg, rest);
         else if (!strcmp(copy, "link")) op_link(arg, rest);
+        else if (!strcmp(copy, "readloop")) op_readloop(arg, rest);
         else if (!strcmp(copy, "preopens")) op_preopens(arg);
         else if (!strcmp(copy, "env")) {
             const char *v = getenv(rest);

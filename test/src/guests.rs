@@ -103,6 +103,10 @@ pub fn native_hello() -> Result<Arc<Vec<u8>>> {
 pub fn native_wait() -> Result<Arc<Vec<u8>>> {
     build("native_wait", Kind::NativeStatic)
 }
+/// `swap.c`: swaps a directory and symlinks out of it in and out of `/scratch/x`, forever.
+pub fn native_swap() -> Result<Arc<Vec<u8>>> {
+    build("swap", Kind::NativeStatic)
+}
 pub fn pause() -> Result<Arc<Vec<u8>>> {
     build("pause", Kind::NativeStatic)
 }

@@ -5,9 +5,11 @@
 use std::path::PathBuf;
 
 use wasmbox_integration::ctr::RunSpec;
-use wasmbox_integration::image::compat_image;
+use wasmbox_integration::image::{compat_image, native_image_at};
+use wasmbox_integration::poll::wait_until;
+use wasmbox_integration::process::run_captured;
 use wasmbox_integration::probe::Probe;
-use wasmbox_integration::suite::{assert_clean, import_compat, start};
+use wasmbox_integration::suite::{assert_clean, import_compat, kill_and_remove, start, START_TIMEOUT};
 use wasmbox_integration::{guests, ids, require_integration, Containerd, RunOutput};
 
 fn annotation(key: &str, value: &str) -> String {
@@ -188,4 +190,46 @@ fn a_guest_past_its_timeout_ends_with_124() {
         assert_eq!(out.code, 124, "{name}: {out:?}");
         assert!(out.stderr.contains("timed out after 1s"), "{name}: the reason is on stderr: {out:?}");
     }
+}
+
+/// Symlinks swapped in while the guest walks a path: a native init swaps a directory and
+/// symlinks out of the preopen (absolute and relative) in and out of `/scratch/x`, as fast as
+/// it can, while a wasm exec with the same preopens reads `/scratch/x/f` 20000 times. Every
+/// read finds the file inside or fails; none reaches the file outside.
+#[test]
+fn symlinks_swapped_during_a_walk_never_lead_out() {
+    require_integration!();
+    let containerd = start();
+    let image = native_image_at(&ids::image_ref("cap-race"), "/swap", &guests::native_swap().unwrap())
+        .file("/app.wasm", guests::fs_probe().unwrap().to_vec(), 0o644)
+        .dir("/scratch", 0o777);
+    let image = containerd.import_image(image).unwrap();
+    let id = ids::container_id("cap-race");
+    let log = containerd.paths().work.join(format!("{id}.log"));
+    let spec = RunSpec::new(&image, &id)
+        .flag(&annotation("wasmbox.dev/preopens", "/scratch"))
+        .flag(&format!("--log-uri=file://{}", log.display()));
+    containerd.run_detached(&spec).unwrap();
+    wait_until("the swapper to start swapping", START_TIMEOUT, || {
+        std::fs::read_to_string(&log).unwrap_or_default().contains("swapping").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}: {}", std::fs::read_to_string(&log).unwrap_or_default()));
+
+    let op = "readloop:20000:/scratch/x/f";
+    let mut cmd = containerd.ctr_command();
+    cmd.args(["task", "exec", "--exec-id", "race", &id, "/app.wasm", op]);
+    let out = run_captured(&mut cmd, None, START_TIMEOUT).unwrap();
+    assert_eq!(out.code(), 0, "{}{}", out.stdout_text(), out.stderr_text());
+    let counts = Probe::parse(&out.stdout_text()).ok(op);
+    let count = |name: &str| -> u64 {
+        counts
+            .split(' ')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {counts:?}"))
+    };
+    eprintln!("{op}: {counts}");
+    assert_eq!((count("secret"), count("other")), (0, 0), "a walk led out of the preopen: {counts}");
+    assert!(count("inside") > 0, "the directory was never seen, so nothing raced: {counts}");
+    kill_and_remove(&containerd, &id);
 }
