@@ -130,12 +130,18 @@ impl Shared {
         self.consoles.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Offers an exit to the tasks; true when one of them owned the process.
-    fn claim(&self, pid: i32, info: ExitInfo) -> bool {
+    /// Before an exit of `pid` is published: its terminal's output, if it has one, copied out.
+    fn drain_console(&self, pid: i32) {
+        // Taken out first: the wait must not hold the lock.
         let console = self.consoles().remove(&pid);
         if let Some(c) = console {
             c.wait_output(TERMINAL_DRAIN);
         }
+    }
+
+    /// Offers an exit to the tasks; true when one of them owned the process.
+    fn claim(&self, pid: i32, info: ExitInfo) -> bool {
+        self.drain_console(pid);
         let mut tasks = self.tasks();
         for entry in tasks.values_mut() {
             if let Some(x) = entry
@@ -651,9 +657,7 @@ impl Service {
             );
             // It may have exited before its pid was known here.
             if let Some(info) = self.exits.take(pid) {
-                if let Some(c) = self.shared.consoles().remove(&pid) {
-                    c.wait_output(TERMINAL_DRAIN);
-                }
+                self.shared.drain_console(pid);
                 if x.state.exited(info) {
                     self.shared.publish_exit(id, exec_id, pid, info);
                 }
