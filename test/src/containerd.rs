@@ -16,7 +16,7 @@ use nix::unistd::Pid;
 
 use crate::config::{CriConfig, Paths, CRI_NAMESPACE};
 use crate::poll::wait_until;
-use crate::process::{kill_and_wait, processes, run_captured, wait_with_deadline, ProcInfo};
+use crate::process::{daemon_path, kill_and_wait, processes, run_captured, wait_with_deadline, ProcInfo};
 use crate::{cgroups, mounts, settings, shim_socket};
 
 /// How long containerd may take to answer `ctr version` after it starts.
@@ -172,25 +172,7 @@ impl Containerd {
 
     fn path_env(&self) -> OsString {
         // Shim first so containerd resolves `containerd-shim-wasmbox-v1` to the build under test.
-        let mut dirs = vec![
-            self.options.shim_dir.clone(),
-            self.options.containerd_dir.clone(),
-        ];
-        if let Some(path) = std::env::var_os("PATH") {
-            dirs.extend(std::env::split_paths(&path));
-        }
-        // runc lives in /usr/sbin, which a non-login PATH may lack.
-        for d in [
-            "/usr/local/sbin",
-            "/usr/local/bin",
-            "/usr/sbin",
-            "/usr/bin",
-            "/sbin",
-            "/bin",
-        ] {
-            dirs.push(PathBuf::from(d));
-        }
-        std::env::join_paths(dirs).expect("PATH entries contain no ':'")
+        daemon_path(vec![self.options.shim_dir.clone(), self.options.containerd_dir.clone()])
     }
 
     fn launch(&mut self) -> Result<()> {

@@ -10,7 +10,7 @@ use wasmbox_image::ImageBuilder;
 
 use crate::containerd::Containerd;
 use crate::poll::wait_until;
-use crate::process::{run_captured, Captured};
+use crate::process::{run_captured, run_ok, Captured};
 use crate::settings::WASMBOX_RUNTIME;
 
 /// Default limit for one ctr command; a run that compiles a module stays well below it.
@@ -140,17 +140,9 @@ impl Containerd {
             .iter()
             .map(|a| a.as_ref().to_string_lossy().into_owned())
             .collect();
-        let out = self.ctr(args)?;
-        if !out.status.success() {
-            bail!(
-                "ctr {} failed ({}):\nstdout: {}\nstderr: {}",
-                shown.join(" "),
-                out.status,
-                out.stdout_text(),
-                out.stderr_text()
-            );
-        }
-        Ok(out.stdout_text())
+        let mut cmd = self.ctr_command();
+        cmd.args(&args);
+        run_ok(&format!("ctr {}", shown.join(" ")), &mut cmd, CTR_TIMEOUT)
     }
 
     /// `ctr image import FILE` (default platform, i.e. linux/amd64 here).

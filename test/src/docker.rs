@@ -20,7 +20,7 @@ use nix::unistd::Pid;
 use crate::containerd::Containerd;
 use crate::ctr::RunOutput;
 use crate::poll::wait_until;
-use crate::process::{processes, run_captured, wait_with_deadline, Captured};
+use crate::process::{daemon_path, processes, run_captured, run_ok, wait_with_deadline, Captured};
 use crate::settings::{self, WASMBOX_RUNTIME, WASMBOX_SHIM_BINARY};
 use crate::tools::{self, Version};
 use crate::{cgroups, ids, leftovers, mounts, shim_socket};
@@ -312,22 +312,9 @@ impl<'c> Dockerd<'c> {
     /// Docker's own dirs first (docker-init, docker-proxy), then containerd's (dockerd asks
     /// `runc --version` for `docker info`), then the system's.
     fn path_env(&self) -> std::ffi::OsString {
-        let mut dirs = self.binaries.dirs();
-        dirs.push(self.containerd.options().containerd_dir.clone());
-        if let Some(path) = std::env::var_os("PATH") {
-            dirs.extend(std::env::split_paths(&path));
-        }
-        for d in [
-            "/usr/local/sbin",
-            "/usr/local/bin",
-            "/usr/sbin",
-            "/usr/bin",
-            "/sbin",
-            "/bin",
-        ] {
-            dirs.push(PathBuf::from(d));
-        }
-        std::env::join_paths(dirs).expect("PATH entries contain no ':'")
+        let mut first = self.binaries.dirs();
+        first.push(self.containerd.options().containerd_dir.clone());
+        daemon_path(first)
     }
 
     fn wait_ready(&mut self) -> Result<()> {
@@ -395,17 +382,9 @@ impl<'c> Dockerd<'c> {
             .iter()
             .map(|a| a.as_ref().to_string_lossy().into_owned())
             .collect();
-        let out = self.docker(args)?;
-        if !out.status.success() {
-            bail!(
-                "docker {} failed ({}):\nstdout: {}\nstderr: {}",
-                shown.join(" "),
-                out.status,
-                out.stdout_text(),
-                out.stderr_text()
-            );
-        }
-        Ok(out.stdout_text())
+        let mut cmd = self.docker_command();
+        cmd.args(&args);
+        run_ok(&format!("docker {}", shown.join(" ")), &mut cmd, DOCKER_TIMEOUT)
     }
 
     /// The daemon's version (`28.5.2+dfsg4` reads as 28.5.2).

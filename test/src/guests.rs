@@ -162,10 +162,14 @@ fn native_static(name: &str) -> Result<Vec<u8>> {
 }
 
 fn component(name: &str) -> Result<Vec<u8>> {
-    let module = c_module(name)?;
+    componentize(name, &c_module(name)?)
+}
+
+/// Makes `module` a component; its preview 1 imports go through the command adapter.
+fn componentize(name: &str, module: &[u8]) -> Result<Vec<u8>> {
     wit_component::ComponentEncoder::default()
-        .module(&module)
-        .context("reading the preview1 module for componentization")?
+        .module(module)
+        .context("reading the module for componentization")?
         .adapter(
             WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
             WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
@@ -229,17 +233,7 @@ fn component_p2(name: &str) -> Result<Vec<u8>> {
             .arg(&builtins);
         cmd
     })?;
-    wit_component::ComponentEncoder::default()
-        .module(&module)
-        .context("reading the wasip2 module for componentization")?
-        .adapter(
-            WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
-            WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
-        )
-        .context("loading the preview1 -> preview2 adapter")?
-        .validate(true)
-        .encode()
-        .with_context(|| format!("encoding {name} as a component"))
+    componentize(name, &module)
 }
 
 /// What `clang ARGS` prints (a path), trimmed.

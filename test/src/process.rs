@@ -37,6 +37,34 @@ impl Captured {
     }
 }
 
+/// Runs `cmd` (shown as `what` in the error) like [`run_captured`] without stdin, and fails
+/// unless it exits 0; returns its stdout.
+pub fn run_ok(what: &str, cmd: &mut Command, timeout: Duration) -> Result<String> {
+    let out = run_captured(cmd, None, timeout)?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            out.stdout_text(),
+            out.stderr_text()
+        );
+    }
+    Ok(out.stdout_text())
+}
+
+/// The PATH for a daemon the tests start: `first`, then the caller's PATH, then the system's
+/// binary dirs (runc lives in /usr/sbin, which a non-login PATH may lack).
+pub fn daemon_path(first: Vec<std::path::PathBuf>) -> std::ffi::OsString {
+    let mut dirs = first;
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    for d in ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+        dirs.push(std::path::PathBuf::from(d));
+    }
+    std::env::join_paths(dirs).expect("PATH entries contain no ':'")
+}
+
 /// Runs `cmd` to completion, feeding it `stdin` (or nothing), and kills it if it takes longer
 /// than `timeout`, so a hung ctr or shim fails a test instead of hanging the suite.
 pub fn run_captured(

@@ -1,9 +1,10 @@
 //! Small helpers that keep the test files about behaviour rather than plumbing.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::containerd::Containerd;
-use crate::ctr::{RunSpec, TaskInfo};
+use crate::ctr::{RunOutput, RunSpec, TaskInfo};
 use crate::poll::wait_until;
 use crate::{guests, ids, image, leftovers};
 
@@ -30,6 +31,26 @@ pub fn assert_clean(containerd: &Containerd, id: &str) {
             containerd.log_lines_mentioning(id)
         );
     }
+}
+
+/// Runs `spec` to the end (`ctr run --rm`), removes the container if ctr kept it (after a
+/// failed Create), and fails the test, with the containerd log, if anything is left.
+pub fn run_to_end(containerd: &Containerd, spec: &RunSpec) -> RunOutput {
+    let out = containerd
+        .run(spec)
+        .unwrap_or_else(|e| panic!("ctr run {}: {e:#}", spec.id));
+    if containerd.container_ids().unwrap().contains(&spec.id) {
+        let _ = containerd.delete_container(&spec.id);
+    }
+    assert_clean(containerd, &spec.id);
+    out
+}
+
+/// A wasmbox config file (the runtime's ConfigPath) with `text`, for one test.
+pub fn config_file(containerd: &Containerd, name: &str, text: &str) -> PathBuf {
+    let path = containerd.paths().work.join(format!("{}.toml", ids::container_id(name)));
+    std::fs::write(&path, text).unwrap();
+    path
 }
 
 /// Ends a running task the hard way (SIGKILL), waits until containerd sees it stopped, deletes

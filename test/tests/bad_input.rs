@@ -1,22 +1,16 @@
 //! Broken images fail with an error a user can act on, printed by ctr, and leave nothing behind.
 
-use wasmbox_integration::suite::{assert_clean, start};
-use wasmbox_integration::{guests, ids, image, require_integration, Containerd, RunOutput};
+use wasmbox_integration::suite::{run_to_end, start};
+use wasmbox_integration::{guests, ids, image, require_integration, Containerd, RunOutput, RunSpec};
 
 /// Runs `image` expecting failure; cleans up a container ctr may have kept, checks leftovers.
 fn run_expecting_failure(containerd: &Containerd, image: &str, test: &str) -> RunOutput {
-    let id = ids::container_id(test);
-    let out = containerd.run_rm(image, &id, &[]).unwrap();
+    let out = run_to_end(containerd, &RunSpec::new(image, &ids::container_id(test)));
     assert_ne!(out.code, 0, "expected a failure: {out:?}");
     assert!(
         !out.stderr.trim().is_empty(),
         "expected an error on ctr's stderr: {out:?}"
     );
-    // ctr run --rm removes the container itself; this only guards the leftover check.
-    if containerd.container_ids().unwrap().contains(&id) {
-        let _ = containerd.delete_container(&id);
-    }
-    assert_clean(containerd, &id);
     out
 }
 

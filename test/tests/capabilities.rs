@@ -2,35 +2,16 @@
 //! operator's config file (the runtime's ConfigPath) sets defaults and caps, and a bad
 //! annotation or file fails Create with a message naming it.
 
-use std::path::PathBuf;
-
 use wasmbox_integration::ctr::RunSpec;
 use wasmbox_integration::image::{compat_image, native_image_at};
 use wasmbox_integration::poll::wait_until;
 use wasmbox_integration::process::run_captured;
 use wasmbox_integration::probe::Probe;
-use wasmbox_integration::suite::{assert_clean, import_compat, kill_and_remove, start, START_TIMEOUT};
-use wasmbox_integration::{guests, ids, require_integration, Containerd, RunOutput};
+use wasmbox_integration::suite::{config_file, import_compat, kill_and_remove, run_to_end, start, START_TIMEOUT};
+use wasmbox_integration::{guests, ids, require_integration, Containerd};
 
 fn annotation(key: &str, value: &str) -> String {
     format!("--annotation={key}={value}")
-}
-
-/// Runs `spec` to the end with `--rm`; checks nothing is left.
-fn run(containerd: &Containerd, spec: &RunSpec) -> RunOutput {
-    let out = containerd.run(spec).unwrap();
-    if containerd.container_ids().unwrap().contains(&spec.id) {
-        let _ = containerd.delete_container(&spec.id);
-    }
-    assert_clean(containerd, &spec.id);
-    out
-}
-
-/// An operator config file of this test.
-fn config_file(containerd: &Containerd, name: &str, text: &str) -> PathBuf {
-    let path = containerd.paths().work.join(format!("{}.toml", ids::container_id(name)));
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 /// The probe with a data directory, a secret outside it, and links from inside out.
@@ -83,7 +64,7 @@ fn preopens_annotation_narrows_the_guests_filesystem() {
         .flag(&annotation("wasmbox.dev/preopens", "/data:ro,/scratch"))
         .args(["/app.wasm"])
         .args(&ops);
-    let out = run(&containerd, &spec);
+    let out = run_to_end(&containerd, &spec);
     assert_eq!(out.code, 0, "{out:?}");
     let p = Probe::parse(&out.stdout);
     // Exactly the two directories, in the order given, under their own names.
@@ -119,7 +100,7 @@ fn preopens_none_gives_no_filesystem() {
     let spec = RunSpec::new(&image, &id)
         .flag(&annotation("wasmbox.dev/preopens", "none"))
         .args(["/app.wasm", "preopens", "read:/data/hello.txt", "list:/"]);
-    let out = run(&containerd, &spec);
+    let out = run_to_end(&containerd, &spec);
     assert_eq!(out.code, 0, "{out:?}");
     let p = Probe::parse(&out.stdout);
     assert_eq!(p.ok("preopens"), "");
@@ -138,7 +119,7 @@ fn bad_annotations_and_config_files_fail_create_with_their_name() {
         for f in flags {
             spec = spec.flag(f);
         }
-        let out = run(&containerd, &spec);
+        let out = run_to_end(&containerd, &spec);
         assert_ne!(out.code, 0, "{name}: {out:?}");
         for e in expect {
             assert!(out.stderr.contains(e), "{name}: ctr should show {e:?}: {out:?}");
@@ -170,7 +151,7 @@ fn bad_annotations_and_config_files_fail_create_with_their_name() {
     // A good file changes nothing for a guest it does not restrict.
     let good = config_file(&containerd, "cap-goodconf", "[egress]\ndefault = \"allow\"\n[limits]\nmax_timeout = \"1h\"\n");
     let id = ids::container_id("cap-goodconf");
-    let out = run(&containerd, &RunSpec::new(&image, &id).flag(&format!("--runtime-config-path={}", good.display())));
+    let out = run_to_end(&containerd, &RunSpec::new(&image, &id).flag(&format!("--runtime-config-path={}", good.display())));
     assert_eq!((out.code, out.stdout.as_str()), (0, "hello from wasm\n"), "{out:?}");
 }
 
@@ -186,7 +167,7 @@ fn a_guest_past_its_timeout_ends_with_124() {
         ("cap-timeout-default", format!("--runtime-config-path={}", default.display())),
     ] {
         let id = ids::container_id(name);
-        let out = run(&containerd, &RunSpec::new(&image, &id).flag(&flag));
+        let out = run_to_end(&containerd, &RunSpec::new(&image, &id).flag(&flag));
         assert_eq!(out.code, 124, "{name}: {out:?}");
         assert!(out.stderr.contains("timed out after 1s"), "{name}: the reason is on stderr: {out:?}");
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use wasmbox_integration::ctr::RunSpec;
 use wasmbox_integration::netns::NetNs;
 use wasmbox_integration::poll::wait_until;
-use wasmbox_integration::suite::{assert_clean, import_compat, start};
+use wasmbox_integration::suite::{config_file, import_compat, run_to_end, start};
 use wasmbox_integration::{guests, ids, require_integration, Containerd, RunOutput};
 
 /// The egress annotation.
@@ -62,12 +62,7 @@ impl Net {
         for f in flags {
             spec = spec.flag(f);
         }
-        let out = self.containerd.run(&spec).unwrap();
-        if self.containerd.container_ids().unwrap().contains(&id) {
-            let _ = self.containerd.delete_container(&id);
-        }
-        assert_clean(&self.containerd, &id);
-        out
+        run_to_end(&self.containerd, &spec)
     }
 
     /// Fails unless the guest connected: it says so, and the connection reached the listener.
@@ -94,12 +89,6 @@ impl Net {
         assert!(arrived.is_err(), "{what}: a connection reached the listener: {arrived:?}");
     }
 
-    /// An operator config file of this test.
-    fn config_file(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.containerd.paths().work.join(format!("{}.toml", ids::container_id(name)));
-        std::fs::write(&path, text).unwrap();
-        path
-    }
 }
 
 fn annotation(value: &str) -> String {
@@ -139,12 +128,12 @@ fn the_annotation_allows_its_destinations_and_denies_the_rest() {
 fn the_operators_default_deny_holds_unless_its_allow_list_matches() {
     require_integration!();
     let net = Net::new("egress-operator");
-    let deny = net.config_file("egress-deny", "[egress]\ndefault = \"deny\"\n");
+    let deny = config_file(&net.containerd, "egress-deny", "[egress]\ndefault = \"deny\"\n");
     let out = net.connect("egress-op-deny", &[config_flag(&deny)]);
     let source = format!("{} (egress.default = \"deny\")", deny.display());
     net.assert_denied("default deny, empty allow list", &out, &source);
 
-    let allow = net.config_file("egress-allow", "[egress]\ndefault = \"deny\"\nallow = [\"127.0.0.0/8:*\"]\n");
+    let allow = config_file(&net.containerd, "egress-allow", "[egress]\ndefault = \"deny\"\nallow = [\"127.0.0.0/8:*\"]\n");
     let out = net.connect("egress-op-allow", &[config_flag(&allow)]);
     net.assert_connected("default deny, loopback allowed", &out);
 
@@ -165,7 +154,7 @@ fn binds_follow_the_declared_listeners_when_the_operator_says_so() {
     let out = net.run("bind-open", &["bind", "9090"], &[]);
     assert_eq!((out.code, out.stdout.as_str()), (0, "listening\n"), "no policy: {out:?}");
 
-    let strict = net.config_file("bind-strict", "[listen]\nbind_undeclared = false\n");
+    let strict = config_file(&net.containerd, "bind-strict", "[listen]\nbind_undeclared = false\n");
     let out = net.run("bind-declared", &["bind", "8080"], &[config_flag(&strict), listen("tcp:8080")]);
     assert_eq!((out.code, out.stdout.as_str()), (0, "listening\n"), "declared: {out:?}");
     let out = net.run("bind-undeclared", &["bind", "9090"], &[config_flag(&strict), listen("tcp:8080")]);
@@ -186,15 +175,11 @@ fn listeners_a_guest_cannot_have_fail_create() {
     let p1 = import_compat(&net.containerd, "listen-p1", &guests::hello().unwrap());
     let id = ids::container_id("listen-p1");
     let spec = RunSpec::new(&p1, &id).flag("--annotation=wasmbox.dev/listen=tcp:8080");
-    let out = net.containerd.run(&spec).unwrap();
-    if net.containerd.container_ids().unwrap().contains(&id) {
-        let _ = net.containerd.delete_container(&id);
-    }
-    assert_clean(&net.containerd, &id);
+    let out = run_to_end(&net.containerd, &spec);
     assert_ne!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("preopened listeners for WASI preview 1 modules are not supported yet"), "{out:?}");
 
-    let capped = net.config_file("listen-capped", "[listen]\nmax = 1\n");
+    let capped = config_file(&net.containerd, "listen-capped", "[listen]\nmax = 1\n");
     let out = net.run("listen-capped", &["bind", "8080"], &[config_flag(&capped), "--annotation=wasmbox.dev/listen=tcp:8080,tcp:8081".to_string()]);
     assert_ne!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("more than listen.max (1)"), "{out:?}");
