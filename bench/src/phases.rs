@@ -139,7 +139,12 @@ pub fn probe_main(args: &[String]) -> Result<()> {
     let engine_ms = ms(t);
 
     let resolve = || -> Result<WasmEntrypoint> {
-        match entrypoint::resolve(&entrypoint::ContainerFs::rootfs_only(Path::new(rootfs)), guest_path, &[], "/")? {
+        match entrypoint::resolve(
+            &entrypoint::ContainerFs::rootfs_only(Path::new(rootfs)),
+            guest_path,
+            &[],
+            "/",
+        )? {
             Entrypoint::Wasm(w) => Ok(w),
             _ => bail!("{guest_path} in {rootfs} is not a wasm entrypoint"),
         }
@@ -168,6 +173,7 @@ pub fn probe_main(args: &[String]) -> Result<()> {
         wasm.func.as_deref(),
         // The probe's guest gets no filesystem, so no read-only mounts to report.
         None,
+        false,
     )?;
     let load_ms = ms(t);
 

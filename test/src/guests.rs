@@ -126,6 +126,11 @@ pub fn connect() -> Result<Arc<Vec<u8>>> {
     build("connect", Kind::ComponentP2)
 }
 
+/// `server.c`: an HTTP/1.1 server on its preopened listeners (see the source).
+pub fn server() -> Result<Arc<Vec<u8>>> {
+    build("server", Kind::CWasm)
+}
+
 fn source(name: &str, ext: &str) -> Result<PathBuf> {
     let path = sources_dir().join(format!("{name}.{ext}"));
     if !path.is_file() {
@@ -185,7 +190,11 @@ fn componentize(name: &str, module: &[u8]) -> Result<Vec<u8>> {
 /// privately (`$WASMBOX_CI_CACHE/wasi-libc-trixie/usr`). Debian 12's own wasi-libc is preview 1
 /// only: no sockets.
 pub fn wasip2_sysroot() -> PathBuf {
-    let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     env("WASMBOX_WASIP2_SYSROOT").unwrap_or_else(|| {
         env("WASMBOX_CI_CACHE")
             .unwrap_or_else(|| PathBuf::from("/var/cache/wasmbox-ci"))
@@ -217,20 +226,27 @@ fn component_p2(name: &str) -> Result<Vec<u8>> {
         // One clang call compiles and links (clang drives wasm-ld); -nostdlib keeps it off
         // Debian 12's preview 1 libc and start files.
         let mut cmd = Command::new("clang");
-        cmd.args(["--target=wasm32-wasi", "-O2", "-Wall", "-nostdinc", "-nostdlib", "-isystem"])
-            .arg(sysroot.join("include/wasm32-wasip2"))
-            // clang's own headers (stddef.h, ...), which -nostdinc drops too.
-            .arg("-isystem")
-            .arg(&headers)
-            .arg("-Wl,--strip-debug")
-            .arg("-o")
-            .arg(out)
-            .arg(lib.join("crt1-command.o"))
-            .arg(&src)
-            .arg(&alloc)
-            .arg(format!("-L{}", lib.display()))
-            .arg("-lc")
-            .arg(&builtins);
+        cmd.args([
+            "--target=wasm32-wasi",
+            "-O2",
+            "-Wall",
+            "-nostdinc",
+            "-nostdlib",
+            "-isystem",
+        ])
+        .arg(sysroot.join("include/wasm32-wasip2"))
+        // clang's own headers (stddef.h, ...), which -nostdinc drops too.
+        .arg("-isystem")
+        .arg(&headers)
+        .arg("-Wl,--strip-debug")
+        .arg("-o")
+        .arg(out)
+        .arg(lib.join("crt1-command.o"))
+        .arg(&src)
+        .arg(&alloc)
+        .arg(format!("-L{}", lib.display()))
+        .arg("-lc")
+        .arg(&builtins);
         cmd
     })?;
     componentize(name, &module)

@@ -22,6 +22,7 @@ pub mod ctr;
 pub mod docker;
 pub mod events;
 pub mod guests;
+pub mod http;
 pub mod ids;
 pub mod image;
 pub mod leftovers;

@@ -54,19 +54,37 @@ impl NetNs {
     /// short-lived thread that joined the namespace (setns affects only the calling thread);
     /// the socket stays in the namespace it was made in.
     pub fn listen_tcp(&self, addr: &str) -> Result<TcpListener> {
+        let addr: SocketAddr = addr
+            .parse()
+            .with_context(|| format!("{addr:?} is not IP:PORT"))?;
+        self.run_in(|| {
+            TcpListener::bind(addr)
+                .with_context(|| format!("binding {addr} in netns {}", self.name))
+        })
+    }
+
+    /// Runs `f` on a thread of its own that joined this namespace: sockets it makes (connects,
+    /// binds) stay in the namespace after it returns.
+    pub fn run_in<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
         let path = self.path();
-        let addr: SocketAddr = addr.parse().with_context(|| format!("{addr:?} is not IP:PORT"))?;
         std::thread::scope(|s| {
-            s.spawn(|| -> Result<TcpListener> {
+            s.spawn(|| -> Result<T> {
                 let file = std::fs::File::open(&path)
                     .with_context(|| format!("opening {}", path.display()))?;
                 nix::sched::setns(&file, CloneFlags::CLONE_NEWNET)
                     .with_context(|| format!("joining {}", path.display()))?;
-                TcpListener::bind(addr)
-                    .with_context(|| format!("binding {addr} in netns {}", self.name))
+                f()
             })
             .join()
-            .unwrap_or_else(|_| Err(anyhow!("the thread binding {addr} panicked")))
+            .unwrap_or_else(|_| Err(anyhow!("the thread in netns {} panicked", self.name)))
+        })
+    }
+
+    /// A TCP connection to `addr` made inside this namespace.
+    pub fn connect_tcp(&self, addr: &str) -> Result<std::net::TcpStream> {
+        self.run_in(|| {
+            std::net::TcpStream::connect(addr)
+                .with_context(|| format!("connecting to {addr} in netns {}", self.name))
         })
     }
 
@@ -87,7 +105,12 @@ impl Drop for NetNs {
 fn ip(args: &[&str]) -> Result<()> {
     let out = run_captured(Command::new("ip").args(args), None, IP_TIMEOUT)?;
     if !out.status.success() {
-        bail!("ip {} failed ({}): {}", args.join(" "), out.status, out.stderr_text());
+        bail!(
+            "ip {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            out.stderr_text()
+        );
     }
     Ok(())
 }

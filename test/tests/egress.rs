@@ -67,28 +67,42 @@ impl Net {
 
     /// Fails unless the guest connected: it says so, and the connection reached the listener.
     fn assert_connected(&self, what: &str, out: &RunOutput) {
-        assert_eq!((out.code, out.stdout.as_str()), (0, "connected\n"), "{what}: {out:?}");
+        assert_eq!(
+            (out.code, out.stdout.as_str()),
+            (0, "connected\n"),
+            "{what}: {out:?}"
+        );
         assert!(!out.stderr.contains("denied"), "{what}: {out:?}");
         self.listener.set_nonblocking(true).unwrap();
         // The handshake was done before the guest printed; the connection waits in the backlog.
-        wait_until(&format!("{what}: the connection at the listener"), Duration::from_secs(10), || {
-            self.listener.accept().ok()
-        })
+        wait_until(
+            &format!("{what}: the connection at the listener"),
+            Duration::from_secs(10),
+            || self.listener.accept().ok(),
+        )
         .unwrap();
     }
 
     /// Fails unless the guest was refused by `source`, before any packet left it.
     fn assert_denied(&self, what: &str, out: &RunOutput, source: &str) {
         assert_eq!(out.code, 1, "{what}: {out:?}");
-        assert!(out.stdout.starts_with("connect failed: "), "{what}: {out:?}");
+        assert!(
+            out.stdout.starts_with("connect failed: "),
+            "{what}: {out:?}"
+        );
         let message = format!("wasmbox: egress to {} denied by {source}", self.target);
-        assert!(out.stderr.contains(&message), "{what}: stderr should have {message:?}: {out:?}");
+        assert!(
+            out.stderr.contains(&message),
+            "{what}: stderr should have {message:?}: {out:?}"
+        );
         // The guest has ended: nothing can still arrive.
         self.listener.set_nonblocking(true).unwrap();
         let arrived = self.listener.accept();
-        assert!(arrived.is_err(), "{what}: a connection reached the listener: {arrived:?}");
+        assert!(
+            arrived.is_err(),
+            "{what}: a connection reached the listener: {arrived:?}"
+        );
     }
-
 }
 
 fn annotation(value: &str) -> String {
@@ -107,7 +121,10 @@ fn a_component_connects_without_a_policy() {
     net.assert_connected("no policy", &out);
     let name = net.ns.name().to_string();
     drop(net);
-    assert!(!NetNs::exists(&name), "the test's network namespace {name} is left");
+    assert!(
+        !NetNs::exists(&name),
+        "the test's network namespace {name} is left"
+    );
 }
 
 #[test]
@@ -128,19 +145,37 @@ fn the_annotation_allows_its_destinations_and_denies_the_rest() {
 fn the_operators_default_deny_holds_unless_its_allow_list_matches() {
     require_integration!();
     let net = Net::new("egress-operator");
-    let deny = config_file(&net.containerd, "egress-deny", "[egress]\ndefault = \"deny\"\n");
+    let deny = config_file(
+        &net.containerd,
+        "egress-deny",
+        "[egress]\ndefault = \"deny\"\n",
+    );
     let out = net.connect("egress-op-deny", &[config_flag(&deny)]);
     let source = format!("{} (egress.default = \"deny\")", deny.display());
     net.assert_denied("default deny, empty allow list", &out, &source);
 
-    let allow = config_file(&net.containerd, "egress-allow", "[egress]\ndefault = \"deny\"\nallow = [\"127.0.0.0/8:*\"]\n");
+    let allow = config_file(
+        &net.containerd,
+        "egress-allow",
+        "[egress]\ndefault = \"deny\"\nallow = [\"127.0.0.0/8:*\"]\n",
+    );
     let out = net.connect("egress-op-allow", &[config_flag(&allow)]);
     net.assert_connected("default deny, loopback allowed", &out);
 
     // A pod narrows the operator's list but never widens it: both layers must allow.
-    let out = net.connect("egress-op-narrow", &[config_flag(&allow), annotation("10.0.0.0/8:*")]);
-    net.assert_denied("operator allows, annotation does not", &out, &format!("annotation {EGRESS}"));
-    let out = net.connect("egress-op-widen", &[config_flag(&deny), annotation(&net.target)]);
+    let out = net.connect(
+        "egress-op-narrow",
+        &[config_flag(&allow), annotation("10.0.0.0/8:*")],
+    );
+    net.assert_denied(
+        "operator allows, annotation does not",
+        &out,
+        &format!("annotation {EGRESS}"),
+    );
+    let out = net.connect(
+        "egress-op-widen",
+        &[config_flag(&deny), annotation(&net.target)],
+    );
     net.assert_denied("annotation allows, operator does not", &out, &source);
 }
 
@@ -152,35 +187,70 @@ fn binds_follow_the_declared_listeners_when_the_operator_says_so() {
     let net = Net::new("bind-policy");
     let listen = |value: &str| format!("--annotation=wasmbox.dev/listen={value}");
     let out = net.run("bind-open", &["bind", "9090"], &[]);
-    assert_eq!((out.code, out.stdout.as_str()), (0, "listening\n"), "no policy: {out:?}");
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "listening\n"),
+        "no policy: {out:?}"
+    );
 
-    let strict = config_file(&net.containerd, "bind-strict", "[listen]\nbind_undeclared = false\n");
-    let out = net.run("bind-declared", &["bind", "8080"], &[config_flag(&strict), listen("tcp:8080")]);
-    assert_eq!((out.code, out.stdout.as_str()), (0, "listening\n"), "declared: {out:?}");
-    let out = net.run("bind-undeclared", &["bind", "9090"], &[config_flag(&strict), listen("tcp:8080")]);
+    let strict = config_file(
+        &net.containerd,
+        "bind-strict",
+        "[listen]\nbind_undeclared = false\n",
+    );
+    let out = net.run(
+        "bind-declared",
+        &["bind", "8080"],
+        &[config_flag(&strict), listen("tcp:8080")],
+    );
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "listening\n"),
+        "declared: {out:?}"
+    );
+    let out = net.run(
+        "bind-undeclared",
+        &["bind", "9090"],
+        &[config_flag(&strict), listen("tcp:8080")],
+    );
     assert_eq!(out.code, 1, "undeclared: {out:?}");
     assert!(out.stdout.starts_with("bind failed: "), "{out:?}");
-    assert!(out.stderr.contains("wasmbox: bind to 0.0.0.0:9090 denied: not declared in wasmbox.dev/listen"), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("wasmbox: bind to 0.0.0.0:9090 denied: not declared in wasmbox.dev/listen"),
+        "{out:?}"
+    );
     // Connecting out still works: its implicit bind is to an ephemeral port.
     let out = net.connect("bind-strict-connect", &[config_flag(&strict)]);
     net.assert_connected("connect under strict binds", &out);
 }
 
-/// Preview 1 modules cannot have preopened listeners yet: Create says so instead of starting a
-/// server without its sockets; too many listeners for the operator fail too.
+/// Listeners a guest cannot have fail Create: a unix socket for a component (`wasi:sockets`
+/// has none), more listeners than the operator allows.
 #[test]
 fn listeners_a_guest_cannot_have_fail_create() {
     require_integration!();
     let net = Net::new("listen-refused");
-    let p1 = import_compat(&net.containerd, "listen-p1", &guests::hello().unwrap());
-    let id = ids::container_id("listen-p1");
-    let spec = RunSpec::new(&p1, &id).flag("--annotation=wasmbox.dev/listen=tcp:8080");
-    let out = run_to_end(&net.containerd, &spec);
+    let out = net.run(
+        "listen-unix",
+        &["bind", "8080"],
+        &["--annotation=wasmbox.dev/listen=unix:/tmp/app.sock".to_string()],
+    );
     assert_ne!(out.code, 0, "{out:?}");
-    assert!(out.stderr.contains("preopened listeners for WASI preview 1 modules are not supported yet"), "{out:?}");
+    assert!(
+        out.stderr.contains("components have no unix sockets"),
+        "{out:?}"
+    );
 
     let capped = config_file(&net.containerd, "listen-capped", "[listen]\nmax = 1\n");
-    let out = net.run("listen-capped", &["bind", "8080"], &[config_flag(&capped), "--annotation=wasmbox.dev/listen=tcp:8080,tcp:8081".to_string()]);
+    let out = net.run(
+        "listen-capped",
+        &["bind", "8080"],
+        &[
+            config_flag(&capped),
+            "--annotation=wasmbox.dev/listen=tcp:8080,tcp:8081".to_string(),
+        ],
+    );
     assert_ne!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("more than listen.max (1)"), "{out:?}");
 }

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::rt::WireType;
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::CodedInputStream;
 use oci_spec::runtime::Spec;
 use wasmbox_wasm::entrypoint::ContainerFs;
@@ -21,13 +21,20 @@ const CONFIG_PATH_FIELD: u32 = 2;
 
 /// `ConfigPath` of the runtime options containerd passed with Create, if any.
 pub fn config_path(options: Option<&Any>) -> Result<Option<PathBuf>, String> {
-    let Some(any) = options.filter(|a| a.type_url.trim_start_matches('/').ends_with(RUNTIME_OPTIONS)) else {
+    let Some(any) = options.filter(|a| {
+        a.type_url
+            .trim_start_matches('/')
+            .ends_with(RUNTIME_OPTIONS)
+    }) else {
         return Ok(None);
     };
-    let bad = |e: containerd_shim::protos::protobuf::Error| format!("the runtime options ({RUNTIME_OPTIONS}) do not decode: {e}");
+    let bad = |e: containerd_shim::protos::protobuf::Error| {
+        format!("the runtime options ({RUNTIME_OPTIONS}) do not decode: {e}")
+    };
     let mut input = CodedInputStream::from_bytes(&any.value);
     while let Some(tag) = input.read_raw_tag_or_eof().map_err(bad)? {
-        let wire = WireType::new(tag & 7).ok_or_else(|| format!("the runtime options ({RUNTIME_OPTIONS}) do not decode"))?;
+        let wire = WireType::new(tag & 7)
+            .ok_or_else(|| format!("the runtime options ({RUNTIME_OPTIONS}) do not decode"))?;
         if tag >> 3 == CONFIG_PATH_FIELD && wire == WireType::LengthDelimited {
             let path = input.read_string().map_err(bad)?;
             return Ok(Some(path).filter(|p| !p.is_empty()).map(PathBuf::from));
@@ -39,7 +46,9 @@ pub fn config_path(options: Option<&Any>) -> Result<Option<PathBuf>, String> {
 
 /// The operator's config and where it came from: `configured` (the handler's ConfigPath,
 /// which must exist), else the default file when present, else none.
-pub fn operator_config(configured: Option<&Path>) -> Result<(Option<OperatorConfig>, String), String> {
+pub fn operator_config(
+    configured: Option<&Path>,
+) -> Result<(Option<OperatorConfig>, String), String> {
     let (path, required) = match configured {
         Some(p) => (p.to_path_buf(), true),
         None => (PathBuf::from(DEFAULT_CONFIG), false),
@@ -50,13 +59,19 @@ pub fn operator_config(configured: Option<&Path>) -> Result<(Option<OperatorConf
             let config = OperatorConfig::parse(&text, &source).map_err(|e| e.to_string())?;
             Ok((Some(config), source))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok((None, "built-in defaults".into())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            Ok((None, "built-in defaults".into()))
+        }
         Err(e) => Err(format!("wasmbox config file {source}: {e}")),
     }
 }
 
 /// The policy for the container of `spec`, whose filesystem is `fs`.
-pub fn for_container(options: Option<&Any>, spec: &Spec, fs: &ContainerFs) -> Result<Policy, String> {
+pub fn for_container(
+    options: Option<&Any>,
+    spec: &Spec,
+    fs: &ContainerFs,
+) -> Result<Policy, String> {
     let (config, source) = operator_config(config_path(options)?.as_deref())?;
     let annotations: BTreeMap<String, String> = spec
         .annotations()
@@ -76,20 +91,14 @@ pub fn for_container(options: Option<&Any>, spec: &Spec, fs: &ContainerFs) -> Re
     Ok(policy)
 }
 
-/// What a wasm init can do with the declared listeners: a component binds its own TCP
-/// sockets (checked against them); preopened listeners for preview 1 modules, and unix sockets
-/// (which only they would use), are not implemented yet, which Create says rather than
-/// starting a guest without the sockets it asked for.
+/// What a wasm init can do with the declared listeners: a preview 1 module gets them
+/// preopened (TCP and unix); a component binds its own TCP sockets (checked against them), and
+/// has no unix sockets, which Create says rather than starting a guest without the sockets it
+/// asked for.
 pub fn check_listeners(policy: &Policy, component: bool) -> Result<(), String> {
     use wasmbox_wasm::policy::{Listen, LISTEN};
-    if policy.listen.is_empty() {
-        return Ok(());
-    }
     if !component {
-        return Err(format!(
-            "annotation {LISTEN}: preopened listeners for WASI preview 1 modules are not supported yet \
-             (components bind their own sockets)"
-        ));
+        return Ok(());
     }
     if let Some(Listen::Unix(path)) = policy.listen.iter().find(|l| matches!(l, Listen::Unix(_))) {
         return Err(format!(
@@ -111,7 +120,10 @@ mod tests {
             value: b"\x0a\x03abc\x12\x0d/tmp/wbx.toml".to_vec(),
             ..Default::default()
         };
-        assert_eq!(config_path(Some(&any)).unwrap(), Some(PathBuf::from("/tmp/wbx.toml")));
+        assert_eq!(
+            config_path(Some(&any)).unwrap(),
+            Some(PathBuf::from("/tmp/wbx.toml"))
+        );
         let runc = Any {
             type_url: "containerd.runc.v1.Options".into(),
             value: b"\x12\x01x".to_vec(),
@@ -132,7 +144,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("strict.toml");
         let e = operator_config(Some(&missing)).unwrap_err();
-        assert!(e.contains("strict.toml") && e.contains("No such file"), "{e}");
+        assert!(
+            e.contains("strict.toml") && e.contains("No such file"),
+            "{e}"
+        );
         std::fs::write(&missing, "[egress]\ndefault = \"deny\"\n").unwrap();
         let (config, source) = operator_config(Some(&missing)).unwrap();
         assert!(config.is_some() && source.ends_with("strict.toml"));

@@ -45,8 +45,8 @@ use crate::helper::parent::{self, HelperError};
 use crate::helper::request::{CreateRequest, ExecSpec, WasmRequest};
 use crate::stdio::StdinForwarder;
 use crate::task::{StateError, Status, TaskState};
-use wasmbox_wasm::policy::Policy;
 use crate::{metrics, rootfs};
+use wasmbox_wasm::policy::Policy;
 
 /// A task and what the shim holds for it.
 struct Entry {
@@ -353,10 +353,10 @@ impl Service {
         let trampoline = if wasm.kind == FileKind::Component {
             None
         } else {
-            let wasm = wasmbox_wasm::rofs::trampoline_wasm();
+            let wasm = wasmbox_wasm::layer::trampoline_wasm();
             Some(
                 cache
-                    .get_or_compile(engine, wasm, FileKind::Module, "the EROFS trampoline")
+                    .get_or_compile(engine, wasm, FileKind::Module, "the WASI trampoline")
                     .map_err(|e| e.to_string())?,
             )
         };
@@ -1132,6 +1132,14 @@ impl Task for Service {
         {
             Resolved::Native => None,
             // The init's sandbox rules, policy included.
+            // The listeners are the init's (preopened in it); an exec'd module gets none.
+            Resolved::Wasm(w) if !w.component => Some(WasmRequest {
+                policy: Policy {
+                    listen: Vec::new(),
+                    ..policy
+                },
+                ..w
+            }),
             Resolved::Wasm(w) => Some(WasmRequest { policy, ..w }),
             Resolved::Missing => return Err(bad(nothing_runnable(arg0))),
         };

@@ -10,7 +10,10 @@
 //! - [`network`]: the network policy (egress, binds) applied to a component's sockets.
 //! - [`memory`]: the memory budget that keeps linear memories and tables inside the limit.
 //! - [`program`]: a loaded, link-checked program ready to run.
-//! - [`rofs`]: EROFS (not EIO) for writes to read-only mounts, around Wasmtime's WASI.
+//! - [`layer`]: the layer around Wasmtime's WASI preview 1 (the wrappers and their trampoline).
+//! - [`rofs`]: EROFS (not EIO) for writes to read-only mounts, in that layer.
+//! - [`listeners`]: binds a preview 1 module's declared listeners in the container's init.
+//! - [`sockets`]: those listeners and their connections, served in that layer.
 //! - [`run`]: runs a program in the current process and maps the outcome to an exit code.
 //! - [`terminate`]: turns termination signals into epoch interruption.
 
@@ -19,6 +22,8 @@ pub mod engine;
 pub mod entrypoint;
 pub mod error;
 pub mod kind;
+pub mod layer;
+pub mod listeners;
 pub mod memory;
 pub mod network;
 pub mod policy;
@@ -26,6 +31,7 @@ pub mod program;
 pub mod rofs;
 pub mod run;
 pub mod sandbox;
+pub mod sockets;
 pub mod stamp;
 pub mod terminate;
 

@@ -18,7 +18,7 @@ use crate::WasmError;
 pub(crate) enum Code {
     /// A core module: `_start` (`func` is `None`), or the export named by `path#func`.
     /// `base` holds Wasmtime's own WASI functions, which `trampoline` forwards to for the
-    /// wrappers in `pre`'s linker (see [`crate::rofs`]).
+    /// wrappers in `pre`'s linker (see [`crate::layer`]).
     Module {
         pre: InstancePre<P1State>,
         func: Option<String>,
@@ -39,8 +39,9 @@ pub struct Program {
 
 impl Program {
     /// Loads `artifact`, an entry of the shim's own compile cache, and links it; for a core
-    /// module, `trampoline` is the cache entry of [`crate::rofs::trampoline_wasm`] (without
-    /// it, writes to read-only mounts fail with EIO rather than EROFS).
+    /// module, `trampoline` is the cache entry of [`crate::layer::trampoline_wasm`] (without
+    /// it, writes to read-only mounts fail with EIO rather than EROFS); `sockets` wraps every
+    /// function that takes a descriptor, for preopened listeners (see [`crate::sockets`]).
     ///
     /// Artifacts must come from [`crate::cache::CompileCache`]: Wasmtime trusts precompiled
     /// code, so nothing an image supplies may ever be passed here.
@@ -51,6 +52,7 @@ impl Program {
         guest_path: &str,
         func: Option<&str>,
         trampoline: Option<&Path>,
+        sockets: bool,
     ) -> Result<Self, WasmError> {
         let entry_err = |e: wasmtime::Error| WasmError::CacheEntry {
             path: artifact.to_path_buf(),
@@ -67,7 +69,8 @@ impl Program {
                 let component =
                     unsafe { Component::deserialize_file(engine, artifact) }.map_err(entry_err)?;
                 let mut linker = wasmtime::component::Linker::<P2State>::new(engine);
-                wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| link_err(guest_path, e))?;
+                wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+                    .map_err(|e| link_err(guest_path, e))?;
                 let pre = linker
                     .instantiate_pre(&component)
                     .map_err(|e| link_err(guest_path, e))?;
@@ -75,22 +78,39 @@ impl Program {
             }
             _ => {
                 // SAFETY: the artifact was written by our own compile cache (see above).
-                let module = unsafe { Module::deserialize_file(engine, artifact) }.map_err(entry_err)?;
+                let module =
+                    unsafe { Module::deserialize_file(engine, artifact) }.map_err(entry_err)?;
                 check_export(&module, guest_path, func.unwrap_or("_start"))?;
                 let mut base = Linker::<P1State>::new(engine);
                 wasmtime_wasi::p1::add_to_linker_sync(&mut base, |s: &mut P1State| &mut s.wasi)
                     .map_err(|e| link_err(guest_path, e))?;
                 let mut linker = base.clone();
-                let wrapped = crate::rofs::wrap(&mut linker, &module).map_err(|e| link_err(guest_path, e))?;
+                let wrapped = crate::layer::wrap(&mut linker, &module, sockets)
+                    .map_err(|e| link_err(guest_path, e))?;
+                if sockets && (!crate::layer::memory_ok(&module) || trampoline.is_none()) {
+                    return Err(link_err(
+                        guest_path,
+                        wasmtime::format_err!(
+                            "annotation {}: preopened listeners need a module that exports its (32-bit, unshared) memory as \"memory\"",
+                            crate::policy::LISTEN
+                        ),
+                    ));
+                }
                 let trampoline = match trampoline.filter(|_| wrapped) {
                     // SAFETY: the artifact was written by our own compile cache (see above).
-                    Some(t) => Some(unsafe { Module::deserialize_file(engine, t) }.map_err(|e| WasmError::CacheEntry {
-                        path: t.to_path_buf(),
-                        message: format!("{e:#}"),
-                    })?),
+                    Some(t) => {
+                        Some(unsafe { Module::deserialize_file(engine, t) }.map_err(|e| {
+                            WasmError::CacheEntry {
+                                path: t.to_path_buf(),
+                                message: format!("{e:#}"),
+                            }
+                        })?)
+                    }
                     None => None,
                 };
-                let pre = linker.instantiate_pre(&module).map_err(|e| link_err(guest_path, e))?;
+                let pre = linker
+                    .instantiate_pre(&module)
+                    .map_err(|e| link_err(guest_path, e))?;
                 Code::Module {
                     pre,
                     func: func.map(str::to_string),
@@ -130,7 +150,11 @@ fn check_export(module: &Module, path: &str, func: &str) -> Result<(), WasmError
             Err(WasmError::ExportNotFound {
                 path: path.to_string(),
                 func: func.to_string(),
-                available: if funcs.is_empty() { "none".into() } else { funcs.join(", ") },
+                available: if funcs.is_empty() {
+                    "none".into()
+                } else {
+                    funcs.join(", ")
+                },
             })
         }
     }

@@ -8,7 +8,9 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use wasmtime::{Store, UpdateDeadline, Val, ValType};
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::{FsPerms, I32Exit, ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{
+    FsPerms, I32Exit, ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+};
 
 use crate::memory::{Budget, MemoryCgroup};
 use crate::policy::{Policy, Preopens, TIMEOUT_EXIT};
@@ -23,8 +25,8 @@ pub const TRAP_EXIT: i32 = 134;
 pub struct P1State {
     pub(crate) wasi: WasiP1Ctx,
     limits: Budget,
-    /// State of the EROFS wrappers around Wasmtime's path functions (see [`crate::rofs`]).
-    pub(crate) rofs: crate::rofs::Wrappers,
+    /// State of the layer around Wasmtime's preview 1 (see [`crate::layer`]).
+    pub(crate) layer: crate::layer::State,
 }
 
 /// Store data for components (WASI preview 2).
@@ -49,6 +51,8 @@ pub enum Outcome {
     Exited(i32),
     Signaled(i32),
     Trapped(String),
+    /// Could not start: what the runner could not set up (such as a listener).
+    Failed(String),
     /// Ended by the policy's timeout.
     TimedOut(std::time::Duration),
 }
@@ -59,6 +63,7 @@ impl Outcome {
             Outcome::Exited(code) => *code,
             Outcome::Signaled(sig) => terminate::exit_status(*sig),
             Outcome::Trapped(_) => TRAP_EXIT,
+            Outcome::Failed(_) => 1,
             Outcome::TimedOut(_) => TIMEOUT_EXIT,
         }
     }
@@ -115,6 +120,10 @@ pub fn run(program: &Program, sandbox: &SandboxSpec, granted: Granted<'_>) -> i3
             let _ = writeln!(std::io::stderr(), "wasmbox: {}: {msg}", program.guest_path);
             log::error!("{}: guest trapped: {msg}", program.guest_path);
         }
+        Outcome::Failed(msg) => {
+            let _ = writeln!(std::io::stderr(), "wasmbox: {}: {msg}", program.guest_path);
+            log::error!("{}: {msg}", program.guest_path);
+        }
         Outcome::TimedOut(after) => terminate::report_timeout(&program.guest_path, *after),
         _ => {}
     }
@@ -124,18 +133,52 @@ pub fn run(program: &Program, sandbox: &SandboxSpec, granted: Granted<'_>) -> i3
 /// Preopens the directory `dir` as `guest`. Wasmtime opens preopens by path, so the runner
 /// changes into the directory and opens `.`: no path in the container's own mount namespace
 /// (which still has `/proc`) is ever looked up.
-fn preopen(b: &mut WasiCtxBuilder, dir: BorrowedFd<'_>, guest: &str, perms: FsPerms) -> wasmtime::Result<()> {
-    nix::unistd::fchdir(dir.as_raw_fd()).map_err(|e| wasmtime::format_err!("preopen {guest}: {e}"))?;
+fn preopen(
+    b: &mut WasiCtxBuilder,
+    dir: BorrowedFd<'_>,
+    guest: &str,
+    perms: FsPerms,
+) -> wasmtime::Result<()> {
+    nix::unistd::fchdir(dir.as_raw_fd())
+        .map_err(|e| wasmtime::format_err!("preopen {guest}: {e}"))?;
     // Read-write unless the policy says otherwise: the kernel refuses writes to read-only
     // mounts (EROFS), as under runc.
     b.preopened_dir(".", guest, perms)?;
     Ok(())
 }
 
-fn wasi_builder(sandbox: &SandboxSpec, dirs: Option<GuestDirs<'_>>, policy: &Policy) -> wasmtime::Result<WasiCtxBuilder> {
+/// The WASI context the spec and policy grant; `listeners` preopened listeners come first
+/// (see [`crate::sockets`]).
+fn wasi_builder(
+    sandbox: &SandboxSpec,
+    dirs: Option<GuestDirs<'_>>,
+    policy: &Policy,
+    listeners: usize,
+) -> wasmtime::Result<WasiCtxBuilder> {
     let mut b = WasiCtxBuilder::new();
-    b.args(&sandbox.args).envs(&sandbox.env).inherit_stdio().initial_cwd(&sandbox.cwd);
+    b.args(&sandbox.args)
+        .envs(&sandbox.env)
+        .inherit_stdio()
+        .initial_cwd(&sandbox.cwd);
+    if listeners > 0 && !sandbox.env.iter().any(|(k, _)| k == "LISTEN_FDS") {
+        b.envs(&crate::listeners::env(&policy.listen));
+    }
     if let Some(dirs) = dirs {
+        if listeners > 0 {
+            // The listeners' placeholders in Wasmtime's table: the empty read-only tmpfs that
+            // covers the guest's /dev (the guest never reaches them, the sockets layer
+            // answers for those descriptors).
+            let empty = crate::sandbox::open_dir_beneath(dirs.root, "/dev")
+                .map_err(|e| wasmtime::format_err!("the listeners' placeholder directory: {e}"))?;
+            for i in 0..listeners {
+                preopen(
+                    &mut b,
+                    std::os::fd::AsFd::as_fd(&empty),
+                    &format!("<listener {i}>"),
+                    FsPerms::ReadOnly,
+                )?;
+            }
+        }
         match &policy.preopens {
             // One preopen, "/": wasi-libc resolves every path (relative ones too, until the
             // guest calls chdir) by the longest matching preopen name, and a "." would be
@@ -147,7 +190,11 @@ fn wasi_builder(sandbox: &SandboxSpec, dirs: Option<GuestDirs<'_>>, policy: &Pol
                     // Opened beneath the guest's root: no symlink or ".." leads out of it.
                     let dir = crate::sandbox::open_dir_beneath(dirs.root, &p.path)
                         .map_err(|e| wasmtime::format_err!("preopen {}: {e}", p.path))?;
-                    let perms = if p.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+                    let perms = if p.read_only {
+                        FsPerms::ReadOnly
+                    } else {
+                        FsPerms::ReadWrite
+                    };
                     preopen(&mut b, std::os::fd::AsFd::as_fd(&dir), &p.path, perms)?;
                 }
             }
@@ -173,9 +220,24 @@ fn arm_epoch<T: 'static>(store: &mut Store<T>) {
     });
 }
 
-fn execute(program: &Program, sandbox: &SandboxSpec, granted: Granted<'_>) -> wasmtime::Result<Outcome> {
+fn execute(
+    program: &Program,
+    sandbox: &SandboxSpec,
+    granted: Granted<'_>,
+) -> wasmtime::Result<Outcome> {
     let engine = &program.engine;
-    let mut wasi = wasi_builder(sandbox, granted.dirs, granted.policy)?;
+    let listening: &[crate::policy::Listen] = match &program.code {
+        // Components bind their own sockets (checked by the network policy).
+        Code::Component(_) => &[],
+        Code::Module { .. } => &granted.policy.listen,
+    };
+    // Bound before the guest starts; they stay here until it has ended (a unix socket's file
+    // is removed then).
+    let bound = match crate::listeners::bind(listening, granted.dirs.map(|d| d.root)) {
+        Ok(b) => b,
+        Err(e) => return Ok(Outcome::Failed(e)),
+    };
+    let mut wasi = wasi_builder(sandbox, granted.dirs, granted.policy, bound.len())?;
     let limits = Budget::new(granted.memory, sandbox.memory_limit);
     let result = match &program.code {
         Code::Module {
@@ -191,17 +253,33 @@ fn execute(program: &Program, sandbox: &SandboxSpec, granted: Granted<'_>) -> wa
                 .map(|d| d.root.try_clone_to_owned())
                 .transpose()
                 .map_err(|e| wasmtime::format_err!("duplicate the guest's root: {e}"))?;
+            let listeners = bound
+                .iter()
+                .map(|b| b.fd.try_clone())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| wasmtime::format_err!("duplicate a listener: {e}"))?;
             let state = P1State {
                 wasi: wasi.build_p1(),
                 limits,
-                rofs: crate::rofs::Wrappers::new(root),
+                layer: crate::layer::State {
+                    root,
+                    sockets: crate::sockets::Table::with_listeners(listeners),
+                    ..Default::default()
+                },
             };
             let mut store = Store::new(engine, state);
             store.limiter(|s| &mut s.limits);
             arm_epoch(&mut store);
             pre.instantiate(&mut store).and_then(|instance| {
-                if let Some(t) = trampoline {
-                    crate::rofs::connect(&mut store, base, t, &instance)?;
+                match trampoline {
+                    Some(t) => {
+                        crate::layer::connect(&mut store, base, t, &instance, !bound.is_empty())?
+                    }
+                    // Program::load refuses listeners without the trampoline.
+                    None if !bound.is_empty() => {
+                        wasmtime::bail!("preopened listeners need the trampoline")
+                    }
+                    None => {}
                 }
                 call_module(&mut store, &instance, func.as_deref(), &sandbox.args)
             })
@@ -223,6 +301,7 @@ fn execute(program: &Program, sandbox: &SandboxSpec, granted: Granted<'_>) -> wa
             })
         }
     };
+    drop(bound);
     Ok(Outcome::from_result(result, terminate::requested()))
 }
 
@@ -247,7 +326,10 @@ fn call_module(
         .get_func(&mut *store, func)
         .ok_or_else(|| wasmtime::format_err!("export {func:?} not found"))?;
     let ty = f.ty(&*store);
-    let params = parse_params(&ty.params().collect::<Vec<_>>(), args.get(1..).unwrap_or_default())?;
+    let params = parse_params(
+        &ty.params().collect::<Vec<_>>(),
+        args.get(1..).unwrap_or_default(),
+    )?;
     let mut results = vec![Val::I32(0); ty.results().len()];
     f.call(&mut *store, &params, &mut results)?;
     let mut out = std::io::stdout().lock();
@@ -303,7 +385,10 @@ mod tests {
         assert!(matches!(&o, Outcome::Trapped(m) if m.contains("unreachable")));
         assert_eq!(o.exit_status(), 134);
         let interrupted = wasmtime::format_err!("interrupt");
-        assert_eq!(Outcome::from_result(Err(interrupted), Some(15)).exit_status(), 143);
+        assert_eq!(
+            Outcome::from_result(Err(interrupted), Some(15)).exit_status(),
+            143
+        );
         // An explicit exit wins over a signal that raced with it.
         let exit = wasmtime::Error::new(I32Exit(3));
         assert_eq!(Outcome::from_result(Err(exit), Some(15)).exit_status(), 3);

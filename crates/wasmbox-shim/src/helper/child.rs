@@ -143,6 +143,7 @@ fn run(request_json: &str) -> Result<i32, (String, bool)> {
                 &w.guest_path,
                 w.func.as_deref(),
                 w.trampoline.as_deref(),
+                !w.component && !w.policy.listen.is_empty(),
             )
             .map_err(|e| (chain(&e), matches!(e, WasmError::CacheEntry { .. })))?;
             let (to_init, init_end) = guest_fs::channel().map_err(|e| fail(chain(&e)))?;

@@ -13,7 +13,7 @@ pub struct WasmRequest {
     /// The module path as the container sees it.
     pub guest_path: String,
     pub func: Option<String>,
-    /// Cache entry of the EROFS trampoline, for core modules (see `wasmbox_wasm::rofs`).
+    /// Cache entry of the WASI trampoline, for core modules (see `wasmbox_wasm::layer`).
     pub trampoline: Option<PathBuf>,
     /// What the guest may do beyond the spec (operator config and annotations).
     #[serde(default)]

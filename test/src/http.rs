@@ -1,0 +1,104 @@
+//! A minimal HTTP/1.1 client for the serving tests: one request at a time on a keep-alive
+//! connection, every answer read to its `Content-Length`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+/// How long one answer may take before the test says so (instead of hanging).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A stream a client talks over (TCP or unix).
+pub trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+/// A keep-alive connection.
+pub struct Client {
+    reader: BufReader<Box<dyn Stream>>,
+}
+
+/// An answer: status code and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+    /// Whether the server said it closes the connection.
+    pub close: bool,
+}
+
+impl Client {
+    pub fn new(stream: TcpStream) -> Result<Self> {
+        stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            reader: BufReader::new(Box::new(stream)),
+        })
+    }
+
+    pub fn unix(stream: UnixStream) -> Result<Self> {
+        stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
+        Ok(Self {
+            reader: BufReader::new(Box::new(stream)),
+        })
+    }
+
+    /// `GET path`; with `close`, asks the server to close the connection after answering.
+    pub fn get(&mut self, path: &str, close: bool) -> Result<Answer> {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: wasmbox-test\r\n{}\r\n",
+            if close { "Connection: close\r\n" } else { "" }
+        );
+        self.reader
+            .get_mut()
+            .write_all(request.as_bytes())
+            .context("sending the request")?;
+        self.read_answer()
+            .with_context(|| format!("the answer to GET {path}"))
+    }
+
+    fn read_answer(&mut self) -> Result<Answer> {
+        let mut line = String::new();
+        self.reader.read_line(&mut line)?;
+        let status: u16 = match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["HTTP/1.1", code, ..] => code
+                .parse()
+                .with_context(|| format!("status line {line:?}"))?,
+            _ => bail!("not an HTTP/1.1 status line: {line:?}"),
+        };
+        let (mut length, mut close) = (None, false);
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line)? == 0 {
+                bail!("the connection ended in the headers");
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "content-length" => length = Some(value.trim().parse::<usize>()?),
+                    "connection" => close = value.trim().eq_ignore_ascii_case("close"),
+                    _ => {}
+                }
+            }
+        }
+        let length = length.context("no Content-Length")?;
+        let mut body = vec![0u8; length];
+        self.reader.read_exact(&mut body)?;
+        Ok(Answer {
+            status,
+            body: String::from_utf8(body)?,
+            close,
+        })
+    }
+
+    /// True once the server has closed its side (a read gives end of file).
+    pub fn at_end(&mut self) -> Result<bool> {
+        let mut b = [0u8; 1];
+        Ok(self.reader.read(&mut b)? == 0)
+    }
+}
