@@ -39,6 +39,12 @@ export WASMBOX_DOCKER_DIR ?= $(DOCKER_DIR)
 WASI_LIBC_DIR := $(WASMBOX_CI_CACHE)/wasi-libc-trixie
 export WASMBOX_WASIP2_SYSROOT ?= $(WASI_LIBC_DIR)/usr
 
+# CNI plugins (bridge, host-local, loopback) for the CRI tests whose pods have a network of their
+# own and a pod IP: Debian's containernetworking-plugins, unpacked the same way; the tests
+# point their containerd's CRI at them (test/src/cri.rs) and remove the bridge they made.
+CNI_DIR := $(WASMBOX_CI_CACHE)/cni-bookworm
+export WASMBOX_CNI_DIR ?= $(CNI_DIR)/usr/lib/cni
+
 # Every cargo command selects the whole workspace: the same package selection means the same
 # feature set, so Wasmtime and the rest are compiled once and reused by every stage.
 INTEGRATION := $(CARGO) test --release --workspace --no-fail-fast --test '*' -- --test-threads=2
@@ -95,7 +101,7 @@ integration-2:
 	$(call header,2.x (Debian sid),$(CONTAINERD_2)/usr/bin)
 	WASMBOX_CONTAINERD_DIR=$(CONTAINERD_2)/usr/bin $(INTEGRATION)
 
-.PHONY: oras registry docker wasi-libc
+.PHONY: oras registry docker wasi-libc cni
 oras:
 	test/scripts/fetch-debian-package.sh sid oras $(ORAS_DIR) oras
 
@@ -108,7 +114,10 @@ docker:
 wasi-libc:
 	test/scripts/fetch-debian-package.sh trixie wasi-libc $(WASI_LIBC_DIR) file:usr/lib/wasm32-wasip2/libc.a
 
-integration-1.6 integration-1.7 integration-2: oras registry docker wasi-libc
+cni:
+	test/scripts/fetch-debian-package.sh bookworm containernetworking-plugins $(CNI_DIR) file:usr/lib/cni/bridge file:usr/lib/cni/host-local file:usr/lib/cni/loopback
+
+integration-1.6 integration-1.7 integration-2: oras registry docker wasi-libc cni
 
 bench:
 	@if [ -x bench/run.sh ]; then $(MAKE) build && bench/run.sh; else echo "bench: not yet (bench/run.sh does not exist)"; fi

@@ -124,10 +124,18 @@ int main(int argc, char **argv) {
         fprintf(stderr, "no listeners (LISTEN_FDS is not set)\n");
         return 1;
     }
+    // poll() before serving: a listener with nothing pending next to stdout (the runtime's own
+    // descriptor, always writable), then the listener alone with a 20 ms timeout.
+    struct pollfd mixed[2] = {{.fd = fds[0].fd, .events = POLLIN}, {.fd = 1, .events = POLLOUT}};
+    int ready = poll(mixed, 2, 1000);
+    int timed_out = poll(mixed, 1, 20);
+    printf("startup polls: %d ready (listener %s, stdout %s), then %d\n", ready,
+           mixed[0].revents ? "ready" : "idle", mixed[1].revents & POLLOUT ? "writable" : "not writable", timed_out);
     printf("serving LISTEN_FDS=%s LISTEN_FDNAMES=%s\n", count ? count : "-", names ? names : "-");
     fflush(stdout);
     for (;;) {
-        if (poll(fds, (nfds_t)nfds, -1) < 0) {
+        // A timeout, as servers use for housekeeping: sockets and a clock in one poll.
+        if (poll(fds, (nfds_t)nfds, 1000) < 0) {
             if (errno == EINTR) continue;
             perror("poll");
             return 1;
@@ -154,7 +162,9 @@ int main(int argc, char **argv) {
                 continue;
             }
             struct conn *c = &conns[i];
-            ssize_t n = recv(fds[i].fd, c->buf + c->len, BUF - 1 - c->len, 0);
+            // read() on odd descriptors, recv() on even ones: both must work on a socket.
+            ssize_t n = fds[i].fd % 2 ? read(fds[i].fd, c->buf + c->len, BUF - 1 - c->len)
+                                      : recv(fds[i].fd, c->buf + c->len, BUF - 1 - c->len, 0);
             if (n < 0 && errno == EAGAIN) continue;
             if (n <= 0) {
                 drop_conn(i);

@@ -20,6 +20,49 @@ pub struct CriConfig {
     /// The pause image (`sandbox_image`); the test imports it into [`CRI_NAMESPACE`] itself,
     /// so nothing is ever pulled.
     pub sandbox_image: String,
+    /// A CNI network for pods that are not on the host network; None: host-network pods only.
+    pub pod_network: Option<PodNetwork>,
+}
+
+/// A CNI bridge network of one fixture: its own bridge and subnet, the host is the gateway (so
+/// the test reaches pod IPs), no masquerading or other host firewall changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodNetwork {
+    /// The bridge device (at most 15 characters), removed with the fixture.
+    pub bridge: String,
+    /// An IPv4 /24 such as `10.123.4.0/24`.
+    pub subnet: String,
+    /// Where the CNI plugins are (`bridge`, `host-local`, `loopback`).
+    pub plugins: PathBuf,
+}
+
+impl PodNetwork {
+    /// The CNI config list (host-local keeps its leases under `state`).
+    pub fn conflist(&self, state: &Path) -> String {
+        format!(
+            r#"{{
+  "cniVersion": "1.0.0",
+  "name": "{bridge}",
+  "plugins": [
+    {{
+      "type": "bridge",
+      "bridge": "{bridge}",
+      "isGateway": true,
+      "ipMasq": false,
+      "ipam": {{
+        "type": "host-local",
+        "dataDir": "{state}",
+        "ranges": [[{{ "subnet": "{subnet}" }}]]
+      }}
+    }}
+  ]
+}}
+"#,
+            bridge = self.bridge,
+            subnet = self.subnet,
+            state = state.display(),
+        )
+    }
 }
 
 /// Every path one private containerd instance uses; all of them live in its temp dir.
@@ -179,6 +222,17 @@ disabled_plugins = {disabled}
         std::fs::create_dir_all(self.cni_bin())?;
         std::fs::create_dir_all(self.cni_conf())
     }
+
+    /// Puts `network`'s plugins and config where the CRI plugin looks for them.
+    pub fn install_pod_network(&self, network: &PodNetwork) -> std::io::Result<()> {
+        for plugin in ["bridge", "host-local", "loopback"] {
+            std::os::unix::fs::symlink(network.plugins.join(plugin), self.cni_bin().join(plugin))?;
+        }
+        std::fs::write(
+            self.cni_conf().join("10-wasmbox-test.conflist"),
+            network.conflist(&self.cni.join("ipam")),
+        )
+    }
 }
 
 fn toml_string(s: &str) -> String {
@@ -204,6 +258,7 @@ mod tests {
         let paths = Paths::new(Path::new("/tmp/wbx-x"));
         let text = paths.config_toml_with(Some(&CriConfig {
             sandbox_image: "docker.io/library/wbx-pause:latest".into(),
+            pod_network: None,
         }));
         assert!(text.contains(r#"disabled_plugins = ["io.containerd.nri.v1.nri"]"#));
         assert!(text.contains(r#"sandbox_image = "docker.io/library/wbx-pause:latest""#));

@@ -80,6 +80,9 @@ impl Containerd {
         fixture.paths.create_dirs()?;
         if fixture.options.cri.is_some() {
             fixture.paths.create_cni_dirs()?;
+            if let Some(network) = fixture.options.cri.as_ref().and_then(|c| c.pod_network.as_ref()) {
+                fixture.paths.install_pod_network(network)?;
+            }
             std::fs::write(fixture.paths.strict_config(), crate::config::STRICT_CONFIG)?;
         }
         let config = fixture.paths.config_toml_with(fixture.options.cri.as_ref());
@@ -314,6 +317,13 @@ impl Containerd {
                 cgroups::force_remove(CRI_NAMESPACE, &id);
                 shim_socket::remove(&self.paths.socket, CRI_NAMESPACE, &id);
             }
+        }
+        // CNI removes a pod's veth with the pod; the bridge is the fixture's to remove.
+        if let Some(network) = self.options.cri.as_ref().and_then(|c| c.pod_network.as_ref()) {
+            let _ = std::process::Command::new("ip").args(["link", "delete", &network.bridge]).status();
+            // libcni's result cache (containerd has no setting for it), when nothing else is in it.
+            let _ = std::fs::remove_dir("/var/lib/cni/results");
+            let _ = std::fs::remove_dir("/var/lib/cni");
         }
         for (mount, e) in mounts::unmount_all_under(&self.paths.dir) {
             eprintln!("cannot unmount {}: {e}", mount.display());

@@ -47,9 +47,31 @@ pub fn pause_image_ref() -> String {
 /// Starts a private containerd with the CRI plugin and imports the pause image into CRI's
 /// namespace; returns once CRI knows the image.
 pub fn start() -> Result<Containerd> {
+    start_with(None)
+}
+
+/// [`start`], with a CNI bridge network of the fixture's own for pods that are not on the host
+/// network (see [`Pod::run_in_pod_network`]): pods get an IP the test reaches from the host.
+pub fn start_with_pod_network() -> Result<Containerd> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 250;
+    let pid = std::process::id();
+    let plugins = crate::tools::cni_plugins();
+    if !plugins.join("bridge").is_file() {
+        bail!("no CNI plugins in {} (run `make cni`, or set WASMBOX_CNI_DIR)", plugins.display());
+    }
+    start_with(Some(crate::config::PodNetwork {
+        bridge: format!("wbx{}-{n}", pid % 100_000),
+        subnet: format!("10.{}.{n}.0/24", 200 + pid % 50),
+        plugins,
+    }))
+}
+
+fn start_with(pod_network: Option<crate::config::PodNetwork>) -> Result<Containerd> {
     let options = FixtureOptions {
         cri: Some(CriConfig {
             sandbox_image: pause_image_ref(),
+            pod_network,
         }),
         ..FixtureOptions::default()
     };
@@ -430,8 +452,12 @@ pub fn pod_config(name: &str, log_directory: &Path, cgroup_parent: &str) -> api:
 
 /// kubelet's namespace choices for an ordinary host-network pod.
 fn namespace_options() -> api::NamespaceOption {
+    namespace_options_with(api::NamespaceMode::Node)
+}
+
+fn namespace_options_with(network: api::NamespaceMode) -> api::NamespaceOption {
     api::NamespaceOption {
-        network: api::NamespaceMode::Node as i32,
+        network: network as i32,
         pid: api::NamespaceMode::Container as i32,
         ipc: api::NamespaceMode::Pod as i32,
         ..Default::default()
@@ -463,6 +489,14 @@ pub fn container_config(name: &str, image: &str) -> api::ContainerConfig {
             }),
         }),
         ..Default::default()
+    }
+}
+
+/// Puts a container of a pod that has a network of its own (not the host's) into that
+/// network, as kubelet does for a pod without `hostNetwork`.
+pub fn in_pod_network(config: &mut api::ContainerConfig) {
+    if let Some(sc) = config.linux.as_mut().and_then(|l| l.security_context.as_mut()) {
+        sc.namespace_options = Some(namespace_options_with(api::NamespaceMode::Pod));
     }
 }
 
@@ -510,12 +544,38 @@ impl<'a> Pod<'a> {
         handler: &str,
         annotations: &[(&str, &str)],
     ) -> Result<Self> {
+        Self::run_with(cri, containerd, test, handler, annotations, api::NamespaceMode::Node)
+    }
+
+    /// A pod with a network of its own (CNI, see [`start_with_pod_network`]) and `annotations`;
+    /// its containers need [`in_pod_network`].
+    pub fn run_in_pod_network(
+        cri: &'a Cri,
+        containerd: &'a Containerd,
+        test: &str,
+        handler: &str,
+        annotations: &[(&str, &str)],
+    ) -> Result<Self> {
+        Self::run_with(cri, containerd, test, handler, annotations, api::NamespaceMode::Pod)
+    }
+
+    fn run_with(
+        cri: &'a Cri,
+        containerd: &'a Containerd,
+        test: &str,
+        handler: &str,
+        annotations: &[(&str, &str)],
+        network: api::NamespaceMode,
+    ) -> Result<Self> {
         let name = ids::container_id(test);
         let log_dir = containerd.paths().work.join("pods").join(&name);
         std::fs::create_dir_all(&log_dir)?;
         // Like kubelet's /kubepods/besteffort/pod<uid>, unique so parallel tests never share it.
         let cgroup_parent = format!("/{name}");
         let mut config = pod_config(&name, &log_dir, &cgroup_parent);
+        if let Some(sc) = config.linux.as_mut().and_then(|l| l.security_context.as_mut()) {
+            sc.namespace_options = Some(namespace_options_with(network));
+        }
         config
             .annotations
             .extend(annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -545,6 +605,16 @@ impl<'a> Pod<'a> {
         self.containerd.track(&id);
         self.containers.push(id.clone());
         Ok(id)
+    }
+
+    /// The pod's IP (from PodSandboxStatus), for a pod with a network of its own.
+    pub fn ip(&self) -> Result<String> {
+        let status = self.cri.pod_sandbox_status(&self.id)?;
+        let ip = status.network.as_ref().map(|n| n.ip.clone()).unwrap_or_default();
+        if ip.is_empty() {
+            bail!("pod {} has no IP: {status:?}", self.id);
+        }
+        Ok(ip)
     }
 
     /// Where CRI writes the log of the container created with `config`.

@@ -102,3 +102,34 @@ impl Client {
         Ok(self.reader.read(&mut b)? == 0)
     }
 }
+
+/// `clients` concurrent keep-alive clients (each on a connection from `connect`), `requests`
+/// each, every answer checked (`hello <path>`, the server guest's answer); the number answered.
+pub fn check_many(
+    connect: impl Fn() -> Result<TcpStream> + Sync,
+    clients: usize,
+    requests: usize,
+) -> Result<usize> {
+    std::thread::scope(|s| {
+        let threads: Vec<_> = (0..clients)
+            .map(|c| {
+                let connect = &connect;
+                s.spawn(move || -> Result<usize> {
+                    let mut client = Client::new(connect()?)?;
+                    for r in 0..requests {
+                        let path = format!("/client-{c}/request-{r}");
+                        let answer = client.get(&path, false)?;
+                        if answer.status != 200 || answer.body != format!("hello {path}\n") {
+                            bail!("client {c}: wrong answer to {path}: {answer:?}");
+                        }
+                    }
+                    Ok(requests)
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a client thread panicked"))))
+            .sum()
+    })
+}

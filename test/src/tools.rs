@@ -32,6 +32,16 @@ pub fn oras() -> PathBuf {
     PathBuf::from("oras")
 }
 
+/// The CNI plugins directory: `WASMBOX_CNI_DIR`, else where `make` unpacks Debian's
+/// containernetworking-plugins.
+pub fn cni_plugins() -> PathBuf {
+    env_path("WASMBOX_CNI_DIR").unwrap_or_else(|| {
+        env_path("WASMBOX_CI_CACHE")
+            .unwrap_or_else(|| PathBuf::from("/var/cache/wasmbox-ci"))
+            .join("cni-bookworm/usr/lib/cni")
+    })
+}
+
 fn env_path(name: &str) -> Option<PathBuf> {
     std::env::var_os(name)
         .filter(|v| !v.is_empty())

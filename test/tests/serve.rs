@@ -10,10 +10,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use wasmbox_integration::ctr::RunSpec;
-use wasmbox_integration::http::Client;
+use wasmbox_integration::http::{self, Client};
 use wasmbox_integration::netns::NetNs;
 use wasmbox_integration::poll::wait_until;
 use wasmbox_integration::suite::{assert_clean, run_to_end, start};
+use wasmbox_image::ImageBuilder;
+use wasmbox_integration::config::CRI_WASMBOX_HANDLER;
+use wasmbox_integration::cri::api::ContainerState;
+use wasmbox_integration::cri::{self, Cri, Pod};
 use wasmbox_integration::{guests, ids, image, require_integration, Containerd, EventStream};
 
 const LISTEN: &str = "wasmbox.dev/listen";
@@ -26,12 +30,15 @@ const KILL_BUDGET: Duration = Duration::from_secs(2);
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The server image: the guest at `/app.wasm`, a file to serve in `/data`.
-fn server_image(containerd: &Containerd, name: &str) -> String {
-    let builder = image::compat_image(&ids::image_ref(name), &guests::server().unwrap())
+fn server_image_builder(name: &str) -> ImageBuilder {
+    image::compat_image(&ids::image_ref(name), &guests::server().unwrap())
         .dir("/data", 0o755)
-        .file("/data/greeting.txt", GREETING.as_bytes().to_vec(), 0o644);
+        .file("/data/greeting.txt", GREETING.as_bytes().to_vec(), 0o644)
+}
+
+fn server_image(containerd: &Containerd, name: &str) -> String {
     containerd
-        .import_image(builder)
+        .import_image(server_image_builder(name))
         .unwrap_or_else(|e| panic!("importing {name}: {e:#}"))
 }
 
@@ -108,30 +115,8 @@ fn a_preview1_server_answers_20_clients_on_its_preopened_listener() {
     );
 
     // 20 concurrent keep-alive clients, 10 requests each, every answer checked.
-    std::thread::scope(|s| {
-        let clients: Vec<_> = (0..CLIENTS)
-            .map(|c| {
-                let ns = &ns;
-                s.spawn(move || -> anyhow::Result<usize> {
-                    let mut client = Client::new(ns.connect_tcp(ADDR)?)?;
-                    for r in 0..REQUESTS_PER_CLIENT {
-                        let path = format!("/client-{c}/request-{r}");
-                        let answer = client.get(&path, false)?;
-                        anyhow::ensure!(
-                            answer.status == 200 && answer.body == format!("hello {path}\n"),
-                            "{answer:?}"
-                        );
-                    }
-                    Ok(REQUESTS_PER_CLIENT)
-                })
-            })
-            .collect();
-        let answered: usize = clients
-            .into_iter()
-            .map(|c| c.join().expect("client thread").unwrap())
-            .sum();
-        assert_eq!(answered, CLIENTS * REQUESTS_PER_CLIENT);
-    });
+    let answered = http::check_many(|| ns.connect_tcp(ADDR), CLIENTS, REQUESTS_PER_CLIENT).unwrap();
+    assert_eq!(answered, CLIENTS * REQUESTS_PER_CLIENT);
 
     // The file from the preopened directory, and a connection the server ends (shutdown).
     let mut client = Client::new(ns.connect_tcp(ADDR).unwrap()).unwrap();
@@ -216,4 +201,37 @@ fn a_listener_that_cannot_be_bound_ends_the_guest_with_the_reason() {
         )),
         "{out:?}"
     );
+}
+
+/// The same server as a Kubernetes pod would run it: RuntimeClass `wasmbox`, the listener from
+/// the pod's annotation, the pod's own network (CNI bridge), clients on the pod IP.
+#[test]
+fn a_preview1_server_answers_on_its_pod_ip_through_cri() {
+    require_integration!();
+    let containerd = cri::start_with_pod_network().unwrap_or_else(|e| panic!("containerd with CRI and CNI: {e:#}"));
+    let cri = Cri::connect(&containerd).unwrap();
+    let image = cri::import_image(&containerd, server_image_builder("serve-cri")).unwrap();
+    let mut pod = Pod::run_in_pod_network(&cri, &containerd, "serve-cri", CRI_WASMBOX_HANDLER, &[(LISTEN, "tcp:8080")])
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e:#}\n{}", containerd.log_tail(40)));
+    let addr = format!("{}:8080", pod.ip().unwrap());
+    let mut config = cri::container_config("server", &image);
+    cri::in_pod_network(&mut config);
+    config.envs.push(cri::env("FILE", "/data/greeting.txt"));
+    let id = pod.create_container(&config).unwrap();
+    cri.start_container(&id).unwrap();
+    let connect = || std::net::TcpStream::connect(&addr).map_err(anyhow::Error::from);
+    wait_until(&format!("the server on {addr}"), START_TIMEOUT, || connect().ok())
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", containerd.log_lines_mentioning(&id)));
+
+    let answered = http::check_many(connect, CLIENTS, REQUESTS_PER_CLIENT).unwrap();
+    assert_eq!(answered, CLIENTS * REQUESTS_PER_CLIENT);
+    let answer = Client::new(connect().unwrap()).unwrap().get("/file", false).unwrap();
+    assert_eq!(answer.body, GREETING);
+
+    // kubelet's stop: SIGTERM, then the pod goes; nothing is left.
+    cri.stop_container(&id, 10).unwrap();
+    let status = cri.wait_container_state(&id, ContainerState::ContainerExited, Duration::from_secs(30)).unwrap();
+    assert_eq!(status.exit_code, 143, "{status:?}");
+    pod.stop_and_remove().unwrap();
+    pod.assert_nothing_left().unwrap();
 }
