@@ -71,5 +71,10 @@ PY
     trap - EXIT
 fi
 
+# The serving figure's load generator: Debian's wrk (and its LuaJIT), unpacked privately.
+WRK_DIR="${WASMBOX_CI_CACHE:-/var/cache/wasmbox-ci}/wrk-bookworm"
+test/scripts/fetch-debian-package.sh bookworm wrk,libluajit-5.1-2,libluajit-5.1-common "$WRK_DIR" file:usr/bin/wrk
+export WASMBOX_WRK="${WASMBOX_WRK:-$WRK_DIR/usr/bin/wrk}"
+
 cargo build --release -p wasmbox-shim -p wasmbox-bench
 exec target/release/wasmbox-bench --large "$WASM" --large-arg -V "$@"

@@ -20,6 +20,8 @@ pub struct Pair {
 pub struct Guests {
     pub hello: Pair,
     pub idle: Pair,
+    /// The integration suite's HTTP server (`test/guests/server.c`), for the serving figure.
+    pub server: Pair,
 }
 
 impl Guests {
@@ -27,6 +29,7 @@ impl Guests {
         Ok(Self {
             hello: pair("hello")?,
             idle: pair("idle")?,
+            server: pair_from(&wasmbox_integration::guests::sources_dir(), "server")?,
         })
     }
 }
@@ -36,7 +39,11 @@ fn sources_dir() -> PathBuf {
 }
 
 fn pair(name: &str) -> Result<Pair> {
-    let src = sources_dir().join(format!("{name}.c"));
+    pair_from(&sources_dir(), name)
+}
+
+fn pair_from(dir: &Path, name: &str) -> Result<Pair> {
+    let src = dir.join(format!("{name}.c"));
     if !src.is_file() {
         bail!("guest source {} not found", src.display());
     }

@@ -28,7 +28,7 @@ use wasmbox_integration::{Containerd, FixtureOptions};
 
 use crate::options::{Options, USAGE};
 use crate::results::{CompareSeries, Concurrent, Large, Results};
-use crate::scenarios::{concurrent, density, first_start, starts};
+use crate::scenarios::{concurrent, density, first_start, serving, starts};
 use crate::subjects::{LargeProgram, Subjects};
 
 fn main() -> ExitCode {
@@ -208,6 +208,22 @@ fn measure(
         },
     };
 
+    let serving = if o.serving_rounds == 0 {
+        None
+    } else {
+        step(&format!(
+            "serving: {} clients, {} interleaved {} s load runs per server",
+            SERVING_CLIENTS, o.serving_rounds, o.serving_seconds
+        ));
+        Some(serving::measure(
+            containerd,
+            [&s.server_wasm, &s.server_runc],
+            SERVING_CLIENTS,
+            o.serving_rounds,
+            o.serving_seconds,
+        )?)
+    };
+
     let mut density_runs = Vec::new();
     let mut anatomy = Vec::new();
     for &n in &o.densities {
@@ -247,8 +263,12 @@ fn measure(
         density: density_runs,
         anatomy,
         phases,
+        serving,
     })
 }
+
+/// Concurrent keep-alive clients of the serving figure (issue: 20).
+const SERVING_CLIENTS: usize = 20;
 
 /// Step timings for the hello and the large program, on the artifacts the cold-start runs
 /// left in the fixture's compile cache (so before the first-start runs empty it).

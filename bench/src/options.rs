@@ -14,6 +14,8 @@ usage: wasmbox-bench [options]
   --concurrent-rounds N rounds of N concurrent starts per runtime (default 5)
   --density N,M,...     idle containers kept running at once (default 20,100)
   --density-rounds N    rounds per density and runtime (default 3)
+  --serving-rounds N    interleaved load runs per server (default 3; 0 skips serving)
+  --serving-seconds N   length of one load run (default 5)
   --large FILE          the large WASI program (skipped when absent)
   --large-arg ARG       an argument for it (repeatable; default -V)
   --out DIR             where the JSON and PNG go (default target/bench)
@@ -31,6 +33,8 @@ pub struct Options {
     pub concurrent_rounds: usize,
     pub densities: Vec<usize>,
     pub density_rounds: usize,
+    pub serving_rounds: usize,
+    pub serving_seconds: u64,
     pub large: Option<PathBuf>,
     pub large_args: Vec<String>,
     pub out_dir: PathBuf,
@@ -50,6 +54,8 @@ impl Default for Options {
             concurrent_rounds: 5,
             densities: vec![20, 100],
             density_rounds: 3,
+            serving_rounds: 3,
+            serving_seconds: 5,
             large: None,
             large_args: Vec::new(),
             out_dir: PathBuf::from("target/bench"),
@@ -85,6 +91,8 @@ impl Options {
                         .collect::<Result<_>>()?
                 }
                 "--density-rounds" => o.density_rounds = count(&flag, &value()?)?,
+                "--serving-rounds" => o.serving_rounds = count(&flag, &value()?)?,
+                "--serving-seconds" => o.serving_seconds = count(&flag, &value()?)? as u64,
                 "--large" => o.large = Some(PathBuf::from(value()?)),
                 "--large-arg" => o.large_args.push(value()?),
                 "--out" => o.out_dir = PathBuf::from(value()?),

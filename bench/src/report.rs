@@ -29,9 +29,10 @@ pub fn summary(s: &Summary, unit: &str) -> String {
 }
 
 fn verdict(c: &Comparison) -> String {
+    let op = if c.at_least { ">=" } else { "<=" };
     match (c.target, c.passes()) {
-        (Some(t), Some(true)) => format!("<= {t:.2}x  pass"),
-        (Some(t), _) => format!("<= {t:.2}x  FAIL"),
+        (Some(t), Some(true)) => format!("{op} {t:.2}x  pass"),
+        (Some(t), _) => format!("{op} {t:.2}x  FAIL"),
         (None, _) => "-".into(),
     }
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::load::LoadWait;
 use crate::phases::Phases;
 use crate::scenarios::density::{Anatomy, DensityRun};
+use crate::scenarios::serving::Serving;
 use crate::stats::{Series, Summary};
 
 #[derive(Debug, Clone, Serialize)]
@@ -17,6 +18,7 @@ pub struct Results {
     pub density: Vec<DensityRun>,
     pub anatomy: Vec<Anatomy>,
     pub phases: Vec<Phases>,
+    pub serving: Option<Serving>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -69,8 +71,10 @@ pub struct Comparison {
     pub value: Summary,
     pub baseline_name: String,
     pub baseline: Option<Summary>,
-    /// The ratio value/baseline must be at most this.
+    /// The ratio value/baseline must be at most this (at least, with `at_least`).
     pub target: Option<f64>,
+    /// For figures where more is better (requests per second).
+    pub at_least: bool,
 }
 
 impl Comparison {
@@ -79,7 +83,12 @@ impl Comparison {
     }
 
     pub fn passes(&self) -> Option<bool> {
-        Some(crate::stats::meets(self.ratio()?, self.target?))
+        let (ratio, target) = (self.ratio()?, self.target?);
+        Some(if self.at_least {
+            crate::stats::meets_at_least(ratio, target)
+        } else {
+            crate::stats::meets(ratio, target)
+        })
     }
 }
 
@@ -131,6 +140,7 @@ impl Results {
             baseline_name: "runc static hello".into(),
             baseline: Some(self.cold_start.runc.summary),
             target: Some(0.8),
+            at_least: false,
         }];
         if let Some(l) = &self.large {
             rows.push(Comparison {
@@ -141,6 +151,7 @@ impl Results {
                 baseline_name: "wasm hello".into(),
                 baseline: Some(self.cold_start.wasm.summary),
                 target: Some(1.5),
+                at_least: false,
             });
             rows.push(Comparison {
                 figure: format!("{}: first start (cache empty)", l.program),
@@ -150,6 +161,7 @@ impl Results {
                 baseline_name: "its later start".into(),
                 baseline: Some(l.later.summary),
                 target: None,
+                at_least: false,
             });
         }
         rows.push(Comparison {
@@ -160,7 +172,35 @@ impl Results {
             baseline_name: "runc".into(),
             baseline: Some(self.concurrent.starts.runc.summary),
             target: Some(1.0),
+            at_least: false,
         });
+        if let Some(sv) = &self.serving {
+            let series = |subject: &str, f: &dyn Fn(&crate::scenarios::serving::ServingRun) -> f64| {
+                let samples = sv.runs.iter().filter(|r| r.subject == subject).map(f).collect();
+                crate::stats::Series::new("", samples).summary
+            };
+            let (wasm, runc) = ("server-wasm", "server-runc");
+            rows.push(Comparison {
+                figure: format!("serving: requests/s, {} keep-alive clients", sv.clients),
+                short: "serving req/s".into(),
+                unit: "req/s",
+                value: series(wasm, &|r| r.requests_per_s),
+                baseline_name: "runc, same C".into(),
+                baseline: Some(series(runc, &|r| r.requests_per_s)),
+                target: Some(0.5),
+                at_least: true,
+            });
+            rows.push(Comparison {
+                figure: "serving: p99 latency".into(),
+                short: "serving p99".into(),
+                unit: "ms",
+                value: series(wasm, &|r| r.p99_ms),
+                baseline_name: "runc, same C".into(),
+                baseline: Some(series(runc, &|r| r.p99_ms)),
+                target: None,
+                at_least: false,
+            });
+        }
         let subjects = self.density_subjects();
         if let [wasm, runc, ..] = subjects.as_slice() {
             for n in self.densities() {
@@ -173,6 +213,7 @@ impl Results {
                     baseline_name: "runc".into(),
                     baseline: Some(self.density_series(runc, n, "MiB", mib).summary),
                     target: Some(1.0),
+                    at_least: false,
                 });
                 let drop = |r: &DensityRun| r.mem_available_drop_kib_per_container / KIB_PER_MIB;
                 rows.push(Comparison {
@@ -183,6 +224,7 @@ impl Results {
                     baseline_name: "runc".into(),
                     baseline: Some(self.density_series(runc, n, "MiB", drop).summary),
                     target: None,
+                    at_least: false,
                 });
             }
         }

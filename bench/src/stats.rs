@@ -69,6 +69,11 @@ pub fn meets(ratio: f64, at_most: f64) -> bool {
     ratio.is_finite() && ratio <= at_most
 }
 
+/// Whether a ratio meets an "at least" target (NaN never does).
+pub fn meets_at_least(ratio: f64, at_least: f64) -> bool {
+    ratio.is_finite() && ratio >= at_least
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +101,6 @@ mod tests {
         assert!(meets(0.8, 0.8));
         assert!(!meets(0.81, 0.8));
         assert!(!meets(f64::NAN, 0.8));
+        assert!(meets_at_least(0.5, 0.5) && !meets_at_least(0.49, 0.5) && !meets_at_least(f64::NAN, 0.5));
     }
 }

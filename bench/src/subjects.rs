@@ -62,6 +62,8 @@ pub struct Subjects {
     pub hello_runc: Subject,
     pub idle_wasm: Subject,
     pub idle_runc: Subject,
+    pub server_wasm: Subject,
+    pub server_runc: Subject,
     pub large: Option<Subject>,
 }
 
@@ -109,6 +111,10 @@ impl Subjects {
             RUNC_RUNTIME,
             "",
         )?;
+        let server_wasm = import(containerd, "server-wasm", "/server.wasm", &guests.server.wasm, WASMBOX_RUNTIME, "")?;
+        let mut server_runc = import(containerd, "server-runc", "/server", &guests.server.native, RUNC_RUNTIME, "")?;
+        // Its port comes after this (see scenarios::serving).
+        server_runc.args = vec!["/server".into()];
         let large = match large {
             None => None,
             Some(p) => {
@@ -133,6 +139,8 @@ impl Subjects {
             hello_runc,
             idle_wasm,
             idle_runc,
+            server_wasm,
+            server_runc,
             large,
         })
     }

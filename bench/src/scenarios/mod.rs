@@ -3,4 +3,5 @@
 pub mod concurrent;
 pub mod density;
 pub mod first_start;
+pub mod serving;
 pub mod starts;
