@@ -66,6 +66,8 @@ const SUBSCRIPTION_SIZE: usize = 48;
 const EVENT_SIZE: usize = 32;
 const OFLAGS_DIRECTORY: i32 = 1 << 1;
 
+/// The most subscriptions one `poll_oneoff` may have while the guest has sockets.
+const MAX_SUBSCRIPTIONS: u32 = 1 << 16;
 /// The most bytes one read or write moves (a guest asking for more gets a short count).
 const MAX_IO: usize = 1 << 20;
 /// How long one wait in `poll(2)` lasts before termination is checked again.
@@ -725,8 +727,13 @@ fn poll_oneoff(
     n: u32,
     nevents: u32,
 ) -> wasmtime::Result<Option<i32>> {
-    if n == 0 || n > 4096 {
+    if n == 0 {
         return Ok(None);
+    }
+    // Every subscription is read to see whether one names a socket (which Wasmtime would
+    // take for its placeholder): more than this many is refused rather than copied.
+    if n > MAX_SUBSCRIPTIONS {
+        return Ok(Some(errno::INVAL));
     }
     let mem = memory(caller)?;
     let raw = match read_mem(&*caller, &mem, input, n as usize * SUBSCRIPTION_SIZE) {
