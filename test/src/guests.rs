@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use wasi_preview1_component_adapter_provider::{
     WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+    WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
 };
 
 use crate::process::run_captured;
@@ -35,6 +36,10 @@ pub enum Kind {
     /// `<name>.c` against wasi-libc's `wasm32-wasip2` sysroot (its sockets are `wasi:sockets`),
     /// then a component; see [`wasip2_sysroot`].
     ComponentP2,
+    /// `<name>.c` as a `wasi:http/proxy` handler: C bindings generated with `wit-bindgen-c`
+    /// from the `wasi:http` WIT that Wasmtime's own `wasmtime-wasi-http` carries, built like
+    /// [`Kind::ComponentP2`] but as a reactor; see [`wasi_http_wit`].
+    HttpComponent,
 }
 
 type Cache = Mutex<HashMap<(String, Kind), Arc<Vec<u8>>>>;
@@ -54,6 +59,7 @@ pub fn build(name: &str, kind: Kind) -> Result<Arc<Vec<u8>>> {
         Kind::Component => component(name)?,
         Kind::NativeStatic => native_static(name)?,
         Kind::ComponentP2 => component_p2(name)?,
+        Kind::HttpComponent => http_component(name)?,
     });
     cache
         .lock()
@@ -129,6 +135,88 @@ pub fn connect() -> Result<Arc<Vec<u8>>> {
 /// `server.c`: an HTTP/1.1 server on its preopened listeners (see the source).
 pub fn server() -> Result<Arc<Vec<u8>>> {
     build("server", Kind::CWasm)
+}
+
+/// `http_hello.c`: a `wasi:http/proxy` handler answering `hello <path>` (see the source).
+pub fn http_hello() -> Result<Arc<Vec<u8>>> {
+    build("http_hello", Kind::HttpComponent)
+}
+
+/// The `wasi:http` WIT (and its WASI dependencies) of the Wasmtime the shim embeds: the `wit`
+/// directory of the `wasmtime-wasi-http` crate in cargo's registry, which building the shim
+/// has unpacked (`WASMBOX_WASI_HTTP_WIT` overrides it). Read from there, never copied.
+pub fn wasi_http_wit() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("WASMBOX_WASI_HTTP_WIT").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .context("neither CARGO_HOME nor HOME is set")?;
+    let crate_dir = format!("wasmtime-wasi-http-{WASMTIME_WASI_HTTP_VERSION}");
+    let registries = home.join("registry/src");
+    for entry in std::fs::read_dir(&registries).with_context(|| format!("reading {}", registries.display()))? {
+        let wit = entry?.path().join(&crate_dir).join("wit");
+        if wit.join("world.wit").is_file() {
+            return Ok(wit);
+        }
+    }
+    bail!("no {crate_dir}/wit under {} (build the workspace first)", registries.display())
+}
+
+/// The `wasmtime-wasi-http` version in Cargo.lock (a unit test keeps them equal).
+pub const WASMTIME_WASI_HTTP_VERSION: &str = "48.0.8";
+
+fn http_component(name: &str) -> Result<Vec<u8>> {
+    use wit_bindgen_core::wit_parser::Resolve;
+    let src = source(name, "c")?;
+    let mut resolve = Resolve::default();
+    let (pkg, _) = resolve.push_dir(wasi_http_wit()?)?;
+    let world = resolve.select_world(&[pkg], Some("bindings"))?;
+    let mut files = wit_bindgen_core::Files::default();
+    wit_bindgen_c::Opts::default()
+        .build()
+        .generate(&mut resolve, world, &mut files)
+        .context("generating the wasi:http C bindings")?;
+    let bindings = tempfile::Builder::new().prefix("wbx-bindings-").tempdir()?;
+    for (file, contents) in files.iter() {
+        std::fs::write(bindings.path().join(file), contents)?;
+    }
+    let sysroot = wasip2_sysroot();
+    let lib = sysroot.join("lib/wasm32-wasip2");
+    let builtins = clang_print(&["--target=wasm32-wasi", "-print-libgcc-file-name"])?;
+    let headers = PathBuf::from(clang_print(&["-print-resource-dir"])?).join("include");
+    let alloc = source("wasip2_alloc", "c")?;
+    let module = compile(&src, |out| {
+        let mut cmd = Command::new("clang");
+        cmd.args(["--target=wasm32-wasi", "-O2", "-Wall", "-Wno-unused-function", "-nostdinc", "-nostdlib", "-isystem"])
+            .arg(sysroot.join("include/wasm32-wasip2"))
+            .arg("-isystem")
+            .arg(&headers)
+            .arg("-I")
+            .arg(bindings.path())
+            .arg("-mexec-model=reactor")
+            .arg("-Wl,--strip-debug")
+            .arg("-o")
+            .arg(out)
+            .arg(lib.join("crt1-reactor.o"))
+            .arg(&src)
+            .arg(bindings.path().join("bindings.c"))
+            .arg(bindings.path().join("bindings_component_type.o"))
+            .arg(&alloc)
+            .arg(format!("-L{}", lib.display()))
+            .arg("-lc")
+            .arg(&builtins);
+        cmd
+    })?;
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .context("reading the module for componentization")?
+        .adapter(WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER)
+        .context("loading the preview1 -> preview2 adapter")?
+        .validate(true)
+        .encode()
+        .with_context(|| format!("encoding {name} as a component"))
 }
 
 fn source(name: &str, ext: &str) -> Result<PathBuf> {
@@ -284,6 +372,13 @@ mod tests {
 
     fn is_core_module(b: &[u8]) -> bool {
         b.starts_with(b"\0asm\x01\0\0\0")
+    }
+
+    #[test]
+    fn the_wasi_http_wit_is_the_locked_wasmtime_wasi_http() {
+        let lock = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock")).unwrap();
+        let entry = format!("name = \"wasmtime-wasi-http\"\nversion = \"{WASMTIME_WASI_HTTP_VERSION}\"");
+        assert!(lock.contains(&entry), "Cargo.lock has another wasmtime-wasi-http than {WASMTIME_WASI_HTTP_VERSION}");
     }
 
     #[test]

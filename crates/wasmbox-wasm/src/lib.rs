@@ -10,6 +10,7 @@
 //! - [`network`]: the network policy (egress, binds) applied to a component's sockets.
 //! - [`memory`]: the memory budget that keeps linear memories and tables inside the limit.
 //! - [`program`]: a loaded, link-checked program ready to run.
+//! - [`http`]: serves a `wasi:http/proxy` component (a request per instance, hyper on tokio).
 //! - [`layer`]: the layer around Wasmtime's WASI preview 1 (the wrappers and their trampoline).
 //! - [`rofs`]: EROFS (not EIO) for writes to read-only mounts, in that layer.
 //! - [`listeners`]: binds a preview 1 module's declared listeners in the container's init.
@@ -19,6 +20,7 @@
 
 pub mod cache;
 pub mod engine;
+pub mod http;
 pub mod entrypoint;
 pub mod error;
 pub mod kind;

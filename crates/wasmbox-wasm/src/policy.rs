@@ -23,9 +23,12 @@ pub const PREOPENS: &str = "wasmbox.dev/preopens";
 pub const TIMEOUT: &str = "wasmbox.dev/timeout";
 pub const EGRESS: &str = "wasmbox.dev/egress";
 pub const LISTEN: &str = "wasmbox.dev/listen";
+pub const HTTP: &str = "wasmbox.dev/http";
 /// The annotations this version understands; any other `wasmbox.dev/` key fails Create, so a
 /// typo is not silently ignored.
-pub const KNOWN: &[&str] = &[PREOPENS, TIMEOUT, EGRESS, LISTEN];
+pub const KNOWN: &[&str] = &[PREOPENS, TIMEOUT, EGRESS, LISTEN, HTTP];
+/// Where a `wasi:http/proxy` component is served unless `wasmbox.dev/http` says otherwise.
+pub const DEFAULT_HTTP: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8080);
 
 /// Exit status of a guest ended by its timeout (as `timeout(1)` reports it).
 pub const TIMEOUT_EXIT: i32 = 124;
@@ -332,6 +335,28 @@ pub struct Policy {
     /// Whether binding what `listen` does not declare is allowed (the operator's choice).
     #[serde(default = "yes")]
     pub bind_undeclared: bool,
+    /// Where a `wasi:http/proxy` component is served ([`DEFAULT_HTTP`] unless annotated).
+    #[serde(default = "default_http")]
+    pub http: SocketAddr,
+}
+
+fn default_http() -> SocketAddr {
+    DEFAULT_HTTP
+}
+
+/// `:PORT` (every address), `PORT`, `ADDRESS:PORT`, `[IPv6]:PORT`.
+pub fn parse_http_addr(value: &str) -> Result<SocketAddr, String> {
+    let v = value.trim();
+    let port = v.strip_prefix(':').unwrap_or(v);
+    if let Ok(p) = port.parse::<u16>() {
+        if p > 0 {
+            return Ok(SocketAddr::new(DEFAULT_HTTP.ip(), p));
+        }
+    }
+    match v.parse::<SocketAddr>() {
+        Ok(a) if a.port() > 0 => Ok(a),
+        _ => Err(format!("{v:?} is not :PORT or ADDRESS:PORT (a port 1-65535)")),
+    }
 }
 
 impl Default for Policy {
@@ -342,6 +367,7 @@ impl Default for Policy {
             egress: Egress::default(),
             listen: Vec::new(),
             bind_undeclared: true,
+            http: DEFAULT_HTTP,
         }
     }
 }
@@ -440,12 +466,17 @@ impl Policy {
                 format!("{} sockets, more than listen.max ({max}) in {config_source}", listen.len()),
             ));
         }
+        let http = match annotations.get(HTTP) {
+            Some(v) => parse_http_addr(v).map_err(|m| bad(HTTP, m))?,
+            None => DEFAULT_HTTP,
+        };
         Ok(Self {
             preopens,
             timeout,
             egress,
             listen,
             bind_undeclared: config.listen.bind_undeclared,
+            http,
         })
     }
 }
@@ -621,6 +652,15 @@ mod tests {
         let p = Policy::new(None, "f", &ann(&[(EGRESS, "none")])).unwrap();
         assert!(p.egress.denies_all());
         assert_eq!(EgressRule::parse("[fd00::/8]:443").unwrap().port, Some(443));
+    }
+
+    #[test]
+    fn http_addresses() {
+        assert_eq!(parse_http_addr(":8081").unwrap(), "0.0.0.0:8081".parse().unwrap());
+        assert_eq!(parse_http_addr("9000").unwrap(), "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(parse_http_addr("127.0.0.1:80").unwrap(), "127.0.0.1:80".parse().unwrap());
+        assert_eq!(parse_http_addr("[::1]:80").unwrap(), "[::1]:80".parse().unwrap());
+        assert!(parse_http_addr(":0").is_err() && parse_http_addr("x").is_err());
     }
 
     #[test]

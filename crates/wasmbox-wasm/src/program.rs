@@ -27,6 +27,8 @@ pub(crate) enum Code {
     },
     /// A `wasi:cli/command` component.
     Component(CommandPre<P2State>),
+    /// A `wasi:http/proxy` component: served, not run (see [`crate::http`]).
+    HttpProxy(wasmtime_wasi_http::p2::bindings::sync::ProxyPre<crate::http::HttpState>),
 }
 
 /// A loaded, link-checked program.
@@ -68,6 +70,14 @@ impl Program {
                 // SAFETY: the artifact was written by our own compile cache (see above).
                 let component =
                     unsafe { Component::deserialize_file(engine, artifact) }.map_err(entry_err)?;
+                if crate::http::is_proxy(engine, &component) {
+                    let pre = crate::http::link(engine, &component).map_err(|e| link_err(guest_path, e))?;
+                    return Ok(Self {
+                        engine: engine.clone(),
+                        code: Code::HttpProxy(pre),
+                        guest_path: guest_path.to_string(),
+                    });
+                }
                 let mut linker = wasmtime::component::Linker::<P2State>::new(engine);
                 wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
                     .map_err(|e| link_err(guest_path, e))?;

@@ -207,7 +207,7 @@ fn wasi_builder(
 }
 
 /// Stops guest code at the next epoch check once a termination signal arrived.
-fn arm_epoch<T: 'static>(store: &mut Store<T>) {
+pub(crate) fn arm_epoch<T: 'static>(store: &mut Store<T>) {
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|_| {
         if let Some(after) = terminate::timed_out() {
@@ -228,7 +228,7 @@ fn execute(
     let engine = &program.engine;
     let listening: &[crate::policy::Listen] = match &program.code {
         // Components bind their own sockets (checked by the network policy).
-        Code::Component(_) => &[],
+        Code::Component(_) | Code::HttpProxy(_) => &[],
         Code::Module { .. } => &granted.policy.listen,
     };
     // Bound before the guest starts; they stay here until it has ended (a unix socket's file
@@ -237,6 +237,22 @@ fn execute(
         Ok(b) => b,
         Err(e) => return Ok(Outcome::Failed(e)),
     };
+    if let Code::HttpProxy(pre) = &program.code {
+        // A context per request, made the same way as a command's.
+        let root = granted
+            .dirs
+            .map(|d| d.root.try_clone_to_owned())
+            .transpose()
+            .map_err(|e| wasmtime::format_err!("duplicate the guest's root: {e}"))?;
+        let (spec, policy) = (sandbox.clone(), granted.policy.clone());
+        let build = Box::new(move || -> wasmtime::Result<WasiCtx> {
+            let dirs = root.as_ref().map(|r| GuestDirs {
+                root: std::os::fd::AsFd::as_fd(r),
+            });
+            Ok(wasi_builder(&spec, dirs, &policy, 0)?.build())
+        });
+        return crate::http::serve(engine, pre, sandbox, granted, build);
+    }
     let mut wasi = wasi_builder(sandbox, granted.dirs, granted.policy, bound.len())?;
     let limits = Budget::new(granted.memory, sandbox.memory_limit);
     let result = match &program.code {
@@ -300,6 +316,7 @@ fn execute(
                     .map_err(|()| wasmtime::Error::new(I32Exit(1)))
             })
         }
+        Code::HttpProxy(_) => Err(wasmtime::format_err!("an HTTP component is served, not run")),
     };
     drop(bound);
     Ok(Outcome::from_result(result, terminate::requested()))

@@ -1,0 +1,62 @@
+//! `wasi:http/proxy` components are served, not run: the `http_hello` handler (C against
+//! bindings wit-bindgen-c generates from Wasmtime's own wasi:http WIT) answers on the address
+//! of `wasmbox.dev/http`, one fresh instance per request, in a network namespace of the
+//! test's own; what the handler prints reaches the container's log; a trap answers 500 and the
+//! next request is served.
+
+use std::time::Duration;
+
+use wasmbox_integration::ctr::RunSpec;
+use wasmbox_integration::http;
+use wasmbox_integration::netns::NetNs;
+use wasmbox_integration::poll::wait_until;
+use wasmbox_integration::suite::{assert_clean, import_compat, start};
+use wasmbox_integration::{guests, ids, require_integration, EventStream};
+
+const ADDR: &str = "127.0.0.1:8080";
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[test]
+fn an_http_component_answers_1000_requests_from_50_clients() {
+    require_integration!();
+    let containerd = start();
+    let image = import_compat(&containerd, "http-hello", &guests::http_hello().unwrap());
+    let ns = NetNs::create("http-hello").unwrap();
+    let id = ids::container_id("http-hello");
+    let log = containerd.paths().work.join(format!("{id}.log"));
+    let spec = RunSpec::new(&image, &id)
+        .flag(&ns.ctr_flag())
+        .flag(&format!("--annotation=wasmbox.dev/http={ADDR}"))
+        .flag(&format!("--log-uri=file://{}", log.display()));
+    containerd.run_detached(&spec).unwrap_or_else(|e| panic!("ctr run -d {id}: {e:#}"));
+    wait_until(&format!("the handler's server on {ADDR}"), START_TIMEOUT, || ns.connect_tcp(ADDR).ok())
+        .unwrap_or_else(|e| panic!("{e:#}\nlog: {:?}\n{}", std::fs::read_to_string(&log), containerd.log_tail(40)));
+
+    let answered = http::check_many(|| ns.connect_tcp(ADDR), 50, 20).unwrap();
+    assert_eq!(answered, 1000);
+    // The handler's stdout, one line per request, in the container's log.
+    wait_until("the handler's output in the log", Duration::from_secs(10), || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|l| l.contains("request /client-0/request-0\n") && l.contains("request /client-49/request-19\n"))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
+
+    // A request whose handler traps answers 500; the server goes on serving.
+    let mut client = http::Client::new(ns.connect_tcp(ADDR).unwrap()).unwrap();
+    let answer = client.get("/trap", false).unwrap();
+    assert_eq!(answer.status, 500, "{answer:?}");
+    let answer = client.get("/after-the-trap", false).unwrap();
+    assert_eq!((answer.status, answer.body.as_str()), (200, "hello /after-the-trap\n"), "{answer:?}");
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(said.contains("wasmbox: request failed:"), "the trap is not in the container's log: {said}");
+
+    let mut events = EventStream::start(&containerd, Duration::from_secs(10)).unwrap();
+    containerd.kill_task(&id, "SIGTERM").unwrap();
+    let exit = events.wait_exit(&id, Duration::from_secs(30)).unwrap();
+    assert_eq!(exit.exit_status(), Some(143), "{exit:?}");
+    containerd.wait_task_status(&id, "STOPPED", Duration::from_secs(10)).unwrap();
+    containerd.delete_container(&id).unwrap();
+    assert_clean(&containerd, &id);
+    ns.listen_tcp(ADDR).expect("the handler's port is still taken after it ended");
+}
