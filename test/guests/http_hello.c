@@ -1,8 +1,10 @@
 // A wasi:http/proxy handler: answers every request with 200 and `hello <path>\n` (with a
 // Content-Length), and prints one line per request on stdout, which must reach the container's
-// log; a path starting with /trap traps instead. Built against C bindings that wit-bindgen-c generates in the test (test/src/guests.rs).
+// log; a path starting with /trap traps instead, /sleep/MS sleeps MS milliseconds first. Built against C bindings that wit-bindgen-c generates in the test (test/src/guests.rs).
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bindings.h"
 
@@ -21,6 +23,11 @@ void exports_wasi_http_incoming_handler_handle(exports_wasi_http_incoming_handle
     fflush(stdout);
     if (path.len >= 5 && memcmp(path.ptr, "/trap", 5) == 0) {
         __builtin_trap();
+    }
+    if (path.len > 7 && memcmp(path.ptr, "/sleep/", 7) == 0) {
+        char ms[16] = {0};
+        memcpy(ms, path.ptr + 7, path.len - 7 < 15 ? path.len - 7 : 15);
+        usleep((useconds_t)atoi(ms) * 1000);
     }
 
     char length[16];

@@ -2,7 +2,8 @@
 //! bindings wit-bindgen-c generates from Wasmtime's own wasi:http WIT) answers on the address
 //! of `wasmbox.dev/http`, one fresh instance per request, in a network namespace of the
 //! test's own; what the handler prints reaches the container's log; a trap answers 500 and the
-//! next request is served.
+//! next request is served; a request past its timeout answers 504; SIGTERM lets the requests in
+//! flight finish, then the server exits 0.
 
 use std::time::Duration;
 
@@ -51,12 +52,82 @@ fn an_http_component_answers_1000_requests_from_50_clients() {
     let said = std::fs::read_to_string(&log).unwrap();
     assert!(said.contains("wasmbox: request failed:"), "the trap is not in the container's log: {said}");
 
-    let mut events = EventStream::start(&containerd, Duration::from_secs(10)).unwrap();
-    containerd.kill_task(&id, "SIGTERM").unwrap();
-    let exit = events.wait_exit(&id, Duration::from_secs(30)).unwrap();
-    assert_eq!(exit.exit_status(), Some(143), "{exit:?}");
+    // Nothing in flight: SIGTERM ends it at once, with 0.
+    stop(&containerd, &id, &ns);
+}
+
+/// SIGTERM and waits for the exit: 0 (drained); nothing left, the port free.
+fn stop(containerd: &wasmbox_integration::Containerd, id: &str, ns: &NetNs) {
+    let mut events = EventStream::start(containerd, Duration::from_secs(10)).unwrap();
+    containerd.kill_task(id, "SIGTERM").unwrap();
+    let exit = events.wait_exit(id, Duration::from_secs(30)).unwrap();
+    assert_eq!(exit.exit_status(), Some(0), "{exit:?}");
+    containerd.wait_task_status(id, "STOPPED", Duration::from_secs(10)).unwrap();
+    containerd.delete_container(id).unwrap();
+    assert_clean(containerd, id);
+    ns.listen_tcp(ADDR).expect("the handler's port is still taken after it ended");
+}
+
+/// Starts the handler detached in `ns` with `flags`; returns its log once it accepts.
+fn start_handler(containerd: &wasmbox_integration::Containerd, ns: &NetNs, id: &str, flags: &[&str]) -> std::path::PathBuf {
+    let image = import_compat(containerd, id, &guests::http_hello().unwrap());
+    let log = containerd.paths().work.join(format!("{id}.log"));
+    let mut spec = RunSpec::new(&image, id)
+        .flag(&ns.ctr_flag())
+        .flag(&format!("--annotation=wasmbox.dev/http={ADDR}"))
+        .flag(&format!("--log-uri=file://{}", log.display()));
+    for f in flags {
+        spec = spec.flag(f);
+    }
+    containerd.run_detached(&spec).unwrap_or_else(|e| panic!("ctr run -d {id}: {e:#}"));
+    wait_until(&format!("the handler's server on {ADDR}"), START_TIMEOUT, || ns.connect_tcp(ADDR).ok())
+        .unwrap_or_else(|e| panic!("{e:#}\nlog: {:?}\n{}", std::fs::read_to_string(&log), containerd.log_tail(40)));
+    log
+}
+
+/// A request past `wasmbox.dev/http-timeout` answers 504 and the next one is served; on
+/// SIGTERM, 20 requests in flight all finish with their answers, then the server exits 0.
+#[test]
+fn slow_requests_time_out_or_finish_when_stopped() {
+    require_integration!();
+    let containerd = start();
+    let ns = NetNs::create("http-slow").unwrap();
+    let id = ids::container_id("http-slow");
+    let log = start_handler(&containerd, &ns, &id, &["--annotation=wasmbox.dev/http-timeout=1s"]);
+
+    let mut client = http::Client::new(ns.connect_tcp(ADDR).unwrap()).unwrap();
+    let answer = client.get("/sleep/3000", false).unwrap();
+    assert_eq!(answer.status, 504, "{answer:?}");
+    let mut client = http::Client::new(ns.connect_tcp(ADDR).unwrap()).unwrap();
+    let answer = client.get("/after-the-timeout", false).unwrap();
+    assert_eq!(answer.status, 200, "{answer:?}");
+
+    std::thread::scope(|s| {
+        let slow: Vec<_> = (0..20)
+            .map(|i| {
+                let ns = &ns;
+                s.spawn(move || -> anyhow::Result<http::Answer> {
+                    let mut c = http::Client::new(ns.connect_tcp(ADDR)?)?;
+                    c.get(&format!("/sleep/700/slow-{i}"), false)
+                })
+            })
+            .collect();
+        // All 20 are in their handlers (each printed its line) before the signal.
+        wait_until("20 slow requests in their handlers", Duration::from_secs(10), || {
+            let said = std::fs::read_to_string(&log).ok()?;
+            (0..20).all(|i| said.contains(&format!("/slow-{i}\n"))).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        let mut events = EventStream::start(&containerd, Duration::from_secs(10)).unwrap();
+        containerd.kill_task(&id, "SIGTERM").unwrap();
+        for (i, t) in slow.into_iter().enumerate() {
+            let answer = t.join().expect("client thread").unwrap_or_else(|e| panic!("slow request {i}: {e:#}"));
+            assert_eq!((answer.status, answer.body), (200, format!("hello /sleep/700/slow-{i}\n")));
+        }
+        let exit = events.wait_exit(&id, Duration::from_secs(30)).unwrap();
+        assert_eq!(exit.exit_status(), Some(0), "{exit:?}");
+    });
     containerd.wait_task_status(&id, "STOPPED", Duration::from_secs(10)).unwrap();
     containerd.delete_container(&id).unwrap();
     assert_clean(&containerd, &id);
-    ns.listen_tcp(ADDR).expect("the handler's port is still taken after it ended");
 }

@@ -9,18 +9,23 @@
 //! with a synchronous store (the engine is the one every guest uses), and its response is
 //! handed to hyper as soon as the guest sets it, so a body streams while the guest writes it.
 //! A request whose handler traps, or returns without a response, answers 500 (logged); the
-//! server keeps serving.
+//! server keeps serving. At most `wasmbox.dev/http-max-concurrency` handlers run at once (more
+//! requests wait their turn); a request without a response after `wasmbox.dev/http-timeout`
+//! answers 504, and its guest code is stopped at its next epoch check. On SIGTERM the server
+//! stops accepting, lets the requests in flight finish and exits 0 (SIGKILL, as kubelet sends
+//! after the grace period, ends it at once).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Engine, Store};
+use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::sync::ProxyPre;
@@ -40,6 +45,8 @@ pub struct HttpState {
     table: ResourceTable,
     http: WasiHttpCtx,
     limits: Budget,
+    /// When this request's guest code is stopped.
+    deadline: Instant,
 }
 
 impl WasiView for HttpState {
@@ -86,7 +93,15 @@ struct Server {
     /// Builds a request's WASI context. Preopening changes the process's working directory
     /// for a moment (see `run::preopen`), so contexts are built one at a time.
     builder: Mutex<Box<dyn FnMut() -> wasmtime::Result<WasiCtx> + Send>>,
+    timeout: Duration,
+    /// One permit per handler that may run at once.
+    slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// How often the engine's epoch advances while serving: the granularity of request timeouts.
+const EPOCH_TICK: Duration = Duration::from_millis(100);
+/// How often the accept loop looks for a termination signal.
+const STOP_POLL: Duration = Duration::from_millis(50);
 
 /// Serves `pre` until the process is told to stop; the outcome if it ends otherwise.
 pub(crate) fn serve(
@@ -102,25 +117,63 @@ pub(crate) fn serve(
         Err(e) => return Ok(Outcome::Failed(format!("cannot listen on {addr} (wasmbox.dev/http): {e}"))),
     };
     listener.set_nonblocking(true)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let concurrency = granted
+        .policy
+        .http_max_concurrency
+        .unwrap_or(cores * crate::policy::HTTP_CONCURRENCY_PER_CORE);
     let server = Arc::new(Server {
         engine: engine.clone(),
         pre: pre.clone(),
         sandbox: sandbox.clone(),
         builder: Mutex::new(build_ctx),
+        timeout: granted.policy.http_timeout,
+        slots: Arc::new(tokio::sync::Semaphore::new(concurrency)),
     });
+    // A signal now only asks the server to drain (see the module documentation).
+    crate::terminate::stop_gracefully();
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(std::thread::available_parallelism().map_or(1, |n| n.get()).min(4))
+        .worker_threads(cores.min(4))
+        .max_blocking_threads(concurrency.max(1) + 8)
         .thread_name("wasmbox-http")
         .enable_all()
         .build()?;
-    log::info!("serving wasi:http on {addr}");
-    runtime.block_on(accept_loop(listener, server, addr))
+    log::info!("serving wasi:http on {addr}, at most {concurrency} requests at once");
+    let outcome = runtime.block_on(accept_loop(listener, server, addr));
+    // A handler past its deadline may still sleep in a host call: do not wait for it.
+    runtime.shutdown_background();
+    outcome
+}
+
+/// Resolves once a termination signal arrived.
+async fn stop_requested() {
+    while crate::terminate::requested().is_none() {
+        tokio::time::sleep(STOP_POLL).await;
+    }
 }
 
 async fn accept_loop(listener: std::net::TcpListener, server: Arc<Server>, addr: SocketAddr) -> wasmtime::Result<Outcome> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
+    // The epoch only ends requests past their deadline (see `Server::call`).
+    let engine = server.engine.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(EPOCH_TICK);
+        loop {
+            tick.tick().await;
+            engine.increment_epoch();
+        }
+    });
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on one port.
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let stop = stop_requested();
+    tokio::pin!(stop);
     loop {
-        let (stream, _) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = &mut stop => break,
+        };
+        let (stream, _) = match accepted {
             Ok(s) => s,
             Err(e) => {
                 log::warn!("accept on {addr}: {e}");
@@ -129,15 +182,21 @@ async fn accept_loop(listener: std::net::TcpListener, server: Arc<Server>, addr:
         };
         let _ = stream.set_nodelay(true);
         let server = server.clone();
+        let service = hyper::service::service_fn(move |req| handle(server.clone(), req));
+        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(server.clone(), req));
-            // HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on one port.
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+            if let Err(e) = connection.await {
                 log::debug!("connection: {e}");
             }
         });
     }
+    // No new connections; the requests in flight finish, idle connections close.
+    drop(listener);
+    log::info!("stopping: waiting for the requests in flight");
+    graceful.shutdown().await;
+    log::info!("stopped");
+    Ok(Outcome::Exited(0))
 }
 
 type Answer = Response<HyperOutgoingBody>;
@@ -150,12 +209,27 @@ fn plain(status: StatusCode, text: &str) -> Answer {
 }
 
 async fn handle(server: Arc<Server>, req: Request<Incoming>) -> Result<Answer, Infallible> {
+    let arrived = Instant::now();
+    let deadline = arrived + server.timeout;
     let (tx, rx) = tokio::sync::oneshot::channel();
+    // Waits for a free slot (requests queue rather than fail); the permit goes with the call.
+    let permit = match tokio::time::timeout(server.timeout, server.slots.clone().acquire_owned()).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(_)) => return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")),
+        Err(_) => return Ok(timed_out(server.timeout)),
+    };
     let task = {
         let server = server.clone();
-        tokio::task::spawn_blocking(move || server.call(req, tx))
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            server.call(req, tx, deadline)
+        })
     };
-    match rx.await {
+    let answer = match tokio::time::timeout_at(deadline.into(), rx).await {
+        Ok(a) => a,
+        Err(_) => return Ok(timed_out(server.timeout)),
+    };
+    match answer {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(code)) => {
             log::warn!("the handler answered with an error: {code:?}");
@@ -176,12 +250,18 @@ async fn handle(server: Arc<Server>, req: Request<Incoming>) -> Result<Answer, I
     }
 }
 
+fn timed_out(after: Duration) -> Answer {
+    log::warn!("a request timed out after {after:?} (wasmbox.dev/http-timeout)");
+    plain(StatusCode::GATEWAY_TIMEOUT, "the handler did not answer in time\n")
+}
+
 impl Server {
-    /// One request, in a fresh instance.
+    /// One request, in a fresh instance; its guest code is stopped once `deadline` passed.
     fn call(
         &self,
         req: Request<Incoming>,
         tx: tokio::sync::oneshot::Sender<Result<Answer, wasmtime_wasi_http::p2::bindings::http::types::ErrorCode>>,
+        deadline: Instant,
     ) -> wasmtime::Result<()> {
         let ctx = {
             let mut build = self.builder.lock().map_err(|_| wasmtime::format_err!("the WASI context builder is poisoned"))?;
@@ -194,10 +274,18 @@ impl Server {
             // Each instance within the container's limit; instances running at once are not
             // counted together (the cgroup's limit still holds for the sum).
             limits: Budget::new(None, self.sandbox.memory_limit),
+            deadline,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        crate::run::arm_epoch(&mut store);
+        let timeout = self.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |s| {
+            if Instant::now() >= s.data().deadline {
+                return Err(wasmtime::format_err!("the request timed out after {timeout:?}"));
+            }
+            Ok(UpdateDeadline::Continue(1))
+        });
         let proxy = self.pre.instantiate(&mut store)?;
         let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(tx)?;

@@ -24,9 +24,15 @@ pub const TIMEOUT: &str = "wasmbox.dev/timeout";
 pub const EGRESS: &str = "wasmbox.dev/egress";
 pub const LISTEN: &str = "wasmbox.dev/listen";
 pub const HTTP: &str = "wasmbox.dev/http";
+pub const HTTP_TIMEOUT: &str = "wasmbox.dev/http-timeout";
+pub const HTTP_MAX_CONCURRENCY: &str = "wasmbox.dev/http-max-concurrency";
 /// The annotations this version understands; any other `wasmbox.dev/` key fails Create, so a
 /// typo is not silently ignored.
-pub const KNOWN: &[&str] = &[PREOPENS, TIMEOUT, EGRESS, LISTEN, HTTP];
+pub const KNOWN: &[&str] = &[PREOPENS, TIMEOUT, EGRESS, LISTEN, HTTP, HTTP_TIMEOUT, HTTP_MAX_CONCURRENCY];
+/// How long one request's handler may take before the client gets 504.
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Handlers running at once per core, unless `wasmbox.dev/http-max-concurrency` says otherwise.
+pub const HTTP_CONCURRENCY_PER_CORE: usize = 16;
 /// Where a `wasi:http/proxy` component is served unless `wasmbox.dev/http` says otherwise.
 pub const DEFAULT_HTTP: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8080);
 
@@ -338,6 +344,16 @@ pub struct Policy {
     /// Where a `wasi:http/proxy` component is served ([`DEFAULT_HTTP`] unless annotated).
     #[serde(default = "default_http")]
     pub http: SocketAddr,
+    /// A request's time limit (504 after it).
+    #[serde(default = "default_http_timeout")]
+    pub http_timeout: Duration,
+    /// Handlers running at once; more requests wait. None: [`HTTP_CONCURRENCY_PER_CORE`] per core.
+    #[serde(default)]
+    pub http_max_concurrency: Option<usize>,
+}
+
+fn default_http_timeout() -> Duration {
+    DEFAULT_HTTP_TIMEOUT
 }
 
 fn default_http() -> SocketAddr {
@@ -368,6 +384,8 @@ impl Default for Policy {
             listen: Vec::new(),
             bind_undeclared: true,
             http: DEFAULT_HTTP,
+            http_timeout: DEFAULT_HTTP_TIMEOUT,
+            http_max_concurrency: None,
         }
     }
 }
@@ -470,6 +488,20 @@ impl Policy {
             Some(v) => parse_http_addr(v).map_err(|m| bad(HTTP, m))?,
             None => DEFAULT_HTTP,
         };
+        let http_timeout = match annotations.get(HTTP_TIMEOUT) {
+            Some(v) => parse_duration(v).map_err(|m| bad(HTTP_TIMEOUT, m))?,
+            None => DEFAULT_HTTP_TIMEOUT,
+        };
+        let http_max_concurrency = match annotations.get(HTTP_MAX_CONCURRENCY) {
+            Some(v) => Some(
+                v.trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| bad(HTTP_MAX_CONCURRENCY, "not a whole number above 0".into()))?,
+            ),
+            None => None,
+        };
         Ok(Self {
             preopens,
             timeout,
@@ -477,6 +509,8 @@ impl Policy {
             listen,
             bind_undeclared: config.listen.bind_undeclared,
             http,
+            http_timeout,
+            http_max_concurrency,
         })
     }
 }

@@ -20,6 +20,14 @@ pub const TERMINATING: [i32; 7] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SI
 pub const GRACE: Duration = Duration::from_millis(500);
 
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
+/// Set by a runner that stops on its own when asked (an HTTP server draining its requests):
+/// a signal is then only recorded, guest code is not interrupted and no grace timer runs.
+static GRACEFUL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Switches to graceful stopping (see [`GRACEFUL`]); the runner watches [`requested`].
+pub fn stop_gracefully() {
+    GRACEFUL.store(true, Ordering::SeqCst);
+}
 /// Milliseconds after which the policy's timeout ended the guest; 0 while it has not.
 static TIMED_OUT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -83,6 +91,9 @@ pub fn install(engine: &Engine) -> std::io::Result<()> {
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
                 RECEIVED.store(sig, Ordering::SeqCst);
+                if GRACEFUL.load(Ordering::SeqCst) {
+                    return;
+                }
                 engine.increment_epoch();
                 std::thread::sleep(GRACE);
                 // Still here: the guest is blocked in a host call.
