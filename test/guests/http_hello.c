@@ -19,8 +19,10 @@ void exports_wasi_http_incoming_handler_handle(exports_wasi_http_incoming_handle
     wasi_http_types_method_incoming_request_path_with_query(wasi_http_types_borrow_incoming_request(request), &path);
     char body[1200];
     int n = snprintf(body, sizeof body, "hello %.*s\n", (int)(path.len > 1024 ? 1024 : path.len), (const char *)path.ptr);
-    printf("request %.*s\n", (int)(path.len > 1024 ? 1024 : path.len), (const char *)path.ptr);
-    fflush(stdout);
+    // One write per line: instances run at once and share the container's stdout.
+    char line[1100];
+    int len = snprintf(line, sizeof line, "request %.*s\n", (int)(path.len > 1024 ? 1024 : path.len), (const char *)path.ptr);
+    write(1, line, (size_t)(len < (int)sizeof line ? len : (int)sizeof line - 1));
     if (path.len >= 5 && memcmp(path.ptr, "/trap", 5) == 0) {
         __builtin_trap();
     }

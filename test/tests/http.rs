@@ -12,7 +12,10 @@ use wasmbox_integration::http;
 use wasmbox_integration::netns::NetNs;
 use wasmbox_integration::poll::wait_until;
 use wasmbox_integration::suite::{assert_clean, import_compat, start};
-use wasmbox_integration::{guests, ids, require_integration, EventStream};
+use wasmbox_integration::config::CRI_WASMBOX_HANDLER;
+use wasmbox_integration::cri::api::ContainerState;
+use wasmbox_integration::cri::{self, Cri, Pod};
+use wasmbox_integration::{guests, ids, image, require_integration, EventStream};
 
 const ADDR: &str = "127.0.0.1:8080";
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -108,21 +111,21 @@ fn slow_requests_time_out_or_finish_when_stopped() {
                 let ns = &ns;
                 s.spawn(move || -> anyhow::Result<http::Answer> {
                     let mut c = http::Client::new(ns.connect_tcp(ADDR)?)?;
-                    c.get(&format!("/sleep/700/slow-{i}"), false)
+                    c.get(&format!("/sleep/700/slow-{i}-end"), false)
                 })
             })
             .collect();
         // All 20 are in their handlers (each printed its line) before the signal.
         wait_until("20 slow requests in their handlers", Duration::from_secs(10), || {
             let said = std::fs::read_to_string(&log).ok()?;
-            (0..20).all(|i| said.contains(&format!("/slow-{i}\n"))).then_some(())
+            (0..20).all(|i| said.contains(&format!("/slow-{i}-end"))).then_some(())
         })
-        .unwrap_or_else(|e| panic!("{e:#}"));
+        .unwrap_or_else(|e| panic!("{e:#}: {:?}", std::fs::read_to_string(&log)));
         let mut events = EventStream::start(&containerd, Duration::from_secs(10)).unwrap();
         containerd.kill_task(&id, "SIGTERM").unwrap();
         for (i, t) in slow.into_iter().enumerate() {
             let answer = t.join().expect("client thread").unwrap_or_else(|e| panic!("slow request {i}: {e:#}"));
-            assert_eq!((answer.status, answer.body), (200, format!("hello /sleep/700/slow-{i}\n")));
+            assert_eq!((answer.status, answer.body), (200, format!("hello /sleep/700/slow-{i}-end\n")));
         }
         let exit = events.wait_exit(&id, Duration::from_secs(30)).unwrap();
         assert_eq!(exit.exit_status(), Some(0), "{exit:?}");
@@ -130,4 +133,45 @@ fn slow_requests_time_out_or_finish_when_stopped() {
     containerd.wait_task_status(&id, "STOPPED", Duration::from_secs(10)).unwrap();
     containerd.delete_container(&id).unwrap();
     assert_clean(&containerd, &id);
+}
+
+/// The handler as a Kubernetes pod runs it: RuntimeClass `wasmbox`, a network of its own (a CNI
+/// bridge), the access log from the pod's annotation, clients on the pod IP at the default
+/// port; kubelet's stop drains and exits 0.
+#[test]
+fn an_http_component_serves_on_its_pod_ip_through_cri() {
+    require_integration!();
+    let containerd = cri::start_with_pod_network().unwrap_or_else(|e| panic!("containerd with CRI and CNI: {e:#}"));
+    let cri = Cri::connect(&containerd).unwrap();
+    let image = cri::import_image(
+        &containerd,
+        image::compat_image(&ids::image_ref("http-cri"), &guests::http_hello().unwrap()),
+    )
+    .unwrap();
+    let mut pod = Pod::run_in_pod_network(&cri, &containerd, "http-cri", CRI_WASMBOX_HANDLER, &[("wasmbox.dev/http-access-log", "true")])
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e:#}\n{}", containerd.log_tail(40)));
+    let addr = format!("{}:8080", pod.ip().unwrap());
+    let mut config = cri::container_config("hello", &image);
+    cri::in_pod_network(&mut config);
+    let id = pod.create_container(&config).unwrap();
+    cri.start_container(&id).unwrap();
+    let connect = || std::net::TcpStream::connect(&addr).map_err(anyhow::Error::from);
+    wait_until(&format!("the handler on {addr}"), START_TIMEOUT, || connect().ok())
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", containerd.log_lines_mentioning(&id)));
+
+    let answered = http::check_many(connect, 10, 10).unwrap();
+    assert_eq!(answered, 100);
+    let log = pod.log_path(&config);
+    wait_until("the access log line in the container log", Duration::from_secs(10), || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|l| l.contains("wasmbox-http: GET /client-9/request-9 HTTP/1.1 200"))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}: {:?}", std::fs::read_to_string(&log)));
+
+    cri.stop_container(&id, 10).unwrap();
+    let status = cri.wait_container_state(&id, ContainerState::ContainerExited, Duration::from_secs(30)).unwrap();
+    assert_eq!(status.exit_code, 0, "{status:?}");
+    pod.stop_and_remove().unwrap();
+    pod.assert_nothing_left().unwrap();
 }

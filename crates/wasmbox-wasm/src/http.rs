@@ -94,6 +94,7 @@ struct Server {
     /// for a moment (see `run::preopen`), so contexts are built one at a time.
     builder: Mutex<Box<dyn FnMut() -> wasmtime::Result<WasiCtx> + Send>>,
     timeout: Duration,
+    access_log: bool,
     /// One permit per handler that may run at once.
     slots: Arc<tokio::sync::Semaphore>,
 }
@@ -112,11 +113,6 @@ pub(crate) fn serve(
     build_ctx: Box<dyn FnMut() -> wasmtime::Result<WasiCtx> + Send>,
 ) -> wasmtime::Result<Outcome> {
     let addr = granted.policy.http;
-    let listener = match std::net::TcpListener::bind(addr) {
-        Ok(l) => l,
-        Err(e) => return Ok(Outcome::Failed(format!("cannot listen on {addr} (wasmbox.dev/http): {e}"))),
-    };
-    listener.set_nonblocking(true)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let concurrency = granted
         .policy
@@ -128,8 +124,19 @@ pub(crate) fn serve(
         sandbox: sandbox.clone(),
         builder: Mutex::new(build_ctx),
         timeout: granted.policy.http_timeout,
+        access_log: granted.policy.http_access_log,
         slots: Arc::new(tokio::sync::Semaphore::new(concurrency)),
     });
+    // Readiness: the port accepts only once an instance can be made, so a tcpSocket or
+    // httpGet probe tells the truth.
+    if let Err(e) = server.instance_check() {
+        return Ok(Outcome::Failed(format!("the component cannot be instantiated: {e:#}")));
+    }
+    let listener = match std::net::TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => return Ok(Outcome::Failed(format!("cannot listen on {addr} (wasmbox.dev/http): {e}"))),
+    };
+    listener.set_nonblocking(true)?;
     // A signal now only asks the server to drain (see the module documentation).
     crate::terminate::stop_gracefully();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -209,6 +216,25 @@ fn plain(status: StatusCode, text: &str) -> Answer {
 }
 
 async fn handle(server: Arc<Server>, req: Request<Incoming>) -> Result<Answer, Infallible> {
+    if !server.access_log {
+        return respond(server, req).await;
+    }
+    let started = Instant::now();
+    let (method, uri, version) = (req.method().clone(), req.uri().clone(), req.version());
+    let answer = respond(server, req).await;
+    if let Ok(a) = &answer {
+        // The container's stderr, so kubectl logs shows it.
+        let line = format!(
+            "wasmbox-http: {method} {uri} {version:?} {} {:.1}ms\n",
+            a.status().as_u16(),
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+    }
+    answer
+}
+
+async fn respond(server: Arc<Server>, req: Request<Incoming>) -> Result<Answer, Infallible> {
     let arrived = Instant::now();
     let deadline = arrived + server.timeout;
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -256,13 +282,13 @@ fn timed_out(after: Duration) -> Answer {
 }
 
 impl Server {
-    /// One request, in a fresh instance; its guest code is stopped once `deadline` passed.
-    fn call(
-        &self,
-        req: Request<Incoming>,
-        tx: tokio::sync::oneshot::Sender<Result<Answer, wasmtime_wasi_http::p2::bindings::http::types::ErrorCode>>,
-        deadline: Instant,
-    ) -> wasmtime::Result<()> {
+    /// Makes (and drops) one instance, as a request would.
+    fn instance_check(&self) -> wasmtime::Result<()> {
+        let mut store = self.store(Instant::now() + self.timeout)?;
+        self.pre.instantiate(&mut store).map(|_| ())
+    }
+
+    fn store(&self, deadline: Instant) -> wasmtime::Result<Store<HttpState>> {
         let ctx = {
             let mut build = self.builder.lock().map_err(|_| wasmtime::format_err!("the WASI context builder is poisoned"))?;
             build()?
@@ -286,6 +312,17 @@ impl Server {
             }
             Ok(UpdateDeadline::Continue(1))
         });
+        Ok(store)
+    }
+
+    /// One request, in a fresh instance; its guest code is stopped once `deadline` passed.
+    fn call(
+        &self,
+        req: Request<Incoming>,
+        tx: tokio::sync::oneshot::Sender<Result<Answer, wasmtime_wasi_http::p2::bindings::http::types::ErrorCode>>,
+        deadline: Instant,
+    ) -> wasmtime::Result<()> {
+        let mut store = self.store(deadline)?;
         let proxy = self.pre.instantiate(&mut store)?;
         let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(tx)?;

@@ -26,9 +26,10 @@ pub const LISTEN: &str = "wasmbox.dev/listen";
 pub const HTTP: &str = "wasmbox.dev/http";
 pub const HTTP_TIMEOUT: &str = "wasmbox.dev/http-timeout";
 pub const HTTP_MAX_CONCURRENCY: &str = "wasmbox.dev/http-max-concurrency";
+pub const HTTP_ACCESS_LOG: &str = "wasmbox.dev/http-access-log";
 /// The annotations this version understands; any other `wasmbox.dev/` key fails Create, so a
 /// typo is not silently ignored.
-pub const KNOWN: &[&str] = &[PREOPENS, TIMEOUT, EGRESS, LISTEN, HTTP, HTTP_TIMEOUT, HTTP_MAX_CONCURRENCY];
+pub const KNOWN: &[&str] = &[PREOPENS, TIMEOUT, EGRESS, LISTEN, HTTP, HTTP_TIMEOUT, HTTP_MAX_CONCURRENCY, HTTP_ACCESS_LOG];
 /// How long one request's handler may take before the client gets 504.
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Handlers running at once per core, unless `wasmbox.dev/http-max-concurrency` says otherwise.
@@ -350,6 +351,9 @@ pub struct Policy {
     /// Handlers running at once; more requests wait. None: [`HTTP_CONCURRENCY_PER_CORE`] per core.
     #[serde(default)]
     pub http_max_concurrency: Option<usize>,
+    /// A line per request on the container's stderr.
+    #[serde(default)]
+    pub http_access_log: bool,
 }
 
 fn default_http_timeout() -> Duration {
@@ -386,6 +390,7 @@ impl Default for Policy {
             http: DEFAULT_HTTP,
             http_timeout: DEFAULT_HTTP_TIMEOUT,
             http_max_concurrency: None,
+            http_access_log: false,
         }
     }
 }
@@ -502,6 +507,11 @@ impl Policy {
             ),
             None => None,
         };
+        let http_access_log = match annotations.get(HTTP_ACCESS_LOG).map(|v| v.trim()) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err(bad(HTTP_ACCESS_LOG, "true or false".into())),
+        };
         Ok(Self {
             preopens,
             timeout,
@@ -511,6 +521,7 @@ impl Policy {
             http,
             http_timeout,
             http_max_concurrency,
+            http_access_log,
         })
     }
 }
