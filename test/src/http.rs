@@ -133,3 +133,38 @@ pub fn check_many(
             .sum()
     })
 }
+
+/// `requests` GETs at once, multiplexed on one HTTP/2 connection with prior knowledge (h2c)
+/// over `stream`, every answer checked as in [`check_many`]; the number answered.
+pub fn check_h2c(stream: TcpStream, requests: usize) -> Result<usize> {
+    use http_body_util::BodyExt;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        stream.set_nonblocking(true)?;
+        let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::from_std(stream)?);
+        let (sender, connection) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .context("the HTTP/2 handshake (prior knowledge)")?;
+        tokio::spawn(connection);
+        let mut tasks = Vec::new();
+        for r in 0..requests {
+            let mut sender = sender.clone();
+            tasks.push(tokio::spawn(async move {
+                let path = format!("/h2c/request-{r}");
+                let request = hyper::Request::get(format!("http://wasmbox-test{path}"))
+                    .body(http_body_util::Empty::<hyper::body::Bytes>::new())?;
+                let response = sender.send_request(request).await?;
+                let (status, version) = (response.status(), response.version());
+                let body = response.into_body().collect().await?.to_bytes();
+                if status != 200 || version != hyper::Version::HTTP_2 || body != format!("hello {path}\n") {
+                    bail!("wrong answer to {path}: {status} {version:?} {body:?}");
+                }
+                Ok(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        Ok(requests)
+    })
+}

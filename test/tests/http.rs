@@ -1,7 +1,7 @@
 //! `wasi:http/proxy` components are served, not run: the `http_hello` handler (C against
 //! bindings wit-bindgen-c generates from Wasmtime's own wasi:http WIT) answers on the address
 //! of `wasmbox.dev/http`, one fresh instance per request, in a network namespace of the
-//! test's own; what the handler prints reaches the container's log; a trap answers 500 and the
+//! test's own, over HTTP/1.1 and h2c; what the handler prints reaches the container's log; a trap answers 500 and the
 //! next request is served; a request past its timeout answers 504; SIGTERM lets the requests in
 //! flight finish, then the server exits 0.
 
@@ -38,6 +38,9 @@ fn an_http_component_answers_1000_requests_from_50_clients() {
 
     let answered = http::check_many(|| ns.connect_tcp(ADDR), 50, 20).unwrap();
     assert_eq!(answered, 1000);
+    // HTTP/2 with prior knowledge on the same port: 200 requests multiplexed on one connection.
+    let answered = http::check_h2c(ns.connect_tcp(ADDR).unwrap(), 200).unwrap();
+    assert_eq!(answered, 200);
     // The handler's stdout, one line per request, in the container's log.
     wait_until("the handler's output in the log", Duration::from_secs(10), || {
         std::fs::read_to_string(&log)
