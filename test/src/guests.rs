@@ -169,7 +169,6 @@ pub const WASMTIME_WASI_HTTP_VERSION: &str = "48.0.8";
 
 fn http_component(name: &str) -> Result<Vec<u8>> {
     use wit_bindgen_core::wit_parser::Resolve;
-    let src = source(name, "c")?;
     let mut resolve = Resolve::default();
     let (pkg, _) = resolve.push_dir(wasi_http_wit()?)?;
     let world = resolve.select_world(&[pkg], Some("bindings"))?;
@@ -182,41 +181,70 @@ fn http_component(name: &str) -> Result<Vec<u8>> {
     for (file, contents) in files.iter() {
         std::fs::write(bindings.path().join(file), contents)?;
     }
+    let module = wasip2_module(
+        name,
+        Wasip2Start::Reactor,
+        &[bindings.path().join("bindings.c"), bindings.path().join("bindings_component_type.o")],
+        Some(bindings.path()),
+    )?;
+    componentize_with(name, &module, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER)
+}
+
+/// How a wasm32-wasip2 guest starts: `main` (a command) or exports called by the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wasip2Start {
+    Command,
+    Reactor,
+}
+
+/// Compiles and links `<name>.c` (plus `extra` sources or objects) against the wasm32-wasip2
+/// sysroot with `wasip2_alloc.c` in place of the libc's allocator; `include` adds a header dir.
+fn wasip2_module(name: &str, start: Wasip2Start, extra: &[PathBuf], include: Option<&Path>) -> Result<Vec<u8>> {
+    let src = source(name, "c")?;
+    let alloc = source("wasip2_alloc", "c")?;
     let sysroot = wasip2_sysroot();
     let lib = sysroot.join("lib/wasm32-wasip2");
+    if !lib.join("libc.a").is_file() {
+        bail!(
+            "no wasm32-wasip2 sysroot at {} (`make wasi-libc` unpacks Debian trixie's wasi-libc \
+             there; or set WASMBOX_WASIP2_SYSROOT)",
+            sysroot.display()
+        );
+    }
     let builtins = clang_print(&["--target=wasm32-wasi", "-print-libgcc-file-name"])?;
     let headers = PathBuf::from(clang_print(&["-print-resource-dir"])?).join("include");
-    let alloc = source("wasip2_alloc", "c")?;
-    let module = compile(&src, |out| {
+    compile(&src, |out| {
+        // One clang call compiles and links (clang drives wasm-ld); -nostdlib keeps it off
+        // Debian 12's preview 1 libc and start files.
         let mut cmd = Command::new("clang");
-        cmd.args(["--target=wasm32-wasi", "-O2", "-Wall", "-Wno-unused-function", "-nostdinc", "-nostdlib", "-isystem"])
+        cmd.args(["--target=wasm32-wasi", "-O2", "-Wall", "-nostdinc", "-nostdlib", "-isystem"])
             .arg(sysroot.join("include/wasm32-wasip2"))
+            // clang's own headers (stddef.h, ...), which -nostdinc drops too.
             .arg("-isystem")
-            .arg(&headers)
-            .arg("-I")
-            .arg(bindings.path())
-            .arg("-mexec-model=reactor")
-            .arg("-Wl,--strip-debug")
+            .arg(&headers);
+        if let Some(dir) = include {
+            // Generated bindings define helpers a guest need not use.
+            cmd.arg("-Wno-unused-function").arg("-I").arg(dir);
+        }
+        let crt = match start {
+            Wasip2Start::Command => "crt1-command.o",
+            Wasip2Start::Reactor => {
+                cmd.arg("-mexec-model=reactor");
+                "crt1-reactor.o"
+            }
+        };
+        cmd.arg("-Wl,--strip-debug")
             .arg("-o")
             .arg(out)
-            .arg(lib.join("crt1-reactor.o"))
+            .arg(lib.join(crt))
             .arg(&src)
-            .arg(bindings.path().join("bindings.c"))
-            .arg(bindings.path().join("bindings_component_type.o"))
+            .args(extra)
             .arg(&alloc)
             .arg(format!("-L{}", lib.display()))
             .arg("-lc")
             .arg(&builtins);
         cmd
-    })?;
-    wit_component::ComponentEncoder::default()
-        .module(&module)
-        .context("reading the module for componentization")?
-        .adapter(WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER)
-        .context("loading the preview1 -> preview2 adapter")?
-        .validate(true)
-        .encode()
-        .with_context(|| format!("encoding {name} as a component"))
+    })
 }
 
 fn source(name: &str, ext: &str) -> Result<PathBuf> {
@@ -260,13 +288,15 @@ fn component(name: &str) -> Result<Vec<u8>> {
 
 /// Makes `module` a component; its preview 1 imports go through the command adapter.
 fn componentize(name: &str, module: &[u8]) -> Result<Vec<u8>> {
+    componentize_with(name, module, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER)
+}
+
+/// A component of `module` with `adapter` (command or reactor) for its preview 1 imports.
+fn componentize_with(name: &str, module: &[u8], adapter: &[u8]) -> Result<Vec<u8>> {
     wit_component::ComponentEncoder::default()
         .module(module)
         .context("reading the module for componentization")?
-        .adapter(
-            WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
-            WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
-        )
+        .adapter(WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, adapter)
         .context("loading the preview1 -> preview2 adapter")?
         .validate(true)
         .encode()
@@ -297,46 +327,7 @@ pub fn wasip2_sysroot() -> PathBuf {
 /// go through the adapter, as for [`Kind::Component`]. `wasip2_alloc.c` replaces the libc's
 /// dlmalloc, which needs the `__heap_end` that only wasm-ld 15+ defines.
 fn component_p2(name: &str) -> Result<Vec<u8>> {
-    let src = source(name, "c")?;
-    let alloc = source("wasip2_alloc", "c")?;
-    let sysroot = wasip2_sysroot();
-    let lib = sysroot.join("lib/wasm32-wasip2");
-    if !lib.join("libc.a").is_file() {
-        bail!(
-            "no wasm32-wasip2 sysroot at {} (`make wasi-libc` unpacks Debian trixie's wasi-libc \
-             there; or set WASMBOX_WASIP2_SYSROOT)",
-            sysroot.display()
-        );
-    }
-    let builtins = clang_print(&["--target=wasm32-wasi", "-print-libgcc-file-name"])?;
-    let headers = PathBuf::from(clang_print(&["-print-resource-dir"])?).join("include");
-    let module = compile(&src, |out| {
-        // One clang call compiles and links (clang drives wasm-ld); -nostdlib keeps it off
-        // Debian 12's preview 1 libc and start files.
-        let mut cmd = Command::new("clang");
-        cmd.args([
-            "--target=wasm32-wasi",
-            "-O2",
-            "-Wall",
-            "-nostdinc",
-            "-nostdlib",
-            "-isystem",
-        ])
-        .arg(sysroot.join("include/wasm32-wasip2"))
-        // clang's own headers (stddef.h, ...), which -nostdinc drops too.
-        .arg("-isystem")
-        .arg(&headers)
-        .arg("-Wl,--strip-debug")
-        .arg("-o")
-        .arg(out)
-        .arg(lib.join("crt1-command.o"))
-        .arg(&src)
-        .arg(&alloc)
-        .arg(format!("-L{}", lib.display()))
-        .arg("-lc")
-        .arg(&builtins);
-        cmd
-    })?;
+    let module = wasip2_module(name, Wasip2Start::Command, &[], None)?;
     componentize(name, &module)
 }
 
