@@ -208,20 +208,34 @@ fn measure(
         },
     };
 
-    let serving = if o.serving_rounds == 0 {
-        None
+    let (serving, http_serving) = if o.serving_rounds == 0 {
+        (None, None)
     } else {
         step(&format!(
-            "serving: {} clients, {} interleaved {} s load runs per server",
+            "serving: preview 1 server, {} clients, {} interleaved {} s load runs per server",
             SERVING_CLIENTS, o.serving_rounds, o.serving_seconds
         ));
-        Some(serving::measure(
+        let p1 = serving::measure(
             containerd,
-            [&s.server_wasm, &s.server_runc],
+            "p1",
+            &[(&s.server_wasm, serving::Port::Preopened), (&s.server_runc, serving::Port::Argument)],
             SERVING_CLIENTS,
             o.serving_rounds,
             o.serving_seconds,
-        )?)
+        )?;
+        step(&format!(
+            "serving: wasi:http component, {} clients, {} interleaved {} s load runs per server",
+            HTTP_CLIENTS, o.serving_rounds, o.serving_seconds
+        ));
+        let http = serving::measure(
+            containerd,
+            "http",
+            &[(&s.http_wasm, serving::Port::Http), (&s.server_runc, serving::Port::Argument)],
+            HTTP_CLIENTS,
+            o.serving_rounds,
+            o.serving_seconds,
+        )?;
+        (Some(p1), Some(http))
     };
 
     let mut density_runs = Vec::new();
@@ -264,11 +278,14 @@ fn measure(
         anatomy,
         phases,
         serving,
+        http_serving,
     })
 }
 
 /// Concurrent keep-alive clients of the serving figure (issue: 20).
 const SERVING_CLIENTS: usize = 20;
+/// ...and of the HTTP component figure (HTTP issue: 50).
+const HTTP_CLIENTS: usize = 50;
 
 /// Step timings for the hello and the large program, on the artifacts the cold-start runs
 /// left in the fixture's compile cache (so before the first-start runs empty it).

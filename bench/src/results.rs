@@ -19,6 +19,8 @@ pub struct Results {
     pub anatomy: Vec<Anatomy>,
     pub phases: Vec<Phases>,
     pub serving: Option<Serving>,
+    /// The HTTP component (wasi:http/proxy) against the native C server.
+    pub http_serving: Option<Serving>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -174,29 +176,34 @@ impl Results {
             target: Some(1.0),
             at_least: false,
         });
-        if let Some(sv) = &self.serving {
+        let serving = [
+            (self.serving.as_ref(), "serving", "p1/server-wasm", "preview 1 server", Some(0.5)),
+            (self.http_serving.as_ref(), "HTTP component", "http/http-wasm", "wasi:http hello", None),
+        ];
+        for (sv, short, wasm, what, target) in serving {
+            let Some(sv) = sv else { continue };
             let series = |subject: &str, f: &dyn Fn(&crate::scenarios::serving::ServingRun) -> f64| {
                 let samples = sv.runs.iter().filter(|r| r.subject == subject).map(f).collect();
                 crate::stats::Series::new("", samples).summary
             };
-            let (wasm, runc) = ("server-wasm", "server-runc");
+            let runc = format!("{}/server-runc", wasm.split('/').next().unwrap_or_default());
             rows.push(Comparison {
-                figure: format!("serving: requests/s, {} keep-alive clients", sv.clients),
-                short: "serving req/s".into(),
+                figure: format!("{what}: requests/s, {} keep-alive clients", sv.clients),
+                short: format!("{short} req/s"),
                 unit: "req/s",
                 value: series(wasm, &|r| r.requests_per_s),
-                baseline_name: "runc, same C".into(),
-                baseline: Some(series(runc, &|r| r.requests_per_s)),
-                target: Some(0.5),
+                baseline_name: "native C server, runc".into(),
+                baseline: Some(series(&runc, &|r| r.requests_per_s)),
+                target,
                 at_least: true,
             });
             rows.push(Comparison {
-                figure: "serving: p99 latency".into(),
-                short: "serving p99".into(),
+                figure: format!("{what}: p99 latency"),
+                short: format!("{short} p99"),
                 unit: "ms",
                 value: series(wasm, &|r| r.p99_ms),
-                baseline_name: "runc, same C".into(),
-                baseline: Some(series(runc, &|r| r.p99_ms)),
+                baseline_name: "native C server, runc".into(),
+                baseline: Some(series(&runc, &|r| r.p99_ms)),
                 target: None,
                 at_least: false,
             });

@@ -64,6 +64,8 @@ pub struct Subjects {
     pub idle_runc: Subject,
     pub server_wasm: Subject,
     pub server_runc: Subject,
+    /// The integration suite's wasi:http hello component (`test/guests/http_hello.c`).
+    pub http_wasm: Subject,
     pub large: Option<Subject>,
 }
 
@@ -115,6 +117,8 @@ impl Subjects {
         let mut server_runc = import(containerd, "server-runc", "/server", &guests.server.native, RUNC_RUNTIME, "")?;
         // Its port comes after this (see scenarios::serving).
         server_runc.args = vec!["/server".into()];
+        let http = wasmbox_integration::guests::http_hello()?;
+        let http_wasm = import(containerd, "http-wasm", "/http.wasm", &http, WASMBOX_RUNTIME, "")?;
         let large = match large {
             None => None,
             Some(p) => {
@@ -141,6 +145,7 @@ impl Subjects {
             idle_runc,
             server_wasm,
             server_runc,
+            http_wasm,
             large,
         })
     }

@@ -12,7 +12,6 @@ use serde::Serialize;
 use wasmbox_integration::netns::NetNs;
 use wasmbox_integration::poll::wait_until;
 use wasmbox_integration::process::run_captured;
-use wasmbox_integration::settings::WASMBOX_RUNTIME;
 use wasmbox_integration::{ids, Containerd};
 
 use crate::interrupt;
@@ -51,10 +50,23 @@ pub fn wrk_path() -> PathBuf {
         })
 }
 
-/// Runs both servers, then `rounds` interleaved load runs of `seconds` each against each.
+/// How a server gets its port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// A preview 1 module: the runtime binds it (`wasmbox.dev/listen`).
+    Preopened,
+    /// A `wasi:http/proxy` component: the runtime serves it there (`wasmbox.dev/http`).
+    Http,
+    /// A native program: binds the port given as its last argument.
+    Argument,
+}
+
+/// Runs the servers, then `rounds` interleaved load runs of `seconds` each against each; runs are
+/// labelled `<prefix>/<subject label>`.
 pub fn measure(
     containerd: &Containerd,
-    subjects: [&Subject; 2],
+    prefix: &str,
+    subjects: &[(&Subject, Port)],
     clients: usize,
     rounds: usize,
     seconds: u64,
@@ -67,17 +79,16 @@ pub fn measure(
     let mut started = Vec::new();
     let result = (|| {
         let mut servers = Vec::new();
-        for (i, subject) in subjects.iter().enumerate() {
+        for (i, (subject, how)) in subjects.iter().enumerate() {
             let port = 8080 + i;
             let id = ids::container_id(&format!("serve-{}", subject.label));
             let mut spec = subject.spec(&id).flag(&ns.ctr_flag());
-            if subject.runtime == WASMBOX_RUNTIME {
-                // The wasm server's listener is the runtime's; the native one binds its own.
-                spec = spec.flag(&format!("--annotation=wasmbox.dev/listen=tcp:127.0.0.1:{port}"));
-            } else {
+            spec = match how {
+                Port::Preopened => spec.flag(&format!("--annotation=wasmbox.dev/listen=tcp:127.0.0.1:{port}")),
+                Port::Http => spec.flag(&format!("--annotation=wasmbox.dev/http=127.0.0.1:{port}")),
                 // After the subject's own args (the program): the port.
-                spec = spec.args([port.to_string()]);
-            }
+                Port::Argument => spec.args([port.to_string()]),
+            };
             containerd
                 .run_detached(&spec)
                 .with_context(|| format!("starting {}", subject.label))?;
@@ -86,7 +97,7 @@ pub fn measure(
             wait_until(&format!("{} to accept on {addr}", subject.label), READY_TIMEOUT, || {
                 ns.connect_tcp(&addr).ok()
             })?;
-            servers.push((subject.label.clone(), port));
+            servers.push((format!("{prefix}/{}", subject.label), port));
         }
         // A short warm-up of each (page faults, connection setup), not counted.
         for (_, port) in &servers {
