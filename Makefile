@@ -125,7 +125,7 @@ bench:
 install:
 	@test -x $(SHIM) || { echo "install: $(SHIM) is missing, run 'make build' first" >&2; exit 1; }
 	@test -x $(CLI) || { echo "install: $(CLI) is missing, run 'make build' first" >&2; exit 1; }
-	@# Without debug info (196 MB -> 42 MB; symbols stay for backtraces), see docs/performance.md.
+	@# Without debug info (226 MB -> 48 MB; symbols stay for backtraces), see docs/performance.md.
 	install -D -m 0755 $(SHIM) $(DESTDIR)$(PREFIX)/bin/containerd-shim-wasmbox-v1
 	install -D -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/wasmbox
 	strip --strip-debug $(DESTDIR)$(PREFIX)/bin/containerd-shim-wasmbox-v1 $(DESTDIR)$(PREFIX)/bin/wasmbox
