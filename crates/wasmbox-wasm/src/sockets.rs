@@ -378,10 +378,7 @@ fn accept(
 
 /// Reserves a descriptor number in Wasmtime's table: `open(".")` of the listener's placeholder.
 fn reserve(caller: &mut Caller<'_, P1State>, listener: i32) -> wasmtime::Result<Result<u32, i32>> {
-    let Some(scratch) = caller.data_mut().layer.scratch.take() else {
-        wasmtime::bail!("the sockets layer has no scratch trampoline");
-    };
-    let result = (|| {
+    with_scratch(caller, |caller, scratch| {
         scratch
             .memory
             .write(&mut *caller, 0, b".\0\0\0\0\0\0\0\0\0\0\0")?;
@@ -403,19 +400,31 @@ fn reserve(caller: &mut Caller<'_, P1State>, listener: i32) -> wasmtime::Result<
         let mut out = [0u8; 4];
         scratch.memory.read(&*caller, 8, &mut out)?;
         Ok(Ok(u32::from_le_bytes(out)))
-    })();
+    })
+}
+
+/// Runs `f` with the scratch trampoline, which lives in the store's data and so is taken out
+/// for the call (its functions need the store) and put back after it.
+fn with_scratch<R>(
+    caller: &mut Caller<'_, P1State>,
+    f: impl FnOnce(&mut Caller<'_, P1State>, &crate::layer::Trampoline) -> wasmtime::Result<R>,
+) -> wasmtime::Result<R> {
+    let Some(scratch) = caller.data_mut().layer.scratch.take() else {
+        wasmtime::bail!("the sockets layer has no scratch trampoline");
+    };
+    let result = f(caller, &scratch);
     caller.data_mut().layer.scratch = Some(scratch);
     result
 }
 
 /// Gives a reserved number back to Wasmtime.
 fn release(caller: &mut Caller<'_, P1State>, number: u32) -> wasmtime::Result<()> {
-    let Some(scratch) = caller.data_mut().layer.scratch.take() else {
+    if caller.data().layer.scratch.is_none() {
         return Ok(());
-    };
-    let r = scratch.call(&mut *caller, "fd_close", &[Val::I32(number as i32)]);
-    caller.data_mut().layer.scratch = Some(scratch);
-    r.map(|_| ())
+    }
+    with_scratch(caller, |caller, scratch| {
+        scratch.call(&mut *caller, "fd_close", &[Val::I32(number as i32)]).map(|_| ())
+    })
 }
 
 /// `sock_recv` (with `out` = its two result pointers) and `fd_read` (result written by the
@@ -896,10 +905,7 @@ fn poll_theirs(
     subs: &[Vec<u8>],
 ) -> wasmtime::Result<Vec<[u8; EVENT_SIZE]>> {
     const MARK: u64 = u64::MAX;
-    let Some(scratch) = caller.data_mut().layer.scratch.take() else {
-        wasmtime::bail!("the sockets layer has no scratch trampoline");
-    };
-    let result = (|| {
+    with_scratch(caller, |caller, scratch| {
         let mut input: Vec<u8> = subs.concat();
         // A relative clock of 0: Wasmtime answers at once.
         let mut clock = [0u8; SUBSCRIPTION_SIZE];
@@ -941,9 +947,7 @@ fn poll_theirs(
             .filter(|e| le_u64(&e[0..8]) != MARK)
             .filter_map(|e| e.try_into().ok())
             .collect())
-    })();
-    caller.data_mut().layer.scratch = Some(scratch);
-    result
+    })
 }
 
 #[cfg(test)]
