@@ -1,10 +1,11 @@
 //! Small helpers that keep the test files about behaviour rather than plumbing.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::containerd::Containerd;
 use crate::ctr::{RunOutput, RunSpec, TaskInfo};
+use crate::events::{Event, EventStream};
 use crate::poll::wait_until;
 use crate::{guests, ids, image, leftovers};
 
@@ -64,16 +65,40 @@ pub fn kill_and_remove(containerd: &Containerd, id: &str) {
     assert_clean(containerd, id);
 }
 
+/// Runs `spec` detached (`ctr run -d`) with its output in a log file of the fixture's
+/// (`--log-uri file://...`); returns the log's path.
+pub fn start_logged(containerd: &Containerd, spec: RunSpec) -> PathBuf {
+    let log = containerd.paths().work.join(format!("{}.log", spec.id));
+    let spec = spec.flag(&format!("--log-uri=file://{}", log.display()));
+    containerd
+        .run_detached(&spec)
+        .unwrap_or_else(|e| panic!("ctr run -d {}: {e:#}", spec.id));
+    log
+}
+
+/// Sends `signal` to task `id` and waits for its exit event; then waits until containerd shows
+/// it STOPPED, deletes the container and fails the test if anything is left. Returns the exit
+/// event and how long it came after the signal.
+pub fn signal_and_remove(containerd: &Containerd, id: &str, signal: &str) -> (Event, Duration) {
+    let mut events = EventStream::start(containerd, Duration::from_secs(10)).unwrap();
+    let sent = Instant::now();
+    containerd.kill_task(id, signal).unwrap();
+    let exit = events.wait_exit(id, Duration::from_secs(30)).unwrap();
+    let took = sent.elapsed();
+    containerd
+        .wait_task_status(id, "STOPPED", Duration::from_secs(10))
+        .unwrap();
+    containerd.delete_container(id).unwrap();
+    assert_clean(containerd, id);
+    (exit, took)
+}
+
 /// Starts the spinning guest detached as container `id`, its output going to a log file
 /// (`--log-uri file://...`), and returns once the task is RUNNING and the guest has printed
 /// "spinning", i.e. it is inside its host-call-free loop.
 pub fn start_spinning(containerd: &Containerd, id: &str) -> TaskInfo {
     let image = import_compat(containerd, "spin", &guests::spin().unwrap());
-    let log = containerd.paths().work.join(format!("{id}.log"));
-    let spec = RunSpec::new(&image, id).flag(&format!("--log-uri=file://{}", log.display()));
-    containerd
-        .run_detached(&spec)
-        .unwrap_or_else(|e| panic!("ctr run -d {id}: {e:#}"));
+    let log = start_logged(containerd, RunSpec::new(&image, id));
     let task = containerd
         .wait_task_status(id, "RUNNING", START_TIMEOUT)
         .unwrap_or_else(|e| panic!("{e:#}\ncontainerd log:\n{}", containerd.log_tail(40)));

@@ -11,7 +11,7 @@ use wasmbox_integration::ctr::RunSpec;
 use wasmbox_integration::http;
 use wasmbox_integration::netns::NetNs;
 use wasmbox_integration::poll::wait_until;
-use wasmbox_integration::suite::{assert_clean, import_compat, start};
+use wasmbox_integration::suite::{assert_clean, import_compat, signal_and_remove, start, start_logged};
 use wasmbox_integration::config::CRI_WASMBOX_HANDLER;
 use wasmbox_integration::cri::api::ContainerState;
 use wasmbox_integration::cri::{self, Cri, Pod};
@@ -24,17 +24,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 fn an_http_component_answers_1000_requests_from_50_clients() {
     require_integration!();
     let containerd = start();
-    let image = import_compat(&containerd, "http-hello", &guests::http_hello().unwrap());
     let ns = NetNs::create("http-hello").unwrap();
     let id = ids::container_id("http-hello");
-    let log = containerd.paths().work.join(format!("{id}.log"));
-    let spec = RunSpec::new(&image, &id)
-        .flag(&ns.ctr_flag())
-        .flag(&format!("--annotation=wasmbox.dev/http={ADDR}"))
-        .flag(&format!("--log-uri=file://{}", log.display()));
-    containerd.run_detached(&spec).unwrap_or_else(|e| panic!("ctr run -d {id}: {e:#}"));
-    wait_until(&format!("the handler's server on {ADDR}"), START_TIMEOUT, || ns.connect_tcp(ADDR).ok())
-        .unwrap_or_else(|e| panic!("{e:#}\nlog: {:?}\n{}", std::fs::read_to_string(&log), containerd.log_tail(40)));
+    let log = start_handler(&containerd, &ns, &id, &[]);
 
     let answered = http::check_many(|| ns.connect_tcp(ADDR), 50, 20).unwrap();
     assert_eq!(answered, 1000);
@@ -64,28 +56,21 @@ fn an_http_component_answers_1000_requests_from_50_clients() {
 
 /// SIGTERM and waits for the exit: 0 (drained); nothing left, the port free.
 fn stop(containerd: &wasmbox_integration::Containerd, id: &str, ns: &NetNs) {
-    let mut events = EventStream::start(containerd, Duration::from_secs(10)).unwrap();
-    containerd.kill_task(id, "SIGTERM").unwrap();
-    let exit = events.wait_exit(id, Duration::from_secs(30)).unwrap();
+    let (exit, _) = signal_and_remove(containerd, id, "SIGTERM");
     assert_eq!(exit.exit_status(), Some(0), "{exit:?}");
-    containerd.wait_task_status(id, "STOPPED", Duration::from_secs(10)).unwrap();
-    containerd.delete_container(id).unwrap();
-    assert_clean(containerd, id);
     ns.listen_tcp(ADDR).expect("the handler's port is still taken after it ended");
 }
 
 /// Starts the handler detached in `ns` with `flags`; returns its log once it accepts.
 fn start_handler(containerd: &wasmbox_integration::Containerd, ns: &NetNs, id: &str, flags: &[&str]) -> std::path::PathBuf {
     let image = import_compat(containerd, id, &guests::http_hello().unwrap());
-    let log = containerd.paths().work.join(format!("{id}.log"));
     let mut spec = RunSpec::new(&image, id)
         .flag(&ns.ctr_flag())
-        .flag(&format!("--annotation=wasmbox.dev/http={ADDR}"))
-        .flag(&format!("--log-uri=file://{}", log.display()));
+        .flag(&format!("--annotation=wasmbox.dev/http={ADDR}"));
     for f in flags {
         spec = spec.flag(f);
     }
-    containerd.run_detached(&spec).unwrap_or_else(|e| panic!("ctr run -d {id}: {e:#}"));
+    let log = start_logged(containerd, spec);
     wait_until(&format!("the handler's server on {ADDR}"), START_TIMEOUT, || ns.connect_tcp(ADDR).ok())
         .unwrap_or_else(|e| panic!("{e:#}\nlog: {:?}\n{}", std::fs::read_to_string(&log), containerd.log_tail(40)));
     log

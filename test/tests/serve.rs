@@ -13,12 +13,12 @@ use wasmbox_integration::ctr::RunSpec;
 use wasmbox_integration::http::{self, Client};
 use wasmbox_integration::netns::NetNs;
 use wasmbox_integration::poll::wait_until;
-use wasmbox_integration::suite::{assert_clean, run_to_end, start};
+use wasmbox_integration::suite::{run_to_end, signal_and_remove, start, start_logged};
 use wasmbox_image::ImageBuilder;
 use wasmbox_integration::config::CRI_WASMBOX_HANDLER;
 use wasmbox_integration::cri::api::ContainerState;
 use wasmbox_integration::cri::{self, Cri, Pod};
-use wasmbox_integration::{guests, ids, image, require_integration, Containerd, EventStream};
+use wasmbox_integration::{guests, ids, image, require_integration, Containerd};
 
 const LISTEN: &str = "wasmbox.dev/listen";
 const ADDR: &str = "127.0.0.1:8080";
@@ -50,16 +50,11 @@ fn start_server(
     id: &str,
     flags: &[String],
 ) -> std::path::PathBuf {
-    let log = containerd.paths().work.join(format!("{id}.log"));
-    let mut spec = RunSpec::new(image, id)
-        .flag(&format!("--log-uri=file://{}", log.display()))
-        .env("FILE", "/data/greeting.txt");
+    let mut spec = RunSpec::new(image, id).env("FILE", "/data/greeting.txt");
     for f in flags {
         spec = spec.flag(f);
     }
-    containerd
-        .run_detached(&spec)
-        .unwrap_or_else(|e| panic!("ctr run -d {id}: {e:#}"));
+    let log = start_logged(containerd, spec);
     wait_until("the server to say it is serving", START_TIMEOUT, || {
         std::fs::read_to_string(&log)
             .ok()
@@ -77,21 +72,12 @@ fn start_server(
 
 /// Sends SIGTERM, expects exit status 143 within the budget, deletes, checks nothing is left.
 fn stop_server(containerd: &Containerd, id: &str) {
-    let mut events = EventStream::start(containerd, Duration::from_secs(10)).unwrap();
-    let sent = std::time::Instant::now();
-    containerd.kill_task(id, "SIGTERM").unwrap();
-    let exit = events.wait_exit(id, Duration::from_secs(30)).unwrap();
-    let took = sent.elapsed();
+    let (exit, took) = signal_and_remove(containerd, id, "SIGTERM");
     assert_eq!(exit.exit_status(), Some(143), "{exit:?}");
     assert!(
         took <= KILL_BUDGET,
         "SIGTERM took {took:?} to stop the server blocked in poll"
     );
-    containerd
-        .wait_task_status(id, "STOPPED", Duration::from_secs(10))
-        .unwrap();
-    containerd.delete_container(id).unwrap();
-    assert_clean(containerd, id);
 }
 
 #[test]

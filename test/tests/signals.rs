@@ -1,9 +1,9 @@
 //! A guest that never makes a host call must still stop promptly on `ctr task kill`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use wasmbox_integration::suite::{assert_clean, start, start_spinning};
-use wasmbox_integration::{ids, require_integration, Containerd, EventStream};
+use wasmbox_integration::suite::{signal_and_remove, start, start_spinning};
+use wasmbox_integration::{ids, require_integration, Containerd};
 
 /// The promise: kill to exit event within this long.
 const KILL_BUDGET: Duration = Duration::from_secs(2);
@@ -15,26 +15,14 @@ fn kill_spinning_guest(containerd: &Containerd, signal: &str, expected_status: u
     let task = start_spinning(containerd, &id);
     assert!(task.pid > 0, "{task:?}");
 
-    let mut events = EventStream::start(containerd, Duration::from_secs(10)).unwrap();
-    let sent = Instant::now();
-    containerd.kill_task(&id, signal).unwrap();
-    let exit = events.wait_exit(&id, Duration::from_secs(30)).unwrap();
-    let took = sent.elapsed();
-    eprintln!(
-        "{signal}: exit status {:?} after {took:?}",
-        exit.exit_status()
-    );
+    let (exit, took) = signal_and_remove(containerd, &id, signal);
+    eprintln!("{signal}: exit status {:?} after {took:?}", exit.exit_status());
 
     assert_eq!(exit.exit_status(), Some(expected_status), "{exit:?}");
     assert!(
         took <= KILL_BUDGET,
         "{signal} took {took:?} to stop the guest (budget {KILL_BUDGET:?})"
     );
-    containerd
-        .wait_task_status(&id, "STOPPED", Duration::from_secs(10))
-        .unwrap();
-    containerd.delete_container(&id).unwrap();
-    assert_clean(containerd, &id);
 }
 
 #[test]
