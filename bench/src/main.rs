@@ -208,35 +208,31 @@ fn measure(
         },
     };
 
-    let (serving, http_serving) = if o.serving_rounds == 0 {
-        (None, None)
-    } else {
+    // The preview 1 server, then the wasi:http component, each against the native C server.
+    let servers = [
+        ("p1", "preview 1 server", serving::Port::Preopened, &s.server_wasm, SERVING_CLIENTS),
+        ("http", "wasi:http component", serving::Port::Http, &s.http_wasm, HTTP_CLIENTS),
+    ];
+    let mut measured = Vec::new();
+    for (prefix, what, port, wasm, clients) in servers {
+        if o.serving_rounds == 0 {
+            break;
+        }
         step(&format!(
-            "serving: preview 1 server, {} clients, {} interleaved {} s load runs per server",
-            SERVING_CLIENTS, o.serving_rounds, o.serving_seconds
+            "serving: {what}, {clients} clients, {} interleaved {} s load runs per server",
+            o.serving_rounds, o.serving_seconds
         ));
-        let p1 = serving::measure(
+        measured.push(serving::measure(
             containerd,
-            "p1",
-            &[(&s.server_wasm, serving::Port::Preopened), (&s.server_runc, serving::Port::Argument)],
-            SERVING_CLIENTS,
+            prefix,
+            &[(wasm, port), (&s.server_runc, serving::Port::Argument)],
+            clients,
             o.serving_rounds,
             o.serving_seconds,
-        )?;
-        step(&format!(
-            "serving: wasi:http component, {} clients, {} interleaved {} s load runs per server",
-            HTTP_CLIENTS, o.serving_rounds, o.serving_seconds
-        ));
-        let http = serving::measure(
-            containerd,
-            "http",
-            &[(&s.http_wasm, serving::Port::Http), (&s.server_runc, serving::Port::Argument)],
-            HTTP_CLIENTS,
-            o.serving_rounds,
-            o.serving_seconds,
-        )?;
-        (Some(p1), Some(http))
-    };
+        )?);
+    }
+    let mut measured = measured.into_iter();
+    let (serving, http_serving) = (measured.next(), measured.next());
 
     let mut density_runs = Vec::new();
     let mut anatomy = Vec::new();
