@@ -33,6 +33,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::memory::Budget;
+use crate::outbound::Outbound;
 use crate::run::{Granted, Outcome};
 use crate::sandbox::SandboxSpec;
 
@@ -44,6 +45,7 @@ pub struct HttpState {
     ctx: WasiCtx,
     table: ResourceTable,
     http: WasiHttpCtx,
+    outbound: Outbound,
     limits: Budget,
     /// When this request's guest code is stopped.
     deadline: Instant,
@@ -61,7 +63,7 @@ impl WasiView for HttpState {
 impl WasiHttpView for HttpState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {
-            hooks: wasmtime_wasi_http::default_hooks(),
+            hooks: &mut self.outbound,
             table: &mut self.table,
             ctx: &mut self.http,
         }
@@ -95,6 +97,8 @@ struct Server {
     builder: Mutex<Box<dyn FnMut() -> wasmtime::Result<WasiCtx> + Send>>,
     timeout: Duration,
     access_log: bool,
+    /// Sends the handlers' outbound requests, within the egress policy.
+    outbound: Outbound,
     /// One permit per handler that may run at once.
     slots: Arc<tokio::sync::Semaphore>,
 }
@@ -114,10 +118,7 @@ pub(crate) fn serve(
 ) -> wasmtime::Result<Outcome> {
     let addr = granted.policy.http;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let concurrency = granted
-        .policy
-        .http_max_concurrency
-        .unwrap_or(cores * crate::policy::HTTP_CONCURRENCY_PER_CORE);
+    let concurrency = granted.policy.http_concurrency(cores);
     let server = Arc::new(Server {
         engine: engine.clone(),
         pre: pre.clone(),
@@ -125,6 +126,7 @@ pub(crate) fn serve(
         builder: Mutex::new(build_ctx),
         timeout: granted.policy.http_timeout,
         access_log: granted.policy.http_access_log,
+        outbound: Outbound::new(granted.policy.egress.clone()),
         slots: Arc::new(tokio::sync::Semaphore::new(concurrency)),
     });
     // Readiness: the port accepts only once an instance can be made, so a tcpSocket or
@@ -297,6 +299,7 @@ impl Server {
             ctx,
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
+            outbound: self.outbound.clone(),
             // Each instance within the container's limit; instances running at once are not
             // counted together (the cgroup's limit still holds for the sum).
             limits: Budget::new(None, self.sandbox.memory_limit),

@@ -11,6 +11,7 @@
 //! - [`memory`]: the memory budget that keeps linear memories and tables inside the limit.
 //! - [`program`]: a loaded, link-checked program ready to run.
 //! - [`http`]: serves a `wasi:http/proxy` component (a request per instance, hyper on tokio).
+//! - [`outbound`]: its outbound requests, within the egress policy, TLS with the container's CAs.
 //! - [`layer`]: the layer around Wasmtime's WASI preview 1 (the wrappers and their trampoline).
 //! - [`rofs`]: EROFS (not EIO) for writes to read-only mounts, in that layer.
 //! - [`listeners`]: binds a preview 1 module's declared listeners in the container's init.
@@ -28,6 +29,7 @@ pub mod layer;
 pub mod listeners;
 pub mod memory;
 pub mod network;
+pub mod outbound;
 pub mod policy;
 pub mod program;
 pub mod rofs;

@@ -48,7 +48,7 @@ pub fn apply(b: &mut WasiCtxBuilder, policy: &Policy) {
 
 /// Resolves the rules' host names now, in the container's network namespace and with its
 /// resolver configuration (the runner is inside the container).
-fn resolve(names: &[String]) -> BTreeMap<String, Vec<IpAddr>> {
+pub(crate) fn resolve(names: &[String]) -> BTreeMap<String, Vec<IpAddr>> {
     names
         .iter()
         .map(|n| {

@@ -69,6 +69,27 @@ pub struct OperatorConfig {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub listen: ListenConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// Defaults and caps for serving `wasi:http/proxy` components; annotations override the
+/// defaults within the caps.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Where components are served unless `wasmbox.dev/http` says (`:8080`, `ADDRESS:PORT`).
+    pub address: Option<String>,
+    /// A request's time limit unless `wasmbox.dev/http-timeout` says (`60s`).
+    pub timeout: Option<String>,
+    /// The longest `wasmbox.dev/http-timeout` a pod may ask for; also bounds `timeout`.
+    pub max_timeout: Option<String>,
+    /// The most handlers one container runs at once: caps `wasmbox.dev/http-max-concurrency`
+    /// and the per-core default.
+    pub max_concurrency: Option<usize>,
+    /// The access log unless `wasmbox.dev/http-access-log` says.
+    #[serde(default)]
+    pub access_log: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -163,6 +184,10 @@ pub struct EgressRule {
     pub host: Host,
     /// None: any port.
     pub port: Option<u16>,
+    /// `http` or `https` for a URL-style rule: outbound `wasi:http` requests must use it (a
+    /// socket connection to the host and port passes regardless). None: any.
+    #[serde(default)]
+    pub scheme: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,11 +200,35 @@ pub enum Host {
 
 impl EgressRule {
     /// `10.0.0.0/8:5432`, `10.1.2.3:443`, `[fd00::/8]:443`, `db.default.svc:5432`, `*:443`,
-    /// `host:*`, or `*`.
+    /// `host:*`, or `*`; or URL-style for HTTP, `https://api.example.com` (port 443),
+    /// `http://10.0.0.0/8:8080`, `https://*`.
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
+        if let Some((scheme, rest)) = s.split_once("://") {
+            let default_port = match scheme.to_ascii_lowercase().as_str() {
+                "http" => "80",
+                "https" => "443",
+                _ => return Err(format!("{scheme:?} is not a scheme of an egress rule (http or https)")),
+            };
+            let rest = rest.strip_suffix('/').unwrap_or(rest);
+            // A '/' may only be a CIDR's.
+            let path = rest.split_once('/').is_some_and(|(before, _)| before.trim_start_matches('[').parse::<IpAddr>().is_err());
+            if path || rest.contains(['?', '#']) {
+                return Err("a URL-style rule is scheme://host[:port], without a path".into());
+            }
+            // The port is optional: the scheme's own when absent.
+            let has_port = if let Some(v6) = rest.strip_prefix('[') {
+                v6.split_once(']').is_some_and(|(_, p)| p.starts_with(':'))
+            } else {
+                rest.contains(':')
+            };
+            let with_port = if has_port { rest.to_string() } else { format!("{rest}:{default_port}") };
+            let mut rule = Self::parse(&with_port)?;
+            rule.scheme = Some(scheme.to_ascii_lowercase());
+            return Ok(rule);
+        }
         if s == "*" {
-            return Ok(Self { host: Host::Any, port: None });
+            return Ok(Self { host: Host::Any, port: None, scheme: None });
         }
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
             let (h, p) = rest.split_once(']').ok_or("an IPv6 destination is written [address]:port")?;
@@ -205,7 +254,21 @@ impl EgressRule {
         } else {
             return Err(format!("{host:?} is not an IP address, a CIDR, a host name or *"));
         };
-        Ok(Self { host, port })
+        Ok(Self { host, port, scheme: None })
+    }
+
+    /// Matches an outbound HTTP request with `scheme` to `host` (as the request names it: a
+    /// name or an IP literal), connecting to `addr`: by the name itself, or by the address.
+    fn matches_request(&self, scheme: &str, host: &str, addr: &SocketAddr, names: &BTreeMap<String, Vec<IpAddr>>) -> bool {
+        if self.scheme.as_deref().is_some_and(|s| s != scheme) {
+            return false;
+        }
+        if let Host::Name(n) = &self.host {
+            if host.eq_ignore_ascii_case(n) {
+                return self.port.is_none_or(|p| p == addr.port());
+            }
+        }
+        self.matches(addr, names)
     }
 
     /// Matches `addr`, with `names` the addresses its name resolved to (for [`Host::Name`]).
@@ -327,6 +390,15 @@ impl Egress {
             .find(|l| !l.rules.iter().any(|r| r.matches(addr, names)))
             .map(|l| l.source.as_str())
     }
+
+    /// As [`Egress::check`], for an outbound HTTP request with `scheme` (`http`/`https`) to
+    /// `host` that connects to `addr` (one of the addresses `host` resolved to).
+    pub fn check_request(&self, scheme: &str, host: &str, addr: &SocketAddr, names: &BTreeMap<String, Vec<IpAddr>>) -> Option<&str> {
+        self.layers
+            .iter()
+            .find(|l| !l.rules.iter().any(|r| r.matches_request(scheme, host, addr, names)))
+            .map(|l| l.source.as_str())
+    }
 }
 
 /// Everything the capability layers grant a guest, beyond the spec.
@@ -351,6 +423,9 @@ pub struct Policy {
     /// Handlers running at once; more requests wait. None: [`HTTP_CONCURRENCY_PER_CORE`] per core.
     #[serde(default)]
     pub http_max_concurrency: Option<usize>,
+    /// The operator's cap on handlers running at once (bounds the per-core default too).
+    #[serde(default)]
+    pub http_max_concurrency_cap: Option<usize>,
     /// A line per request on the container's stderr.
     #[serde(default)]
     pub http_access_log: bool,
@@ -390,12 +465,20 @@ impl Default for Policy {
             http: DEFAULT_HTTP,
             http_timeout: DEFAULT_HTTP_TIMEOUT,
             http_max_concurrency: None,
+            http_max_concurrency_cap: None,
             http_access_log: false,
         }
     }
 }
 
 impl Policy {
+    /// Handlers that may run at once on a node with `cores` cores.
+    pub fn http_concurrency(&self, cores: usize) -> usize {
+        let default = cores.max(1) * HTTP_CONCURRENCY_PER_CORE;
+        let default = self.http_max_concurrency_cap.map_or(default, |cap| default.min(cap));
+        self.http_max_concurrency.unwrap_or(default)
+    }
+
     /// None when a component may bind `addr`, else why not. Port 0 (an ephemeral port, also
     /// the implicit bind of a connect) is always allowed: it is not listening on anything
     /// chosen.
@@ -489,26 +572,61 @@ impl Policy {
                 format!("{} sockets, more than listen.max ({max}) in {config_source}", listen.len()),
             ));
         }
-        let http = match annotations.get(HTTP) {
-            Some(v) => parse_http_addr(v).map_err(|m| bad(HTTP, m))?,
-            None => DEFAULT_HTTP,
+        let http_config = &config.http;
+        let http = match (annotations.get(HTTP), &http_config.address) {
+            (Some(v), _) => parse_http_addr(v).map_err(|m| bad(HTTP, m))?,
+            (None, Some(v)) => parse_http_addr(v).map_err(|m| config_err(format!("http.address: {m}")))?,
+            (None, None) => DEFAULT_HTTP,
         };
+        let max_http_timeout = http_config
+            .max_timeout
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(|m| config_err(format!("http.max_timeout: {m}")))?;
         let http_timeout = match annotations.get(HTTP_TIMEOUT) {
-            Some(v) => parse_duration(v).map_err(|m| bad(HTTP_TIMEOUT, m))?,
-            None => DEFAULT_HTTP_TIMEOUT,
+            Some(v) => {
+                let t = parse_duration(v).map_err(|m| bad(HTTP_TIMEOUT, m))?;
+                if let Some(max) = max_http_timeout.filter(|m| t > *m) {
+                    return Err(bad(
+                        HTTP_TIMEOUT,
+                        format!("longer than http.max_timeout ({}) in {config_source}", show_duration(max)),
+                    ));
+                }
+                t
+            }
+            None => {
+                let t = http_config
+                    .timeout
+                    .as_deref()
+                    .map(parse_duration)
+                    .transpose()
+                    .map_err(|m| config_err(format!("http.timeout: {m}")))?;
+                let t = t.unwrap_or(DEFAULT_HTTP_TIMEOUT);
+                max_http_timeout.map_or(t, |m| t.min(m))
+            }
         };
+        if http_config.max_concurrency == Some(0) {
+            return Err(config_err("http.max_concurrency: not a whole number above 0".into()));
+        }
         let http_max_concurrency = match annotations.get(HTTP_MAX_CONCURRENCY) {
-            Some(v) => Some(
-                v.trim()
+            Some(v) => {
+                let n = v
+                    .trim()
                     .parse::<usize>()
                     .ok()
                     .filter(|n| *n > 0)
-                    .ok_or_else(|| bad(HTTP_MAX_CONCURRENCY, "not a whole number above 0".into()))?,
-            ),
+                    .ok_or_else(|| bad(HTTP_MAX_CONCURRENCY, "not a whole number above 0".into()))?;
+                if let Some(max) = http_config.max_concurrency.filter(|m| n > *m) {
+                    return Err(bad(HTTP_MAX_CONCURRENCY, format!("more than http.max_concurrency ({max}) in {config_source}")));
+                }
+                Some(n)
+            }
             None => None,
         };
         let http_access_log = match annotations.get(HTTP_ACCESS_LOG).map(|v| v.trim()) {
-            None | Some("false") => false,
+            None => http_config.access_log,
+            Some("false") => false,
             Some("true") => true,
             Some(_) => return Err(bad(HTTP_ACCESS_LOG, "true or false".into())),
         };
@@ -521,6 +639,7 @@ impl Policy {
             http,
             http_timeout,
             http_max_concurrency,
+            http_max_concurrency_cap: http_config.max_concurrency,
             http_access_log,
         })
     }
@@ -697,6 +816,69 @@ mod tests {
         let p = Policy::new(None, "f", &ann(&[(EGRESS, "none")])).unwrap();
         assert!(p.egress.denies_all());
         assert_eq!(EgressRule::parse("[fd00::/8]:443").unwrap().port, Some(443));
+    }
+
+    #[test]
+    fn url_rules_bind_http_requests_to_their_scheme() {
+        let names = BTreeMap::from([("api.example.com".to_string(), vec!["93.184.216.34".parse().unwrap()])]);
+        let rule = EgressRule::parse("https://api.example.com").unwrap();
+        assert_eq!((rule.port, rule.scheme.as_deref()), (Some(443), Some("https")));
+        assert_eq!(EgressRule::parse("http://10.0.0.0/8:8080/").unwrap().port, Some(8080));
+        assert_eq!(EgressRule::parse("https://[fd00::/8]").unwrap().port, Some(443));
+        assert_eq!(EgressRule::parse("HTTPS://*").unwrap().host, Host::Any);
+        for bad in ["ftp://x", "https://api.example.com/v1", "https://x?y", "https://:443"] {
+            assert!(EgressRule::parse(bad).is_err(), "{bad}");
+        }
+
+        let p = Policy::new(None, "f", &ann(&[(EGRESS, "https://api.example.com, http://127.0.0.1:9000, 10.0.0.0/8:*")])).unwrap();
+        let e = &p.egress;
+        // By name, whatever the name resolves to now; only with the rule's scheme and port.
+        assert_eq!(e.check_request("https", "api.example.com", &addr("198.51.100.1:443"), &names), None);
+        assert_eq!(e.check_request("https", "API.example.com", &addr("198.51.100.1:443"), &names), None);
+        assert!(e.check_request("http", "api.example.com", &addr("198.51.100.1:443"), &names).is_some());
+        assert!(e.check_request("https", "api.example.com", &addr("198.51.100.1:8443"), &names).is_some());
+        assert!(e.check_request("https", "evil.example.com", &addr("198.51.100.1:443"), &names).is_some());
+        // An IP literal the rule's name resolved to.
+        assert_eq!(e.check_request("https", "93.184.216.34", &addr("93.184.216.34:443"), &names), None);
+        assert_eq!(e.check_request("http", "127.0.0.1", &addr("127.0.0.1:9000"), &names), None);
+        assert!(e.check_request("https", "127.0.0.1", &addr("127.0.0.1:9000"), &names).is_some());
+        // A name allowed only by the address it resolves to: the connection goes there.
+        assert_eq!(e.check_request("http", "db.internal", &addr("10.1.2.3:80"), &names), None);
+        assert!(e.check_request("http", "db.internal", &addr("192.0.2.1:80"), &names).is_some());
+        // Sockets: a URL rule allows its host and port to any socket.
+        assert_eq!(e.check(&addr("127.0.0.1:9000"), &names), None);
+        assert_eq!(e.check(&addr("93.184.216.34:443"), &names), None);
+    }
+
+    #[test]
+    fn the_operator_sets_http_defaults_and_caps() {
+        let config = OperatorConfig::parse(
+            "[http]\naddress = \":9090\"\ntimeout = \"2m\"\nmax_timeout = \"90s\"\nmax_concurrency = 8\naccess_log = true\n",
+            "h.toml",
+        )
+        .unwrap();
+        let p = Policy::new(Some(&config), "h.toml", &ann(&[])).unwrap();
+        assert_eq!(p.http, addr("0.0.0.0:9090"));
+        assert_eq!(p.http_timeout, Duration::from_secs(90), "the default within the cap");
+        assert_eq!(p.http_concurrency(4), 8, "the per-core default within the cap");
+        assert!(p.http_access_log);
+        let p = Policy::new(
+            Some(&config),
+            "h.toml",
+            &ann(&[(HTTP, ":8080"), (HTTP_TIMEOUT, "5s"), (HTTP_MAX_CONCURRENCY, "2"), (HTTP_ACCESS_LOG, "false")]),
+        )
+        .unwrap();
+        assert_eq!((p.http, p.http_timeout, p.http_concurrency(4), p.http_access_log), (addr("0.0.0.0:8080"), Duration::from_secs(5), 2, false));
+        let e = Policy::new(Some(&config), "h.toml", &ann(&[(HTTP_TIMEOUT, "5m")])).unwrap_err().to_string();
+        assert!(e.contains("http.max_timeout (90s) in h.toml"), "{e}");
+        let e = Policy::new(Some(&config), "h.toml", &ann(&[(HTTP_MAX_CONCURRENCY, "9")])).unwrap_err().to_string();
+        assert!(e.contains("http.max_concurrency (8) in h.toml"), "{e}");
+        // Without a file: 60 s, 16 per core.
+        let p = Policy::new(None, "f", &ann(&[])).unwrap();
+        assert_eq!((p.http, p.http_timeout, p.http_concurrency(2)), (DEFAULT_HTTP, DEFAULT_HTTP_TIMEOUT, 32));
+        let bad = OperatorConfig::parse("[http]\ntimeout = \"soon\"\n", "b.toml").unwrap();
+        let e = Policy::new(Some(&bad), "b.toml", &ann(&[])).unwrap_err().to_string();
+        assert!(e.contains("b.toml") && e.contains("http.timeout"), "{e}");
     }
 
     #[test]
