@@ -1,8 +1,9 @@
 // Linked into every wasm32-wasip2 guest (guests.rs, Kind::ComponentP2) in place of wasi-libc's
 // dlmalloc: that one needs the linker symbol `__heap_end`, which Debian 12's wasm-ld 14 does not
 // define (wasm-ld 15+ does). Defining every allocator entry point here keeps dlmalloc.o out of
-// the link. A bump allocator over sbrk (memory.grow, whole pages): free does nothing, enough
-// for a guest that runs briefly.
+// the link. A bump allocator over sbrk (memory.grow, whole pages): free gives back only the
+// latest block, enough for a guest that runs briefly or reads and frees one buffer at a time
+// (a streaming HTTP handler keeps a constant memory that way).
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>
@@ -44,8 +45,12 @@ static void *bump(size_t size, size_t align) {
 
 void *malloc(size_t n) { return bump(n, 16); }
 void *__libc_malloc(size_t n) { return bump(n, 16); }
-void free(void *p) { (void)p; }
-void __libc_free(void *p) { (void)p; }
+void free(void *p) {
+    // The latest block: its space is the next block's (its header is where top was, or after).
+    if (p && (uintptr_t)p + ((size_t *)p)[-1] == top)
+        top = (uintptr_t)p - sizeof(size_t);
+}
+void __libc_free(void *p) { free(p); }
 
 void *calloc(size_t n, size_t m) {
     if (m && n > SIZE_MAX / m) {

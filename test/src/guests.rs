@@ -181,12 +181,16 @@ fn http_component(name: &str) -> Result<Vec<u8>> {
     for (file, contents) in files.iter() {
         std::fs::write(bindings.path().join(file), contents)?;
     }
-    let module = wasip2_module(
+    let module = match wasip2_module(
         name,
         Wasip2Start::Reactor,
         &[bindings.path().join("bindings.c"), bindings.path().join("bindings_component_type.o")],
         Some(bindings.path()),
-    )?;
+    ) {
+        Ok(m) => m,
+        // The generated names are in bindings.h: keep it for whoever fixes the source.
+        Err(e) => return Err(e.context(format!("the bindings are kept in {}", bindings.keep().display()))),
+    };
     componentize_with(name, &module, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER)
 }
 

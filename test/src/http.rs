@@ -168,3 +168,70 @@ pub fn check_h2c(stream: TcpStream, requests: usize) -> Result<usize> {
         Ok(requests)
     })
 }
+
+/// The bytes of [`echo_stream`]'s body: offset `i` holds `i % 251`, so a lost, repeated or
+/// reordered chunk shows.
+fn pattern_byte(i: u64) -> u8 {
+    (i % 251) as u8
+}
+
+/// A request body of `size` pattern bytes, made 64 KiB at a time as it is sent.
+struct Pattern {
+    sent: u64,
+    size: u64,
+}
+
+impl hyper::body::Body for Pattern {
+    type Data = hyper::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        if self.sent == self.size {
+            return std::task::Poll::Ready(None);
+        }
+        let n = (self.size - self.sent).min(64 * 1024);
+        let chunk: Vec<u8> = (self.sent..self.sent + n).map(pattern_byte).collect();
+        self.sent += n;
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk.into()))))
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.size - self.sent)
+    }
+}
+
+/// POSTs a body of `size` bytes to `path` over HTTP/1.1 on `stream`, streamed as it is made,
+/// and reads the answer as it comes, checking it is the same bytes (an echo); the bytes
+/// received. Neither side is ever held whole in memory here.
+pub fn echo_stream(stream: TcpStream, path: &str, size: u64) -> Result<u64> {
+    use http_body_util::BodyExt;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        stream.set_nonblocking(true)?;
+        let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::from_std(stream)?);
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.context("the HTTP/1.1 handshake")?;
+        tokio::spawn(connection);
+        let request = hyper::Request::post(path)
+            .header("host", "wasmbox-test")
+            .body(Pattern { sent: 0, size })?;
+        let response = tokio::time::timeout(ANSWER_TIMEOUT, sender.send_request(request))
+            .await
+            .context("no answer in time")??;
+        if response.status() != 200 {
+            bail!("POST {path}: {}", response.status());
+        }
+        let mut body = response.into_body();
+        let mut received = 0u64;
+        while let Some(frame) = tokio::time::timeout(ANSWER_TIMEOUT, body.frame()).await.context("the answer stalled")? {
+            let Ok(data) = frame?.into_data() else { continue };
+            if let Some(bad) = data.iter().enumerate().find(|(i, b)| **b != pattern_byte(received + *i as u64)) {
+                bail!("byte {} of the answer is {}, not {}", received + bad.0 as u64, bad.1, pattern_byte(received + bad.0 as u64));
+            }
+            received += data.len() as u64;
+        }
+        Ok(received)
+    })
+}

@@ -37,6 +37,7 @@ pub mod shim_socket;
 pub mod suite;
 pub mod terminal;
 pub mod tools;
+pub mod upstream;
 
 pub use containerd::{Containerd, FixtureOptions};
 pub use ctr::{RunOutput, RunSpec, TaskInfo};
