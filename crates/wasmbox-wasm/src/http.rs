@@ -5,9 +5,10 @@
 //! `wasmtime serve` does), with the WASI context the spec and policy grant.
 //!
 //! hyper serves HTTP/1.1 (keep-alive) and HTTP/2 over cleartext (prior knowledge) on the same
-//! port, on a tokio runtime; each request's handler runs on a blocking thread of that runtime
-//! with a synchronous store (the engine is the one every guest uses), and its response is
-//! handed to hyper as soon as the guest sets it, so a body streams while the guest writes it.
+//! port, on a tokio runtime; each request's handler is a task of that runtime, its guest code
+//! on a fiber of an async store (yielding at every epoch tick, so one busy handler does not
+//! hold a worker), its instance from a pooling allocator (see [`crate::engine`]); its response
+//! is handed to hyper as soon as the guest sets it, so a body streams while the guest writes it.
 //! A request whose handler traps, or returns without a response, answers 500 (logged); the
 //! server keeps serving. At most `wasmbox.dev/http-max-concurrency` handlers run at once (more
 //! requests wait their turn); a request without a response after `wasmbox.dev/http-timeout`
@@ -28,7 +29,7 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::p2::bindings::sync::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -82,9 +83,16 @@ pub fn is_proxy(engine: &Engine, component: &Component) -> bool {
 /// built with a full libc imports the CLI interfaces too (its WASI context is a command's).
 pub fn link(engine: &Engine, component: &Component) -> wasmtime::Result<ProxyPre<HttpState>> {
     let mut linker = Linker::<HttpState>::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     ProxyPre::new(linker.instantiate_pre(component)?)
+}
+
+/// An HTTP component on an engine with a pooling allocator sized for `concurrency` requests.
+pub struct Pooled {
+    pub engine: Engine,
+    pub pre: ProxyPre<HttpState>,
+    pub concurrency: usize,
 }
 
 /// What every request's handler needs, shared by the connections.
@@ -108,18 +116,32 @@ const EPOCH_TICK: Duration = Duration::from_millis(100);
 /// How often the accept loop looks for a termination signal.
 const STOP_POLL: Duration = Duration::from_millis(50);
 
-/// Serves `pre` until the process is told to stop; the outcome if it ends otherwise.
+/// Serves `pre` (or `pooled`, the same component on a pooling engine, when it can make an
+/// instance) until the process is told to stop; the outcome if it ends otherwise.
 pub(crate) fn serve(
     engine: &Engine,
     pre: &ProxyPre<HttpState>,
+    pooled: Option<&Pooled>,
     sandbox: &SandboxSpec,
     granted: Granted<'_>,
     build_ctx: Box<dyn FnMut() -> wasmtime::Result<WasiCtx> + Send>,
 ) -> wasmtime::Result<Outcome> {
     let addr = granted.policy.http;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let concurrency = granted.policy.http_concurrency(cores);
-    let server = Arc::new(Server {
+    // The pool holds what the policy allowed where it was made (the create helper, which
+    // may count cores differently).
+    let concurrency = match pooled {
+        Some(p) => p.concurrency.min(granted.policy.http_concurrency(cores)),
+        None => granted.policy.http_concurrency(cores),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores.min(4))
+        // Wasmtime's WASI does file I/O on blocking threads.
+        .max_blocking_threads(concurrency.max(1) + 8)
+        .thread_name("wasmbox-http")
+        .enable_all()
+        .build()?;
+    let mut server = Server {
         engine: engine.clone(),
         pre: pre.clone(),
         sandbox: sandbox.clone(),
@@ -128,12 +150,32 @@ pub(crate) fn serve(
         access_log: granted.policy.http_access_log,
         outbound: Outbound::new(granted.policy.egress.clone()),
         slots: Arc::new(tokio::sync::Semaphore::new(concurrency)),
-    });
-    // Readiness: the port accepts only once an instance can be made, so a tcpSocket or
+    };
+    // Instances from a pool when the component fits one (more memories or table elements
+    // per module than a pool slot holds do not): else from the engine every guest uses.
+    // Readiness too: the port accepts only once an instance was made, so a tcpSocket or
     // httpGet probe tells the truth.
-    if let Err(e) = server.instance_check() {
-        return Ok(Outcome::Failed(format!("the component cannot be instantiated: {e:#}")));
+    let pooled = match pooled {
+        Some(p) => {
+            let shared = std::mem::replace(&mut server.engine, p.engine.clone());
+            let shared_pre = std::mem::replace(&mut server.pre, p.pre.clone());
+            match runtime.block_on(server.instance_check()) {
+                Ok(()) => true,
+                Err(e) => {
+                    log::info!("serving without the pooling allocator: {e:#}");
+                    (server.engine, server.pre) = (shared, shared_pre);
+                    false
+                }
+            }
+        }
+        None => false,
+    };
+    if !pooled {
+        if let Err(e) = runtime.block_on(server.instance_check()) {
+            return Ok(Outcome::Failed(format!("the component cannot be instantiated: {e:#}")));
+        }
     }
+    let server = Arc::new(server);
     let listener = match std::net::TcpListener::bind(addr) {
         Ok(l) => l,
         Err(e) => return Ok(Outcome::Failed(format!("cannot listen on {addr} (wasmbox.dev/http): {e}"))),
@@ -141,13 +183,10 @@ pub(crate) fn serve(
     listener.set_nonblocking(true)?;
     // A signal now only asks the server to drain (see the module documentation).
     crate::terminate::stop_gracefully();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores.min(4))
-        .max_blocking_threads(concurrency.max(1) + 8)
-        .thread_name("wasmbox-http")
-        .enable_all()
-        .build()?;
-    log::info!("serving wasi:http on {addr}, at most {concurrency} requests at once");
+    log::info!(
+        "serving wasi:http on {addr}, at most {concurrency} requests at once, instances {}",
+        if pooled { "from a pool" } else { "mapped one by one" }
+    );
     let outcome = runtime.block_on(accept_loop(listener, server, addr));
     // A handler past its deadline may still sleep in a host call: do not wait for it.
     runtime.shutdown_background();
@@ -248,9 +287,9 @@ async fn respond(server: Arc<Server>, req: Request<Incoming>) -> Result<Answer, 
     };
     let task = {
         let server = server.clone();
-        tokio::task::spawn_blocking(move || {
+        tokio::spawn(async move {
             let _permit = permit;
-            server.call(req, tx, deadline)
+            server.call(req, tx, deadline).await
         })
     };
     let answer = match tokio::time::timeout_at(deadline.into(), rx).await {
@@ -285,9 +324,9 @@ fn timed_out(after: Duration) -> Answer {
 
 impl Server {
     /// Makes (and drops) one instance, as a request would.
-    fn instance_check(&self) -> wasmtime::Result<()> {
+    async fn instance_check(&self) -> wasmtime::Result<()> {
         let mut store = self.store(Instant::now() + self.timeout)?;
-        self.pre.instantiate(&mut store).map(|_| ())
+        self.pre.instantiate_async(&mut store).await.map(|_| ())
     }
 
     fn store(&self, deadline: Instant) -> wasmtime::Result<Store<HttpState>> {
@@ -313,22 +352,23 @@ impl Server {
             if Instant::now() >= s.data().deadline {
                 return Err(wasmtime::format_err!("the request timed out after {timeout:?}"));
             }
-            Ok(UpdateDeadline::Continue(1))
+            // Other requests' tasks get the worker between ticks.
+            Ok(UpdateDeadline::Yield(1))
         });
         Ok(store)
     }
 
     /// One request, in a fresh instance; its guest code is stopped once `deadline` passed.
-    fn call(
+    async fn call(
         &self,
         req: Request<Incoming>,
         tx: tokio::sync::oneshot::Sender<Result<Answer, wasmtime_wasi_http::p2::bindings::http::types::ErrorCode>>,
         deadline: Instant,
     ) -> wasmtime::Result<()> {
         let mut store = self.store(deadline)?;
-        let proxy = self.pre.instantiate(&mut store)?;
+        let proxy = self.pre.instantiate_async(&mut store).await?;
         let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(tx)?;
-        proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out)
+        proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
     }
 }

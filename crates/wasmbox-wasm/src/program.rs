@@ -10,6 +10,9 @@ use wasmtime::component::Component;
 use wasmtime::{Engine, ExternType, InstancePre, Linker, Module};
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::http::{HttpState, Pooled};
 use crate::kind::FileKind;
 use crate::run::{P1State, P2State};
 use crate::WasmError;
@@ -27,8 +30,13 @@ pub(crate) enum Code {
     },
     /// A `wasi:cli/command` component.
     Component(CommandPre<P2State>),
-    /// A `wasi:http/proxy` component: served, not run (see [`crate::http`]).
-    HttpProxy(wasmtime_wasi_http::p2::bindings::sync::ProxyPre<crate::http::HttpState>),
+    /// A `wasi:http/proxy` component: served, not run (see [`crate::http`]); `pooled` is the
+    /// same artifact on an engine with a pooling allocator ([`Program::pool_http`]).
+    HttpProxy {
+        pre: ProxyPre<HttpState>,
+        artifact: std::path::PathBuf,
+        pooled: Option<Pooled>,
+    },
 }
 
 /// A loaded, link-checked program.
@@ -74,7 +82,11 @@ impl Program {
                     let pre = crate::http::link(engine, &component).map_err(|e| link_err(guest_path, e))?;
                     return Ok(Self {
                         engine: engine.clone(),
-                        code: Code::HttpProxy(pre),
+                        code: Code::HttpProxy {
+                            pre,
+                            artifact: artifact.to_path_buf(),
+                            pooled: None,
+                        },
                         guest_path: guest_path.to_string(),
                     });
                 }
@@ -169,3 +181,28 @@ fn check_export(module: &Module, path: &str, func: &str) -> Result<(), WasmError
         }
     }
 }
+
+impl Program {
+    /// For an HTTP component: loads its artifact once more, on an engine whose pooling
+    /// allocator holds `concurrency` requests' instances (plus the readiness check's), which
+    /// serving prefers. Done here, before the init is cloned, because the init no longer sees
+    /// the compile cache. Without it (an error is logged) requests map their own instances.
+    pub fn pool_http(&mut self, concurrency: usize) {
+        let Code::HttpProxy { artifact, pooled, .. } = &mut self.code else {
+            return;
+        };
+        let instances = u32::try_from(concurrency.saturating_add(1)).unwrap_or(u32::MAX);
+        let load = || -> wasmtime::Result<Pooled> {
+            let engine = crate::engine::new_pooling_engine(instances)?;
+            // SAFETY: the same compile cache entry `load` took (see there).
+            let component = unsafe { Component::deserialize_file(&engine, &*artifact) }?;
+            let pre = crate::http::link(&engine, &component)?;
+            Ok(Pooled { engine, pre, concurrency })
+        };
+        match load() {
+            Ok(p) => *pooled = Some(p),
+            Err(e) => log::warn!("{}: no pooling allocator for serving: {e:#}", self.guest_path),
+        }
+    }
+}
+

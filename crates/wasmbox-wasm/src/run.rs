@@ -228,7 +228,7 @@ fn execute(
     let engine = &program.engine;
     let listening: &[crate::policy::Listen] = match &program.code {
         // Components bind their own sockets (checked by the network policy).
-        Code::Component(_) | Code::HttpProxy(_) => &[],
+        Code::Component(_) | Code::HttpProxy { .. } => &[],
         Code::Module { .. } => &granted.policy.listen,
     };
     // Bound before the guest starts; they stay here until it has ended (a unix socket's file
@@ -237,7 +237,7 @@ fn execute(
         Ok(b) => b,
         Err(e) => return Ok(Outcome::Failed(e)),
     };
-    if let Code::HttpProxy(pre) = &program.code {
+    if let Code::HttpProxy { pre, pooled, .. } = &program.code {
         // A context per request, made the same way as a command's.
         let root = granted
             .dirs
@@ -251,7 +251,7 @@ fn execute(
             });
             Ok(wasi_builder(&spec, dirs, &policy, 0)?.build())
         });
-        return crate::http::serve(engine, pre, sandbox, granted, build);
+        return crate::http::serve(engine, pre, pooled.as_ref(), sandbox, granted, build);
     }
     let mut wasi = wasi_builder(sandbox, granted.dirs, granted.policy, bound.len())?;
     let limits = Budget::new(granted.memory, sandbox.memory_limit);
@@ -316,7 +316,7 @@ fn execute(
                     .map_err(|()| wasmtime::Error::new(I32Exit(1)))
             })
         }
-        Code::HttpProxy(_) => Err(wasmtime::format_err!("an HTTP component is served, not run")),
+        Code::HttpProxy { .. } => Err(wasmtime::format_err!("an HTTP component is served, not run")),
     };
     drop(bound);
     Ok(Outcome::from_result(result, terminate::requested()))
