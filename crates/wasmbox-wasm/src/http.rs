@@ -261,12 +261,14 @@ async fn handle(server: Arc<Server>, req: Request<Incoming>) -> Result<Answer, I
         return respond(server, req).await;
     }
     let started = Instant::now();
-    let (method, uri, version) = (req.method().clone(), req.uri().clone(), req.version());
+    // The path, as HTTP/1.1 sends it (HTTP/2's :path): an HTTP/2 URI is absolute.
+    let target = req.uri().path_and_query().map_or_else(|| "/".to_string(), |p| p.to_string());
+    let (method, version) = (req.method().clone(), req.version());
     let answer = respond(server, req).await;
     if let Ok(a) = &answer {
         // The container's stderr, so kubectl logs shows it.
         let line = format!(
-            "wasmbox-http: {method} {uri} {version:?} {} {:.1}ms\n",
+            "wasmbox-http: {method} {target} {version:?} {} {:.1}ms\n",
             a.status().as_u16(),
             started.elapsed().as_secs_f64() * 1000.0
         );
