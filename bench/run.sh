@@ -76,5 +76,18 @@ WRK_DIR="${WASMBOX_CI_CACHE:-/var/cache/wasmbox-ci}/wrk-bookworm"
 test/scripts/fetch-debian-package.sh bookworm wrk,libluajit-5.1-2,libluajit-5.1-common "$WRK_DIR" file:usr/bin/wrk
 export WASMBOX_WRK="${WASMBOX_WRK:-$WRK_DIR/usr/bin/wrk}"
 
+# The HTTP figures' baseline: `wasmtime serve` of the Wasmtime version the shim embeds (from
+# Cargo.lock), built once from crates.io as a static binary (it runs under runc in an image of
+# its own), with the features a wasi:http server needs; cached with its build directory.
+WASMTIME_VERSION="$(awk '/^name = "wasmtime"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)"
+WASMTIME_ROOT="$CACHE/wasmtime-cli-$WASMTIME_VERSION"
+if [ ! -x "$WASMTIME_ROOT/bin/wasmtime" ]; then
+    echo "bench: building wasmtime-cli $WASMTIME_VERSION (once, into $WASMTIME_ROOT)"
+    RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$CACHE/wasmtime-cli-target" \
+        cargo install "wasmtime-cli@$WASMTIME_VERSION" --locked --target x86_64-unknown-linux-gnu \
+        --root "$WASMTIME_ROOT" --no-default-features \
+        --features run,serve,cranelift,pooling-allocator,parallel-compilation,component-model,component-model-async,gc,gc-drc,threads
+fi
+
 cargo build --release -p wasmbox-shim -p wasmbox-bench
-exec target/release/wasmbox-bench --large "$WASM" --large-arg -V "$@"
+exec target/release/wasmbox-bench --large "$WASM" --large-arg -V --wasmtime "$WASMTIME_ROOT/bin/wasmtime" "$@"

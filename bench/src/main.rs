@@ -151,7 +151,7 @@ fn measure(
     shim_source: String,
 ) -> Result<Results> {
     step("importing the images");
-    let s = Subjects::import(containerd, guests, large)?;
+    let s = Subjects::import(containerd, guests, large, o.wasmtime.as_deref())?;
 
     step(&format!(
         "cold start: {} interleaved ctr run --rm each",
@@ -208,13 +208,22 @@ fn measure(
         },
     };
 
-    // The preview 1 server, then the wasi:http component, each against the native C server.
+    // The preview 1 server against the native C server; the wasi:http component against the
+    // same component under `wasmtime serve` (when built) and the native C server.
+    let native = (&s.server_runc, serving::Port::Argument);
+    let mut http_servers = vec![(&s.http_wasm, serving::Port::Http)];
+    if let Some(w) = &s.http_wasmtime {
+        http_servers.push((w, serving::Port::InArgs));
+    } else {
+        eprintln!("no --wasmtime given: the HTTP figures have no wasmtime serve baseline");
+    }
+    http_servers.push(native);
     let servers = [
-        ("p1", "preview 1 server", serving::Port::Preopened, &s.server_wasm, SERVING_CLIENTS),
-        ("http", "wasi:http component", serving::Port::Http, &s.http_wasm, HTTP_CLIENTS),
+        ("p1", "preview 1 server", vec![(&s.server_wasm, serving::Port::Preopened), native], SERVING_CLIENTS),
+        ("http", "wasi:http component", http_servers, HTTP_CLIENTS),
     ];
     let mut measured = Vec::new();
-    for (prefix, what, port, wasm, clients) in servers {
+    for (prefix, what, subjects, clients) in servers {
         if o.serving_rounds == 0 {
             break;
         }
@@ -222,14 +231,7 @@ fn measure(
             "serving: {what}, {clients} clients, {} interleaved {} s load runs per server",
             o.serving_rounds, o.serving_seconds
         ));
-        measured.push(serving::measure(
-            containerd,
-            prefix,
-            &[(wasm, port), (&s.server_runc, serving::Port::Argument)],
-            clients,
-            o.serving_rounds,
-            o.serving_seconds,
-        )?);
+        measured.push(serving::measure(containerd, prefix, &subjects, clients, o.serving_rounds, o.serving_seconds)?);
     }
     let mut measured = measured.into_iter();
     let (serving, http_serving) = (measured.next(), measured.next());
@@ -265,6 +267,24 @@ fn measure(
         }
     }
 
+    // Idle HTTP servers, each in a network namespace of its own on its default port: the
+    // component under wasmbox against the native C server under runc.
+    let mut http_idle = Vec::new();
+    if o.http_idle > 0 {
+        let mut native_http = s.server_runc.clone();
+        native_http.label = "http-native".into();
+        native_http.args.push("8080".into());
+        for round in 0..o.density_rounds {
+            for subject in [&s.http_wasm, &native_http] {
+                interrupt::check()?;
+                step(&format!("idle HTTP servers: {} {}, round {}/{}", o.http_idle, subject.label, round + 1, o.density_rounds));
+                let (run, _) = density::measure(containerd, subject, o.http_idle, round, o.settle)?;
+                eprintln!("    per container: PSS {:.0} KiB, {} threads", run.pss_kib_per_container, run.threads_per_container);
+                http_idle.push(run);
+            }
+        }
+    }
+
     Ok(Results {
         meta: meta::collect(o, load, shim_source)?,
         cold_start,
@@ -275,6 +295,7 @@ fn measure(
         phases,
         serving,
         http_serving,
+        http_idle,
     })
 }
 

@@ -17,6 +17,9 @@ usage: wasmbox-bench [options]
   --serving-rounds N    interleaved load runs per server (default 3; 0 skips serving)
   --serving-seconds N   length of one load run (default 5)
   --large FILE          the large WASI program (skipped when absent)
+  --wasmtime FILE       a static `wasmtime` of the embedded Wasmtime's version: the HTTP
+                        figures' `wasmtime serve` baseline under runc (skipped when absent)
+  --http-idle N         idle HTTP servers of each kind for the memory figure (default 20; 0 skips)
   --large-arg ARG       an argument for it (repeatable; default -V)
   --out DIR             where the JSON and PNG go (default target/bench)
   --font FILE           TTF for the chart's text (default DejaVuSans)
@@ -36,6 +39,8 @@ pub struct Options {
     pub serving_rounds: usize,
     pub serving_seconds: u64,
     pub large: Option<PathBuf>,
+    pub wasmtime: Option<PathBuf>,
+    pub http_idle: usize,
     pub large_args: Vec<String>,
     pub out_dir: PathBuf,
     pub font: PathBuf,
@@ -57,6 +62,8 @@ impl Default for Options {
             serving_rounds: 3,
             serving_seconds: 5,
             large: None,
+            wasmtime: None,
+            http_idle: 20,
             large_args: Vec::new(),
             out_dir: PathBuf::from("target/bench"),
             font: PathBuf::from("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
@@ -94,6 +101,8 @@ impl Options {
                 "--serving-rounds" => o.serving_rounds = count(&flag, &value()?)?,
                 "--serving-seconds" => o.serving_seconds = count(&flag, &value()?)? as u64,
                 "--large" => o.large = Some(PathBuf::from(value()?)),
+                "--wasmtime" => o.wasmtime = Some(PathBuf::from(value()?)),
+                "--http-idle" => o.http_idle = count(&flag, &value()?)?,
                 "--large-arg" => o.large_args.push(value()?),
                 "--out" => o.out_dir = PathBuf::from(value()?),
                 "--font" => o.font = PathBuf::from(value()?),

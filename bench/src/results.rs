@@ -19,8 +19,10 @@ pub struct Results {
     pub anatomy: Vec<Anatomy>,
     pub phases: Vec<Phases>,
     pub serving: Option<Serving>,
-    /// The HTTP component (wasi:http/proxy) against the native C server.
+    /// The HTTP component (wasi:http/proxy) against `wasmtime serve` and the native C server.
     pub http_serving: Option<Serving>,
+    /// Idle HTTP servers: the component under wasmbox, the native C server under runc.
+    pub http_idle: Vec<DensityRun>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -176,35 +178,68 @@ impl Results {
             target: Some(1.0),
             at_least: false,
         });
-        let serving = [
-            (self.serving.as_ref(), "serving", "p1/server-wasm", "preview 1 server", Some(0.5)),
-            (self.http_serving.as_ref(), "HTTP component", "http/http-wasm", "wasi:http hello", None),
+        // (figure, short name, wasm subject, [(baseline subject, its name, req/s target,
+        // p99 target)]): req/s at least the target, p99 at most.
+        let native = "native C server, runc";
+        let serving: [(Option<&crate::scenarios::serving::Serving>, &str, &str, &str, Vec<(&str, &str, Option<f64>, Option<f64>)>); 2] = [
+            (self.serving.as_ref(), "serving", "p1/server-wasm", "preview 1 server", vec![("p1/server-runc", native, Some(0.5), None)]),
+            (
+                self.http_serving.as_ref(),
+                "HTTP component",
+                "http/http-wasm",
+                "wasi:http hello",
+                vec![("http/http-wasmtime", "wasmtime serve, runc", Some(1.0), Some(1.2)), ("http/server-runc", native, None, None)],
+            ),
         ];
-        for (sv, short, wasm, what, target) in serving {
+        for (sv, short, wasm, what, baselines) in serving {
             let Some(sv) = sv else { continue };
             let series = |subject: &str, f: &dyn Fn(&crate::scenarios::serving::ServingRun) -> f64| {
-                let samples = sv.runs.iter().filter(|r| r.subject == subject).map(f).collect();
-                crate::stats::Series::new("", samples).summary
+                let samples: Vec<f64> = sv.runs.iter().filter(|r| r.subject == subject).map(f).collect();
+                (!samples.is_empty()).then(|| crate::stats::Series::new("", samples).summary)
             };
-            let runc = format!("{}/server-runc", wasm.split('/').next().unwrap_or_default());
+            let Some(value_rps) = series(wasm, &|r| r.requests_per_s) else { continue };
+            let Some(value_p99) = series(wasm, &|r| r.p99_ms) else { continue };
+            for (baseline, name, rps_target, p99_target) in baselines {
+                let (Some(rps), Some(p99)) = (series(baseline, &|r| r.requests_per_s), series(baseline, &|r| r.p99_ms)) else {
+                    continue;
+                };
+                let vs = if name == native { String::new() } else { format!(" vs {}", name.split(',').next().unwrap_or(name)) };
+                rows.push(Comparison {
+                    figure: format!("{what}: requests/s, {} keep-alive clients", sv.clients),
+                    short: format!("{short} req/s{vs}"),
+                    unit: "req/s",
+                    value: value_rps,
+                    baseline_name: name.into(),
+                    baseline: Some(rps),
+                    target: rps_target,
+                    at_least: true,
+                });
+                rows.push(Comparison {
+                    figure: format!("{what}: p99 latency"),
+                    short: format!("{short} p99{vs}"),
+                    unit: "ms",
+                    value: value_p99,
+                    baseline_name: name.into(),
+                    baseline: Some(p99),
+                    target: p99_target,
+                    at_least: false,
+                });
+            }
+        }
+        if !self.http_idle.is_empty() {
+            let pss = |subject: &str| {
+                let samples = self.http_idle.iter().filter(|r| r.subject == subject).map(|r| r.pss_kib_per_container / KIB_PER_MIB).collect();
+                Series::new("MiB", samples).summary
+            };
+            let n = self.http_idle[0].n;
             rows.push(Comparison {
-                figure: format!("{what}: requests/s, {} keep-alive clients", sv.clients),
-                short: format!("{short} req/s"),
-                unit: "req/s",
-                value: series(wasm, &|r| r.requests_per_s),
+                figure: format!("PSS per idle HTTP server, N={n}"),
+                short: "HTTP idle PSS".into(),
+                unit: "MiB",
+                value: pss("http-wasm"),
                 baseline_name: "native C server, runc".into(),
-                baseline: Some(series(&runc, &|r| r.requests_per_s)),
-                target,
-                at_least: true,
-            });
-            rows.push(Comparison {
-                figure: format!("{what}: p99 latency"),
-                short: format!("{short} p99"),
-                unit: "ms",
-                value: series(wasm, &|r| r.p99_ms),
-                baseline_name: "native C server, runc".into(),
-                baseline: Some(series(&runc, &|r| r.p99_ms)),
-                target: None,
+                baseline: Some(pss("http-native")),
+                target: Some(1.5),
                 at_least: false,
             });
         }

@@ -66,6 +66,8 @@ pub struct Subjects {
     pub server_runc: Subject,
     /// The integration suite's wasi:http hello component (`test/guests/http_hello.c`).
     pub http_wasm: Subject,
+    /// The same component under `wasmtime serve`, natively under runc (`{port}` in its args).
+    pub http_wasmtime: Option<Subject>,
     pub large: Option<Subject>,
 }
 
@@ -79,6 +81,7 @@ impl Subjects {
         containerd: &Containerd,
         guests: &Guests,
         large: Option<&LargeProgram>,
+        wasmtime: Option<&Path>,
     ) -> Result<Self> {
         let hello = "hello from the bench";
         let hello_wasm = import(
@@ -119,6 +122,7 @@ impl Subjects {
         server_runc.args = vec!["/server".into()];
         let http = wasmbox_integration::guests::http_hello()?;
         let http_wasm = import(containerd, "http-wasm", "/http.wasm", &http, WASMBOX_RUNTIME, "")?;
+        let http_wasmtime = wasmtime.map(|w| import_wasmtime_serve(containerd, w, &http)).transpose()?;
         let large = match large {
             None => None,
             Some(p) => {
@@ -146,9 +150,28 @@ impl Subjects {
             server_wasm,
             server_runc,
             http_wasm,
+            http_wasmtime,
             large,
         })
     }
+}
+
+/// An image with a static `wasmtime` and the component, serving it as `wasmtime serve` does
+/// (all of WASI linked, `-Scli`, as wasmbox links a handler), for runc.
+fn import_wasmtime_serve(containerd: &Containerd, wasmtime: &Path, component: &[u8]) -> Result<Subject> {
+    let binary = std::fs::read(wasmtime).with_context(|| format!("reading {}", wasmtime.display()))?;
+    let reference = "docker.io/library/wasmbox-bench-http-wasmtime:latest";
+    let image = containerd
+        .import_image(compat_image_at(reference, "/wasmtime", &binary).file("/http.wasm", component.to_vec(), 0o644))
+        .with_context(|| format!("importing {reference}"))?;
+    Ok(Subject {
+        label: "http-wasmtime".into(),
+        image,
+        runtime: RUNC_RUNTIME,
+        args: ["/wasmtime", "serve", "-Scli", "--addr", "127.0.0.1:{port}", "/http.wasm"].map(String::from).to_vec(),
+        expect: String::new(),
+        timeout: RUN_TIMEOUT,
+    })
 }
 
 /// Imports `bytes` as the entrypoint `path` of image `wasmbox-bench-<label>`.

@@ -1,7 +1,9 @@
 //! Serving: the preview 1 HTTP server (`test/guests/server.c`) on its preopened listener under
-//! wasmbox against the same C source built natively under runc, both running at once in one
-//! network namespace of the bench's own, loaded in turn by `wrk` (Debian's, unpacked privately
-//! by run.sh) over loopback with keep-alive connections.
+//! wasmbox against the same C source built natively under runc; the wasi:http hello component
+//! under wasmbox against the same component under `wasmtime serve` (run natively under runc)
+//! and the native C server. The servers of a figure run at once in one network namespace of
+//! the bench's own and are loaded in turn by `wrk` (Debian's, unpacked privately by run.sh)
+//! over loopback with keep-alive connections.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -59,6 +61,8 @@ pub enum Port {
     Http,
     /// A native program: binds the port given as its last argument.
     Argument,
+    /// A native program whose arguments say where to listen: `{port}` in them is the port.
+    InArgs,
 }
 
 /// Runs the servers, then `rounds` interleaved load runs of `seconds` each against each; runs are
@@ -82,12 +86,22 @@ pub fn measure(
         for (i, (subject, how)) in subjects.iter().enumerate() {
             let port = 8080 + i;
             let id = ids::container_id(&format!("serve-{}", subject.label));
-            let mut spec = subject.spec(&id).flag(&ns.ctr_flag());
+            let mut spec = match how {
+                // The subject's arguments with the port in them.
+                Port::InArgs => {
+                    let mut s = (*subject).clone();
+                    s.args = s.args.iter().map(|a| a.replace("{port}", &port.to_string())).collect();
+                    s.spec(&id)
+                }
+                _ => subject.spec(&id),
+            }
+            .flag(&ns.ctr_flag());
             spec = match how {
                 Port::Preopened => spec.flag(&format!("--annotation=wasmbox.dev/listen=tcp:127.0.0.1:{port}")),
                 Port::Http => spec.flag(&format!("--annotation=wasmbox.dev/http=127.0.0.1:{port}")),
                 // After the subject's own args (the program): the port.
                 Port::Argument => spec.args([port.to_string()]),
+                Port::InArgs => spec,
             };
             containerd
                 .run_detached(&spec)
