@@ -209,35 +209,6 @@ void exports_wasi_http_incoming_handler_handle(exports_wasi_http_incoming_handle
         usleep((useconds_t)atoi(ms) * 1000);
     }
 
-    char length[16];
-    snprintf(length, sizeof length, "%d", n);
-    bindings_tuple2_field_name_field_value_t header = {
-        .f0 = str("content-length"),
-        .f1 = {(uint8_t *)length, strlen(length)},
-    };
-    bindings_list_tuple2_field_name_field_value_t list = {&header, 1};
-    wasi_http_types_own_fields_t fields;
-    wasi_http_types_header_error_t header_error;
-    if (!wasi_http_types_static_fields_from_list(&list, &fields, &header_error)) {
-        fields = wasi_http_types_constructor_fields();
-    }
-
-    wasi_http_types_own_outgoing_response_t response = wasi_http_types_constructor_outgoing_response(fields);
-    wasi_http_types_own_outgoing_body_t outgoing;
-    wasi_http_types_method_outgoing_response_body(wasi_http_types_borrow_outgoing_response(response), &outgoing);
-
-    wasi_http_types_result_own_outgoing_response_error_code_t result = {.is_err = false, .val = {.ok = response}};
-    wasi_http_types_static_response_outparam_set(response_out, &result);
-
-    wasi_http_types_own_output_stream_t stream;
-    if (wasi_http_types_method_outgoing_body_write(wasi_http_types_borrow_outgoing_body(outgoing), &stream)) {
-        bindings_list_u8_t bytes = {(uint8_t *)body, (size_t)n};
-        wasi_io_streams_stream_error_t stream_error;
-        wasi_io_streams_method_output_stream_blocking_write_and_flush(wasi_io_streams_borrow_output_stream(stream), &bytes,
-                                                                     &stream_error);
-        wasi_io_streams_output_stream_drop_own(stream);
-    }
-    wasi_http_types_error_code_t error;
-    wasi_http_types_static_outgoing_body_finish(outgoing, NULL, &error);
+    answer(response_out, 200, body, (size_t)n);
     bindings_string_free(&path);
 }

@@ -522,8 +522,16 @@ impl Policy {
             Some(v) => parse_preopens(v).map_err(|m| bad(PREOPENS, m))?,
         };
 
-        let max = config.limits.max_timeout.as_deref().map(parse_duration).transpose().map_err(config_err)?;
-        let default_timeout = config.limits.default_timeout.as_deref().map(parse_duration).transpose().map_err(config_err)?;
+        // A duration of the file, its key in the error.
+        let config_duration = |value: &Option<String>, key: &str| {
+            value
+                .as_deref()
+                .map(parse_duration)
+                .transpose()
+                .map_err(|m| config_err(format!("{key}: {m}")))
+        };
+        let max = config_duration(&config.limits.max_timeout, "limits.max_timeout")?;
+        let default_timeout = config_duration(&config.limits.default_timeout, "limits.default_timeout")?;
         let timeout = match annotations.get(TIMEOUT) {
             Some(v) => {
                 let t = parse_duration(v).map_err(|m| bad(TIMEOUT, m))?;
@@ -578,12 +586,7 @@ impl Policy {
             (None, Some(v)) => parse_http_addr(v).map_err(|m| config_err(format!("http.address: {m}")))?,
             (None, None) => DEFAULT_HTTP,
         };
-        let max_http_timeout = http_config
-            .max_timeout
-            .as_deref()
-            .map(parse_duration)
-            .transpose()
-            .map_err(|m| config_err(format!("http.max_timeout: {m}")))?;
+        let max_http_timeout = config_duration(&http_config.max_timeout, "http.max_timeout")?;
         let http_timeout = match annotations.get(HTTP_TIMEOUT) {
             Some(v) => {
                 let t = parse_duration(v).map_err(|m| bad(HTTP_TIMEOUT, m))?;
@@ -596,13 +599,7 @@ impl Policy {
                 t
             }
             None => {
-                let t = http_config
-                    .timeout
-                    .as_deref()
-                    .map(parse_duration)
-                    .transpose()
-                    .map_err(|m| config_err(format!("http.timeout: {m}")))?;
-                let t = t.unwrap_or(DEFAULT_HTTP_TIMEOUT);
+                let t = config_duration(&http_config.timeout, "http.timeout")?.unwrap_or(DEFAULT_HTTP_TIMEOUT);
                 max_http_timeout.map_or(t, |m| t.min(m))
             }
         };
