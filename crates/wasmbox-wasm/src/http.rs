@@ -34,6 +34,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::memory::Budget;
+use crate::network::Network;
 use crate::outbound::Outbound;
 use crate::run::{Granted, Outcome};
 use crate::sandbox::SandboxSpec;
@@ -124,16 +125,15 @@ pub(crate) fn serve(
     pooled: Option<&Pooled>,
     sandbox: &SandboxSpec,
     granted: Granted<'_>,
+    network: &Network,
     build_ctx: Box<dyn FnMut() -> wasmtime::Result<WasiCtx> + Send>,
 ) -> wasmtime::Result<Outcome> {
     let addr = granted.policy.http;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // The pool holds what the policy allowed where it was made (the create helper, which
     // may count cores differently).
-    let concurrency = match pooled {
-        Some(p) => p.concurrency.min(granted.policy.http_concurrency(cores)),
-        None => granted.policy.http_concurrency(cores),
-    };
+    let allowed = granted.policy.http_concurrency(cores);
+    let concurrency = pooled.map_or(allowed, |p| p.concurrency.min(allowed));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores.min(4))
         // Wasmtime's WASI does file I/O on blocking threads.
@@ -148,7 +148,7 @@ pub(crate) fn serve(
         builder: Mutex::new(build_ctx),
         timeout: granted.policy.http_timeout,
         access_log: granted.policy.http_access_log,
-        outbound: Outbound::new(granted.policy.egress.clone()),
+        outbound: Outbound::new(network.clone()),
         slots: Arc::new(tokio::sync::Semaphore::new(concurrency)),
     };
     // Instances from a pool when the component fits one (more memories or table elements

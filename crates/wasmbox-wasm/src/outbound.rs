@@ -9,7 +9,6 @@
 //! denied request fails with `wasi:http`'s `HTTP-request-denied` and is logged with its
 //! destination and the rule layer that denied it.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -22,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::policy::Egress;
+use crate::network::Network;
 
 /// Used when the guest sets no timeout of its own (Wasmtime's default is 600 s).
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,20 +33,17 @@ pub struct Outbound {
 }
 
 struct Shared {
-    egress: Egress,
-    /// The addresses the rules' host names resolved to when serving started.
-    names: BTreeMap<String, Vec<IpAddr>>,
+    /// The egress rules, their host names resolved when serving started.
+    network: Network,
     /// Made at the first `https` request: most handlers never call out.
     tls: OnceLock<Arc<rustls::ClientConfig>>,
 }
 
 impl Outbound {
-    pub fn new(egress: Egress) -> Self {
-        let names = crate::network::resolve(&egress.names());
+    pub fn new(network: Network) -> Self {
         Self {
             shared: Arc::new(Shared {
-                egress,
-                names,
+                network,
                 tls: OnceLock::new(),
             }),
         }
@@ -98,7 +94,7 @@ impl Shared {
         let mut denied_by = None;
         let allowed: Vec<SocketAddr> = resolved
             .iter()
-            .filter(|a| match self.egress.check_request(scheme, &host, a, &self.names) {
+            .filter(|a| match self.network.policy().egress.check_request(scheme, &host, a, self.network.names()) {
                 None => true,
                 Some(source) => {
                     denied_by.get_or_insert(source);
@@ -117,11 +113,19 @@ impl Shared {
             return Err(Error::HttpRequestDenied);
         }
 
-        let tcp = connect(&allowed, connect_timeout).await?;
+        // The first allowed address that accepts.
+        let tcp = match tokio::time::timeout(connect_timeout, TcpStream::connect(allowed.as_slice())).await {
+            Err(_) => return Err(Error::ConnectionTimeout),
+            Ok(Err(e)) => {
+                log::debug!("outbound {scheme}://{authority}: {e}");
+                return Err(Error::Connect(e));
+            }
+            Ok(Ok(s)) => s,
+        };
         let _ = tcp.set_nodelay(true);
         let stream: Box<dyn Io> = if https {
             let name = server_name(&host)?;
-            let tls = tokio_rustls::TlsConnector::from(self.tls_config());
+            let tls = tokio_rustls::TlsConnector::from(self.tls_config()?);
             match tokio::time::timeout(connect_timeout, tls.connect(name, tcp)).await {
                 Err(_) => return Err(Error::ConnectionTimeout),
                 Ok(Err(e)) => {
@@ -158,25 +162,13 @@ impl Shared {
         Ok((response, Box::new(io)))
     }
 
-    fn tls_config(&self) -> Arc<rustls::ClientConfig> {
-        self.tls.get_or_init(|| Arc::new(client_config(roots()))).clone()
-    }
-}
-
-/// The first of `addrs` that accepts a connection.
-async fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream, Error> {
-    let mut last = None;
-    for addr in addrs {
-        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => return Ok(s),
-            Ok(Err(e)) => {
-                log::debug!("outbound connect to {addr}: {e}");
-                last = Some(Error::Connect(e));
-            }
-            Err(_) => last = Some(Error::ConnectionTimeout),
+    fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, Error> {
+        if let Some(c) = self.tls.get() {
+            return Ok(c.clone());
         }
+        let config = client_config(roots()).map_err(|e| Error::InternalError(Some(format!("TLS configuration: {e}"))))?;
+        Ok(self.tls.get_or_init(|| Arc::new(config)).clone())
     }
-    Err(last.unwrap_or(Error::DestinationNotFound))
 }
 
 fn server_name(host: &str) -> Result<rustls::pki_types::ServerName<'static>, Error> {
@@ -204,17 +196,12 @@ fn roots() -> rustls::RootCertStore {
     store
 }
 
-fn client_config(roots: rustls::RootCertStore) -> rustls::ClientConfig {
+fn client_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = match rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions() {
-        Ok(b) => b,
-        // ring supports the default versions; should that change, the library's own default.
-        Err(e) => {
-            log::warn!("TLS versions: {e}");
-            return rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-        }
-    };
-    builder.with_root_certificates(roots).with_no_client_auth()
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 #[cfg(test)]

@@ -385,19 +385,18 @@ impl Egress {
 
     /// None when `addr` may be reached, else the source of the layer that denies it.
     pub fn check(&self, addr: &SocketAddr, names: &BTreeMap<String, Vec<IpAddr>>) -> Option<&str> {
-        self.layers
-            .iter()
-            .find(|l| !l.rules.iter().any(|r| r.matches(addr, names)))
-            .map(|l| l.source.as_str())
+        self.denying_layer(|r| r.matches(addr, names))
     }
 
     /// As [`Egress::check`], for an outbound HTTP request with `scheme` (`http`/`https`) to
     /// `host` that connects to `addr` (one of the addresses `host` resolved to).
     pub fn check_request(&self, scheme: &str, host: &str, addr: &SocketAddr, names: &BTreeMap<String, Vec<IpAddr>>) -> Option<&str> {
-        self.layers
-            .iter()
-            .find(|l| !l.rules.iter().any(|r| r.matches_request(scheme, host, addr, names)))
-            .map(|l| l.source.as_str())
+        self.denying_layer(|r| r.matches_request(scheme, host, addr, names))
+    }
+
+    /// The source of the first layer none of whose rules `allows`.
+    fn denying_layer(&self, allows: impl Fn(&EgressRule) -> bool) -> Option<&str> {
+        self.layers.iter().find(|l| !l.rules.iter().any(&allows)).map(|l| l.source.as_str())
     }
 }
 

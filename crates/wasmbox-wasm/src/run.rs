@@ -13,6 +13,7 @@ use wasmtime_wasi::{
 };
 
 use crate::memory::{Budget, MemoryCgroup};
+use crate::network::Network;
 use crate::policy::{Policy, Preopens, TIMEOUT_EXIT};
 use crate::program::{Code, Program};
 use crate::sandbox::{GuestDirs, SandboxSpec};
@@ -153,6 +154,7 @@ fn wasi_builder(
     sandbox: &SandboxSpec,
     dirs: Option<GuestDirs<'_>>,
     policy: &Policy,
+    network: Option<&Network>,
     listeners: usize,
 ) -> wasmtime::Result<WasiCtxBuilder> {
     let mut b = WasiCtxBuilder::new();
@@ -200,8 +202,8 @@ fn wasi_builder(
             }
         }
     }
-    if sandbox.network {
-        crate::network::apply(&mut b, policy);
+    if let Some(network) = network {
+        network.apply(&mut b);
     }
     Ok(b)
 }
@@ -244,16 +246,20 @@ fn execute(
             .map(|d| d.root.try_clone_to_owned())
             .transpose()
             .map_err(|e| wasmtime::format_err!("duplicate the guest's root: {e}"))?;
+        // Resolved once for all requests; the outbound sender uses it even without sockets.
+        let network = Network::new(granted.policy);
+        let sockets = sandbox.network.then(|| network.clone());
         let (spec, policy) = (sandbox.clone(), granted.policy.clone());
         let build = Box::new(move || -> wasmtime::Result<WasiCtx> {
             let dirs = root.as_ref().map(|r| GuestDirs {
                 root: std::os::fd::AsFd::as_fd(r),
             });
-            Ok(wasi_builder(&spec, dirs, &policy, 0)?.build())
+            Ok(wasi_builder(&spec, dirs, &policy, sockets.as_ref(), 0)?.build())
         });
-        return crate::http::serve(engine, pre, pooled.as_ref(), sandbox, granted, build);
+        return crate::http::serve(engine, pre, pooled.as_ref(), sandbox, granted, &network, build);
     }
-    let mut wasi = wasi_builder(sandbox, granted.dirs, granted.policy, bound.len())?;
+    let network = sandbox.network.then(|| Network::new(granted.policy));
+    let mut wasi = wasi_builder(sandbox, granted.dirs, granted.policy, network.as_ref(), bound.len())?;
     let limits = Budget::new(granted.memory, sandbox.memory_limit);
     let result = match &program.code {
         Code::Module {

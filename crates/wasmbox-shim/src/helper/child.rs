@@ -136,7 +136,7 @@ fn run(request_json: &str) -> Result<i32, (String, bool)> {
             } else {
                 FileKind::Module
             };
-            let program = Program::load(
+            let mut program = Program::load(
                 engine,
                 &w.artifact,
                 kind,
@@ -146,7 +146,6 @@ fn run(request_json: &str) -> Result<i32, (String, bool)> {
                 !w.component && !w.policy.listen.is_empty(),
             )
             .map_err(|e| (chain(&e), matches!(e, WasmError::CacheEntry { .. })))?;
-            let mut program = program;
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             program.pool_http(w.policy.http_concurrency(cores));
             let (to_init, init_end) = guest_fs::channel().map_err(|e| fail(chain(&e)))?;
