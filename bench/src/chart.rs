@@ -89,7 +89,7 @@ fn panels(r: &Results) -> Vec<Panel> {
         ],
         log: false,
     }];
-    if let Some(l) = &r.large {
+    for l in &r.large {
         out.push(Panel {
             title: format!(
                 "Large program: {} ({:.0} MB)",

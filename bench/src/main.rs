@@ -71,13 +71,14 @@ fn run(o: &Options) -> Result<()> {
 
     step("building the guests (bench/guests/*.c for wasm32-wasi and static native)");
     let guests = guests::Guests::build()?;
-    let large = o
-        .large
-        .as_deref()
-        .map(|p| LargeProgram::load(p, &o.large_args))
-        .transpose()?;
-    if large.is_none() {
-        eprintln!("no --large program given: skipping the large-program figures");
+    let mut large = Vec::new();
+    match o.large.as_deref() {
+        Some(p) => large.push(LargeProgram::load(p, &o.large_args)?),
+        None => eprintln!("no --large program given: skipping its figures"),
+    }
+    match o.python.as_deref() {
+        Some(p) => large.push(LargeProgram::python(p)?),
+        None => eprintln!("no --python given: skipping CPython's figures"),
     }
 
     step("waiting for a quiet machine");
@@ -103,7 +104,7 @@ fn run(o: &Options) -> Result<()> {
         containerd.address().display(),
         containerd.paths().log.display()
     );
-    let results = measure(o, &containerd, &guests, large.as_ref(), load, shim_source);
+    let results = measure(o, &containerd, &guests, &large, load, shim_source);
     // Measurements end with the fixture: its Drop deletes whatever is still there.
     let leftovers = results
         .as_ref()
@@ -146,7 +147,7 @@ fn measure(
     o: &Options,
     containerd: &Containerd,
     guests: &guests::Guests,
-    large: Option<&LargeProgram>,
+    large: &[LargeProgram],
     load: load::LoadWait,
     shim_source: String,
 ) -> Result<Results> {
@@ -158,7 +159,7 @@ fn measure(
         o.runs
     ));
     let mut subjects = vec![&s.hello_wasm, &s.hello_runc];
-    subjects.extend(s.large.as_ref());
+    subjects.extend(s.large.iter());
     let series = starts::interleaved(containerd, &subjects, o.runs)?;
     let cold_start = CompareSeries {
         wasm: series[0].clone(),
@@ -171,24 +172,23 @@ fn measure(
     ));
     let phases = probe_phases(o, containerd, guests, large)?;
 
-    let large = match (&s.large, large) {
-        (Some(subject), Some(program)) => {
-            step(&format!(
-                "{}: {} starts with an empty compile cache",
-                program.name, o.first_runs
-            ));
-            let first = first_start::first_starts(containerd, subject, o.first_runs)?;
-            Some(Large {
-                program: program.name.clone(),
-                wasm_bytes: program.bytes.len(),
-                sha256: wasmbox_wasm::cache::sha256_hex(&program.bytes),
-                args: program.args.clone(),
-                first,
-                later: series[2].clone(),
-            })
-        }
-        _ => None,
-    };
+    let mut large_results = Vec::new();
+    for (i, (subject, program)) in s.large.iter().zip(large).enumerate() {
+        step(&format!(
+            "{}: {} starts with an empty compile cache",
+            program.name, o.first_runs
+        ));
+        let first = first_start::first_starts(containerd, subject, o.first_runs)?;
+        large_results.push(Large {
+            program: program.name.clone(),
+            label: program.label.clone(),
+            wasm_bytes: program.bytes.len(),
+            sha256: wasmbox_wasm::cache::sha256_hex(&program.bytes),
+            args: program.args.clone(),
+            first,
+            later: series[2 + i].clone(),
+        });
+    }
 
     step(&format!(
         "{} concurrent starts, {} rounds per runtime",
@@ -288,7 +288,7 @@ fn measure(
     Ok(Results {
         meta: meta::collect(o, load, shim_source)?,
         cold_start,
-        large,
+        large: large_results,
         concurrent,
         density: density_runs,
         anatomy,
@@ -310,37 +310,36 @@ fn probe_phases(
     o: &Options,
     containerd: &Containerd,
     guests: &guests::Guests,
-    large: Option<&LargeProgram>,
+    large: &[LargeProgram],
 ) -> Result<Vec<phases::Phases>> {
     let rootfs = tempfile::Builder::new()
         .prefix("wbx-bench-rootfs-")
         .tempdir()?;
     let mut wasms = vec![(
-        "hello-wasm",
-        "hello.wasm".to_string(),
-        guests.hello.wasm.as_slice(),
+        "hello-wasm".to_string(),
+        "/hello.wasm".to_string(),
         Vec::new(),
     )];
-    if let Some(l) = large {
-        wasms.push((
-            "large-wasm",
-            l.name.clone(),
-            l.bytes.as_slice(),
-            l.args.clone(),
-        ));
-    }
-    for (_, file, bytes, _) in &wasms {
-        std::fs::write(rootfs.path().join(file), bytes)?;
+    std::fs::write(rootfs.path().join("hello.wasm"), &guests.hello.wasm)?;
+    for l in large {
+        wasms.push((format!("{}-wasm", l.label), l.guest_path.clone(), l.args.clone()));
+        let files = std::iter::once((&l.guest_path, &l.bytes)).chain(l.files.iter().map(|(p, b)| (p, b)));
+        for (path, bytes) in files {
+            let host = rootfs.path().join(path.trim_start_matches('/'));
+            if let Some(dir) = host.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(&host, bytes).with_context(|| format!("writing {}", host.display()))?;
+        }
     }
     // The cache trusts a file's stamp only once it is older than 2 s (wasmbox_wasm::stamp);
     // the files in an image's layers always are.
     std::thread::sleep(std::time::Duration::from_secs(3));
     let mut out = Vec::new();
-    for (label, file, _, args) in wasms {
+    for (label, guest_path, args) in wasms {
         interrupt::check()?;
-        let guest_path = format!("/{file}");
         out.push(phases::measure(
-            label,
+            &label,
             rootfs.path(),
             &guest_path,
             &args,

@@ -17,6 +17,8 @@ usage: wasmbox-bench [options]
   --serving-rounds N    interleaved load runs per server (default 3; 0 skips serving)
   --serving-seconds N   length of one load run (default 5)
   --large FILE          the large WASI program (skipped when absent)
+  --python DIR          CPython for WASI: DIR/bin/python3.X.wasm and DIR/lib/python3.X
+                        (a second large program; skipped when absent)
   --wasmtime FILE       a static `wasmtime` of the embedded Wasmtime's version: the HTTP
                         figures' `wasmtime serve` baseline under runc (skipped when absent)
   --http-idle N         idle HTTP servers of each kind for the memory figure (default 20; 0 skips)
@@ -39,6 +41,7 @@ pub struct Options {
     pub serving_rounds: usize,
     pub serving_seconds: u64,
     pub large: Option<PathBuf>,
+    pub python: Option<PathBuf>,
     pub wasmtime: Option<PathBuf>,
     pub http_idle: usize,
     pub large_args: Vec<String>,
@@ -62,6 +65,7 @@ impl Default for Options {
             serving_rounds: 3,
             serving_seconds: 5,
             large: None,
+            python: None,
             wasmtime: None,
             http_idle: 20,
             large_args: Vec::new(),
@@ -101,6 +105,7 @@ impl Options {
                 "--serving-rounds" => o.serving_rounds = count(&flag, &value()?)?,
                 "--serving-seconds" => o.serving_seconds = count(&flag, &value()?)? as u64,
                 "--large" => o.large = Some(PathBuf::from(value()?)),
+                "--python" => o.python = Some(PathBuf::from(value()?)),
                 "--wasmtime" => o.wasmtime = Some(PathBuf::from(value()?)),
                 "--http-idle" => o.http_idle = count(&flag, &value()?)?,
                 "--large-arg" => o.large_args.push(value()?),

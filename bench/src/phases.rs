@@ -156,6 +156,16 @@ pub fn probe_main(args: &[String]) -> Result<()> {
     let cache = CompileCache::open(PathBuf::from(cache_dir))?;
     let t = Instant::now();
     let artifact = cache.get_or_compile_entrypoint(&engine, &mut wasm)?;
+    // A module's WASI layer needs the trampoline, which the shim looks up in the cache too.
+    let trampoline = match wasm.kind {
+        wasmbox_wasm::kind::FileKind::Component => None,
+        _ => Some(cache.get_or_compile(
+            &engine,
+            wasmbox_wasm::layer::trampoline_wasm(),
+            wasmbox_wasm::kind::FileKind::Module,
+            "the WASI trampoline",
+        )?),
+    };
     let cache_lookup_ms = ms(t);
     let artifact_bytes = std::fs::metadata(&artifact)?.len();
 
@@ -171,8 +181,7 @@ pub fn probe_main(args: &[String]) -> Result<()> {
         wasm.kind,
         &wasm.guest_path,
         wasm.func.as_deref(),
-        // The probe's guest gets no filesystem, so no read-only mounts to report.
-        None,
+        trampoline.as_deref(),
         false,
     )?;
     let load_ms = ms(t);
@@ -186,11 +195,15 @@ pub fn probe_main(args: &[String]) -> Result<()> {
         network: false,
         memory_limit: None,
     };
+    // The guest's `/` is the probe's rootfs, as a container's is its own (an interpreter
+    // reads its library there).
+    let root = std::fs::File::open(rootfs).with_context(|| format!("opening {rootfs}"))?;
     let t = Instant::now();
-    // The probe runs on the host: the guest gets no filesystem of it.
     let policy = wasmbox_wasm::policy::Policy::default();
     let granted = wasmbox_wasm::run::Granted {
-        dirs: None,
+        dirs: Some(wasmbox_wasm::sandbox::GuestDirs {
+            root: std::os::fd::AsFd::as_fd(&root),
+        }),
         memory: None,
         policy: &policy,
     };

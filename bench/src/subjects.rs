@@ -33,14 +33,25 @@ impl Subject {
     }
 }
 
-/// The large WASI program, read from the file run.sh fetched.
+/// A large WASI program, read from what run.sh fetched: one wasm file, or an interpreter with
+/// the files it reads at start (CPython's standard library).
 pub struct LargeProgram {
+    /// Short name for ids and the chart, e.g. `yosys`.
+    pub label: String,
+    /// The wasm's file name, as the table names the program.
     pub name: String,
+    /// Where the wasm sits in the image (and the probe's rootfs).
+    pub guest_path: String,
     pub bytes: Vec<u8>,
     pub args: Vec<String>,
+    /// Other files of the image: (absolute path, bytes).
+    pub files: Vec<(String, Vec<u8>)>,
+    /// What stdout must contain for a run to count; empty accepts any output.
+    pub expect: String,
 }
 
 impl LargeProgram {
+    /// One wasm file at `/<its name>`.
     pub fn load(path: &Path, args: &[String]) -> Result<Self> {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let name = path
@@ -48,12 +59,58 @@ impl LargeProgram {
             .and_then(|n| n.to_str())
             .unwrap_or("large.wasm")
             .to_string();
+        let label = name.split(['-', '.']).next().unwrap_or("large").to_string();
         Ok(Self {
+            label,
+            guest_path: format!("/{name}"),
             name,
             bytes,
             args: args.to_vec(),
+            files: Vec::new(),
+            expect: String::new(),
         })
     }
+
+    /// CPython for WASI from `prefix` (`bin/python3.X.wasm` and `lib/python3.X/`), installed
+    /// under `/usr/local` where its built-in prefix finds the standard library, running
+    /// `print(6*7)`.
+    pub fn python(prefix: &Path) -> Result<Self> {
+        let bin = prefix.join("bin");
+        let wasm = std::fs::read_dir(&bin)
+            .with_context(|| format!("listing {}", bin.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "wasm"))
+            .with_context(|| format!("no python*.wasm in {}", bin.display()))?;
+        let mut p = Self::load(&wasm, &["-c".to_string(), "print(6*7)".to_string()])?;
+        p.label = "python".into();
+        p.guest_path = format!("/usr/local/bin/{}", p.name);
+        p.expect = "42".into();
+        let lib = prefix.join("lib");
+        for entry in walkdir(&lib)? {
+            let rel = entry.strip_prefix(&lib).context("walking the standard library")?;
+            let bytes = std::fs::read(&entry).with_context(|| format!("reading {}", entry.display()))?;
+            p.files.push((format!("/usr/local/lib/{}", rel.display()), bytes));
+        }
+        Ok(p)
+    }
+}
+
+/// Every regular file under `dir`, depth first.
+fn walkdir(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).with_context(|| format!("listing {}", d.display()))? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                todo.push(entry.path());
+            } else if kind.is_file() {
+                out.push(entry.path());
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Every subject of the bench, imported into the fixture's containerd.
@@ -68,7 +125,8 @@ pub struct Subjects {
     pub http_wasm: Subject,
     /// The same component under `wasmtime serve`, natively under runc (`{port}` in its args).
     pub http_wasmtime: Option<Subject>,
-    pub large: Option<Subject>,
+    /// One per large program, in the order given.
+    pub large: Vec<Subject>,
 }
 
 /// A default start takes well under a second; the limit only catches a hung run.
@@ -80,7 +138,7 @@ impl Subjects {
     pub fn import(
         containerd: &Containerd,
         guests: &Guests,
-        large: Option<&LargeProgram>,
+        large: &[LargeProgram],
         wasmtime: Option<&Path>,
     ) -> Result<Self> {
         let hello = "hello from the bench";
@@ -123,25 +181,30 @@ impl Subjects {
         let http = wasmbox_integration::guests::http_hello()?;
         let http_wasm = import(containerd, "http-wasm", "/http.wasm", &http, WASMBOX_RUNTIME, "")?;
         let http_wasmtime = wasmtime.map(|w| import_wasmtime_serve(containerd, w, &http)).transpose()?;
-        let large = match large {
-            None => None,
-            Some(p) => {
-                let path = format!("/{}", p.name);
-                let mut s = import(
-                    containerd,
-                    "large-wasm",
-                    &path,
-                    &p.bytes,
-                    WASMBOX_RUNTIME,
-                    "",
-                )?;
-                s.args = std::iter::once(path)
-                    .chain(p.args.iter().cloned())
-                    .collect();
-                s.timeout = COMPILE_RUN_TIMEOUT;
-                Some(s)
-            }
-        };
+        let large = large
+            .iter()
+            .map(|p| {
+                let label = format!("{}-wasm", p.label);
+                let reference = format!("docker.io/library/wasmbox-bench-{label}:latest");
+                let image = p
+                    .files
+                    .iter()
+                    .fold(compat_image_at(&reference, &p.guest_path, &p.bytes), |b, (path, bytes)| {
+                        b.file(path, bytes.clone(), 0o644)
+                    });
+                let image = containerd
+                    .import_image(image)
+                    .with_context(|| format!("importing {reference}"))?;
+                Ok(Subject {
+                    label,
+                    image,
+                    runtime: WASMBOX_RUNTIME,
+                    args: std::iter::once(p.guest_path.clone()).chain(p.args.iter().cloned()).collect(),
+                    expect: p.expect.clone(),
+                    timeout: COMPILE_RUN_TIMEOUT,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             hello_wasm,
             hello_runc,

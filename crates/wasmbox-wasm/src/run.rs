@@ -156,8 +156,14 @@ fn wasi_builder(
     policy: &Policy,
     network: Option<&Network>,
     listeners: usize,
+    blocking: bool,
 ) -> wasmtime::Result<WasiCtxBuilder> {
     let mut b = WasiCtxBuilder::new();
+    // `blocking`: a command runs synchronously on this thread, so its file calls may block it
+    // rather than hop to tokio's blocking pool and back per call (an interpreter's start makes
+    // hundreds), as `wasmtime run` does. Not for HTTP handlers, which are tasks on the runtime.
+    // Set before the preopens: each directory takes the setting when it is added.
+    b.allow_blocking_current_thread(blocking);
     b.args(&sandbox.args)
         .envs(&sandbox.env)
         .inherit_stdio()
@@ -254,12 +260,12 @@ fn execute(
             let dirs = root.as_ref().map(|r| GuestDirs {
                 root: std::os::fd::AsFd::as_fd(r),
             });
-            Ok(wasi_builder(&spec, dirs, &policy, sockets.as_ref(), 0)?.build())
+            Ok(wasi_builder(&spec, dirs, &policy, sockets.as_ref(), 0, false)?.build())
         });
         return crate::http::serve(engine, pre, pooled.as_ref(), sandbox, granted, &network, build);
     }
     let network = sandbox.network.then(|| Network::new(granted.policy));
-    let mut wasi = wasi_builder(sandbox, granted.dirs, granted.policy, network.as_ref(), bound.len())?;
+    let mut wasi = wasi_builder(sandbox, granted.dirs, granted.policy, network.as_ref(), bound.len(), true)?;
     let limits = Budget::new(granted.memory, sandbox.memory_limit);
     let result = match &program.code {
         Code::Module {
