@@ -133,6 +133,8 @@ pub struct Subjects {
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 /// A start of the large program with an empty cache compiles tens of MB of wasm on 2 cores.
 const COMPILE_RUN_TIMEOUT: Duration = Duration::from_secs(1800);
+/// ...and so does the optimizing compile that follows a start on the baseline tier.
+pub const BACKGROUND_COMPILE_TIMEOUT: Duration = COMPILE_RUN_TIMEOUT;
 
 impl Subjects {
     pub fn import(

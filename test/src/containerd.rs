@@ -23,6 +23,8 @@ use crate::{cgroups, mounts, settings, shim_socket};
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long containerd may take to exit after SIGTERM before it gets SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// argv[1] of a shim's background compile (the shim's `tiering::OPTIMIZE_ARG`).
+pub const BACKGROUND_COMPILE_ARG: &str = "optimize-in-background";
 /// The namespace every test uses; ctr's default cgroup path is `/<namespace>/<id>`.
 pub const NAMESPACE: &str = "default";
 
@@ -33,6 +35,8 @@ pub struct FixtureOptions {
     pub shim_dir: PathBuf,
     /// `Some`: the CRI plugin is enabled (see [`Paths::config_toml_with`]); off by default.
     pub cri: Option<CriConfig>,
+    /// More environment for containerd, which its shims inherit (`WASMBOX_*` settings).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for FixtureOptions {
@@ -41,6 +45,7 @@ impl Default for FixtureOptions {
             containerd_dir: settings::containerd_dir(),
             shim_dir: settings::shim_dir(),
             cri: None,
+            env: Vec::new(),
         }
     }
 }
@@ -162,6 +167,23 @@ impl Containerd {
     }
 
     /// The shim processes serving this containerd (any `containerd-shim*` with our `-address`).
+    /// The shims' background compiles (`optimize-in-background`) into this fixture's cache.
+    pub fn background_compiles(&self) -> Vec<ProcInfo> {
+        let cache = self.paths.cache.to_string_lossy().into_owned();
+        processes()
+            .into_iter()
+            .filter(|p| p.argv.get(1).map(String::as_str) == Some(BACKGROUND_COMPILE_ARG))
+            .filter(|p| p.argv.get(2) == Some(&cache))
+            .collect()
+    }
+
+    /// Waits until no background compile into this fixture's cache runs any more.
+    pub fn wait_for_background_compiles(&self, timeout: Duration) -> Result<()> {
+        wait_until("the background compiles to end", timeout, || {
+            self.background_compiles().is_empty().then_some(())
+        })
+    }
+
     pub fn shim_processes(&self) -> Vec<ProcInfo> {
         let address = self.paths.socket.to_string_lossy().into_owned();
         processes()
@@ -189,6 +211,7 @@ impl Containerd {
             .arg(&self.paths.config)
             .env("PATH", self.path_env())
             .env("WASMBOX_CACHE_DIR", &self.paths.cache)
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -304,7 +327,9 @@ impl Containerd {
         if let Err(e) = self.stop_daemon() {
             eprintln!("stopping containerd: {e:#}");
         }
-        let shims: Vec<i32> = self.shim_processes().iter().map(|p| p.pid).collect();
+        // Background compiles outlive their shim by design; not this fixture's cache.
+        let shims: Vec<i32> =
+            self.shim_processes().iter().chain(&self.background_compiles()).map(|p| p.pid).collect();
         if !shims.is_empty() {
             if let Err(e) = kill_and_wait(&shims, STOP_TIMEOUT) {
                 eprintln!("killing shims {shims:?}: {e:#}");

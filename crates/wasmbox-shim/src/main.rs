@@ -1,7 +1,9 @@
 //! `containerd-shim-wasmbox-v1`: containerd runtime v2 shim (`io.containerd.wasmbox.v1`).
 //!
 //! Started by containerd with its usual flags; started by itself as `create-helper` (see
-//! [`helper`]) to create a container from a fresh single-threaded process.
+//! [`helper`]) to create a container from a fresh single-threaded process, and as
+//! `optimize-in-background` (see [`tiering`]) to compile a large module with Cranelift after
+//! its first start ran on the baseline tier.
 
 mod artifact;
 mod console;
@@ -17,6 +19,7 @@ mod service;
 mod socket;
 mod stdio;
 mod task;
+mod tiering;
 
 use containerd_shim::Config;
 
@@ -30,6 +33,11 @@ fn is_serving() -> bool {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    // Before the arena limit below: the compile's threads want arenas of their own.
+    if args.get(1).map(String::as_str) == Some(tiering::OPTIMIZE_ARG) {
+        std::process::exit(tiering::main(&args[2..]));
+    }
     // One malloc arena for all threads: a shim's threads mostly sleep, and each extra arena
     // costs an idle container a few hundred KiB.
     // SAFETY: mallopt only changes allocator tuning; nothing has allocated from arenas yet.

@@ -200,6 +200,8 @@ pub struct Service {
     /// libcontainer changes the working directory around some calls: one at a time.
     lifecycle: Mutex<()>,
     engine: Result<wasmbox_wasm::engine::Engine, String>,
+    /// Winch's engine, made at the first large module (see `crate::tiering`).
+    baseline: std::sync::OnceLock<Result<wasmbox_wasm::engine::Engine, String>>,
     cache: Result<CompileCache, String>,
     exit_signal: Arc<ExitSignal>,
     /// containerd's content store, for Wasm OCI images whose module is a layer.
@@ -274,6 +276,7 @@ impl Service {
             exits,
             lifecycle: Mutex::new(()),
             engine,
+            baseline: std::sync::OnceLock::new(),
             cache,
             exit_signal,
             content: None,
@@ -347,12 +350,12 @@ impl Service {
     fn compile(&self, mut wasm: entrypoint::WasmEntrypoint) -> Result<WasmRequest, String> {
         let engine = self.engine.as_ref().map_err(|e| e.clone())?;
         let cache = self.cache.as_ref().map_err(|e| e.clone())?;
-        let artifact = cache
-            .get_or_compile_entrypoint(engine, &mut wasm)
-            .map_err(|e| e.to_string())?;
+        let (artifact, baseline) = self.artifact(engine, cache, &mut wasm)?;
         let trampoline = if wasm.kind == FileKind::Component {
             None
         } else {
+            // Loaded into the guest's store, so compiled by the guest's compiler.
+            let engine = if baseline { self.baseline_engine()? } else { engine };
             let wasm = wasmbox_wasm::layer::trampoline_wasm();
             Some(
                 cache
@@ -366,8 +369,59 @@ impl Service {
             guest_path: wasm.guest_path,
             func: wasm.func,
             trampoline,
+            baseline,
             policy: Default::default(),
         })
+    }
+
+    fn baseline_engine(&self) -> Result<&wasmbox_wasm::engine::Engine, String> {
+        self.baseline
+            .get_or_init(|| wasmbox_wasm::engine::new_baseline_engine().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| e.clone())
+    }
+
+    /// The artifact to run and whether it is the baseline tier's: Cranelift's when the cache
+    /// has it; else, for a large module, Winch's, with Cranelift's compile started in the
+    /// background for the next starts (see `crate::tiering`); else Cranelift's, compiled now.
+    fn artifact(
+        &self,
+        engine: &wasmbox_wasm::engine::Engine,
+        cache: &CompileCache,
+        wasm: &mut entrypoint::WasmEntrypoint,
+    ) -> Result<(PathBuf, bool), String> {
+        let optimized = |wasm: &mut entrypoint::WasmEntrypoint| {
+            crate::tiering::with_compile_arenas(|| cache.get_or_compile_entrypoint(engine, wasm))
+                .map(|a| (a, false))
+                .map_err(|e| e.to_string())
+        };
+        let Some(min_bytes) = crate::tiering::min_bytes().filter(|_| wasm.kind != FileKind::Component) else {
+            return optimized(wasm);
+        };
+        if let Some(a) = cache.find_entrypoint(engine, wasm).map_err(|e| e.to_string())? {
+            return Ok((a, false));
+        }
+        if (wasm.bytes().map_err(|e| e.to_string())?.len() as u64) < min_bytes {
+            return optimized(wasm);
+        }
+        let baseline = match self.baseline_engine() {
+            Ok(b) => b,
+            Err(e) => {
+                log::warn!("no baseline compiler ({e}); compiling {} with Cranelift now", wasm.guest_path);
+                return optimized(wasm);
+            }
+        };
+        match crate::tiering::with_compile_arenas(|| cache.get_or_compile_entrypoint(baseline, wasm)) {
+            Ok(a) => {
+                let guest_path = wasm.guest_path.clone();
+                crate::tiering::schedule(cache, wasm.bytes().map_err(|e| e.to_string())?, &guest_path);
+                Ok((a, true))
+            }
+            Err(e) => {
+                log::info!("{}: the baseline compiler does not take it ({e}); compiling with Cranelift now", wasm.guest_path);
+                optimized(wasm)
+            }
+        }
     }
 
     /// Runs the helper, recompiling once if the cache entry turned out to be unusable.

@@ -162,34 +162,69 @@ impl CompileCache {
         engine: &Engine,
         entry: &mut crate::entrypoint::WasmEntrypoint,
     ) -> Result<PathBuf, WasmError> {
-        let stamp = entry.unread.as_ref().map(|u| u.stamp.clone());
-        if let Some(stamp) = &stamp {
-            if let Ok(digest) = fs::read_to_string(self.digest_memo(stamp)) {
-                let path = self.entry_path_for(engine, digest.trim(), entry.kind);
-                if path.is_file() && self.check(&path) {
-                    log::debug!("compile cache hit {} (by stamp)", path.display());
-                    self.touch(&path);
-                    return Ok(path);
-                }
-            }
+        if let Some(path) = self.find_by_stamp(engine, entry) {
+            return Ok(path);
         }
+        let stamp = entry.unread.as_ref().map(|u| u.stamp.clone());
         let kind = entry.kind;
         let guest_path = entry.guest_path.clone();
-        let wasm = entry.bytes()?;
-        let path = self.get_or_compile(engine, wasm, kind, &guest_path)?;
-        if let Some(stamp) = stamp {
-            let memo = self.digest_memo(&stamp);
-            let saved = DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(self.dir.join(DIGESTS_DIR))
-                .map_err(|source| WasmError::Cache { path: memo.clone(), source })
-                .and_then(|_| self.write_atomically(&memo, sha256_hex(wasm).as_bytes()));
-            if let Err(e) = saved {
-                log::debug!("cannot remember the digest of {guest_path}: {e}");
-            }
-        }
+        let path = self.get_or_compile(engine, entry.bytes()?, kind, &guest_path)?;
+        self.remember_digest(stamp, entry);
         Ok(path)
+    }
+
+    /// Returns the artifact `engine` made of an entrypoint if the cache has one; compiles
+    /// nothing (reads the file unless its digest is remembered for its stamp).
+    pub fn find_entrypoint(
+        &self,
+        engine: &Engine,
+        entry: &mut crate::entrypoint::WasmEntrypoint,
+    ) -> Result<Option<PathBuf>, WasmError> {
+        if let Some(path) = self.find_by_stamp(engine, entry) {
+            return Ok(Some(path));
+        }
+        let stamp = entry.unread.as_ref().map(|u| u.stamp.clone());
+        let kind = entry.kind;
+        let path = self.entry_path(engine, entry.bytes()?, kind);
+        if !path.is_file() || !self.check(&path) {
+            return Ok(None);
+        }
+        self.touch(&path);
+        self.remember_digest(stamp, entry);
+        Ok(Some(path))
+    }
+
+    /// A cache hit through the digest remembered for the file's stamp, if any.
+    fn find_by_stamp(&self, engine: &Engine, entry: &crate::entrypoint::WasmEntrypoint) -> Option<PathBuf> {
+        let stamp = &entry.unread.as_ref()?.stamp;
+        let digest = fs::read_to_string(self.digest_memo(stamp)).ok()?;
+        let path = self.entry_path_for(engine, digest.trim(), entry.kind);
+        if path.is_file() && self.check(&path) {
+            log::debug!("compile cache hit {} (by stamp)", path.display());
+            self.touch(&path);
+            return Some(path);
+        }
+        None
+    }
+
+    /// Remembers the digest of a file read for the stamp it had unread, so later lookups need
+    /// not read it.
+    fn remember_digest(&self, stamp: Option<String>, entry: &mut crate::entrypoint::WasmEntrypoint) {
+        let Some(stamp) = stamp else { return };
+        let digest = match entry.bytes() {
+            Ok(wasm) => sha256_hex(wasm),
+            Err(_) => return,
+        };
+        let memo = self.digest_memo(&stamp);
+        let saved = DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(self.dir.join(DIGESTS_DIR))
+            .map_err(|source| WasmError::Cache { path: memo.clone(), source })
+            .and_then(|_| self.write_atomically(&memo, digest.as_bytes()));
+        if let Err(e) = saved {
+            log::debug!("cannot remember the digest of {}: {e}", entry.guest_path);
+        }
     }
 
     /// Returns the artifact for `wasm`, compiling it first if the cache has none.
@@ -422,8 +457,20 @@ mod tests {
         assert_eq!(cache.get_or_compile_entrypoint(&engine, &mut e).unwrap(), p1);
         assert!(e.wasm.is_empty() && e.unread.is_some());
         // Another stamp: read, hashed, compiled on its own.
-        let mut e = entry(other, "stamp-2");
+        let mut e = entry(other.try_clone().unwrap(), "stamp-2");
         assert_ne!(cache.get_or_compile_entrypoint(&engine, &mut e).unwrap(), p1);
+
+        // find_entrypoint compiles nothing: another engine's entry is absent until made...
+        let baseline = crate::engine::new_baseline_engine().unwrap();
+        let mut e = entry(other.try_clone().unwrap(), "stamp-3");
+        assert_eq!(cache.find_entrypoint(&baseline, &mut e).unwrap(), None);
+        let made = cache.get_or_compile(&baseline, &e.wasm, FileKind::Module, "/app.wasm").unwrap();
+        // ...then found, and by the stamp it remembered (the file left unread).
+        let mut e = entry(other.try_clone().unwrap(), "stamp-4");
+        assert_eq!(cache.find_entrypoint(&baseline, &mut e).unwrap(), Some(made.clone()));
+        let mut e = entry(other, "stamp-4");
+        assert_eq!(cache.find_entrypoint(&baseline, &mut e).unwrap(), Some(made));
+        assert!(e.unread.is_some());
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! wide arithmetic, custom page sizes, shared-everything threads, component-model async.
 
 pub use wasmtime::Engine;
-use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, Strategy};
 
 use crate::WasmError;
 
@@ -31,6 +31,17 @@ fn config() -> Config {
 /// Builds the engine used for compiling and for running guests.
 pub fn new_engine() -> Result<Engine, WasmError> {
     Engine::new(&config()).map_err(|e| WasmError::Engine(format!("{e:#}")))
+}
+
+/// Wasmtime's baseline compiler (Winch) with the same runtime settings: it compiles several
+/// times faster than Cranelift into slower code, so a large module's first start on a node
+/// runs on its output while Cranelift compiles the module for the next starts (see the shim's
+/// `tiering`). Winch lacks some proposals (GC, function references, tail calls, exceptions,
+/// relaxed SIMD): it refuses modules that use them, which then wait for Cranelift.
+pub fn new_baseline_engine() -> Result<Engine, WasmError> {
+    let mut config = config();
+    config.strategy(Strategy::Winch);
+    Engine::new(&config).map_err(|e| WasmError::Engine(format!("{e:#}")))
 }
 
 /// Per component instance, the most core instances, memories and tables the pool holds
@@ -103,6 +114,23 @@ mod tests {
         let bytes = component.serialize().unwrap();
         // SAFETY: serialized just above by the same configuration.
         unsafe { wasmtime::component::Component::deserialize(&pooling, &bytes) }.unwrap();
+    }
+
+    #[test]
+    fn the_baseline_tier_has_its_own_cache_key_and_refuses_what_winch_lacks() {
+        let optimized = new_engine().unwrap();
+        let baseline = new_baseline_engine().unwrap();
+        assert_ne!(
+            crate::cache::engine_tag(&optimized),
+            crate::cache::engine_tag(&baseline),
+            "a baseline artifact must never be taken for an optimized one"
+        );
+        let plain = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#).unwrap();
+        let bytes = baseline.precompile_module(&plain).unwrap();
+        // SAFETY: compiled just above by the same configuration.
+        unsafe { wasmtime::Module::deserialize(&baseline, &bytes) }.unwrap();
+        let (_, exceptions) = PROPOSALS[0];
+        assert!(baseline.precompile_module(&wat::parse_str(exceptions).unwrap()).is_err());
     }
 
     #[test]

@@ -67,6 +67,13 @@ fn engine() -> &'static Result<Engine, String> {
     ENGINE.get_or_init(|| wasmbox_wasm::engine::new_engine().map_err(|e| e.to_string()))
 }
 
+/// The baseline compiler's engine, for a module's first start (see `crate::tiering`): made
+/// when a request needs it.
+fn baseline_engine() -> &'static Result<Engine, String> {
+    static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
+    ENGINE.get_or_init(|| wasmbox_wasm::engine::new_baseline_engine().map_err(|e| e.to_string()))
+}
+
 /// Does the per-shim startup work before the zygote forks helpers.
 pub fn preload() {
     let _ = engine();
@@ -130,7 +137,8 @@ fn run(request_json: &str) -> Result<i32, (String, bool)> {
     let (executor, to_init) = match &req.wasm {
         None => (WasmboxExecutor::native(), None),
         Some(w) => {
-            let engine = engine().as_ref().map_err(|e| fail(e.clone()))?;
+            let engine = if w.baseline { baseline_engine() } else { engine() };
+            let engine = engine.as_ref().map_err(|e| fail(e.clone()))?;
             let kind = if w.component {
                 FileKind::Component
             } else {

@@ -15,6 +15,10 @@ pub struct WasmRequest {
     pub func: Option<String>,
     /// Cache entry of the WASI trampoline, for core modules (see `wasmbox_wasm::layer`).
     pub trampoline: Option<PathBuf>,
+    /// The artifacts (program and trampoline) are the baseline compiler's (Winch): they load
+    /// only in its engine (see `crate::tiering`).
+    #[serde(default)]
+    pub baseline: bool,
     /// What the guest may do beyond the spec (operator config and annotations).
     #[serde(default)]
     pub policy: wasmbox_wasm::policy::Policy,
@@ -78,6 +82,7 @@ mod tests {
                 guest_path: "/app.wasm".into(),
                 func: Some("run".into()),
                 trampoline: Some("/c/t.cwasm".into()),
+                baseline: true,
                 policy: wasmbox_wasm::policy::Policy {
                     timeout: Some(std::time::Duration::from_secs(3)),
                     ..Default::default()

@@ -1,0 +1,209 @@
+//! Tiered compilation: a large module's first start on a node runs the code of Wasmtime's
+//! baseline compiler (Winch, several times faster to compile), while Cranelift's optimized
+//! artifact is made in the background for the starts after it.
+//!
+//! The optimizing compile runs in a process of its own, the shim binary started as
+//! [`OPTIMIZE_ARG`]: a short-lived container's shim exits with it, sooner than a large module
+//! compiles. The process gets the wasm bytes on a memfd (the container's rootfs may be gone
+//! when it reads them), keys the artifact by the digest of those bytes, and writes only through
+//! the compile cache (temp file and rename, so concurrent writers are safe). Its work is
+//! bounded:
+//! - CPU: `SCHED_IDLE`, so it only takes cycles nothing else wants (container starts included);
+//! - one compile per node at a time (a lock in the cache dir), and one per module (another
+//!   lock, taken first): the process of a second start before the artifact is ready exits;
+//! - memory: one compile's worth (the others wait holding only their wasm bytes, or exit);
+//! - disk: the cache's byte budget, as for every entry.
+//!
+//! Modules smaller than [`MIN_BYTES_ENV`] (default [`DEFAULT_MIN_BYTES`]) and components are
+//! compiled by Cranelift at once: their compile is short, and Winch does not take components'
+//! adapters. Modules that use what Winch lacks (exceptions, GC, tail calls...) too.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::fcntl::{Flock, FlockArg};
+use wasmbox_wasm::cache::{sha256_hex, CompileCache};
+use wasmbox_wasm::kind::FileKind;
+
+/// argv[1] of the background compile process.
+pub const OPTIMIZE_ARG: &str = "optimize-in-background";
+/// Modules of at least this many bytes start on the baseline tier; `off` never does.
+pub const MIN_BYTES_ENV: &str = "WASMBOX_BASELINE_MIN_BYTES";
+/// Cranelift compiles about 4 MB of wasm per second per core: below 1 MiB the wait is short.
+pub const DEFAULT_MIN_BYTES: u64 = 1 << 20;
+
+const LOCK_DIR: &str = "compiling";
+const NODE_LOCK: &str = "node.lock";
+
+/// The size from which a module starts on the baseline tier (None: never), from the
+/// environment the shim inherits from containerd.
+pub fn min_bytes() -> Option<u64> {
+    parse_min_bytes(std::env::var(MIN_BYTES_ENV).ok().as_deref())
+}
+
+fn parse_min_bytes(value: Option<&str>) -> Option<u64> {
+    match value.map(str::trim) {
+        None | Some("") => Some(DEFAULT_MIN_BYTES),
+        Some("off") => None,
+        Some(v) => match v.parse() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                log::warn!("{MIN_BYTES_ENV}={v:?} is not a byte count or `off`; using {DEFAULT_MIN_BYTES}");
+                Some(DEFAULT_MIN_BYTES)
+            }
+        },
+    }
+}
+
+fn digest_lock(cache_dir: &Path, digest: &str) -> PathBuf {
+    cache_dir.join(LOCK_DIR).join(format!("{digest}.lock"))
+}
+
+/// Takes `path`'s lock, waiting for it or not.
+fn lock(path: &Path, wait: bool) -> std::io::Result<Option<Flock<File>>> {
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
+    let file = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(path)?;
+    let arg = if wait { FlockArg::LockExclusive } else { FlockArg::LockExclusiveNonblock };
+    match Flock::lock(file, arg) {
+        Ok(l) => Ok(Some(l)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(e.into()),
+    }
+}
+
+/// Starts the optimizing compile of `wasm` in the background (a no-op there when one for the
+/// same module is already under way).
+pub fn schedule(cache: &CompileCache, wasm: &[u8], guest_path: &str) {
+    match spawn(cache.dir(), wasm, guest_path) {
+        Ok(pid) => log::info!(
+            "{guest_path}: started on the baseline tier (Winch); Cranelift compiles it in the background (pid {pid}) for the next starts"
+        ),
+        Err(e) => log::warn!("{guest_path}: cannot start the background compile: {e}"),
+    }
+}
+
+/// Runs `compile` with as many malloc arenas as glibc's default allows: the shim keeps one
+/// (see main.rs) to stay small while idle, but a compile's threads would then queue on its
+/// lock (about 15% of a large module's compile time). Arenas made meanwhile stay with the
+/// compile's threads.
+pub fn with_compile_arenas<T>(compile: impl FnOnce() -> T) -> T {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: mallopt only changes allocator tuning, and is thread-safe.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, (8 * cores) as libc::c_int) };
+    let out = compile();
+    // SAFETY: as above.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    out
+}
+
+fn spawn(cache_dir: &Path, wasm: &[u8], guest_path: &str) -> std::io::Result<u32> {
+    let fd = nix::sys::memfd::memfd_create(c"wasmbox-wasm", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)?;
+    let mut bytes = File::from(fd);
+    bytes.write_all(wasm)?;
+    bytes.rewind()?;
+    // Its log goes where the shim's does (the bundle's `log` fifo, the shim's cwd) for as long
+    // as containerd reads it, that is while the shim lives; never blocking on it. After that its
+    // result shows in the cache: the next start's shim logs the hit.
+    let log = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("log")
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null());
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg(OPTIMIZE_ARG)
+        .arg(cache_dir)
+        .arg(guest_path)
+        .current_dir("/")
+        .stdin(Stdio::from(bytes))
+        .stdout(Stdio::null())
+        .stderr(log)
+        // A process group of its own: no signal meant for the shim's reaches it. (No pre_exec
+        // hook, so the spawn stays a cheap posix_spawn during the container's start.)
+        .process_group(0);
+    // Not waited for here: the shim reaps every child (it is a subreaper), and when the shim
+    // exits first the compile carries on, reparented.
+    Ok(cmd.spawn()?.id())
+}
+
+/// The background process: compiles the module on stdin into the cache at `args[0]`.
+pub fn main(args: &[String]) -> i32 {
+    let [cache_dir, guest_path] = args else {
+        eprintln!("usage: {OPTIMIZE_ARG} CACHE_DIR GUEST_PATH < module.wasm");
+        return 2;
+    };
+    match optimize(Path::new(cache_dir), guest_path) {
+        Ok(Some(message)) => {
+            eprintln!("wasmbox: {guest_path}: {message}");
+            0
+        }
+        Ok(None) => 0,
+        Err(e) => {
+            eprintln!("wasmbox: {guest_path}: background compile failed: {e:#}");
+            1
+        }
+    }
+}
+
+fn optimize(cache_dir: &Path, guest_path: &str) -> anyhow::Result<Option<String>> {
+    use anyhow::Context;
+    // SAFETY: plain syscall on this process; SCHED_IDLE needs no priority parameter.
+    let param = libc::sched_param { sched_priority: 0 };
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+        // Still bounded to one compile per node; say so rather than fail.
+        eprintln!("wasmbox: {guest_path}: cannot lower the compile's priority: {}", std::io::Error::last_os_error());
+    }
+    let mut wasm = Vec::new();
+    std::io::stdin().lock().read_to_end(&mut wasm).context("reading the module")?;
+    let digest = sha256_hex(&wasm);
+    let Some(_mine) = lock(&digest_lock(cache_dir, &digest), false).context("the module's compile lock")? else {
+        return Ok(None);
+    };
+    let _node = lock(&cache_dir.join(LOCK_DIR).join(NODE_LOCK), true)
+        .context("the node's compile lock")?
+        .context("the node's compile lock was not taken")?;
+    let cache = CompileCache::open(cache_dir)?;
+    let engine = wasmbox_wasm::engine::new_engine()?;
+    let started = std::time::Instant::now();
+    if cache.entry_path(&engine, &wasm, FileKind::Module).is_file() {
+        return Ok(None);
+    }
+    let artifact = cache.get_or_compile(&engine, &wasm, FileKind::Module, guest_path)?;
+    Ok(Some(format!(
+        "optimized artifact {} ready after {:.1}s in the background",
+        artifact.display(),
+        started.elapsed().as_secs_f64()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn min_bytes_from_the_environment() {
+        assert_eq!(parse_min_bytes(None), Some(DEFAULT_MIN_BYTES));
+        assert_eq!(parse_min_bytes(Some("")), Some(DEFAULT_MIN_BYTES));
+        assert_eq!(parse_min_bytes(Some("0")), Some(0));
+        assert_eq!(parse_min_bytes(Some(" 4096 ")), Some(4096));
+        assert_eq!(parse_min_bytes(Some("off")), None);
+        assert_eq!(parse_min_bytes(Some("lots")), Some(DEFAULT_MIN_BYTES));
+    }
+
+    #[test]
+    fn one_holder_per_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = digest_lock(dir.path(), "abc");
+        let held = lock(&path, false).unwrap();
+        assert!(held.is_some());
+        assert!(lock(&path, false).unwrap().is_none(), "a second taker must see it held");
+        drop(held);
+        assert!(lock(&path, false).unwrap().is_some());
+    }
+}

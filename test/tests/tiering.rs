@@ -1,0 +1,93 @@
+//! Tiered compilation (crates/wasmbox-shim/src/tiering.rs): a large module's first start runs
+//! the baseline compiler's code while Cranelift compiles it in the background; the starts
+//! after run Cranelift's. `WASMBOX_BASELINE_MIN_BYTES=0` makes the tests' small modules count
+//! as large.
+
+use std::time::Duration;
+
+use sha2::Digest;
+use wasmbox_integration::image::WASM_PATH;
+use wasmbox_integration::suite::{assert_clean, import_compat};
+use wasmbox_integration::{guests, ids, require_integration, Containerd, FixtureOptions};
+
+const STARTED_ON_BASELINE: &str = "started on the baseline tier";
+const REFUSED_BY_BASELINE: &str = "the baseline compiler does not take it";
+const BACKGROUND: Duration = Duration::from_secs(120);
+
+fn start_tiering_everything() -> Containerd {
+    Containerd::start_with(FixtureOptions {
+        env: vec![("WASMBOX_BASELINE_MIN_BYTES".into(), "0".into())],
+        ..FixtureOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("starting a private containerd: {e:#}"))
+}
+
+/// The compiled artifacts (`.cwasm`) of the module with these bytes, one per compiler.
+fn artifacts_of(containerd: &Containerd, wasm: &[u8]) -> Vec<String> {
+    let digest = hex::encode(sha2::Sha256::digest(wasm));
+    let mut found: Vec<String> = std::fs::read_dir(&containerd.paths().cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&digest) && n.ends_with(".cwasm"))
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn the_first_start_runs_baseline_code_and_the_next_runs_cranelifts() {
+    require_integration!();
+    let containerd = start_tiering_everything();
+    // It opens files, so the WASI layer's trampoline runs in the guest's store too: it must
+    // come from the same compiler.
+    let wasm = guests::files().unwrap();
+    let image = import_compat(&containerd, "tiered", &wasm);
+    let run = |note: &str| {
+        let id = ids::container_id("tiered");
+        let out = containerd.run_rm(&image, &id, &[WASM_PATH, "/tmp/note.txt"]).unwrap();
+        assert_eq!(out.code, 0, "{note}: {out:?}");
+        assert_eq!(out.stdout, "read back: written by the files guest\n", "{note}");
+        assert_clean(&containerd, &id);
+    };
+
+    run("first start");
+    let baseline_starts = containerd.log_lines_mentioning(STARTED_ON_BASELINE);
+    assert_eq!(baseline_starts.lines().count(), 1, "the first start is on the baseline tier:\n{}", containerd.log_tail(40));
+    containerd.wait_for_background_compiles(BACKGROUND).unwrap();
+    let artifacts = artifacts_of(&containerd, &wasm);
+    assert_eq!(artifacts.len(), 2, "Winch's and, from the background, Cranelift's: {artifacts:?}");
+
+    run("second start");
+    assert_eq!(
+        containerd.log_lines_mentioning(STARTED_ON_BASELINE),
+        baseline_starts,
+        "the second start runs Cranelift's artifact"
+    );
+    assert_eq!(artifacts_of(&containerd, &wasm), artifacts, "nothing more compiled");
+    assert!(containerd.background_compiles().is_empty());
+}
+
+/// Winch lacks exceptions, GC, tail calls...: a module using them is compiled by Cranelift
+/// before its first start, as without tiers.
+#[test]
+fn modules_the_baseline_compiler_refuses_are_compiled_by_cranelift_at_once() {
+    require_integration!();
+    let containerd = start_tiering_everything();
+    let wasm = guests::features().unwrap();
+    let image = import_compat(&containerd, "tiered-features", &wasm);
+    let id = ids::container_id("tiered-features");
+
+    let out = containerd.run_rm(&image, &id, &[]).unwrap();
+
+    assert_eq!(out.code, 42, "the number of the failed check, or Create's error: {out:?}");
+    assert!(
+        !containerd.log_lines_mentioning(REFUSED_BY_BASELINE).is_empty(),
+        "{}",
+        containerd.log_tail(40)
+    );
+    assert!(containerd.log_lines_mentioning(STARTED_ON_BASELINE).is_empty());
+    assert_eq!(artifacts_of(&containerd, &wasm).len(), 1, "Cranelift's only");
+    assert!(containerd.background_compiles().is_empty());
+    assert_clean(&containerd, &id);
+}
