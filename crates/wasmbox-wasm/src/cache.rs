@@ -166,10 +166,10 @@ impl CompileCache {
             return Ok(path);
         }
         let stamp = entry.unread.as_ref().map(|u| u.stamp.clone());
-        let kind = entry.kind;
-        let guest_path = entry.guest_path.clone();
-        let path = self.get_or_compile(engine, entry.bytes()?, kind, &guest_path)?;
-        self.remember_digest(stamp, entry);
+        let digest = entry.digest()?;
+        let (kind, guest_path) = (entry.kind, entry.guest_path.clone());
+        let path = self.get_or_compile_keyed(engine, entry.bytes()?, &digest, kind, &guest_path)?;
+        self.remember_digest(stamp, &digest, &guest_path);
         Ok(path)
     }
 
@@ -184,13 +184,13 @@ impl CompileCache {
             return Ok(Some(path));
         }
         let stamp = entry.unread.as_ref().map(|u| u.stamp.clone());
-        let kind = entry.kind;
-        let path = self.entry_path(engine, entry.bytes()?, kind);
+        let digest = entry.digest()?;
+        let path = self.entry_path_for(engine, &digest, entry.kind);
         if !path.is_file() || !self.check(&path) {
             return Ok(None);
         }
         self.touch(&path);
-        self.remember_digest(stamp, entry);
+        self.remember_digest(stamp, &digest, &entry.guest_path);
         Ok(Some(path))
     }
 
@@ -209,12 +209,8 @@ impl CompileCache {
 
     /// Remembers the digest of a file read for the stamp it had unread, so later lookups need
     /// not read it.
-    fn remember_digest(&self, stamp: Option<String>, entry: &mut crate::entrypoint::WasmEntrypoint) {
+    fn remember_digest(&self, stamp: Option<String>, digest: &str, guest_path: &str) {
         let Some(stamp) = stamp else { return };
-        let digest = match entry.bytes() {
-            Ok(wasm) => sha256_hex(wasm),
-            Err(_) => return,
-        };
         let memo = self.digest_memo(&stamp);
         let saved = DirBuilder::new()
             .recursive(true)
@@ -223,7 +219,7 @@ impl CompileCache {
             .map_err(|source| WasmError::Cache { path: memo.clone(), source })
             .and_then(|_| self.write_atomically(&memo, digest.as_bytes()));
         if let Err(e) = saved {
-            log::debug!("cannot remember the digest of {}: {e}", entry.guest_path);
+            log::debug!("cannot remember the digest of {guest_path}: {e}");
         }
     }
 
@@ -235,7 +231,19 @@ impl CompileCache {
         kind: FileKind,
         display_path: &str,
     ) -> Result<PathBuf, WasmError> {
-        let path = self.entry_path(engine, wasm, kind);
+        self.get_or_compile_keyed(engine, wasm, &sha256_hex(wasm), kind, display_path)
+    }
+
+    /// [`Self::get_or_compile`] with the digest of `wasm` already computed.
+    fn get_or_compile_keyed(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        digest: &str,
+        kind: FileKind,
+        display_path: &str,
+    ) -> Result<PathBuf, WasmError> {
+        let path = self.entry_path_for(engine, digest, kind);
         if path.is_file() {
             if self.check(&path) {
                 log::debug!("compile cache hit {}", path.display());
@@ -446,6 +454,7 @@ mod tests {
             kind: FileKind::Module,
             wasm: Vec::new(),
             unread: Some(UnreadFile { file, stamp: stamp.into() }),
+            digest: None,
         };
         let first = file_with("(module (func (export \"_start\")))");
         let mut e = entry(first, "stamp-1");

@@ -61,6 +61,9 @@ pub struct WasmEntrypoint {
     /// A binary wasm file not read yet: the compile cache may know its digest by its stamp
     /// and never need the bytes (see [`crate::cache::CompileCache::get_or_compile_entrypoint`]).
     pub unread: Option<UnreadFile>,
+    /// SHA-256 of `wasm`, once computed (a first start needs it several times: two compilers'
+    /// cache keys and the remembered digest).
+    pub digest: Option<String>,
 }
 
 /// An entrypoint file left unread, with its [`crate::stamp`].
@@ -84,8 +87,18 @@ impl WasmEntrypoint {
                     source,
                 })?;
             self.wasm = bytes;
+            self.digest = None;
         }
         Ok(&self.wasm)
+    }
+
+    /// The hex SHA-256 of the wasm bytes (reading the file if it was left unread).
+    pub fn digest(&mut self) -> Result<String, WasmError> {
+        if self.digest.is_none() || self.unread.is_some() {
+            let digest = crate::cache::sha256_hex(self.bytes()?);
+            self.digest = Some(digest);
+        }
+        Ok(self.digest.clone().unwrap_or_default())
     }
 }
 
@@ -286,6 +299,7 @@ pub fn resolve(fs: &ContainerFs, arg0: &str, env: &[String], cwd: &str) -> Resul
                     kind: binary,
                     wasm: Vec::new(),
                     unread: Some(UnreadFile { file, stamp }),
+                    digest: None,
                 }));
             }
         }
@@ -308,6 +322,7 @@ pub fn resolve(fs: &ContainerFs, arg0: &str, env: &[String], cwd: &str) -> Resul
             kind,
             wasm,
             unread: None,
+            digest: None,
         }));
     }
     Ok(Entrypoint::NotInRootfs)

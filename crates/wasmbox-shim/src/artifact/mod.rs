@@ -133,6 +133,7 @@ pub fn image_entrypoint(
         kind: found.kind,
         wasm: found.wasm,
         unread: None,
+        digest: None,
     }))
 }
 
