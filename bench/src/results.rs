@@ -248,40 +248,32 @@ impl Results {
         }
         let subjects = self.density_subjects();
         if let [wasm, runc, ..] = subjects.as_slice() {
+            // (figure, short name, unit, value per run, target)
+            type PerRun = fn(&DensityRun) -> f64;
+            let figures: [(&str, &str, &'static str, PerRun, Option<f64>); 3] = [
+                ("PSS per idle container", "PSS", "MiB", |r| r.pss_kib_per_container / KIB_PER_MIB, Some(0.8)),
+                ("threads per idle container", "threads", "", |r| r.threads_per_container, Some(1.0)),
+                (
+                    "MemAvailable drop per container",
+                    "MemAvailable",
+                    "MiB",
+                    |r| r.mem_available_drop_kib_per_container / KIB_PER_MIB,
+                    None,
+                ),
+            ];
             for n in self.densities() {
-                let mib = |r: &DensityRun| r.pss_kib_per_container / KIB_PER_MIB;
-                rows.push(Comparison {
-                    figure: format!("PSS per idle container, N={n}"),
-                    short: format!("PSS N={n}"),
-                    unit: "MiB",
-                    value: self.density_series(wasm, n, "MiB", mib).summary,
-                    baseline_name: "runc".into(),
-                    baseline: Some(self.density_series(runc, n, "MiB", mib).summary),
-                    target: Some(0.8),
-                    at_least: false,
-                });
-                let threads = |r: &DensityRun| r.threads_per_container;
-                rows.push(Comparison {
-                    figure: format!("threads per idle container, N={n}"),
-                    short: format!("threads N={n}"),
-                    unit: "",
-                    value: self.density_series(wasm, n, "", threads).summary,
-                    baseline_name: "runc".into(),
-                    baseline: Some(self.density_series(runc, n, "", threads).summary),
-                    target: Some(1.0),
-                    at_least: false,
-                });
-                let drop = |r: &DensityRun| r.mem_available_drop_kib_per_container / KIB_PER_MIB;
-                rows.push(Comparison {
-                    figure: format!("MemAvailable drop per container, N={n}"),
-                    short: format!("MemAvailable N={n}"),
-                    unit: "MiB",
-                    value: self.density_series(wasm, n, "MiB", drop).summary,
-                    baseline_name: "runc".into(),
-                    baseline: Some(self.density_series(runc, n, "MiB", drop).summary),
-                    target: None,
-                    at_least: false,
-                });
+                for (figure, short, unit, f, target) in figures {
+                    rows.push(Comparison {
+                        figure: format!("{figure}, N={n}"),
+                        short: format!("{short} N={n}"),
+                        unit,
+                        value: self.density_series(wasm, n, unit, f).summary,
+                        baseline_name: "runc".into(),
+                        baseline: Some(self.density_series(runc, n, unit, f).summary),
+                        target,
+                        at_least: false,
+                    });
+                }
             }
         }
         rows
