@@ -91,3 +91,20 @@ fn modules_the_baseline_compiler_refuses_are_compiled_by_cranelift_at_once() {
     assert!(containerd.background_compiles().is_empty());
     assert_clean(&containerd, &id);
 }
+
+/// A trap in baseline code is reported like any other (its backtrace has no byte offsets).
+#[test]
+fn a_trap_on_the_baseline_tier_fails_the_task_and_is_reported() {
+    require_integration!();
+    let containerd = start_tiering_everything();
+    let image = import_compat(&containerd, "tiered-trap", &guests::trap().unwrap());
+    let id = ids::container_id("tiered-trap");
+
+    let out = containerd.run_rm(&image, &id, &[]).unwrap();
+
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.to_lowercase().contains("unreachable"), "trap message expected on stderr: {out:?}");
+    assert_eq!(containerd.log_lines_mentioning(STARTED_ON_BASELINE).lines().count(), 1);
+    containerd.wait_for_background_compiles(BACKGROUND).unwrap();
+    assert_clean(&containerd, &id);
+}
