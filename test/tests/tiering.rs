@@ -57,6 +57,12 @@ fn the_first_start_runs_baseline_code_and_the_next_runs_cranelifts() {
     containerd.wait_for_background_compiles(BACKGROUND).unwrap();
     let artifacts = artifacts_of(&containerd, &wasm);
     assert_eq!(artifacts.len(), 2, "Winch's and, from the background, Cranelift's: {artifacts:?}");
+    let locks: Vec<_> = std::fs::read_dir(containerd.paths().cache.join("compiling"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(locks, ["node.lock"], "the module's compile lock goes with its compile");
 
     run("second start");
     assert_eq!(

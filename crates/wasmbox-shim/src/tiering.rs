@@ -161,20 +161,29 @@ fn optimize(cache_dir: &Path, guest_path: &str) -> anyhow::Result<Option<String>
     }
     let mut wasm = Vec::new();
     std::io::stdin().lock().read_to_end(&mut wasm).context("reading the module")?;
-    let digest = sha256_hex(&wasm);
-    let Some(_mine) = lock(&digest_lock(cache_dir, &digest), false).context("the module's compile lock")? else {
+    let mine = digest_lock(cache_dir, &sha256_hex(&wasm));
+    let Some(_held) = lock(&mine, false).context("the module's compile lock")? else {
         return Ok(None);
     };
-    let _node = lock(&cache_dir.join(LOCK_DIR).join(NODE_LOCK), true)
+    let node = lock(&cache_dir.join(LOCK_DIR).join(NODE_LOCK), true)
         .context("the node's compile lock")?
-        .context("the node's compile lock was not taken")?;
+        .context("the node's compile lock was not taken");
+    let result = node.and_then(|_node| compile_optimized(cache_dir, &wasm, guest_path));
+    // Removed while still held, so the lock dir does not keep a file per module ever tiered: a
+    // process that opened it meanwhile gets the lock next, then finds the artifact under the
+    // node's lock and exits (or, after a failure here, tries again).
+    let _ = std::fs::remove_file(&mine);
+    result
+}
+
+fn compile_optimized(cache_dir: &Path, wasm: &[u8], guest_path: &str) -> anyhow::Result<Option<String>> {
     let cache = CompileCache::open(cache_dir)?;
     let engine = wasmbox_wasm::engine::new_engine()?;
     let started = std::time::Instant::now();
-    if cache.entry_path(&engine, &wasm, FileKind::Module).is_file() {
+    if cache.entry_path(&engine, wasm, FileKind::Module).is_file() {
         return Ok(None);
     }
-    let artifact = cache.get_or_compile(&engine, &wasm, FileKind::Module, guest_path)?;
+    let artifact = cache.get_or_compile(&engine, wasm, FileKind::Module, guest_path)?;
     Ok(Some(format!(
         "optimized artifact {} ready after {:.1}s in the background",
         artifact.display(),
