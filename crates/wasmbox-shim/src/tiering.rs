@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use nix::fcntl::{Flock, FlockArg};
-use wasmbox_wasm::cache::{sha256_hex, CompileCache};
+use wasmbox_wasm::cache::CompileCache;
 use wasmbox_wasm::kind::FileKind;
 
 /// argv[1] of the background compile process.
@@ -59,8 +59,10 @@ fn parse_min_bytes(value: Option<&str>) -> Option<u64> {
     }
 }
 
-fn digest_lock(cache_dir: &Path, digest: &str) -> PathBuf {
-    cache_dir.join(LOCK_DIR).join(format!("{digest}.lock"))
+/// The lock of one module's optimizing compile, named after the artifact it makes.
+fn artifact_lock(cache_dir: &Path, artifact: &Path) -> PathBuf {
+    let name = artifact.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    cache_dir.join(LOCK_DIR).join(format!("{name}.lock"))
 }
 
 /// Takes `path`'s lock, waiting for it or not.
@@ -161,34 +163,34 @@ fn optimize(cache_dir: &Path, guest_path: &str) -> anyhow::Result<Option<String>
     }
     let mut wasm = Vec::new();
     std::io::stdin().lock().read_to_end(&mut wasm).context("reading the module")?;
-    let mine = digest_lock(cache_dir, &sha256_hex(&wasm));
+    let cache = CompileCache::open(cache_dir)?;
+    let engine = wasmbox_wasm::engine::new_engine()?;
+    // The artifact is keyed by the digest of the bytes compiled here.
+    let artifact = cache.entry_path(&engine, &wasm, FileKind::Module);
+    let mine = artifact_lock(cache_dir, &artifact);
     let Some(_held) = lock(&mine, false).context("the module's compile lock")? else {
         return Ok(None);
     };
     let node = lock(&cache_dir.join(LOCK_DIR).join(NODE_LOCK), true)
         .context("the node's compile lock")?
         .context("the node's compile lock was not taken");
-    let result = node.and_then(|_node| compile_optimized(cache_dir, &wasm, guest_path));
+    let result = node.and_then(|_node| {
+        if artifact.is_file() {
+            return Ok(None);
+        }
+        let started = std::time::Instant::now();
+        let made = cache.get_or_compile(&engine, &wasm, FileKind::Module, guest_path)?;
+        Ok(Some(format!(
+            "optimized artifact {} ready after {:.1}s in the background",
+            made.display(),
+            started.elapsed().as_secs_f64()
+        )))
+    });
     // Removed while still held, so the lock dir does not keep a file per module ever tiered: a
     // process that opened it meanwhile gets the lock next, then finds the artifact under the
     // node's lock and exits (or, after a failure here, tries again).
     let _ = std::fs::remove_file(&mine);
     result
-}
-
-fn compile_optimized(cache_dir: &Path, wasm: &[u8], guest_path: &str) -> anyhow::Result<Option<String>> {
-    let cache = CompileCache::open(cache_dir)?;
-    let engine = wasmbox_wasm::engine::new_engine()?;
-    let started = std::time::Instant::now();
-    if cache.entry_path(&engine, wasm, FileKind::Module).is_file() {
-        return Ok(None);
-    }
-    let artifact = cache.get_or_compile(&engine, wasm, FileKind::Module, guest_path)?;
-    Ok(Some(format!(
-        "optimized artifact {} ready after {:.1}s in the background",
-        artifact.display(),
-        started.elapsed().as_secs_f64()
-    )))
 }
 
 #[cfg(test)]
@@ -208,7 +210,7 @@ mod tests {
     #[test]
     fn one_holder_per_lock() {
         let dir = tempfile::tempdir().unwrap();
-        let path = digest_lock(dir.path(), "abc");
+        let path = artifact_lock(dir.path(), Path::new("/c/abc-123.module.cwasm"));
         let held = lock(&path, false).unwrap();
         assert!(held.is_some());
         assert!(lock(&path, false).unwrap().is_none(), "a second taker must see it held");

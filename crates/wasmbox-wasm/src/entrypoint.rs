@@ -87,18 +87,18 @@ impl WasmEntrypoint {
                     source,
                 })?;
             self.wasm = bytes;
-            self.digest = None;
         }
         Ok(&self.wasm)
     }
 
     /// The hex SHA-256 of the wasm bytes (reading the file if it was left unread).
     pub fn digest(&mut self) -> Result<String, WasmError> {
-        if self.digest.is_none() || self.unread.is_some() {
-            let digest = crate::cache::sha256_hex(self.bytes()?);
-            self.digest = Some(digest);
+        if let Some(d) = &self.digest {
+            return Ok(d.clone());
         }
-        Ok(self.digest.clone().unwrap_or_default())
+        let digest = crate::cache::sha256_hex(self.bytes()?);
+        self.digest = Some(digest.clone());
+        Ok(digest)
     }
 }
 
