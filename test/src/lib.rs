@@ -29,6 +29,7 @@ pub mod leftovers;
 pub mod mounts;
 pub mod netns;
 pub mod poll;
+pub mod precompile;
 pub mod probe;
 pub mod process;
 pub mod registry;

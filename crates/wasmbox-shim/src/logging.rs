@@ -48,6 +48,30 @@ pub fn init(debug: bool) {
     }
 }
 
+/// Logs to stderr, for the processes an operator runs (`precompile`): `WASMBOX_LOG` sets the
+/// level (`info` unless set: error, warn, info, debug, trace).
+pub fn init_stderr() {
+    struct Stderr;
+    impl Log for Stderr {
+        fn enabled(&self, metadata: &Metadata) -> bool {
+            !is_noisy(metadata) && metadata.level() <= log::max_level()
+        }
+        fn log(&self, record: &Record) {
+            if self.enabled(record.metadata()) {
+                eprintln!("wasmbox {}: {}", record.level().as_str().to_lowercase(), record.args());
+            }
+        }
+        fn flush(&self) {}
+    }
+    let level = std::env::var("WASMBOX_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(LevelFilter::Info);
+    if log::set_boxed_logger(Box::new(Stderr)).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

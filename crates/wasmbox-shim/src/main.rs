@@ -3,7 +3,8 @@
 //! Started by containerd with its usual flags; started by itself as `create-helper` (see
 //! [`helper`]) to create a container from a fresh single-threaded process, and as
 //! `optimize-in-background` (see [`tiering`]) to compile a large module with Cranelift after
-//! its first start ran on the baseline tier.
+//! its first start ran on the baseline tier; and by node operators as `precompile` (see
+//! [`precompile`]) to compile images' wasm when they are pulled.
 
 mod artifact;
 mod console;
@@ -13,6 +14,7 @@ mod helper;
 mod logging;
 mod manager;
 mod policy;
+mod precompile;
 mod metrics;
 mod rootfs;
 mod service;
@@ -42,6 +44,9 @@ fn main() {
     // costs an idle container a few hundred KiB.
     // SAFETY: mallopt only changes allocator tuning; nothing has allocated from arenas yet.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    if args.get(1).map(String::as_str) == Some(precompile::PRECOMPILE_ARG) {
+        std::process::exit(precompile::main(&args[2..]));
+    }
     let mut args = std::env::args();
     if args.nth(1).as_deref() == Some(helper::HELPER_ARG) {
         let request = args.next().unwrap_or_default();

@@ -391,9 +391,16 @@ impl Service {
         wasm: &mut entrypoint::WasmEntrypoint,
     ) -> Result<(PathBuf, bool), String> {
         let optimized = |wasm: &mut entrypoint::WasmEntrypoint| {
-            crate::tiering::with_compile_arenas(|| cache.get_or_compile_entrypoint(engine, wasm))
-                .map(|a| (a, false))
-                .map_err(|e| e.to_string())
+            let compile = |wasm: &mut entrypoint::WasmEntrypoint| -> Result<PathBuf, wasmbox_wasm::WasmError> {
+                if let Some(hit) = cache.find_entrypoint(engine, wasm)? {
+                    return Ok(hit);
+                }
+                // A pull-time or background compile of this module may be under way.
+                let path = cache.entrypoint_path(engine, wasm)?;
+                crate::tiering::wait_for_compile_elsewhere(cache.dir(), &path, &wasm.guest_path);
+                crate::tiering::with_compile_arenas(|| cache.get_or_compile_entrypoint(engine, wasm))
+            };
+            compile(wasm).map(|a| (a, false)).map_err(|e| e.to_string())
         };
         let Some(min_bytes) = crate::tiering::min_bytes().filter(|_| wasm.kind != FileKind::Component) else {
             return optimized(wasm);

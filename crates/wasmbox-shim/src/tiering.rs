@@ -142,7 +142,7 @@ pub fn main(args: &[String]) -> i32 {
     };
     match optimize(Path::new(cache_dir), guest_path) {
         Ok(Some(message)) => {
-            eprintln!("wasmbox: {guest_path}: {message}");
+            eprintln!("wasmbox: {guest_path}: {message} in the background");
             0
         }
         Ok(None) => 0,
@@ -155,23 +155,47 @@ pub fn main(args: &[String]) -> i32 {
 
 fn optimize(cache_dir: &Path, guest_path: &str) -> anyhow::Result<Option<String>> {
     use anyhow::Context;
-    // SAFETY: plain syscall on this process; SCHED_IDLE needs no priority parameter.
-    let param = libc::sched_param { sched_priority: 0 };
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
-        // Still bounded to one compile per node; say so rather than fail.
-        eprintln!("wasmbox: {guest_path}: cannot lower the compile's priority: {}", std::io::Error::last_os_error());
-    }
+    lower_priority(guest_path);
     let mut wasm = Vec::new();
     std::io::stdin().lock().read_to_end(&mut wasm).context("reading the module")?;
     let cache = CompileCache::open(cache_dir)?;
     let engine = wasmbox_wasm::engine::new_engine()?;
+    compile_unless_under_way(&cache, &engine, &wasm, FileKind::Module, guest_path)
+}
+
+/// Puts this process on `SCHED_IDLE`: its compiles only take cycles nothing else wants.
+pub fn lower_priority(what: &str) {
+    // SAFETY: plain syscall on this process; SCHED_IDLE needs no priority parameter.
+    let param = libc::sched_param { sched_priority: 0 };
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+        // Still bounded to one compile per node; say so rather than fail.
+        eprintln!("wasmbox: {what}: cannot lower the compile's priority: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// Compiles `wasm` with the optimizing `engine` into `cache` under the module's lock and the
+/// node's: None when the artifact exists or another process is compiling it already; else
+/// what was made, for the log. Used by the background compile and the pull-time compile.
+pub fn compile_unless_under_way(
+    cache: &CompileCache,
+    engine: &wasmbox_wasm::engine::Engine,
+    wasm: &[u8],
+    kind: FileKind,
+    label: &str,
+) -> anyhow::Result<Option<String>> {
+    use anyhow::Context;
     // The artifact is keyed by the digest of the bytes compiled here.
-    let artifact = cache.entry_path(&engine, &wasm, FileKind::Module);
-    let mine = artifact_lock(cache_dir, &artifact);
-    let Some(_held) = lock(&mine, false).context("the module's compile lock")? else {
+    let artifact = cache.entry_path(engine, wasm, kind);
+    if artifact.is_file() {
+        return Ok(None);
+    }
+    let mine = artifact_lock(cache.dir(), &artifact);
+    let Some(mut held) = lock(&mine, false).context("the module's compile lock")? else {
         return Ok(None);
     };
-    let node = lock(&cache_dir.join(LOCK_DIR).join(NODE_LOCK), true)
+    // Our pid, for a start that waits for this compile (see `wait_for_compile_elsewhere`).
+    let _ = held.set_len(0).and_then(|_| write!(*held, "{}", std::process::id()));
+    let node = lock(&cache.dir().join(LOCK_DIR).join(NODE_LOCK), true)
         .context("the node's compile lock")?
         .context("the node's compile lock was not taken");
     let result = node.and_then(|_node| {
@@ -179,9 +203,9 @@ fn optimize(cache_dir: &Path, guest_path: &str) -> anyhow::Result<Option<String>
             return Ok(None);
         }
         let started = std::time::Instant::now();
-        let made = cache.get_or_compile(&engine, &wasm, FileKind::Module, guest_path)?;
+        let made = with_compile_arenas(|| cache.get_or_compile(engine, wasm, kind, label))?;
         Ok(Some(format!(
-            "optimized artifact {} ready after {:.1}s in the background",
+            "optimized artifact {} ready after {:.1}s",
             made.display(),
             started.elapsed().as_secs_f64()
         )))
@@ -191,6 +215,42 @@ fn optimize(cache_dir: &Path, guest_path: &str) -> anyhow::Result<Option<String>
     // node's lock and exits (or, after a failure here, tries again).
     let _ = std::fs::remove_file(&mine);
     result
+}
+
+/// Before a start compiles `artifact` itself: when another process (a background or pull-time
+/// compile) is making it, raises that compile to normal priority and waits for it, rather than
+/// compile the same module twice at once. Returns whether it waited.
+pub fn wait_for_compile_elsewhere(cache_dir: &Path, artifact: &Path, guest_path: &str) -> bool {
+    let path = artifact_lock(cache_dir, artifact);
+    // Never created here: no lock file, no compile under way.
+    let Ok(file) = OpenOptions::new().write(true).open(&path) else {
+        return false;
+    };
+    let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(_free) => return false,
+        Err((file, nix::errno::Errno::EWOULDBLOCK)) => file,
+        Err((_, e)) => {
+            log::debug!("{}: {e}", path.display());
+            return false;
+        }
+    };
+    let holder = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<i32>().ok());
+    if let Some(pid) = holder.filter(|p| *p > 0) {
+        // SAFETY: plain syscall on another process; SCHED_OTHER takes priority 0.
+        let param = libc::sched_param { sched_priority: 0 };
+        if unsafe { libc::sched_setscheduler(pid, libc::SCHED_OTHER, &param) } != 0 {
+            log::debug!("cannot raise compile {pid}'s priority: {}", std::io::Error::last_os_error());
+        }
+    }
+    let started = std::time::Instant::now();
+    log::info!("{guest_path}: waiting for the compile under way (pid {holder:?}) rather than compiling it twice");
+    // The holder either finishes (the artifact is then in the cache) or dies (the lock goes
+    // with it, and this start compiles the module itself).
+    match Flock::lock(file, FlockArg::LockExclusive) {
+        Ok(_) => log::info!("{guest_path}: the compile under way ended after {:?}", started.elapsed()),
+        Err((_, e)) => log::warn!("{guest_path}: waiting for the compile under way: {e}"),
+    }
+    true
 }
 
 #[cfg(test)]

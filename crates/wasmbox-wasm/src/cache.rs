@@ -145,6 +145,15 @@ impl CompileCache {
         self.entry_path_for(engine, &sha256_hex(wasm), kind)
     }
 
+    /// The entry path for an entrypoint compiled by `engine` (its digest computed once).
+    pub fn entrypoint_path(
+        &self,
+        engine: &Engine,
+        entry: &mut crate::entrypoint::WasmEntrypoint,
+    ) -> Result<PathBuf, WasmError> {
+        Ok(self.entry_path_for(engine, &entry.digest()?, entry.kind))
+    }
+
     fn entry_path_for(&self, engine: &Engine, digest: &str, kind: FileKind) -> PathBuf {
         let suffix = if kind == FileKind::Component { "component" } else { "module" };
         self.dir.join(format!("{digest}-{}.{suffix}.{ARTIFACT_EXT}", engine_tag(engine)))

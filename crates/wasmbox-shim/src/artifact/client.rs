@@ -6,7 +6,11 @@
 
 use std::time::Duration;
 
-use containerd_client::services::v1::{GetContainerRequest, GetImageRequest, ReadContentRequest};
+use containerd_client::services::v1::{
+    GetContainerRequest, GetImageRequest, ImageCreate, ImageUpdate, ListImagesRequest, ListNamespacesRequest, ReadContentRequest,
+    SubscribeRequest,
+};
+use containerd_client::types::Envelope;
 use containerd_client::tonic::{Code, Request, Status};
 use containerd_client::Client as Grpc;
 use tokio::runtime::Runtime;
@@ -50,6 +54,75 @@ impl Client {
             grpc,
             namespace: namespace.to_string(),
         })
+    }
+
+    /// Later calls go to namespace `namespace`.
+    pub fn set_namespace(&mut self, namespace: &str) {
+        self.namespace = namespace.to_string();
+    }
+
+    /// The names of containerd's namespaces.
+    pub fn namespaces(&self) -> Result<Vec<String>, ArtifactError> {
+        let mut namespaces = self.grpc.namespaces();
+        let request = Request::new(ListNamespacesRequest { filter: String::new() });
+        let response = self.call("list namespaces", namespaces.list(request))?;
+        Ok(response.into_inner().namespaces.into_iter().map(|n| n.name).collect())
+    }
+
+    /// The names of the images in this client's namespace.
+    pub fn images(&self) -> Result<Vec<String>, ArtifactError> {
+        let request = self.request(ListImagesRequest { filters: Vec::new() })?;
+        let mut images = self.grpc.images();
+        let response = self.call(&format!("list images in {}", self.namespace), images.list(request))?;
+        Ok(response.into_inner().images.into_iter().map(|i| i.name).collect())
+    }
+
+    /// Subscribes to containerd's image events of every namespace; read them with
+    /// [`Self::next_image_event`]. The subscription is a task on this client's runtime, so it
+    /// is under way (its request sent) while the client's other calls run: containerd answers
+    /// a subscription only with its first event.
+    pub fn image_events(&self) -> ImageEvents {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut events = self.grpc.events();
+        let request = Request::new(SubscribeRequest {
+            filters: vec![r#"topic~="^/images/""#.to_string()],
+        });
+        let failed = |status: Status| ArtifactError::Containerd {
+            what: "image events".into(),
+            message: status_message(&status),
+        };
+        self.runtime.spawn(async move {
+            let mut stream = match events.subscribe(request).await {
+                Ok(response) => response.into_inner(),
+                Err(status) => {
+                    let _ = tx.send(Err(failed(status)));
+                    return;
+                }
+            };
+            loop {
+                match stream.message().await {
+                    Ok(Some(envelope)) => {
+                        if let Some(event) = image_event(&envelope) {
+                            if tx.send(Ok(event)).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(status) => {
+                        let _ = tx.send(Err(failed(status)));
+                        return;
+                    }
+                }
+            }
+        });
+        ImageEvents { rx }
+    }
+
+    /// The next image created or updated, waiting for it; None when containerd ended the
+    /// subscription (it is stopping).
+    pub fn next_image_event(&self, events: &mut ImageEvents) -> Result<Option<ImageEvent>, ArtifactError> {
+        self.runtime.block_on(events.rx.recv()).transpose()
     }
 
     fn request<T>(&self, message: T) -> Result<Request<T>, ArtifactError> {
@@ -136,6 +209,33 @@ impl Client {
         };
         self.call(&label, read)
     }
+}
+
+/// An image created or updated (a pull, an import, a tag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageEvent {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// A subscription to containerd's image events.
+pub struct ImageEvents {
+    rx: tokio::sync::mpsc::UnboundedReceiver<Result<ImageEvent, ArtifactError>>,
+}
+
+/// The image an event envelope names, for the events that make an image runnable.
+fn image_event(envelope: &Envelope) -> Option<ImageEvent> {
+    use prost::Message;
+    let any = envelope.event.as_ref()?;
+    let name = match envelope.topic.as_str() {
+        "/images/create" => ImageCreate::decode(any.value.as_slice()).ok()?.name,
+        "/images/update" => ImageUpdate::decode(any.value.as_slice()).ok()?.name,
+        _ => return None,
+    };
+    Some(ImageEvent {
+        namespace: envelope.namespace.clone(),
+        name,
+    })
 }
 
 impl BlobSource for Client {

@@ -11,9 +11,11 @@
 mod client;
 mod decode;
 mod error;
-mod select;
+pub mod select;
 mod verify;
 
+pub use client::{Client, ImageEvent};
+pub use decode::decode as decode_layer;
 pub use error::ArtifactError;
 use wasmbox_wasm::kind::FileKind;
 

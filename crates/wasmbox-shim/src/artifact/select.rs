@@ -62,19 +62,8 @@ pub fn wasm_entrypoint_layer(
     image: &str,
     target: &BlobRef,
 ) -> Result<Option<Selected>, ArtifactError> {
-    let bytes = source.read(target, "image target", JSON_LIMIT)?;
-    let manifests = if is_index(&target.media_type, &bytes) {
-        let index: ImageIndex = parse(image, "index", &target.digest, &bytes)?;
-        candidates(&index)
-    } else {
-        vec![(target.clone(), Some(bytes))]
-    };
-    for (descriptor, known_bytes) in manifests {
-        let bytes = match known_bytes {
-            Some(b) => b,
-            None => source.read(&descriptor, "manifest", JSON_LIMIT)?,
-        };
-        let manifest: ImageManifest = parse(image, "manifest", &descriptor.digest, &bytes)?;
+    for (descriptor, known_bytes) in manifest_candidates(source, image, target)? {
+        let manifest = read_manifest(source, image, &descriptor, known_bytes)?;
         let Some(layer) = manifest
             .layers()
             .iter()
@@ -91,6 +80,48 @@ pub fn wasm_entrypoint_layer(
         }));
     }
     Ok(None)
+}
+
+/// The manifest this host would run of the image `target` points at (the best of an index's,
+/// see [`candidates`]), with its digest; None when an index lists none this host can run.
+pub fn first_manifest(
+    source: &mut dyn BlobSource,
+    image: &str,
+    target: &BlobRef,
+) -> Result<Option<(String, ImageManifest)>, ArtifactError> {
+    let Some((descriptor, known_bytes)) = manifest_candidates(source, image, target)?.into_iter().next() else {
+        return Ok(None);
+    };
+    let manifest = read_manifest(source, image, &descriptor, known_bytes)?;
+    Ok(Some((descriptor.digest, manifest)))
+}
+
+/// The manifests of the image `target` points at, best first, with the bytes of the one
+/// already read (a target that is a manifest itself).
+fn manifest_candidates(
+    source: &mut dyn BlobSource,
+    image: &str,
+    target: &BlobRef,
+) -> Result<Vec<(BlobRef, Option<Vec<u8>>)>, ArtifactError> {
+    let bytes = source.read(target, "image target", JSON_LIMIT)?;
+    if is_index(&target.media_type, &bytes) {
+        let index: ImageIndex = parse(image, "index", &target.digest, &bytes)?;
+        return Ok(candidates(&index));
+    }
+    Ok(vec![(target.clone(), Some(bytes))])
+}
+
+fn read_manifest(
+    source: &mut dyn BlobSource,
+    image: &str,
+    descriptor: &BlobRef,
+    known_bytes: Option<Vec<u8>>,
+) -> Result<ImageManifest, ArtifactError> {
+    let bytes = match known_bytes {
+        Some(b) => b,
+        None => source.read(descriptor, "manifest", JSON_LIMIT)?,
+    };
+    parse(image, "manifest", &descriptor.digest, &bytes)
 }
 
 /// With a CNCF Wasm config, checks that it lists the layer (the config is what the image id
@@ -147,7 +178,7 @@ fn candidates(index: &ImageIndex) -> Vec<(BlobRef, Option<Vec<u8>>)> {
     ranked.into_iter().map(|(_, d)| (d, None)).collect()
 }
 
-fn parse<T: serde::de::DeserializeOwned>(
+pub fn parse<T: serde::de::DeserializeOwned>(
     image: &str,
     what: &'static str,
     digest: &str,

@@ -1,0 +1,93 @@
+//! The pull-time compile (`containerd-shim-wasmbox-v1 precompile`, see the shim's
+//! precompile.rs) against a fixture's containerd and compile cache: one-shot runs, and the
+//! `--watch` daemon as a child that is killed when dropped.
+
+use std::fs::OpenOptions;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::containerd::{Containerd, NAMESPACE};
+use crate::poll::wait_until;
+use crate::process::{run_captured, wait_with_deadline, Captured};
+use crate::settings::WASMBOX_SHIM_BINARY;
+
+/// argv[1] of the pull-time compile (the shim's `precompile::PRECOMPILE_ARG`).
+pub const PRECOMPILE_ARG: &str = "precompile";
+
+impl Containerd {
+    /// The shim binary as `precompile`, on this fixture's socket, namespace and cache.
+    fn precompile_command(&self) -> Command {
+        let mut cmd = Command::new(self.options().shim_dir.join(WASMBOX_SHIM_BINARY));
+        cmd.arg(PRECOMPILE_ARG)
+            .arg("--address")
+            .arg(self.address())
+            .arg("--namespace")
+            .arg(NAMESPACE)
+            .env("WASMBOX_CACHE_DIR", &self.paths().cache)
+            .envs(self.options().env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    /// Runs `precompile IMAGE...` to its end.
+    pub fn precompile(&self, images: &[&str], timeout: Duration) -> Result<Captured> {
+        run_captured(self.precompile_command().args(images), None, timeout)
+    }
+
+    /// Starts `precompile --watch`, its output in a file of the fixture's dir.
+    pub fn watch_images(&self) -> Result<ImageWatcher> {
+        let log = self.paths().dir.join("precompile-watch.log");
+        let file = OpenOptions::new().create(true).append(true).open(&log)?;
+        let child = self
+            .precompile_command()
+            .arg("--watch")
+            .env("WASMBOX_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .context("starting precompile --watch")?;
+        Ok(ImageWatcher { child, log })
+    }
+}
+
+/// A running `precompile --watch`.
+pub struct ImageWatcher {
+    child: Child,
+    log: PathBuf,
+}
+
+impl ImageWatcher {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until its log has a line with `needle`; returns that line. Fails early if the
+    /// watcher exited.
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> Result<String> {
+        let child = &mut self.child;
+        let log = &self.log;
+        let found = wait_until(&format!("the watcher to log {needle:?}"), timeout, || {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(Err(anyhow::anyhow!("the watcher exited ({status})")));
+            }
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            text.lines().find(|l| l.contains(needle)).map(|l| Ok(l.to_string()))
+        });
+        found.and_then(|r| r).with_context(|| format!("watcher log:\n{}", self.log()))
+    }
+
+    /// True while the watcher runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for ImageWatcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = wait_with_deadline(&mut self.child, Duration::from_secs(10));
+    }
+}

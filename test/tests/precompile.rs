@@ -1,0 +1,157 @@
+//! Compiling at pull time (crates/wasmbox-shim/src/precompile/): `precompile IMAGE` and the
+//! `precompile --watch` daemon put an image's artifact in the node's compile cache before its
+//! first container starts, which is then a cache hit: the shim compiles nothing.
+
+use std::fs::OpenOptions;
+use std::time::Duration;
+
+use nix::fcntl::{Flock, FlockArg};
+use sha2::Digest;
+use wasmbox_integration::image::{self, WASM_PATH};
+use wasmbox_integration::suite::{assert_clean, import_compat};
+use wasmbox_integration::{guests, ids, require_integration, Containerd, FixtureOptions};
+
+const COMPILE: Duration = Duration::from_secs(120);
+/// What the shim logs when it compiles the container's module, or the WASI trampoline.
+const SHIM_COMPILED: [&str; 2] = ["compiled /app.wasm", "compiled the WASI trampoline"];
+const STARTED_ON_BASELINE: &str = "started on the baseline tier";
+
+/// Every module counts as large, so a start that found no artifact would show (baseline tier).
+fn start_tiering_everything() -> Containerd {
+    Containerd::start_with(FixtureOptions {
+        env: vec![("WASMBOX_BASELINE_MIN_BYTES".into(), "0".into())],
+        ..FixtureOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("starting a private containerd: {e:#}"))
+}
+
+/// Runs the files guest of `image` and checks that the shim compiled nothing for it.
+fn run_without_compiling(containerd: &Containerd, image: &str, test: &str) {
+    let id = ids::container_id(test);
+    let out = containerd.run_rm(image, &id, &[WASM_PATH, "/tmp/note.txt"]).unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, "read back: written by the files guest\n");
+    for needle in SHIM_COMPILED.iter().chain([&STARTED_ON_BASELINE]) {
+        assert_eq!(containerd.log_lines_mentioning(needle), "", "the first start found its artifacts");
+    }
+    assert!(containerd.background_compiles().is_empty());
+    assert_clean(containerd, &id);
+}
+
+/// The `.cwasm` files in the fixture's cache.
+fn artifacts(containerd: &Containerd) -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(&containerd.paths().cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".cwasm"))
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn a_named_image_is_compiled_and_its_first_start_compiles_nothing() {
+    require_integration!();
+    let containerd = start_tiering_everything();
+    let wasm = guests::files().unwrap();
+    let image = import_compat(&containerd, "precompiled", &wasm);
+
+    let out = containerd.precompile(&[&image], COMPILE).unwrap();
+
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout_text().contains(&format!("{image}: compiled /app.wasm")), "{out:?}");
+    assert_eq!(artifacts(&containerd).len(), 2, "the module's and the WASI trampoline's");
+    let again = containerd.precompile(&[&image], COMPILE).unwrap();
+    assert!(again.stdout_text().contains("is compiled already"), "{again:?}");
+    run_without_compiling(&containerd, &image, "precompiled");
+}
+
+#[test]
+fn images_without_wasm_are_left_alone_and_a_missing_one_is_an_error() {
+    require_integration!();
+    let containerd = Containerd::start().unwrap();
+    let native = containerd
+        .import_image(image::native_image(&ids::image_ref("precompile-native"), &guests::native_hello().unwrap()))
+        .unwrap();
+    let missing = ids::image_ref("precompile-missing");
+
+    let out = containerd.precompile(&[&native], COMPILE).unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout_text().contains("nothing to compile"), "{out:?}");
+    let out = containerd.precompile(&[&missing], COMPILE).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stderr_text().contains(&missing) && out.stderr_text().contains("not found"), "{out:?}");
+    assert!(artifacts(&containerd).is_empty());
+}
+
+#[test]
+fn the_watcher_compiles_each_image_pulled_and_goes_on_after_a_bad_one() {
+    require_integration!();
+    let containerd = start_tiering_everything();
+    let present = import_compat(&containerd, "watch-present", &guests::hello().unwrap());
+    let mut watcher = containerd.watch_images().unwrap();
+    // Images already on the node first, then events.
+    watcher.wait_for_line(&format!("{present}: compiled"), COMPILE).unwrap();
+    watcher.wait_for_line("watching containerd", COMPILE).unwrap();
+
+    let bad = import_compat(&containerd, "watch-bad", b"\0asm\x01\0\0\0not a valid module");
+    let native = containerd
+        .import_image(image::native_image(&ids::image_ref("watch-native"), &guests::native_hello().unwrap()))
+        .unwrap();
+    let image = import_compat(&containerd, "watch-pulled", &guests::files().unwrap());
+
+    let line = watcher.wait_for_line(&format!("{image}: compiled"), COMPILE).unwrap();
+    assert!(line.contains("/app.wasm"), "{line}");
+    let log = watcher.log();
+    assert!(log.lines().any(|l| l.contains(&bad) && l.contains("warn")), "the bad image is reported:\n{log}");
+    assert!(log.lines().any(|l| l.contains(&native) && l.contains("not a wasm image")), "{log}");
+    assert!(watcher.is_running());
+    run_without_compiling(&containerd, &image, "watch-pulled");
+}
+
+/// A start that finds its module being compiled elsewhere waits for that compile rather than
+/// compile it a second time. The test holds the module's compile lock itself, so the order
+/// of events is fixed: the start waits while it is held and goes on when it is released.
+#[test]
+fn a_start_waits_for_the_compile_under_way() {
+    require_integration!();
+    let containerd = Containerd::start().unwrap();
+    let wasm = guests::files().unwrap();
+    let image = import_compat(&containerd, "precompile-wait", &wasm);
+    // The artifact's name (digest and engine tag) from a compile, which is then undone.
+    assert!(containerd.precompile(&[&image], COMPILE).unwrap().status.success());
+    let digest = hex::encode(sha2::Sha256::digest(wasm.as_slice()));
+    let module = artifacts(&containerd)
+        .into_iter()
+        .find(|n| n.starts_with(&digest))
+        .expect("the module's artifact");
+    let cache = &containerd.paths().cache;
+    std::fs::remove_file(cache.join(&module)).unwrap();
+    std::fs::create_dir_all(cache.join("compiling")).unwrap();
+    let lock_file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(cache.join("compiling").join(format!("{module}.lock")))
+        .unwrap();
+    let held = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| e).unwrap();
+
+    let id = ids::container_id("precompile-wait");
+    std::thread::scope(|s| {
+        let run = s.spawn(|| containerd.run_rm(&image, &id, &[WASM_PATH, "/tmp/note.txt"]).unwrap());
+        wasmbox_integration::poll::wait_until("the start to wait for the compile", COMPILE, || {
+            (!containerd.log_lines_mentioning("waiting for the compile under way").is_empty()).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", containerd.log_tail(40)));
+        assert!(!run.is_finished(), "the start goes on only when the compile ends");
+        drop(held);
+        let out = run.join().unwrap();
+        assert_eq!(out.code, 0, "{out:?}");
+    });
+
+    assert!(!containerd.log_lines_mentioning("the compile under way ended").is_empty());
+    // Nobody made it meanwhile: the start compiled it itself.
+    assert!(!containerd.log_lines_mentioning("compiled /app.wasm").is_empty());
+    assert_clean(&containerd, &id);
+}
