@@ -18,25 +18,24 @@ use crate::settings::WASMBOX_SHIM_BINARY;
 pub const PRECOMPILE_ARG: &str = "precompile";
 
 impl Containerd {
-    /// The shim binary as `precompile`, on this fixture's socket, namespace and cache.
+    /// The shim binary as `precompile`, on this fixture's socket and cache.
     fn precompile_command(&self) -> Command {
         let mut cmd = Command::new(self.options().shim_dir.join(WASMBOX_SHIM_BINARY));
         cmd.arg(PRECOMPILE_ARG)
             .arg("--address")
             .arg(self.address())
-            .arg("--namespace")
-            .arg(NAMESPACE)
             .env("WASMBOX_CACHE_DIR", &self.paths().cache)
             .envs(self.options().env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
-    /// Runs `precompile IMAGE...` to its end.
+    /// Runs `precompile IMAGE...` (in the tests' namespace) to its end.
     pub fn precompile(&self, images: &[&str], timeout: Duration) -> Result<Captured> {
-        run_captured(self.precompile_command().args(images), None, timeout)
+        run_captured(self.precompile_command().args(["--namespace", NAMESPACE]).args(images), None, timeout)
     }
 
-    /// Starts `precompile --watch`, its output in a file of the fixture's dir.
+    /// Starts `precompile --watch` on every namespace, its output in a file of the fixture's
+    /// dir.
     pub fn watch_images(&self) -> Result<ImageWatcher> {
         let log = self.paths().dir.join("precompile-watch.log");
         let file = OpenOptions::new().create(true).append(true).open(&log)?;

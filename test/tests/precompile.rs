@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use nix::fcntl::{Flock, FlockArg};
 use sha2::Digest;
+use wasmbox_integration::config::CRI_WASMBOX_HANDLER;
+use wasmbox_integration::cri::api::ContainerState;
+use wasmbox_integration::cri::{self, Cri, Pod};
 use wasmbox_integration::image::{self, WASM_PATH};
+use wasmbox_integration::registry::Registry;
 use wasmbox_integration::suite::{assert_clean, import_compat};
 use wasmbox_integration::{guests, ids, require_integration, Containerd, FixtureOptions};
 
@@ -25,16 +29,21 @@ fn start_tiering_everything() -> Containerd {
     .unwrap_or_else(|e| panic!("starting a private containerd: {e:#}"))
 }
 
+/// Fails the test if the shim compiled anything (the first start found its artifacts).
+fn assert_shim_compiled_nothing(containerd: &Containerd) {
+    for needle in SHIM_COMPILED.iter().chain([&STARTED_ON_BASELINE]) {
+        assert_eq!(containerd.log_lines_mentioning(needle), "", "the first start found its artifacts");
+    }
+    assert!(containerd.background_compiles().is_empty());
+}
+
 /// Runs the files guest of `image` and checks that the shim compiled nothing for it.
 fn run_without_compiling(containerd: &Containerd, image: &str, test: &str) {
     let id = ids::container_id(test);
     let out = containerd.run_rm(image, &id, &[WASM_PATH, "/tmp/note.txt"]).unwrap();
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(out.stdout, "read back: written by the files guest\n");
-    for needle in SHIM_COMPILED.iter().chain([&STARTED_ON_BASELINE]) {
-        assert_eq!(containerd.log_lines_mentioning(needle), "", "the first start found its artifacts");
-    }
-    assert!(containerd.background_compiles().is_empty());
+    assert_shim_compiled_nothing(containerd);
     assert_clean(containerd, &id);
 }
 
@@ -108,6 +117,50 @@ fn the_watcher_compiles_each_image_pulled_and_goes_on_after_a_bad_one() {
     assert!(log.lines().any(|l| l.contains(&native) && l.contains("not a wasm image")), "{log}");
     assert!(watcher.is_running());
     run_without_compiling(&containerd, &image, "watch-pulled");
+}
+
+#[test]
+fn an_image_pulled_from_a_registry_is_compiled_before_its_first_start() {
+    require_integration!();
+    let containerd = start_tiering_everything();
+    let registry = Registry::start().unwrap();
+    let reference = registry.reference("wasmbox/precompiled:v1");
+    containerd.import_image(image::compat_image(&reference, &guests::files().unwrap())).unwrap();
+    containerd.ctr_ok(["image", "push", "--plain-http", &reference]).unwrap();
+    containerd.ctr_ok(["image", "rm", "--sync", &reference]).unwrap();
+    let mut watcher = containerd.watch_images().unwrap();
+    watcher.wait_for_line("watching containerd", COMPILE).unwrap();
+
+    containerd.ctr_ok(["image", "pull", "--plain-http", &reference]).unwrap();
+
+    watcher.wait_for_line(&format!("{reference}: compiled"), COMPILE).unwrap();
+    run_without_compiling(&containerd, &reference, "precompile-pulled");
+}
+
+/// Kubelet's path: an image CRI holds (namespace k8s.io) is compiled by the watcher, and a
+/// pod's container of it starts without compiling.
+#[test]
+fn a_cri_image_is_compiled_before_its_pod_starts() {
+    require_integration!();
+    let containerd = cri::start().unwrap_or_else(|e| panic!("starting containerd with CRI: {e:#}"));
+    let cri = Cri::connect(&containerd).unwrap();
+    let mut watcher = containerd.watch_images().unwrap();
+    watcher.wait_for_line("watching containerd", COMPILE).unwrap();
+    let hello = cri::import_image(&containerd, image::compat_image(&ids::image_ref("cri-precompiled"), &guests::hello().unwrap()))
+        .unwrap();
+    watcher.wait_for_line(&format!("k8s.io/{hello}: compiled"), COMPILE).unwrap();
+
+    let mut pod = Pod::run(&cri, &containerd, "cri-precompiled", CRI_WASMBOX_HANDLER).unwrap();
+    let id = pod.create_container(&cri::container_config("hello", &hello)).unwrap();
+    cri.start_container(&id).unwrap();
+    let exited = cri.wait_container_state(&id, ContainerState::ContainerExited, COMPILE).unwrap();
+
+    assert_eq!(exited.exit_code, 0, "{exited:?}\n{}", containerd.log_lines_mentioning(&id));
+    assert_shim_compiled_nothing(&containerd);
+    // It runs the shim's binary on containerd's socket: not a leftover of the pod.
+    drop(watcher);
+    pod.stop_and_remove().unwrap();
+    pod.assert_nothing_left().unwrap();
 }
 
 /// A start that finds its module being compiled elsewhere waits for that compile rather than
