@@ -99,6 +99,7 @@ fn panels(r: &Results) -> Vec<Panel> {
             unit: "ms (log scale)".into(),
             bars: vec![
                 bar("first start\n(cache empty)", l.first.summary, OTHER),
+                bar("first start after\npull-time compile", l.after_pull.summary, WASM),
                 bar("later start\n(cache warm)", l.later.summary, WASM),
                 bar("wasm hello", r.cold_start.wasm.summary, WASM),
             ],

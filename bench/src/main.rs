@@ -179,6 +179,11 @@ fn measure(
             program.name, o.first_runs
         ));
         let first = first_start::first_starts(containerd, subject, o.first_runs)?;
+        step(&format!(
+            "{}: {} first starts after a pull-time compile",
+            program.name, o.first_runs
+        ));
+        let (after_pull, pull_compile) = first_start::after_pull_compile(containerd, subject, o.first_runs)?;
         large_results.push(Large {
             program: program.name.clone(),
             label: program.label.clone(),
@@ -186,6 +191,8 @@ fn measure(
             sha256: wasmbox_wasm::cache::sha256_hex(&program.bytes),
             args: program.args.clone(),
             first,
+            after_pull,
+            pull_compile,
             later: series[2 + i].clone(),
         });
     }

@@ -58,6 +58,11 @@ pub struct Large {
     pub args: Vec<String>,
     /// Empty compile cache before each run.
     pub first: Series,
+    /// Empty compile cache, then `precompile IMAGE` (what the node's watcher does when the
+    /// image is pulled), then the first start.
+    pub after_pull: Series,
+    /// How long each of those pull-time compiles took (s).
+    pub pull_compile: Series,
     /// Cache warm; interleaved with the hello runs of `cold_start`.
     pub later: Series,
 }
@@ -165,6 +170,20 @@ impl Results {
                 short: format!("{}: first vs later", l.label),
                 unit: "ms",
                 value: l.first.summary,
+                baseline_name: "its later start".into(),
+                baseline: Some(l.later.summary),
+                target: Some(10.0),
+                at_least: false,
+            });
+            rows.push(Comparison {
+                figure: format!(
+                    "{}: first start after pull-time compile ({} s)",
+                    l.program,
+                    crate::report::num(l.pull_compile.summary.median)
+                ),
+                short: format!("{}: first after pull vs later", l.label),
+                unit: "ms",
+                value: l.after_pull.summary,
                 baseline_name: "its later start".into(),
                 baseline: Some(l.later.summary),
                 target: Some(10.0),

@@ -261,3 +261,13 @@ mod tests {
         assert!(is_alive(me));
     }
 }
+
+/// A child process killed and reaped when dropped, whatever path the test takes.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -3,6 +3,8 @@
 //! first container starts, which is then a cache hit: the shim compiles nothing.
 
 use std::fs::OpenOptions;
+use std::io::Write;
+use std::process::Command;
 use std::time::Duration;
 
 use nix::fcntl::{Flock, FlockArg};
@@ -11,6 +13,7 @@ use wasmbox_integration::config::CRI_WASMBOX_HANDLER;
 use wasmbox_integration::cri::api::ContainerState;
 use wasmbox_integration::cri::{self, Cri, Pod};
 use wasmbox_integration::image::{self, WASM_PATH};
+use wasmbox_integration::process::KillOnDrop;
 use wasmbox_integration::registry::Registry;
 use wasmbox_integration::suite::{assert_clean, import_compat};
 use wasmbox_integration::{guests, ids, require_integration, Containerd, FixtureOptions};
@@ -45,6 +48,17 @@ fn run_without_compiling(containerd: &Containerd, image: &str, test: &str) {
     assert_eq!(out.stdout, "read back: written by the files guest\n");
     assert_shim_compiled_nothing(containerd);
     assert_clean(containerd, &id);
+}
+
+const SCHED_OTHER: u32 = 0;
+const SCHED_IDLE: u32 = 5;
+
+/// A process's scheduling policy (field 41 of /proc/PID/stat).
+fn sched_policy(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command (in parentheses, which may hold spaces) start at field 3.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split(' ').nth(41 - 3).unwrap().parse().unwrap()
 }
 
 /// The `.cwasm` files in the fixture's cache.
@@ -188,7 +202,14 @@ fn a_start_waits_for_the_compile_under_way() {
         .write(true)
         .open(cache.join("compiling").join(format!("{module}.lock")))
         .unwrap();
-    let held = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| e).unwrap();
+    let mut held = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| e).unwrap();
+    // The lock names its holder, which the waiting start raises from SCHED_IDLE: a stand-in.
+    let compile = KillOnDrop(Command::new("chrt").args(["--idle", "0", "sleep", "600"]).spawn().unwrap());
+    write!(*held, "{}", compile.0.id()).unwrap();
+    wasmbox_integration::poll::wait_until("chrt to set SCHED_IDLE", COMPILE, || {
+        (sched_policy(compile.0.id()) == SCHED_IDLE).then_some(())
+    })
+    .unwrap();
 
     let id = ids::container_id("precompile-wait");
     std::thread::scope(|s| {
@@ -198,11 +219,13 @@ fn a_start_waits_for_the_compile_under_way() {
         })
         .unwrap_or_else(|e| panic!("{e}\n{}", containerd.log_tail(40)));
         assert!(!run.is_finished(), "the start goes on only when the compile ends");
+        assert_eq!(sched_policy(compile.0.id()), SCHED_OTHER, "the compile waited for runs at normal priority");
         drop(held);
         let out = run.join().unwrap();
         assert_eq!(out.code, 0, "{out:?}");
     });
 
+    drop(compile);
     assert!(!containerd.log_lines_mentioning("the compile under way ended").is_empty());
     // Nobody made it meanwhile: the start compiled it itself.
     assert!(!containerd.log_lines_mentioning("compiled /app.wasm").is_empty());

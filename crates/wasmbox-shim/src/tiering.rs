@@ -235,7 +235,11 @@ pub fn wait_for_compile_elsewhere(cache_dir: &Path, artifact: &Path, guest_path:
         }
     };
     let holder = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<i32>().ok());
-    if let Some(pid) = holder.filter(|p| *p > 0) {
+    // Only a process on SCHED_IDLE, as compiles run: the pid of a holder in another pid
+    // namespace (a watcher in a pod without hostPID) may name an unrelated process here.
+    // SAFETY: plain syscall on another process.
+    let idle = |pid: i32| unsafe { libc::sched_getscheduler(pid) } == libc::SCHED_IDLE;
+    if let Some(pid) = holder.filter(|p| *p > 0 && idle(*p)) {
         // SAFETY: plain syscall on another process; SCHED_OTHER takes priority 0.
         let param = libc::sched_param { sched_priority: 0 };
         if unsafe { libc::sched_setscheduler(pid, libc::SCHED_OTHER, &param) } != 0 {
