@@ -17,6 +17,29 @@ pub fn start() -> Containerd {
     Containerd::start().unwrap_or_else(|e| panic!("starting a private containerd: {e:#}"))
 }
 
+/// A private containerd whose shims count every module as large (`WASMBOX_BASELINE_MIN_BYTES=0`):
+/// a start that finds no artifact runs on the baseline tier, and logs it.
+pub fn start_tiering_everything() -> Containerd {
+    Containerd::start_with(crate::FixtureOptions {
+        env: vec![("WASMBOX_BASELINE_MIN_BYTES".into(), "0".into())],
+        ..crate::FixtureOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("starting a private containerd: {e:#}"))
+}
+
+/// The compiled artifacts (`.cwasm`) in the fixture's cache, sorted; of the module with these
+/// bytes only (one per compiler), when given.
+pub fn cache_artifacts(containerd: &Containerd, module: Option<&[u8]>) -> Vec<String> {
+    use sha2::Digest;
+    let digest = module.map(|m| hex::encode(sha2::Sha256::digest(m))).unwrap_or_default();
+    let mut found: Vec<String> = std::fs::read_dir(&containerd.paths().cache)
+        .map(|dir| dir.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    found.retain(|n| n.starts_with(&digest) && n.ends_with(".cwasm"));
+    found.sort();
+    found
+}
+
 /// Imports `module` as compat image `docker.io/library/wbx-<name>:latest`; returns its name.
 pub fn import_compat(containerd: &Containerd, name: &str, module: &[u8]) -> String {
     containerd

@@ -8,29 +8,19 @@ use std::process::Command;
 use std::time::Duration;
 
 use nix::fcntl::{Flock, FlockArg};
-use sha2::Digest;
 use wasmbox_integration::config::CRI_WASMBOX_HANDLER;
 use wasmbox_integration::cri::api::ContainerState;
 use wasmbox_integration::cri::{self, Cri, Pod};
 use wasmbox_integration::image::{self, WASM_PATH};
 use wasmbox_integration::process::KillOnDrop;
 use wasmbox_integration::registry::Registry;
-use wasmbox_integration::suite::{assert_clean, import_compat};
-use wasmbox_integration::{guests, ids, require_integration, Containerd, FixtureOptions};
+use wasmbox_integration::suite::{assert_clean, cache_artifacts, import_compat, start_tiering_everything};
+use wasmbox_integration::{guests, ids, require_integration, Containerd};
 
 const COMPILE: Duration = Duration::from_secs(120);
 /// What the shim logs when it compiles the container's module, or the WASI trampoline.
 const SHIM_COMPILED: [&str; 2] = ["compiled /app.wasm", "compiled the WASI trampoline"];
 const STARTED_ON_BASELINE: &str = "started on the baseline tier";
-
-/// Every module counts as large, so a start that found no artifact would show (baseline tier).
-fn start_tiering_everything() -> Containerd {
-    Containerd::start_with(FixtureOptions {
-        env: vec![("WASMBOX_BASELINE_MIN_BYTES".into(), "0".into())],
-        ..FixtureOptions::default()
-    })
-    .unwrap_or_else(|e| panic!("starting a private containerd: {e:#}"))
-}
 
 /// Fails the test if the shim compiled anything (the first start found its artifacts).
 fn assert_shim_compiled_nothing(containerd: &Containerd) {
@@ -61,18 +51,6 @@ fn sched_policy(pid: u32) -> u32 {
     after.split(' ').nth(41 - 3).unwrap().parse().unwrap()
 }
 
-/// The `.cwasm` files in the fixture's cache.
-fn artifacts(containerd: &Containerd) -> Vec<String> {
-    let mut found: Vec<String> = std::fs::read_dir(&containerd.paths().cache)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".cwasm"))
-        .collect();
-    found.sort();
-    found
-}
-
 #[test]
 fn a_named_image_is_compiled_and_its_first_start_compiles_nothing() {
     require_integration!();
@@ -84,7 +62,7 @@ fn a_named_image_is_compiled_and_its_first_start_compiles_nothing() {
 
     assert!(out.status.success(), "{out:?}");
     assert!(out.stdout_text().contains(&format!("{image}: compiled /app.wasm")), "{out:?}");
-    assert_eq!(artifacts(&containerd).len(), 2, "the module's and the WASI trampoline's");
+    assert_eq!(cache_artifacts(&containerd, None).len(), 2, "the module's and the WASI trampoline's");
     let again = containerd.precompile(&[&image], COMPILE).unwrap();
     assert!(again.stdout_text().contains("is compiled already"), "{again:?}");
     run_without_compiling(&containerd, &image, "precompiled");
@@ -105,7 +83,7 @@ fn images_without_wasm_are_left_alone_and_a_missing_one_is_an_error() {
     let out = containerd.precompile(&[&missing], COMPILE).unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(out.stderr_text().contains(&missing) && out.stderr_text().contains("not found"), "{out:?}");
-    assert!(artifacts(&containerd).is_empty());
+    assert!(cache_artifacts(&containerd, None).is_empty());
 }
 
 #[test]
@@ -151,6 +129,23 @@ fn an_image_pulled_from_a_registry_is_compiled_before_its_first_start() {
     run_without_compiling(&containerd, &reference, "precompile-pulled");
 }
 
+/// containerd restarts (an upgrade, a config change): the watcher connects again and sees the
+/// images pulled after.
+#[test]
+fn the_watcher_follows_a_containerd_restart() {
+    require_integration!();
+    let mut containerd = Containerd::start().unwrap();
+    let mut watcher = containerd.watch_images().unwrap();
+    watcher.wait_for_line("watching containerd", COMPILE).unwrap();
+
+    containerd.restart().unwrap();
+    let image = import_compat(&containerd, "watch-restart", &guests::files().unwrap());
+
+    watcher.wait_for_line(&format!("{image}: compiled"), COMPILE).unwrap();
+    assert!(watcher.is_running());
+    run_without_compiling(&containerd, &image, "watch-restart");
+}
+
 /// Kubelet's path: an image CRI holds (namespace k8s.io) is compiled by the watcher, and a
 /// pod's container of it starts without compiling.
 #[test]
@@ -188,11 +183,7 @@ fn a_start_waits_for_the_compile_under_way() {
     let image = import_compat(&containerd, "precompile-wait", &wasm);
     // The artifact's name (digest and engine tag) from a compile, which is then undone.
     assert!(containerd.precompile(&[&image], COMPILE).unwrap().status.success());
-    let digest = hex::encode(sha2::Sha256::digest(wasm.as_slice()));
-    let module = artifacts(&containerd)
-        .into_iter()
-        .find(|n| n.starts_with(&digest))
-        .expect("the module's artifact");
+    let module = cache_artifacts(&containerd, Some(&wasm)).pop().expect("the module's artifact");
     let cache = &containerd.paths().cache;
     std::fs::remove_file(cache.join(&module)).unwrap();
     std::fs::create_dir_all(cache.join("compiling")).unwrap();

@@ -5,35 +5,13 @@
 
 use std::time::Duration;
 
-use sha2::Digest;
 use wasmbox_integration::image::WASM_PATH;
-use wasmbox_integration::suite::{assert_clean, import_compat};
-use wasmbox_integration::{guests, ids, require_integration, Containerd, FixtureOptions};
+use wasmbox_integration::suite::{assert_clean, cache_artifacts, import_compat, start_tiering_everything};
+use wasmbox_integration::{guests, ids, require_integration};
 
 const STARTED_ON_BASELINE: &str = "started on the baseline tier";
 const REFUSED_BY_BASELINE: &str = "the baseline compiler does not take it";
 const BACKGROUND: Duration = Duration::from_secs(120);
-
-fn start_tiering_everything() -> Containerd {
-    Containerd::start_with(FixtureOptions {
-        env: vec![("WASMBOX_BASELINE_MIN_BYTES".into(), "0".into())],
-        ..FixtureOptions::default()
-    })
-    .unwrap_or_else(|e| panic!("starting a private containerd: {e:#}"))
-}
-
-/// The compiled artifacts (`.cwasm`) of the module with these bytes, one per compiler.
-fn artifacts_of(containerd: &Containerd, wasm: &[u8]) -> Vec<String> {
-    let digest = hex::encode(sha2::Sha256::digest(wasm));
-    let mut found: Vec<String> = std::fs::read_dir(&containerd.paths().cache)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(&digest) && n.ends_with(".cwasm"))
-        .collect();
-    found.sort();
-    found
-}
 
 #[test]
 fn the_first_start_runs_baseline_code_and_the_next_runs_cranelifts() {
@@ -55,7 +33,7 @@ fn the_first_start_runs_baseline_code_and_the_next_runs_cranelifts() {
     let baseline_starts = containerd.log_lines_mentioning(STARTED_ON_BASELINE);
     assert_eq!(baseline_starts.lines().count(), 1, "the first start is on the baseline tier:\n{}", containerd.log_tail(40));
     containerd.wait_for_background_compiles(BACKGROUND).unwrap();
-    let artifacts = artifacts_of(&containerd, &wasm);
+    let artifacts = cache_artifacts(&containerd, Some(&wasm));
     assert_eq!(artifacts.len(), 2, "Winch's and, from the background, Cranelift's: {artifacts:?}");
     let locks: Vec<_> = std::fs::read_dir(containerd.paths().cache.join("compiling"))
         .unwrap()
@@ -70,7 +48,7 @@ fn the_first_start_runs_baseline_code_and_the_next_runs_cranelifts() {
         baseline_starts,
         "the second start runs Cranelift's artifact"
     );
-    assert_eq!(artifacts_of(&containerd, &wasm), artifacts, "nothing more compiled");
+    assert_eq!(cache_artifacts(&containerd, Some(&wasm)), artifacts, "nothing more compiled");
     assert!(containerd.background_compiles().is_empty());
 }
 
@@ -93,7 +71,7 @@ fn modules_the_baseline_compiler_refuses_are_compiled_by_cranelift_at_once() {
         containerd.log_tail(40)
     );
     assert!(containerd.log_lines_mentioning(STARTED_ON_BASELINE).is_empty());
-    assert_eq!(artifacts_of(&containerd, &wasm).len(), 1, "Cranelift's only");
+    assert_eq!(cache_artifacts(&containerd, Some(&wasm)).len(), 1, "Cranelift's only");
     assert!(containerd.background_compiles().is_empty());
     assert_clean(&containerd, &id);
 }
