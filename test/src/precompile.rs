@@ -4,14 +4,14 @@
 
 use std::fs::OpenOptions;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
 use crate::containerd::{Containerd, NAMESPACE};
 use crate::poll::wait_until;
-use crate::process::{run_captured, wait_with_deadline, Captured};
+use crate::process::{run_captured, Captured, KillOnDrop};
 use crate::settings::WASMBOX_SHIM_BINARY;
 
 /// argv[1] of the pull-time compile (the shim's `precompile::PRECOMPILE_ARG`).
@@ -48,13 +48,13 @@ impl Containerd {
             .stderr(file)
             .spawn()
             .context("starting precompile --watch")?;
-        Ok(ImageWatcher { child, log })
+        Ok(ImageWatcher { child: KillOnDrop(child), log })
     }
 }
 
-/// A running `precompile --watch`.
+/// A running `precompile --watch`, killed when dropped.
 pub struct ImageWatcher {
-    child: Child,
+    child: KillOnDrop,
     log: PathBuf,
 }
 
@@ -66,7 +66,7 @@ impl ImageWatcher {
     /// Waits until its log has a line with `needle`; returns that line. Fails early if the
     /// watcher exited.
     pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> Result<String> {
-        let child = &mut self.child;
+        let child = &mut self.child.0;
         let log = &self.log;
         let found = wait_until(&format!("the watcher to log {needle:?}"), timeout, || {
             if let Ok(Some(status)) = child.try_wait() {
@@ -80,13 +80,6 @@ impl ImageWatcher {
 
     /// True while the watcher runs.
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for ImageWatcher {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = wait_with_deadline(&mut self.child, Duration::from_secs(10));
+        matches!(self.child.0.try_wait(), Ok(None))
     }
 }

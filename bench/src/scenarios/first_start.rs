@@ -20,9 +20,7 @@ pub fn first_starts(containerd: &Containerd, large: &Subject, runs: usize) -> Re
     let mut samples = Vec::with_capacity(runs);
     for i in 0..runs {
         interrupt::check()?;
-        // No container runs now, and no background compile, so nothing writes an entry.
-        containerd.wait_for_background_compiles(BACKGROUND_COMPILE_TIMEOUT)?;
-        empty_dir(&containerd.paths().cache)?;
+        empty_cache(containerd)?;
         samples.push(timed_run(containerd, large)?);
         eprint!("\r  run {}/{runs}", i + 1);
     }
@@ -37,8 +35,7 @@ pub fn after_pull_compile(containerd: &Containerd, large: &Subject, runs: usize)
     let (mut starts, mut compiles) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
     for i in 0..runs {
         interrupt::check()?;
-        containerd.wait_for_background_compiles(BACKGROUND_COMPILE_TIMEOUT)?;
-        empty_dir(&containerd.paths().cache)?;
+        empty_cache(containerd)?;
         let started = Instant::now();
         let out = containerd.precompile(&[&large.image], BACKGROUND_COMPILE_TIMEOUT)?;
         if !out.status.success() || !out.stdout_text().contains(": compiled") {
@@ -50,6 +47,13 @@ pub fn after_pull_compile(containerd: &Containerd, large: &Subject, runs: usize)
     }
     eprintln!();
     Ok((Series::new("ms", starts), Series::new("s", compiles)))
+}
+
+/// Empties the fixture's compile cache. No container runs now, and the background compiles are
+/// waited for first, so nothing writes an entry meanwhile.
+fn empty_cache(containerd: &Containerd) -> Result<()> {
+    containerd.wait_for_background_compiles(BACKGROUND_COMPILE_TIMEOUT)?;
+    empty_dir(&containerd.paths().cache)
 }
 
 /// Removes everything inside `dir`, keeping `dir` itself (the shim opens it by path).

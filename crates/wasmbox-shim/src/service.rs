@@ -390,11 +390,11 @@ impl Service {
         cache: &CompileCache,
         wasm: &mut entrypoint::WasmEntrypoint,
     ) -> Result<(PathBuf, bool), String> {
+        if let Some(a) = cache.find_entrypoint(engine, wasm).map_err(|e| e.to_string())? {
+            return Ok((a, false));
+        }
         let optimized = |wasm: &mut entrypoint::WasmEntrypoint| {
             let compile = |wasm: &mut entrypoint::WasmEntrypoint| -> Result<PathBuf, wasmbox_wasm::WasmError> {
-                if let Some(hit) = cache.find_entrypoint(engine, wasm)? {
-                    return Ok(hit);
-                }
                 // A pull-time or background compile of this module may be under way.
                 let path = cache.entrypoint_path(engine, wasm)?;
                 crate::tiering::wait_for_compile_elsewhere(cache.dir(), &path, &wasm.guest_path);
@@ -405,9 +405,6 @@ impl Service {
         let Some(min_bytes) = crate::tiering::min_bytes().filter(|_| wasm.kind != FileKind::Component) else {
             return optimized(wasm);
         };
-        if let Some(a) = cache.find_entrypoint(engine, wasm).map_err(|e| e.to_string())? {
-            return Ok((a, false));
-        }
         if (wasm.bytes().map_err(|e| e.to_string())?.len() as u64) < min_bytes {
             return optimized(wasm);
         }

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use nix::fcntl::{Flock, FlockArg};
-use wasmbox_wasm::cache::CompileCache;
+use wasmbox_wasm::cache::{sha256_hex, CompileCache};
 use wasmbox_wasm::kind::FileKind;
 
 /// argv[1] of the background compile process.
@@ -141,11 +141,11 @@ pub fn main(args: &[String]) -> i32 {
         return 2;
     };
     match optimize(Path::new(cache_dir), guest_path) {
-        Ok(Some(message)) => {
+        Ok(Compiled::Made(message)) => {
             eprintln!("wasmbox: {guest_path}: {message} in the background");
             0
         }
-        Ok(None) => 0,
+        Ok(Compiled::Cached | Compiled::UnderWay(_)) => 0,
         Err(e) => {
             eprintln!("wasmbox: {guest_path}: background compile failed: {e:#}");
             1
@@ -153,7 +153,7 @@ pub fn main(args: &[String]) -> i32 {
     }
 }
 
-fn optimize(cache_dir: &Path, guest_path: &str) -> anyhow::Result<Option<String>> {
+fn optimize(cache_dir: &Path, guest_path: &str) -> anyhow::Result<Compiled> {
     use anyhow::Context;
     lower_priority(guest_path);
     let mut wasm = Vec::new();
@@ -173,25 +173,37 @@ pub fn lower_priority(what: &str) {
     }
 }
 
+/// What [`compile_unless_under_way`] found or did.
+#[derive(Debug)]
+pub enum Compiled {
+    /// The artifact was in the cache already.
+    Cached,
+    /// Another process holds the module's lock: it is making this artifact.
+    UnderWay(PathBuf),
+    /// Compiled here; what was made, for the log.
+    Made(String),
+}
+
 /// Compiles `wasm` with the optimizing `engine` into `cache` under the module's lock and the
-/// node's: None when the artifact exists or another process is compiling it already; else
-/// what was made, for the log. Used by the background compile and the pull-time compile.
+/// node's, unless the artifact exists or another process is compiling it already. Used by the
+/// background compile and the pull-time compile.
 pub fn compile_unless_under_way(
     cache: &CompileCache,
     engine: &wasmbox_wasm::engine::Engine,
     wasm: &[u8],
     kind: FileKind,
     label: &str,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<Compiled> {
     use anyhow::Context;
     // The artifact is keyed by the digest of the bytes compiled here.
-    let artifact = cache.entry_path(engine, wasm, kind);
+    let digest = sha256_hex(wasm);
+    let artifact = cache.entry_path_for(engine, &digest, kind);
     if artifact.is_file() {
-        return Ok(None);
+        return Ok(Compiled::Cached);
     }
     let mine = artifact_lock(cache.dir(), &artifact);
     let Some(mut held) = lock(&mine, false).context("the module's compile lock")? else {
-        return Ok(None);
+        return Ok(Compiled::UnderWay(artifact));
     };
     // Our pid, for a start that waits for this compile (see `wait_for_compile_elsewhere`).
     let _ = held.set_len(0).and_then(|_| write!(*held, "{}", std::process::id()));
@@ -200,11 +212,11 @@ pub fn compile_unless_under_way(
         .context("the node's compile lock was not taken");
     let result = node.and_then(|_node| {
         if artifact.is_file() {
-            return Ok(None);
+            return Ok(Compiled::Cached);
         }
         let started = std::time::Instant::now();
-        let made = with_compile_arenas(|| cache.get_or_compile(engine, wasm, kind, label))?;
-        Ok(Some(format!(
+        let made = with_compile_arenas(|| cache.get_or_compile_keyed(engine, wasm, &digest, kind, label))?;
+        Ok(Compiled::Made(format!(
             "optimized artifact {} ready after {:.1}s",
             made.display(),
             started.elapsed().as_secs_f64()

@@ -154,7 +154,8 @@ impl CompileCache {
         Ok(self.entry_path_for(engine, &entry.digest()?, entry.kind))
     }
 
-    fn entry_path_for(&self, engine: &Engine, digest: &str, kind: FileKind) -> PathBuf {
+    /// [`Self::entry_path`] for wasm whose digest ([`sha256_hex`]) is already computed.
+    pub fn entry_path_for(&self, engine: &Engine, digest: &str, kind: FileKind) -> PathBuf {
         let suffix = if kind == FileKind::Component { "component" } else { "module" };
         self.dir.join(format!("{digest}-{}.{suffix}.{ARTIFACT_EXT}", engine_tag(engine)))
     }
@@ -244,7 +245,7 @@ impl CompileCache {
     }
 
     /// [`Self::get_or_compile`] with the digest of `wasm` already computed.
-    fn get_or_compile_keyed(
+    pub fn get_or_compile_keyed(
         &self,
         engine: &Engine,
         wasm: &[u8],

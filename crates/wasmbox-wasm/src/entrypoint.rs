@@ -308,14 +308,7 @@ pub fn resolve(fs: &ContainerFs, arg0: &str, env: &[String], cwd: &str) -> Resul
             path: guest_path.clone(),
             source,
         })?;
-        let wasm = to_binary(&guest_path, kind, bytes)?;
-        let kind = crate::kind::binary_kind(&wasm).unwrap_or(FileKind::UnknownWasm);
-        if kind == FileKind::UnknownWasm {
-            return Err(WasmError::Invalid {
-                path: guest_path,
-                message: "unknown wasm binary version".into(),
-            });
-        }
+        let (kind, wasm) = wasm_binary(&guest_path, kind, bytes)?;
         return Ok(Entrypoint::Wasm(WasmEntrypoint {
             guest_path,
             func: candidate.func,
@@ -342,6 +335,19 @@ fn native(path: &str, head: &[u8]) -> Result<Entrypoint, WasmError> {
         NativeFormat::Unknown => Err(WasmError::ExecFormat {
             path: path.to_string(),
             detail: describe_head(head),
+        }),
+    }
+}
+
+/// The binary wasm and its kind (Module or Component) of a wasm file's `bytes`, which
+/// [`classify`] found to be of `kind`: WAT is converted, an unknown version refused.
+pub fn wasm_binary(path: &str, kind: FileKind, bytes: Vec<u8>) -> Result<(FileKind, Vec<u8>), WasmError> {
+    let wasm = to_binary(path, kind, bytes)?;
+    match crate::kind::binary_kind(&wasm) {
+        Some(kind) => Ok((kind, wasm)),
+        None => Err(WasmError::Invalid {
+            path: path.to_string(),
+            message: "unknown wasm binary version".into(),
         }),
     }
 }

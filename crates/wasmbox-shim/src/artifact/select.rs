@@ -192,28 +192,36 @@ pub fn parse<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// An in-memory content store for the tests of what reads images through a [`BlobSource`].
 #[cfg(test)]
-mod tests {
+pub mod test_store {
     use std::collections::HashMap;
 
-    use wasmbox_image::media_types::{RUNWASI_COMPONENT_LAYER, WASM_CONTENT_LAYER_V1, WASM_LAYER};
-    use wasmbox_image::{BuiltImage, ImageBuilder, WasmApp, WasmForm, WasmImageBuilder};
+    use wasmbox_image::BuiltImage;
 
-    use super::*;
-    use crate::artifact::verify;
+    use super::{BlobRef, BlobSource};
+    use crate::artifact::{verify, ArtifactError};
 
     /// Blobs by digest, verified on read like the real client does.
     #[derive(Default)]
-    struct Store(HashMap<String, Vec<u8>>);
+    pub struct Store(pub HashMap<String, Vec<u8>>);
 
     impl Store {
-        fn add_layout(&mut self, image: &BuiltImage) {
+        /// A store holding every blob of `image`.
+        pub fn of(image: &BuiltImage) -> Self {
+            let mut store = Self::default();
+            store.add_layout(image);
+            store
+        }
+
+        pub fn add_layout(&mut self, image: &BuiltImage) {
             for blob in image.layout().blobs() {
                 self.0.insert(blob.digest_string(), blob.bytes().to_vec());
             }
         }
 
-        fn add(&mut self, bytes: Vec<u8>) -> String {
+        /// Stores `bytes`; returns their digest.
+        pub fn add(&mut self, bytes: Vec<u8>) -> String {
             let digest = format!("sha256:{}", wasmbox_image::sha256_hex(&bytes));
             self.0.insert(digest.clone(), bytes);
             digest
@@ -234,6 +242,17 @@ mod tests {
             Ok(bytes)
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use wasmbox_image::media_types::{RUNWASI_COMPONENT_LAYER, WASM_CONTENT_LAYER_V1, WASM_LAYER};
+    use wasmbox_image::{BuiltImage, ImageBuilder, WasmApp, WasmForm, WasmImageBuilder};
+
+    use super::test_store::Store;
+    use super::*;
 
     fn module() -> WasmApp {
         WasmApp::from_bytes("hello.wasm", b"\0asm\x01\0\0\0".to_vec()).unwrap()

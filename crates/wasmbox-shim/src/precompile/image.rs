@@ -4,8 +4,8 @@
 //! directory), read from the layer tars.
 
 use oci_spec::image::ImageConfiguration;
-use wasmbox_wasm::entrypoint::{search_paths, EntrypointRef};
-use wasmbox_wasm::kind::{binary_kind, classify, describe_head, FileKind};
+use wasmbox_wasm::entrypoint::{search_paths, wasm_binary, EntrypointRef};
+use wasmbox_wasm::kind::{classify, describe_head, FileKind};
 
 use super::layers::{find_file, LayerError};
 use crate::artifact::select::{self, BlobRef, BlobSource, JSON_LIMIT};
@@ -105,58 +105,25 @@ fn looks_wasm(platform: &str, arg0: &str) -> bool {
 }
 
 fn wasm_file(image: &str, path: String, bytes: Vec<u8>) -> Result<Found, ImageError> {
-    let invalid = |message: String| ImageError::Invalid {
+    let kind = classify(&path, &bytes);
+    if kind == FileKind::Native {
+        let head = &bytes[..bytes.len().min(16)];
+        return Ok(Found::Nothing(format!("entrypoint {path} is not wasm ({}): it runs natively", describe_head(head))));
+    }
+    // As the shim reads an entrypoint file: WAT converted, an unknown version refused.
+    let (kind, wasm) = wasm_binary(&path, kind, bytes).map_err(|e| ImageError::Invalid {
         image: image.to_string(),
-        message,
-    };
-    let (kind, wasm) = match classify(&path, &bytes) {
-        k @ (FileKind::Module | FileKind::Component) => (k, bytes),
-        FileKind::Wat => {
-            let wasm = wat::parse_bytes(&bytes)
-                .map_err(|e| invalid(format!("{path}: invalid WAT: {e}")))?
-                .into_owned();
-            let kind = binary_kind(&wasm).ok_or_else(|| invalid(format!("{path}: WAT of an unknown wasm kind")))?;
-            (kind, wasm)
-        }
-        FileKind::UnknownWasm => return Err(invalid(format!("{path}: unknown wasm version"))),
-        FileKind::Native => {
-            let head = &bytes[..bytes.len().min(16)];
-            return Ok(Found::Nothing(format!("entrypoint {path} is not wasm ({}): it runs natively", describe_head(head))));
-        }
-    };
+        message: e.to_string(),
+    })?;
     Ok(Found::Wasm(ImageWasm { origin: path, kind, wasm }))
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use wasmbox_image::{BuiltImage, ImageBuilder, WasmApp, WasmForm, WasmImageBuilder};
 
     use super::*;
-
-    /// Blobs by digest.
-    #[derive(Default)]
-    struct Store(HashMap<String, Vec<u8>>);
-
-    impl Store {
-        fn of(image: &BuiltImage) -> Self {
-            let mut store = Store::default();
-            for blob in image.layout().blobs() {
-                store.0.insert(blob.digest_string(), blob.bytes().to_vec());
-            }
-            store
-        }
-    }
-
-    impl BlobSource for Store {
-        fn read(&mut self, blob: &BlobRef, _what: &'static str, _limit: i64) -> Result<Vec<u8>, ArtifactError> {
-            self.0.get(&blob.digest).cloned().ok_or_else(|| ArtifactError::Containerd {
-                what: "read".into(),
-                message: "not found".into(),
-            })
-        }
-    }
+    use crate::artifact::select::test_store::Store;
 
     const MODULE: &[u8] = b"\0asm\x01\0\0\0";
 

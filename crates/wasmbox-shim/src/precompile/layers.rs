@@ -111,14 +111,13 @@ fn lookup_in_layer(source: &mut dyn BlobSource, layer: &BlobRef, path: &str) -> 
         if is_ancestor(&name, path) && entry.header().entry_type().is_symlink() {
             return Ok(Some(link(&entry, name, false)));
         }
-        if let Some((dir, base)) = name.rsplit_once('/').or(Some(("", name.as_str()))) {
-            if base == OPAQUE_WHITEOUT && (dir.is_empty() || is_ancestor(dir, path)) {
+        let (dir, base) = name.rsplit_once('/').unwrap_or(("", name.as_str()));
+        if base == OPAQUE_WHITEOUT && (dir.is_empty() || is_ancestor(dir, path)) {
+            hidden = true;
+        } else if let Some(hidden_name) = base.strip_prefix(WHITEOUT_PREFIX) {
+            let hidden_path = if dir.is_empty() { hidden_name.to_string() } else { format!("{dir}/{hidden_name}") };
+            if hidden_path == path || is_ancestor(&hidden_path, path) {
                 hidden = true;
-            } else if let Some(hidden_name) = base.strip_prefix(WHITEOUT_PREFIX) {
-                let hidden_path = if dir.is_empty() { hidden_name.to_string() } else { format!("{dir}/{hidden_name}") };
-                if hidden_path == path || is_ancestor(&hidden_path, path) {
-                    hidden = true;
-                }
             }
         }
     }
@@ -163,9 +162,11 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    use crate::artifact::select::test_store::Store;
 
+    /// The layers (bottom first) of an image, their blobs in a store.
     #[derive(Default)]
-    struct Layers(HashMap<String, Vec<u8>>, Vec<BlobRef>);
+    struct Layers(Store, Vec<BlobRef>);
 
     impl Layers {
         /// Adds a layer on top; `gzip` compresses it.
@@ -179,26 +180,18 @@ mod tests {
                 enc.write_all(&bytes).unwrap();
                 bytes = enc.finish().unwrap();
             }
-            let digest = format!("sha256:{}", wasmbox_image::sha256_hex(&bytes));
+            let size = bytes.len() as i64;
             self.1.push(BlobRef {
                 media_type: "application/vnd.oci.image.layer.v1.tar".into(),
-                digest: digest.clone(),
-                size: bytes.len() as i64,
+                digest: self.0.add(bytes),
+                size,
                 annotations: HashMap::new(),
             });
-            self.0.insert(digest, bytes);
             self
         }
 
         fn find(&mut self, path: &str) -> Option<Vec<u8>> {
-            let layers = self.1.clone();
-            find_file(self, &layers, path).unwrap()
-        }
-    }
-
-    impl BlobSource for Layers {
-        fn read(&mut self, blob: &BlobRef, _what: &'static str, _limit: i64) -> Result<Vec<u8>, ArtifactError> {
-            Ok(self.0[&blob.digest].clone())
+            find_file(&mut self.0, &self.1, path).unwrap()
         }
     }
 
@@ -260,8 +253,7 @@ mod tests {
         assert_eq!(l.find("/bin/app.wasm").as_deref(), Some(&b"wasm"[..]));
         assert_eq!(l.find("/usr/local/bin/app").as_deref(), Some(&b"wasm"[..]));
         assert_eq!(l.find("/abs").as_deref(), Some(&b"wasm"[..]));
-        let layers = l.1.clone();
-        assert!(matches!(find_file(&mut l, &layers, "/loop"), Err(LayerError::TooManyLinks { .. })));
+        assert!(matches!(find_file(&mut l.0, &l.1, "/loop"), Err(LayerError::TooManyLinks { .. })));
     }
 
     #[test]

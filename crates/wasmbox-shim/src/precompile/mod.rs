@@ -26,6 +26,7 @@ use wasmbox_wasm::engine::Engine;
 use wasmbox_wasm::kind::FileKind;
 
 use crate::artifact::Client;
+use crate::tiering::{compile_unless_under_way, Compiled};
 pub use image::Scope;
 use image::{wasm_of_image, Found};
 
@@ -175,16 +176,12 @@ impl Compiler {
                 .get_or_compile(&self.engine, trampoline, FileKind::Module, "the WASI trampoline")
                 .context("compiling the WASI trampoline")?;
         }
-        let artifact = self.cache.entry_path(&self.engine, &w.wasm, w.kind);
-        if artifact.is_file() {
-            return Ok(Outcome::Cached { origin: w.origin });
-        }
         let label = format!("{name} {}", w.origin);
-        let made = crate::tiering::compile_unless_under_way(&self.cache, &self.engine, &w.wasm, w.kind, &label)?;
-        let message = match made {
-            Some(message) => message,
-            None => {
-                // Another process holds the module's lock: its artifact is what we want.
+        let message = match compile_unless_under_way(&self.cache, &self.engine, &w.wasm, w.kind, &label)? {
+            Compiled::Cached => return Ok(Outcome::Cached { origin: w.origin }),
+            Compiled::Made(message) => message,
+            Compiled::UnderWay(artifact) => {
+                // Another process is making the artifact we want: wait for it.
                 crate::tiering::wait_for_compile_elsewhere(self.cache.dir(), &artifact, &label);
                 if !artifact.is_file() {
                     anyhow::bail!("the compile under way in another process ended without an artifact");
