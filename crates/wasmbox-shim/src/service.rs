@@ -79,6 +79,30 @@ struct ExecProc {
     console: Option<Arc<Console>>,
     /// The wasm program, when the exec's args[0] is wasm.
     wasm: Option<WasmRequest>,
+    /// Start is running its helper: the process may exist (and show in the cgroup) before its
+    /// pid is known here, so Kill and Delete wait for the start to settle.
+    starting: bool,
+}
+
+/// Clears an exec's `starting` on every way out of Start, waking Kill and Delete.
+struct Starting<'a> {
+    shared: &'a Shared,
+    id: &'a str,
+    exec_id: &'a str,
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        if let Some(x) = self
+            .shared
+            .tasks()
+            .get_mut(self.id)
+            .and_then(|e| e.execs.get_mut(self.exec_id))
+        {
+            x.starting = false;
+        }
+        self.shared.changed.notify_all();
+    }
 }
 
 /// What Create made.
@@ -627,6 +651,35 @@ impl Service {
         })
     }
 
+    /// Like `with_exec`, once the exec is not starting: its pid is known then, or it failed.
+    /// Runc's shim serializes Kill after Start the same way; Start always settles (`Starting`).
+    fn with_settled_exec<T>(
+        &self,
+        id: &str,
+        exec_id: &str,
+        f: impl FnOnce(&mut ExecProc) -> TtrpcResult<T>,
+    ) -> TtrpcResult<T> {
+        let mut tasks = self.shared.tasks();
+        while tasks
+            .get(id)
+            .and_then(|e| e.execs.get(exec_id))
+            .is_some_and(|x| x.starting)
+        {
+            tasks = self
+                .shared
+                .changed
+                .wait(tasks)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        let x = tasks
+            .get_mut(id)
+            .ok_or_else(|| rpc_error(Code::NOT_FOUND, format!("task {id} not found")))?
+            .execs
+            .get_mut(exec_id)
+            .ok_or_else(|| exec_not_found(id, exec_id))?;
+        f(x)
+    }
+
     /// Runs a recorded exec through a helper (libcontainer's tenant builder), like
     /// `runc exec --detach`; its exit reaches the exit monitor like the init's.
     fn start_exec(&self, id: &str, exec_id: &str) -> TtrpcResult<StartResponse> {
@@ -636,14 +689,15 @@ impl Service {
             let bundle = e.state.bundle.clone();
             let x = e
                 .execs
-                .get(exec_id)
+                .get_mut(exec_id)
                 .ok_or_else(|| exec_not_found(id, exec_id))?;
-            if x.state.status() != Status::Created {
+            if x.state.status() != Status::Created || x.starting {
                 return Err(rpc_error(
                     Code::FAILED_PRECONDITION,
                     format!("exec {exec_id} was started already"),
                 ));
             }
+            x.starting = true;
             let req = CreateRequest {
                 id: id.to_string(),
                 root: state_root(&bundle),
@@ -660,6 +714,11 @@ impl Service {
             };
             Ok((req, x.stdin_path.clone(), x.stdout.clone(), x.terminal))
         })?;
+        let _starting = Starting {
+            shared: &self.shared,
+            id,
+            exec_id,
+        };
         let fail =
             |m: String| rpc_error(Code::UNKNOWN, format!("start exec {exec_id} in {id}: {m}"));
         let console_socket = match terminal {
@@ -732,7 +791,7 @@ impl Service {
     /// Forgets an exec'd process once it has exited (a running one is killed first).
     fn delete_exec(&self, id: &str, exec_id: &str) -> TtrpcResult<DeleteResponse> {
         log::info!("delete exec {exec_id} in {id}");
-        let running = self.with_exec(id, exec_id, |x| {
+        let running = self.with_settled_exec(id, exec_id, |x| {
             Ok((x.state.exit().is_none() && x.state.pid > 0).then_some(x.state.pid))
         })?;
         if let Some(pid) = running {
@@ -940,7 +999,7 @@ impl Task for Service {
                 req.id,
                 req.signal
             );
-            return self.with_exec(&req.id, &req.exec_id, |x| {
+            return self.with_settled_exec(&req.id, &req.exec_id, |x| {
                 x.state.check_alive().map_err(state_error)?;
                 if x.state.pid <= 0 {
                     return Err(rpc_error(
@@ -1218,6 +1277,7 @@ impl Task for Service {
                     terminal: req.terminal,
                     console: None,
                     wasm,
+                    starting: false,
                 },
             );
             Ok(())
