@@ -1,19 +1,23 @@
 //! Event delivery to containerd that survives a containerd restart.
 //!
-//! Events go through one thread in order. When containerd is away (restarting), publishing
-//! fails; the thread reconnects to the same TTRPC address and retries until a deadline, so a
-//! task that exits while containerd restarts still gets its TaskExit delivered.
+//! Events go through one task on the shim's runtime, in order. When containerd is away
+//! (restarting), forwarding fails; the task reconnects to the same TTRPC address and retries
+//! until a deadline, so a task that exits while containerd restarts still gets its TaskExit
+//! delivered. (containerd-shim's async publisher retries a failed event behind later ones and
+//! gives up after five tries, so it is not used.)
 //!
 //! The shim drains the queue before it exits ([`InFlight::drain`]): containerd sends Shutdown
 //! right after Delete, and the TaskDelete that Delete queued must not die with the process.
 
-use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use containerd_shim::protos::protobuf::MessageDyn;
+use containerd_shim::protos::shim::events::ForwardRequest;
+use containerd_shim::protos::shim_async::{Client, EventsClient};
 use containerd_shim::protos::ttrpc::context;
-use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::protos::api::Envelope;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 /// How long one event may wait for containerd to come back.
 const DELIVERY_DEADLINE: Duration = Duration::from_secs(300);
@@ -47,7 +51,7 @@ impl InFlight {
     }
 
     /// Waits until every published event is delivered or given up on, at most `timeout`;
-    /// false when some are still pending.
+    /// false when some are still pending. Blocks: off the runtime thread, which delivers.
     pub fn drain(&self, timeout: Duration) -> bool {
         let n = self.count();
         let (n, _) = self
@@ -60,35 +64,59 @@ impl InFlight {
 
 /// Publishes events to containerd in order, reconnecting as needed.
 pub struct Events {
-    tx: Sender<Pending>,
+    tx: UnboundedSender<Pending>,
     in_flight: Arc<InFlight>,
 }
 
+/// One event as containerd's Forward call takes it.
+fn envelope(namespace: &str, pending: &Pending) -> Result<ForwardRequest, String> {
+    let event = containerd_shim::util::convert_to_any(pending.event.clone_box())
+        .map_err(|e| e.to_string())?;
+    let at = containerd_shim::util::timestamp().map_err(|e| e.to_string())?;
+    let mut envelope = Envelope::new();
+    envelope.set_topic(pending.topic.to_string());
+    envelope.set_namespace(namespace.to_string());
+    envelope.set_timestamp(at);
+    envelope.set_event(event);
+    let mut req = ForwardRequest::new();
+    req.set_envelope(envelope);
+    Ok(req)
+}
+
+fn connect(address: &str) -> Option<EventsClient> {
+    // A unix connect: it fails at once while containerd is away.
+    containerd_shim::util::connect(address)
+        .map(|fd| EventsClient::new(Client::new(fd)))
+        .map_err(|e| log::debug!("connect to containerd at {address}: {e}"))
+        .ok()
+}
+
 impl Events {
-    /// Starts the delivery thread. `first` is the connection the shim library made at start.
-    pub fn start(
-        address: String,
-        namespace: String,
-        first: Option<RemotePublisher>,
-        in_flight: Arc<InFlight>,
-    ) -> std::io::Result<Self> {
-        let (tx, rx) = channel::<Pending>();
+    /// Starts the delivery task on the current tokio runtime. It connects at the first event.
+    pub fn start(address: String, namespace: String, in_flight: Arc<InFlight>) -> Self {
+        let (tx, mut rx) = unbounded_channel::<Pending>();
         let counter = in_flight.clone();
-        std::thread::Builder::new().name("wasmbox-events".into()).spawn(move || {
-            let mut client = first;
-            for pending in rx {
+        tokio::spawn(async move {
+            let mut client: Option<EventsClient> = None;
+            while let Some(pending) = rx.recv().await {
+                let req = match envelope(&namespace, &pending) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        log::error!("dropping event {}: {e}", pending.topic);
+                        counter.finish();
+                        continue;
+                    }
+                };
                 let deadline = Instant::now() + DELIVERY_DEADLINE;
                 let mut backoff = Duration::from_millis(20);
                 loop {
                     if client.is_none() {
-                        client = RemotePublisher::new(&address)
-                            .map_err(|e| log::debug!("connect to containerd at {address}: {e}"))
-                            .ok();
+                        client = connect(&address);
                     }
                     if let Some(c) = &client {
                         let ctx = context::with_timeout(CALL_TIMEOUT.as_nanos() as i64);
-                        match c.publish(ctx, pending.topic, &namespace, pending.event.clone_box()) {
-                            Ok(()) => break,
+                        match c.forward(ctx, &req).await {
+                            Ok(_) => break,
                             Err(e) => {
                                 log::warn!("publish {} failed, reconnecting: {e}", pending.topic);
                                 client = None;
@@ -99,20 +127,20 @@ impl Events {
                         log::error!("dropping event {}: containerd unreachable", pending.topic);
                         break;
                     }
-                    std::thread::sleep(backoff);
+                    tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
                 counter.finish();
             }
-        })?;
-        Ok(Self { tx, in_flight })
+        });
+        Self { tx, in_flight }
     }
 
     pub fn publish(&self, topic: &'static str, event: Box<dyn MessageDyn>) {
         self.in_flight.add();
         if self.tx.send(Pending { topic, event }).is_err() {
             self.in_flight.finish();
-            log::error!("event thread is gone; dropping {topic}");
+            log::error!("event task is gone; dropping {topic}");
         }
     }
 }
@@ -129,9 +157,19 @@ mod tests {
         // No containerd there: the event stays pending (retried until its deadline).
         let dir = tempfile::tempdir().unwrap();
         let address = dir.path().join("none.sock").display().to_string();
-        let events = Events::start(address, "ns".into(), None, in_flight.clone()).unwrap();
-        events.publish("/tasks/delete", Box::new(TaskDelete::default()));
-        assert!(!in_flight.drain(Duration::from_millis(50)));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let events = Events::start(address, "ns".into(), in_flight.clone());
+            events.publish("/tasks/delete", Box::new(TaskDelete::default()));
+            let waiting = in_flight.clone();
+            // Off the runtime thread, as the shim drains.
+            let drained =
+                tokio::task::spawn_blocking(move || waiting.drain(Duration::from_millis(50)));
+            assert!(!drained.await.unwrap());
+        });
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Exit monitor: one thread receives every child exit the shim reaps.
+//! Exit monitor: one task receives every child exit the shim reaps.
 //!
 //! The `containerd-shim` crate reaps all children (the shim is a child subreaper, so container
 //! inits are reparented to it once the `create` helper exits) and broadcasts their status. An
@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use containerd_shim::monitor::{monitor_subscribe, ExitEvent, Subject, Topic};
+use containerd_shim::monitor::{ExitEvent, Subject, Topic};
+use containerd_shim::asynchronous::monitor::monitor_subscribe;
 
 /// How and when a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,26 +27,37 @@ pub struct ExitMonitor {
 }
 
 impl ExitMonitor {
-    /// Starts the monitor thread. `claim` is offered each exit first; it returns true when a
-    /// task took it.
-    pub fn start(claim: impl Fn(i32, ExitInfo) -> bool + Send + 'static) -> std::io::Result<Arc<Self>> {
+    /// Starts the monitor task on the current tokio runtime. `claim` is offered each exit
+    /// first, in order, on the blocking pool (it takes locks and may wait for a terminal's
+    /// output); it returns true when a task took it.
+    pub async fn start(
+        claim: impl Fn(i32, ExitInfo) -> bool + Send + Sync + 'static,
+    ) -> std::io::Result<Arc<Self>> {
         let monitor = Arc::new(Self::default());
-        let subscription = monitor_subscribe(Topic::All)
+        let mut subscription = monitor_subscribe(Topic::All)
+            .await
             .map_err(|e| std::io::Error::other(format!("subscribe to exits: {e}")))?;
         let m = monitor.clone();
-        std::thread::Builder::new().name("wasmbox-exits".into()).spawn(move || {
-            while let Ok(ExitEvent { subject, exit_code }) = subscription.rx.recv() {
+        let claim = Arc::new(claim);
+        tokio::spawn(async move {
+            while let Some(ExitEvent { subject, exit_code }) = subscription.rx.recv().await {
                 let Subject::Pid(pid) = subject else { continue };
                 let info = ExitInfo {
                     status: exit_code,
                     at: SystemTime::now(),
                 };
                 log::debug!("process {pid} exited with {exit_code}");
-                if !claim(pid, info) {
-                    m.record(pid, info);
+                let (claim, m) = (claim.clone(), m.clone());
+                let offered = tokio::task::spawn_blocking(move || {
+                    if !claim(pid, info) {
+                        m.record(pid, info);
+                    }
+                });
+                if let Err(e) = offered.await {
+                    log::error!("exit of {pid}: {e}");
                 }
             }
-        })?;
+        });
         Ok(monitor)
     }
 

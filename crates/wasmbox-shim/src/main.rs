@@ -21,9 +21,13 @@ mod service;
 mod socket;
 mod stdio;
 mod task;
+mod task_api;
 mod tiering;
 
 use containerd_shim::Config;
+
+/// How long a thread of the blocking pool waits for the next call before it ends.
+const IDLE_CALL_THREAD: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The runtime name containerd knows this shim by.
 pub const RUNTIME_ID: &str = "io.containerd.wasmbox.v1";
@@ -65,5 +69,21 @@ fn main() {
         no_setup_logger: true,
         ..Config::default()
     };
-    containerd_shim::run::<manager::Manager>(RUNTIME_ID, Some(config));
+    // One runtime thread serves ttrpc, delivers events and takes exits; calls run on the
+    // blocking pool, whose threads go once idle, so an idle shim keeps almost no threads.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("wasmbox-call")
+        .thread_keep_alive(IDLE_CALL_THREAD)
+        .build();
+    let runtime = match runtime {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{RUNTIME_ID}: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    runtime.block_on(containerd_shim::run::<manager::Manager>(RUNTIME_ID, Some(config)));
+    // Calls still blocked (none should be once the shim is done) must not hold the exit.
+    runtime.shutdown_background();
 }

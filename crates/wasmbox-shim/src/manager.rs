@@ -15,6 +15,7 @@ use wasmbox_container::lifecycle::{state_root, Handle};
 use crate::events::{Events, InFlight};
 use crate::rootfs;
 use crate::service::Service;
+use crate::task_api::TaskApi;
 use crate::socket;
 
 /// Annotation CRI sets on every container of a pod: one shim serves the whole pod.
@@ -57,10 +58,11 @@ pub fn in_pod(bundle: &Path) -> bool {
         .is_some_and(|a| a.contains_key(SANDBOX_ID_ANNOTATION))
 }
 
+#[async_trait::async_trait]
 impl Shim for Manager {
-    type T = Service;
+    type T = TaskApi;
 
-    fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
+    async fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
         let bundle = if args.bundle.is_empty() {
             std::env::current_dir().unwrap_or_default()
         } else {
@@ -78,27 +80,27 @@ impl Shim for Manager {
         }
     }
 
-    fn start_shim(&mut self, opts: StartOpts) -> Result<String, Error> {
+    async fn start_shim(&mut self, opts: StartOpts) -> Result<String, Error> {
         let group = grouping(&opts.id, &self.bundle);
         // The pod's shim already serves: answer with its address, as runc's shim does.
         // containerd_shim::spawn would start a serving process anyway, which forks a zygote and
-        // builds a task service (event and reaper threads) before it finds the socket taken
+        // builds a task service (event and exit tasks) before it finds the socket taken
         // and exits: per container of a pod, ~5 ms and an orphaned zygote (a zombie until
         // init reaps it).
         let address = containerd_shim::socket_address(&opts.address, &opts.namespace, &group);
         if socket::is_live(&address) {
-            containerd_shim::util::write_address(&address)?;
+            containerd_shim::asynchronous::util::write_str_to_file("address", &address).await?;
             return Ok(address);
         }
-        let (_pid, address) = containerd_shim::spawn(opts, &group, Vec::new())?;
+        let address = containerd_shim::spawn(opts, &group, Vec::new()).await?;
         // containerd reads this back when it restarts and reconnects to running shims.
-        containerd_shim::util::write_address(&address)?;
+        containerd_shim::asynchronous::util::write_str_to_file("address", &address).await?;
         Ok(address)
     }
 
     /// Cleanup after a shim died: kill what is left of the container, remove its cgroups and
     /// state, unmount its rootfs.
-    fn delete_shim(&mut self) -> Result<DeleteResponse, Error> {
+    async fn delete_shim(&mut self) -> Result<DeleteResponse, Error> {
         let root = state_root(&self.bundle);
         let handle = Handle::new(&root, &self.id);
         let pid = handle.pid().unwrap_or_default();
@@ -126,11 +128,14 @@ impl Shim for Manager {
         })
     }
 
-    fn wait(&mut self) {
-        self.exit.wait();
+    async fn wait(&mut self) {
+        self.exit.wait().await;
         // containerd sends Shutdown right after Delete: deliver the TaskDelete (and anything
-        // else queued) before the process ends with the delivery thread.
-        if !self.in_flight.drain(EVENT_DRAIN_TIMEOUT) {
+        // else queued) before the process ends with the delivery task. The runtime thread
+        // delivers, so the drain waits on the blocking pool.
+        let in_flight = self.in_flight.clone();
+        let drained = tokio::task::spawn_blocking(move || in_flight.drain(EVENT_DRAIN_TIMEOUT));
+        if !drained.await.unwrap_or(false) {
             log::warn!("exiting with events containerd did not take within {EVENT_DRAIN_TIMEOUT:?}");
         }
         // Before the server stops: containerd may already have removed the bundle, and with
@@ -138,8 +143,8 @@ impl Shim for Manager {
         if !self.socket.is_empty() {
             socket::remove(&self.socket);
         }
-        // The server's shutdown joins every connection's handler threads: one that never
-        // returns would keep this process alive with no task to serve. Nothing is left to do
+        // The server's shutdown waits for every connection's calls: one that never returns
+        // would keep this process alive with no task to serve. Nothing is left to do
         // once the events are drained, so end the process if the shutdown takes too long.
         let spawned = std::thread::Builder::new().name("wasmbox-exit".into()).spawn(|| {
             std::thread::sleep(SHUTDOWN_GRACE);
@@ -151,23 +156,19 @@ impl Shim for Manager {
         }
     }
 
-    fn create_task_service(&self, publisher: RemotePublisher) -> Service {
+    async fn create_task_service(&self, publisher: RemotePublisher) -> TaskApi {
+        // Events go through our own ordered, retrying delivery (see `crate::events`).
+        drop(publisher);
         crate::logging::init(self.debug);
         let address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
-        let build = || -> std::io::Result<Service> {
-            let events = Events::start(
-                address.clone(),
-                self.namespace.clone(),
-                Some(publisher),
-                self.in_flight.clone(),
-            )?;
-            Service::new(&self.namespace, events, self.exit.clone())
-                .map(|s| s.with_containerd(&self.containerd_address))
-        };
-        match build() {
-            Ok(s) => s,
+        let events = Events::start(address, self.namespace.clone(), self.in_flight.clone());
+        let service = Service::new(&self.namespace, events, self.exit.clone())
+            .await
+            .map(|s| s.with_containerd(&self.containerd_address));
+        match service {
+            Ok(s) => TaskApi::new(s),
             Err(e) => {
-                // Without its threads the shim cannot work; containerd sees the exit.
+                // Without its exit monitor the shim cannot work; containerd sees the exit.
                 log::error!("cannot start the task service: {e}");
                 std::process::exit(1);
             }

@@ -29,7 +29,7 @@ use containerd_shim::protos::topics::{
     TASK_RESUMED_EVENT_TOPIC, TASK_START_EVENT_TOPIC,
 };
 use containerd_shim::protos::ttrpc::{self, Code};
-use containerd_shim::{ExitSignal, Task, TtrpcContext, TtrpcResult};
+use containerd_shim::{ExitSignal, TtrpcResult};
 use oci_spec::runtime::{LinuxResources, Process, Spec};
 use wasmbox_container::cgroups::is_systemd_path;
 use wasmbox_container::lifecycle::{state_root, Handle};
@@ -101,7 +101,7 @@ impl Drop for Starting<'_> {
         {
             x.starting = false;
         }
-        self.shared.changed.notify_all();
+        self.shared.notify();
     }
 }
 
@@ -138,7 +138,11 @@ enum Resolved {
 struct Shared {
     namespace: String,
     tasks: Mutex<HashMap<String, Entry>>,
+    /// Signalled on every change of a task's state, for the calls that wait on one.
     changed: Condvar,
+    /// The same, for async waiters (Wait): containerd keeps a Wait open per task and exec,
+    /// which must not hold a thread.
+    generation: tokio::sync::watch::Sender<u64>,
     events: Events,
     /// Terminals by the pid of their process, so an exit is reported after its output.
     consoles: Mutex<HashMap<i32, Arc<Console>>>,
@@ -148,6 +152,11 @@ impl Shared {
     fn tasks(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
         // A panic while holding the lock must not take the whole shim down with it.
         self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn notify(&self) {
+        self.changed.notify_all();
+        self.generation.send_modify(|g| *g = g.wrapping_add(1));
     }
 
     fn consoles(&self) -> MutexGuard<'_, HashMap<i32, Arc<Console>>> {
@@ -182,7 +191,7 @@ impl Shared {
                     );
                     self.publish_exit(&entry.state.id, &x.state.id, pid, info);
                 }
-                self.changed.notify_all();
+                self.notify();
                 return true;
             }
         }
@@ -197,7 +206,7 @@ impl Shared {
             );
             self.publish_exit(&entry.state.id, &entry.state.id, pid, info);
         }
-        self.changed.notify_all();
+        self.notify();
         true
     }
 
@@ -277,7 +286,7 @@ fn unsupported(what: &str) -> ttrpc::Error {
 }
 
 impl Service {
-    pub fn new(
+    pub async fn new(
         namespace: &str,
         events: Events,
         exit_signal: Arc<ExitSignal>,
@@ -286,11 +295,12 @@ impl Service {
             namespace: namespace.to_string(),
             tasks: Mutex::new(HashMap::new()),
             changed: Condvar::new(),
+            generation: tokio::sync::watch::channel(0).0,
             events,
             consoles: Mutex::new(HashMap::new()),
         });
         let s = shared.clone();
-        let exits = ExitMonitor::start(move |pid, info| s.claim(pid, info))?;
+        let exits = ExitMonitor::start(move |pid, info| s.claim(pid, info)).await?;
         // Per-shim start-up work, done once rather than per task.
         let engine = wasmbox_wasm::engine::new_engine().map_err(|e| e.to_string());
         let cache =
@@ -778,7 +788,7 @@ impl Service {
                 if x.state.exited(info) {
                     self.shared.publish_exit(id, exec_id, pid, info);
                 }
-                self.shared.changed.notify_all();
+                self.shared.notify();
             }
             Ok(())
         })?;
@@ -817,7 +827,7 @@ impl Service {
                     .remove(exec_id)
                     .ok_or_else(|| exec_not_found(id, exec_id))?;
                 drop(tasks);
-                self.shared.changed.notify_all();
+                self.shared.notify();
                 if let Some(stdin) = &x.stdin {
                     stdin.close();
                 }
@@ -844,12 +854,9 @@ impl Service {
     }
 }
 
-impl Task for Service {
-    fn create(
-        &self,
-        _ctx: &TtrpcContext,
-        req: CreateTaskRequest,
-    ) -> TtrpcResult<CreateTaskResponse> {
+/// The task API's calls, each run on a blocking thread (see `crate::task_api`).
+impl Service {
+    pub fn create(&self, req: CreateTaskRequest) -> TtrpcResult<CreateTaskResponse> {
         log::info!("create {} (bundle {})", req.id, req.bundle);
         if !req.checkpoint.is_empty() {
             return Err(unsupported("restoring a checkpoint"));
@@ -924,7 +931,7 @@ impl Task for Service {
         })
     }
 
-    fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
+    pub fn start(&self, req: StartRequest) -> TtrpcResult<StartResponse> {
         if !req.exec_id.is_empty() {
             return self.start_exec(&req.id, &req.exec_id);
         }
@@ -954,7 +961,7 @@ impl Task for Service {
         })
     }
 
-    fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
+    pub fn state(&self, req: StateRequest) -> TtrpcResult<StateResponse> {
         if !req.exec_id.is_empty() {
             return self.with_exec(&req.id, &req.exec_id, |x| {
                 let exit = x.state.exit();
@@ -991,7 +998,7 @@ impl Task for Service {
         })
     }
 
-    fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
+    pub fn kill(&self, req: KillRequest) -> TtrpcResult<Empty> {
         if !req.exec_id.is_empty() {
             log::info!(
                 "kill exec {} in {} signal {}",
@@ -1029,7 +1036,7 @@ impl Task for Service {
         Ok(Empty::new())
     }
 
-    fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
+    pub fn delete(&self, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
         if !req.exec_id.is_empty() {
             return self.delete_exec(&req.id, &req.exec_id);
         }
@@ -1070,7 +1077,7 @@ impl Task for Service {
         drop(tasks);
         // A Wait still blocked on this task (or one of its execs) answers "not found" now
         // rather than never: a handler that never returns would keep the shim from exiting.
-        self.shared.changed.notify_all();
+        self.shared.notify();
         if let Some(stdin) = &entry.stdin {
             stdin.close();
         }
@@ -1101,7 +1108,7 @@ impl Task for Service {
         })
     }
 
-    fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> TtrpcResult<PidsResponse> {
+    pub fn pids(&self, req: PidsRequest) -> TtrpcResult<PidsResponse> {
         let handle = self.with_entry(&req.id, |e| Ok(e.handle.clone()))?;
         let pids = handle
             .pids()
@@ -1118,7 +1125,7 @@ impl Task for Service {
         })
     }
 
-    fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> TtrpcResult<StatsResponse> {
+    pub fn stats(&self, req: StatsRequest) -> TtrpcResult<StatsResponse> {
         let handle = self.with_entry(&req.id, |e| Ok(e.handle.clone()))?;
         let stats = handle
             .stats()
@@ -1130,37 +1137,34 @@ impl Task for Service {
         })
     }
 
-    fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> TtrpcResult<WaitResponse> {
-        let mut tasks = self.shared.tasks();
-        loop {
-            let entry = tasks
-                .get(&req.id)
-                .ok_or_else(|| rpc_error(Code::NOT_FOUND, format!("task {} not found", req.id)))?;
-            let state = if req.exec_id.is_empty() {
-                &entry.state
-            } else {
-                &entry
-                    .execs
-                    .get(&req.exec_id)
-                    .ok_or_else(|| exec_not_found(&req.id, &req.exec_id))?
-                    .state
-            };
-            if let Some(exit) = state.exit() {
-                return Ok(WaitResponse {
-                    exit_status: exit.status as u32,
-                    exited_at: MessageField::some(timestamp(exit.at)),
-                    ..Default::default()
-                });
-            }
-            tasks = self
-                .shared
-                .changed
-                .wait(tasks)
-                .unwrap_or_else(|p| p.into_inner());
-        }
+    /// Wait's answer once the task (or exec) has exited; None while it runs.
+    pub fn wait_done(&self, req: &WaitRequest) -> TtrpcResult<Option<WaitResponse>> {
+        let tasks = self.shared.tasks();
+        let entry = tasks
+            .get(&req.id)
+            .ok_or_else(|| rpc_error(Code::NOT_FOUND, format!("task {} not found", req.id)))?;
+        let state = if req.exec_id.is_empty() {
+            &entry.state
+        } else {
+            &entry
+                .execs
+                .get(&req.exec_id)
+                .ok_or_else(|| exec_not_found(&req.id, &req.exec_id))?
+                .state
+        };
+        Ok(state.exit().map(|exit| WaitResponse {
+            exit_status: exit.status as u32,
+            exited_at: MessageField::some(timestamp(exit.at)),
+            ..Default::default()
+        }))
     }
 
-    fn close_io(&self, _ctx: &TtrpcContext, req: CloseIORequest) -> TtrpcResult<Empty> {
+    /// Changes of any task's state, for waiting without a thread (see `wait_done`).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.generation.subscribe()
+    }
+
+    pub fn close_io(&self, req: CloseIORequest) -> TtrpcResult<Empty> {
         self.with_entry(&req.id, |e| {
             let (stdin, console) = if req.exec_id.is_empty() {
                 (&e.stdin, &e.console)
@@ -1183,7 +1187,7 @@ impl Task for Service {
         })
     }
 
-    fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
+    pub fn connect(&self, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
         let task_pid = self
             .with_entry(&req.id, |e| Ok(e.state.pid))
             .unwrap_or_default();
@@ -1194,7 +1198,7 @@ impl Task for Service {
         })
     }
 
-    fn shutdown(&self, _ctx: &TtrpcContext, _req: ShutdownRequest) -> TtrpcResult<Empty> {
+    pub fn shutdown(&self, _req: ShutdownRequest) -> TtrpcResult<Empty> {
         if self.shared.tasks().is_empty() {
             log::info!(
                 "no tasks left in namespace {}; shutting down",
@@ -1208,7 +1212,7 @@ impl Task for Service {
     /// Records a process to run in the container (`ctr task exec`, `kubectl exec`, exec
     /// probes); Start runs it. Its program is resolved (and compiled, if wasm) now, so a
     /// missing or broken one fails here.
-    fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
+    pub fn exec(&self, req: ExecProcessRequest) -> TtrpcResult<Empty> {
         log::info!("exec {} in {}", req.exec_id, req.id);
         let bad = |m: String| {
             rpc_error(
@@ -1293,7 +1297,7 @@ impl Task for Service {
         Ok(Empty::new())
     }
 
-    fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> TtrpcResult<Empty> {
+    pub fn resize_pty(&self, req: ResizePtyRequest) -> TtrpcResult<Empty> {
         let console = self.with_entry(&req.id, |e| {
             let console = if req.exec_id.is_empty() {
                 e.console.clone()
@@ -1320,17 +1324,17 @@ impl Task for Service {
         Ok(Empty::new())
     }
 
-    fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> TtrpcResult<Empty> {
+    pub fn pause(&self, req: PauseRequest) -> TtrpcResult<Empty> {
         self.set_paused(&req.id, true)
     }
 
-    fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> TtrpcResult<Empty> {
+    pub fn resume(&self, req: ResumeRequest) -> TtrpcResult<Empty> {
         self.set_paused(&req.id, false)
     }
 
     /// New resources for the container's cgroup: `UpdateContainerResources` (in-place pod
     /// resize). containerd sends the OCI `LinuxResources` as JSON, as to runc.
-    fn update(&self, _ctx: &TtrpcContext, req: UpdateTaskRequest) -> TtrpcResult<Empty> {
+    pub fn update(&self, req: UpdateTaskRequest) -> TtrpcResult<Empty> {
         log::info!("update {}", req.id);
         let value = req
             .resources
