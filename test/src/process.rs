@@ -150,6 +150,18 @@ pub fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<ExitSt
     status
 }
 
+/// The names (`comm`) of a process's threads; empty once it is gone.
+pub fn thread_names(pid: i32) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|c| c.trim_end().to_string())
+        .collect()
+}
+
 /// A process seen in /proc.
 #[derive(Debug, Clone)]
 pub struct ProcInfo {

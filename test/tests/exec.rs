@@ -8,7 +8,7 @@ use std::time::Duration;
 use wasmbox_integration::ctr::RunSpec;
 use wasmbox_integration::image::{compat_image, native_image_at};
 use wasmbox_integration::poll::wait_until;
-use wasmbox_integration::process::run_captured;
+use wasmbox_integration::process::{run_captured, thread_names};
 use wasmbox_integration::suite::{kill_and_remove, start, START_TIMEOUT};
 use wasmbox_integration::{guests, ids, require_integration, Containerd};
 
@@ -113,7 +113,7 @@ fn fds(pid: i32) -> Vec<String> {
 }
 
 fn threads(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count()).unwrap_or(0)
+    thread_names(pid).len()
 }
 
 fn rss_kib(pid: i32) -> u64 {

@@ -2,9 +2,44 @@
 
 use std::time::Duration;
 
+use wasmbox_integration::poll::wait_until;
+use wasmbox_integration::process::thread_names;
 use wasmbox_integration::settings::WASMBOX_SHIM_BINARY;
 use wasmbox_integration::suite::{assert_clean, kill_and_remove, start, start_spinning};
 use wasmbox_integration::{ids, require_integration, EventStream};
+
+/// An idle task's shim keeps its runtime thread and the container's log forwarder, nothing per
+/// connection or per call: calls run on a pool whose threads end after a second idle, and
+/// containerd's Wait (open while the task lives) holds no thread. The task starts on an empty
+/// compile cache, so its shim compiled: the compile's threads are gone too.
+#[test]
+fn an_idle_tasks_shim_keeps_no_thread_per_call_or_connection() {
+    require_integration!();
+    let containerd = start();
+    let id = ids::container_id("idle-threads");
+    start_spinning(&containerd, &id);
+    for _ in 0..3 {
+        containerd.ctr_ok(["task", "ls"]).unwrap();
+        containerd.ctr_ok(["task", "ps", id.as_str()]).unwrap();
+        containerd.ctr_ok(["task", "metrics", id.as_str()]).unwrap();
+    }
+    let shim = containerd
+        .shim_processes()
+        .into_iter()
+        .find(|p| p.has_flag_value("-id", &id))
+        .expect("the task's shim")
+        .pid;
+    let mut names = Vec::new();
+    let idle = wait_until("the shim's call threads to end", Duration::from_secs(10), || {
+        names = thread_names(shim);
+        names.iter().all(|n| n != "wasmbox-call").then_some(())
+    });
+    assert!(idle.is_ok(), "threads of the idle shim: {names:?}");
+    names.sort();
+    assert_eq!(names, ["containerd-shim", "wasmbox-ctr-log"], "threads of the idle shim");
+    kill_and_remove(&containerd, &id);
+    assert_clean(&containerd, &id);
+}
 
 #[test]
 fn ls_ps_and_metrics_describe_a_running_task() {

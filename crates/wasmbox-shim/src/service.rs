@@ -391,11 +391,14 @@ impl Service {
             // Loaded into the guest's store, so compiled by the guest's compiler.
             let engine = if baseline { self.baseline_engine()? } else { engine };
             let wasm = wasmbox_wasm::layer::trampoline_wasm();
-            Some(
-                cache
-                    .get_or_compile(engine, wasm, FileKind::Module, "the WASI trampoline")
-                    .map_err(|e| e.to_string())?,
-            )
+            let get = || cache.get_or_compile(engine, wasm, FileKind::Module, "the WASI trampoline");
+            // A compile pool only when there is something to compile (once per node).
+            let made = if cache.entry_path(engine, wasm, FileKind::Module).is_file() {
+                get()
+            } else {
+                crate::tiering::with_compile_threads(get)
+            };
+            Some(made.map_err(|e| e.to_string())?)
         };
         Ok(WasmRequest {
             artifact,
@@ -432,7 +435,7 @@ impl Service {
                 // A pull-time or background compile of this module may be under way.
                 let path = cache.entrypoint_path(engine, wasm)?;
                 crate::tiering::wait_for_compile_elsewhere(cache.dir(), &path, &wasm.guest_path);
-                crate::tiering::with_compile_arenas(|| cache.get_or_compile_entrypoint(engine, wasm))
+                crate::tiering::with_compile_threads(|| cache.get_or_compile_entrypoint(engine, wasm))
             };
             compile(wasm).map(|a| (a, false)).map_err(|e| e.to_string())
         };
@@ -449,7 +452,7 @@ impl Service {
                 return optimized(wasm);
             }
         };
-        match crate::tiering::with_compile_arenas(|| cache.get_or_compile_entrypoint(baseline, wasm)) {
+        match crate::tiering::with_compile_threads(|| cache.get_or_compile_entrypoint(baseline, wasm)) {
             Ok(a) => {
                 let guest_path = wasm.guest_path.clone();
                 crate::tiering::schedule(cache, wasm.bytes().map_err(|e| e.to_string())?, &guest_path);
