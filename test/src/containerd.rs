@@ -195,6 +195,14 @@ impl Containerd {
             .collect()
     }
 
+    /// The pid of the shim serving task `id` (started with `-id ID`).
+    pub fn shim_of(&self, id: &str) -> Option<i32> {
+        self.shim_processes()
+            .into_iter()
+            .find(|p| p.has_flag_value("-id", id))
+            .map(|p| p.pid)
+    }
+
     fn path_env(&self) -> OsString {
         // Shim first so containerd resolves `containerd-shim-wasmbox-v1` to the build under test.
         daemon_path(vec![self.options.shim_dir.clone(), self.options.containerd_dir.clone()])

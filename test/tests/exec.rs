@@ -147,12 +147,7 @@ fn five_hundred_execs_and_twenty_at_once_leak_nothing() {
     require_integration!();
     let containerd = start();
     let id = start_wasm_container(&containerd, "exec-many");
-    let shim = containerd
-        .shim_processes()
-        .into_iter()
-        .find(|p| p.has_flag_value("-id", &id))
-        .expect("the container's shim")
-        .pid;
+    let shim = containerd.shim_of(&id).expect("the container's shim");
     // Warm up: the first execs compile the module and fill the shim's lazily made caches
     // (threads, descriptors); what counts is that nothing grows after that. The parallel
     // execs grow the shim's call pool to twenty threads, which then stay busy; the sequential

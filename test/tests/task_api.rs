@@ -23,12 +23,7 @@ fn an_idle_tasks_shim_keeps_no_thread_per_call_or_connection() {
         containerd.ctr_ok(["task", "ps", id.as_str()]).unwrap();
         containerd.ctr_ok(["task", "metrics", id.as_str()]).unwrap();
     }
-    let shim = containerd
-        .shim_processes()
-        .into_iter()
-        .find(|p| p.has_flag_value("-id", &id))
-        .expect("the task's shim")
-        .pid;
+    let shim = containerd.shim_of(&id).expect("the task's shim");
     let mut names = Vec::new();
     let idle = wait_until("the shim's call threads to end", Duration::from_secs(10), || {
         names = thread_names(shim);
