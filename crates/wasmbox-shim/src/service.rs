@@ -278,6 +278,23 @@ fn exec_not_found(id: &str, exec_id: &str) -> ttrpc::Error {
     rpc_error(Code::NOT_FOUND, format!("exec {exec_id} not found in {id}"))
 }
 
+fn entry_mut<'a>(tasks: &'a mut HashMap<String, Entry>, id: &str) -> TtrpcResult<&'a mut Entry> {
+    tasks
+        .get_mut(id)
+        .ok_or_else(|| rpc_error(Code::NOT_FOUND, format!("task {id} not found")))
+}
+
+fn exec_mut<'a>(
+    tasks: &'a mut HashMap<String, Entry>,
+    id: &str,
+    exec_id: &str,
+) -> TtrpcResult<&'a mut ExecProc> {
+    entry_mut(tasks, id)?
+        .execs
+        .get_mut(exec_id)
+        .ok_or_else(|| exec_not_found(id, exec_id))
+}
+
 fn unsupported(what: &str) -> ttrpc::Error {
     rpc_error(
         Code::UNIMPLEMENTED,
@@ -391,14 +408,11 @@ impl Service {
             // Loaded into the guest's store, so compiled by the guest's compiler.
             let engine = if baseline { self.baseline_engine()? } else { engine };
             let wasm = wasmbox_wasm::layer::trampoline_wasm();
-            let get = || cache.get_or_compile(engine, wasm, FileKind::Module, "the WASI trampoline");
-            // A compile pool only when there is something to compile (once per node).
-            let made = if cache.entry_path(engine, wasm, FileKind::Module).is_file() {
-                get()
-            } else {
-                crate::tiering::with_compile_threads(get)
-            };
-            Some(made.map_err(|e| e.to_string())?)
+            Some(
+                cache
+                    .get_or_compile(engine, wasm, FileKind::Module, "the WASI trampoline")
+                    .map_err(|e| e.to_string())?,
+            )
         };
         Ok(WasmRequest {
             artifact,
@@ -435,7 +449,7 @@ impl Service {
                 // A pull-time or background compile of this module may be under way.
                 let path = cache.entrypoint_path(engine, wasm)?;
                 crate::tiering::wait_for_compile_elsewhere(cache.dir(), &path, &wasm.guest_path);
-                crate::tiering::with_compile_threads(|| cache.get_or_compile_entrypoint(engine, wasm))
+                crate::tiering::with_compile_arenas(|| cache.get_or_compile_entrypoint(engine, wasm))
             };
             compile(wasm).map(|a| (a, false)).map_err(|e| e.to_string())
         };
@@ -452,7 +466,7 @@ impl Service {
                 return optimized(wasm);
             }
         };
-        match crate::tiering::with_compile_threads(|| cache.get_or_compile_entrypoint(baseline, wasm)) {
+        match crate::tiering::with_compile_arenas(|| cache.get_or_compile_entrypoint(baseline, wasm)) {
             Ok(a) => {
                 let guest_path = wasm.guest_path.clone();
                 crate::tiering::schedule(cache, wasm.bytes().map_err(|e| e.to_string())?, &guest_path);
@@ -642,11 +656,7 @@ impl Service {
         id: &str,
         f: impl FnOnce(&mut Entry) -> TtrpcResult<T>,
     ) -> TtrpcResult<T> {
-        let mut tasks = self.shared.tasks();
-        let entry = tasks
-            .get_mut(id)
-            .ok_or_else(|| rpc_error(Code::NOT_FOUND, format!("task {id} not found")))?;
-        f(entry)
+        f(entry_mut(&mut self.shared.tasks(), id)?)
     }
 
     fn with_exec<T>(
@@ -655,13 +665,7 @@ impl Service {
         exec_id: &str,
         f: impl FnOnce(&mut ExecProc) -> TtrpcResult<T>,
     ) -> TtrpcResult<T> {
-        self.with_entry(id, |e| {
-            let x = e
-                .execs
-                .get_mut(exec_id)
-                .ok_or_else(|| exec_not_found(id, exec_id))?;
-            f(x)
-        })
+        f(exec_mut(&mut self.shared.tasks(), id, exec_id)?)
     }
 
     /// Like `with_exec`, once the exec is not starting: its pid is known then, or it failed.
@@ -684,13 +688,7 @@ impl Service {
                 .wait(tasks)
                 .unwrap_or_else(|p| p.into_inner());
         }
-        let x = tasks
-            .get_mut(id)
-            .ok_or_else(|| rpc_error(Code::NOT_FOUND, format!("task {id} not found")))?
-            .execs
-            .get_mut(exec_id)
-            .ok_or_else(|| exec_not_found(id, exec_id))?;
-        f(x)
+        f(exec_mut(&mut tasks, id, exec_id)?)
     }
 
     /// Runs a recorded exec through a helper (libcontainer's tenant builder), like
@@ -816,9 +814,7 @@ impl Service {
         let mut tasks = self.shared.tasks();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let entry = tasks
-                .get_mut(id)
-                .ok_or_else(|| rpc_error(Code::NOT_FOUND, format!("task {id} not found")))?;
+            let entry = entry_mut(&mut tasks, id)?;
             let x = entry
                 .execs
                 .get(exec_id)
@@ -1142,10 +1138,8 @@ impl Service {
 
     /// Wait's answer once the task (or exec) has exited; None while it runs.
     pub fn wait_done(&self, req: &WaitRequest) -> TtrpcResult<Option<WaitResponse>> {
-        let tasks = self.shared.tasks();
-        let entry = tasks
-            .get(&req.id)
-            .ok_or_else(|| rpc_error(Code::NOT_FOUND, format!("task {} not found", req.id)))?;
+        let mut tasks = self.shared.tasks();
+        let entry = entry_mut(&mut tasks, &req.id)?;
         let state = if req.exec_id.is_empty() {
             &entry.state
         } else {

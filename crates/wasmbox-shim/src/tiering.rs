@@ -93,24 +93,12 @@ pub fn schedule(cache: &CompileCache, wasm: &[u8], guest_path: &str) {
 /// Runs `compile` with as many malloc arenas as glibc's default allows: the shim keeps one
 /// (see main.rs) to stay small while idle, but a compile's threads would then queue on its
 /// lock (about 15% of a large module's compile time). Arenas made meanwhile stay with the
-/// compile's threads. Wasmtime compiles (and validates) on rayon; here on a pool of this
-/// compile's own, which ends with it: rayon's global pool would keep a thread per core in the
-/// shim of every container that started on a cache miss, waiting for nothing.
-pub fn with_compile_threads<T: Send>(compile: impl FnOnce() -> T + Send) -> T {
+/// compile's threads.
+pub fn with_compile_arenas<T>(compile: impl FnOnce() -> T) -> T {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // SAFETY: mallopt only changes allocator tuning, and is thread-safe.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, (8 * cores) as libc::c_int) };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(cores)
-        .thread_name(|i| format!("wasmbox-jit-{i}"))
-        .build();
-    let out = match pool {
-        Ok(pool) => pool.install(compile),
-        Err(e) => {
-            log::warn!("no compile pool ({e}); compiling on rayon's global pool");
-            compile()
-        }
-    };
+    let out = compile();
     // SAFETY: as above.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     out
@@ -227,7 +215,7 @@ pub fn compile_unless_under_way(
             return Ok(Compiled::Cached);
         }
         let started = std::time::Instant::now();
-        let made = with_compile_threads(|| cache.get_or_compile_keyed(engine, wasm, &digest, kind, label))?;
+        let made = with_compile_arenas(|| cache.get_or_compile_keyed(engine, wasm, &digest, kind, label))?;
         Ok(Compiled::Made(format!(
             "optimized artifact {} ready after {:.1}s",
             made.display(),

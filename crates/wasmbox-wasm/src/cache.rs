@@ -264,11 +264,7 @@ impl CompileCache {
             self.invalidate(&path);
         }
         let started = std::time::Instant::now();
-        let compiled = match kind {
-            FileKind::Component => engine.precompile_component(wasm),
-            _ => engine.precompile_module(wasm),
-        }
-        .map_err(|e| WasmError::Invalid {
+        let compiled = precompile(engine, wasm, kind).map_err(|e| WasmError::Invalid {
             path: display_path.to_string(),
             message: format!("{e:#}"),
         })?;
@@ -389,6 +385,28 @@ impl CompileCache {
             let _ = fs::remove_file(&tmp);
         }
         result.map_err(err)
+    }
+}
+
+/// Compiles on a rayon pool of this compile's own, which ends with it: Wasmtime compiles (and
+/// validates) on rayon, and rayon's global pool would keep a thread per core for good in the
+/// process that compiled (the shim of a container that started on a cache miss, for one).
+fn precompile(engine: &Engine, wasm: &[u8], kind: FileKind) -> wasmtime::Result<Vec<u8>> {
+    let compile = || match kind {
+        FileKind::Component => engine.precompile_component(wasm),
+        _ => engine.precompile_module(wasm),
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cores)
+        .thread_name(|i| format!("wasmbox-jit-{i}"))
+        .build();
+    match pool {
+        Ok(pool) => pool.install(compile),
+        Err(e) => {
+            log::warn!("no compile pool ({e}); compiling on rayon's global pool");
+            compile()
+        }
     }
 }
 
