@@ -113,6 +113,10 @@ pub fn native_wait() -> Result<Arc<Vec<u8>>> {
 pub fn native_swap() -> Result<Arc<Vec<u8>>> {
     build("swap", Kind::NativeStatic)
 }
+/// `idle.c`: sleeps forever (wasm).
+pub fn idle() -> Result<Arc<Vec<u8>>> {
+    build("idle", Kind::CWasm)
+}
 pub fn pause() -> Result<Arc<Vec<u8>>> {
     build("pause", Kind::NativeStatic)
 }

@@ -24,17 +24,38 @@ pub fn find(containerd: &Containerd, id: &str, shim_binary: &str) -> Vec<String>
     for dir in cgroups::existing(containerd.namespace(), id) {
         found.push(format!("cgroup {}", dir.display()));
     }
+    // A shared shim started for `id` may outlive it while it serves others (once its bundle is
+    // gone); its socket is checked below instead.
+    let bundle = containerd.paths().bundle(containerd.namespace(), id);
+    let gone = !bundle.exists();
+    let binary = crate::settings::shim_dir().join(shim_binary);
+    let shared = shim_socket::shared_socket_paths(containerd.address(), containerd.namespace(), &binary, 8);
+    let is_shared = |p: &crate::process::ProcInfo| {
+        shared.iter().any(|s| p.argv.iter().any(|a| a.trim_start_matches("unix://") == s.to_string_lossy()))
+    };
     for p in processes() {
-        if p.program() == shim_binary && p.argv.iter().any(|a| a == id) {
+        if p.program() == shim_binary && p.argv.iter().any(|a| a == id) && !(gone && is_shared(&p)) {
             found.push(format!("shim process {} {:?}", p.pid, p.argv));
         }
     }
     for s in shim_socket::existing(containerd.address(), containerd.namespace(), id) {
         found.push(format!("shim socket {}", s.display()));
     }
-    let bundle = containerd.paths().bundle(containerd.namespace(), id);
     if bundle.exists() {
         found.push(format!("bundle dir {}", bundle.display()));
+        // The socket of the shim serving it, which may be shared and named otherwise.
+        if let Ok(address) = std::fs::read_to_string(bundle.join("address")) {
+            let path = PathBuf::from(address.trim().trim_start_matches("unix://"));
+            if path.exists() && !found.iter().any(|f| f.ends_with(&*path.to_string_lossy())) {
+                found.push(format!("shim socket {}", path.display()));
+            }
+        }
+    }
+    // A shared shim's socket outlives a container only while its shim serves others.
+    for s in &shared {
+        if s.exists() && !shim_socket::is_live(s) {
+            found.push(format!("dead shared shim socket {}", s.display()));
+        }
     }
     found
 }

@@ -33,6 +33,31 @@ pub fn existing(address: &Path, namespace: &str, id: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The shim's default `shim.containers_per_shim` (see the shim's `group` module).
+pub const DEFAULT_CONTAINERS_PER_SHIM: usize = 16;
+
+/// Socket paths of the first `slots` shared shims (containers outside pods) that `shim_binary`
+/// would start for this containerd with no handler config and the default limit: the shim
+/// names them `wasmbox-shared:<binary's dev:ino:size:mtime>:<config>:<limit>:<slot>`.
+pub fn shared_socket_paths(address: &Path, namespace: &str, shim_binary: &Path, slots: usize) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::metadata(shim_binary) else {
+        return Vec::new();
+    };
+    let identity = format!("{}:{}:{}:{}.{}:", m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec());
+    (0..slots)
+        .map(|slot| {
+            let group = format!("wasmbox-shared:{identity}:{DEFAULT_CONTAINERS_PER_SHIM}:{slot}");
+            socket_path(address, namespace, &group)
+        })
+        .collect()
+}
+
+/// True when something listens on the socket at `path`.
+pub fn is_live(path: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(path).is_ok()
+}
+
 pub fn remove(address: &Path, namespace: &str, id: &str) {
     for path in existing(address, namespace, id) {
         let _ = std::fs::remove_file(path);

@@ -205,6 +205,8 @@ fn five_hundred_execs_and_twenty_at_once_leak_nothing() {
             ppid == Some(shim)
         })
         .collect();
-    assert_eq!(children.len(), 1, "only the init is the shim's child: {children:?}");
+    // (and the zygote, which a shim that may serve more containers keeps).
+    let others: Vec<&String> = children.iter().filter(|stat| !stat.contains("(wasmbox-zygote)")).collect();
+    assert_eq!(others.len(), 1, "only the init (and the zygote) are the shim's children: {children:?}");
     kill_and_remove(&containerd, &id);
 }

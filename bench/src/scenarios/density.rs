@@ -105,23 +105,29 @@ fn start_and_measure(
     std::thread::sleep(settle);
     let after = procfs::mem_available_kib()?;
 
+    // Shims may serve several containers each (wasmbox shares them): count every shim of
+    // this containerd (and its descendants outside the containers, such as a zygote) once,
+    // with the containers' own processes, and divide by N.
     let shims = containerd.shim_processes();
     let children = procfs::children_by_parent();
-    let (mut shim_pss, mut ctr_pss) = (procfs::Pss::default(), procfs::Pss::default());
-    let (mut procs, mut threads) = (0usize, 0usize);
-    let mut anatomy = None;
+    let mut containers = Vec::new();
     for id in ids {
-        let m = members(containerd, &shims, &children, id)?;
-        shim_pss = shim_pss + sum_pss(&m.shim)?;
-        ctr_pss = ctr_pss + sum_pss(&m.container)?;
-        for pid in m.shim.iter().chain(&m.container) {
-            procs += 1;
-            threads += procfs::thread_names(*pid)?.len();
-        }
-        if anatomy.is_none() {
-            anatomy = Some(describe(subject, &m)?);
-        }
+        containers.push(container_processes(containerd, &shims, id)?);
     }
+    let in_containers: BTreeSet<i32> = containers.iter().flatten().copied().collect();
+    let shim_side = shim_side(&shims, &children, &in_containers);
+    let (shim_pss, mut ctr_pss) = (sum_pss(&shim_side)?, procfs::Pss::default());
+    let (mut procs, mut threads) = (0usize, 0usize);
+    for pids in &containers {
+        ctr_pss = ctr_pss + sum_pss(pids)?;
+    }
+    for pid in shim_side.iter().chain(&in_containers) {
+        procs += 1;
+        threads += procfs::thread_names(*pid)?.len();
+    }
+    let first = containers.first().context("no containers")?;
+    let own_shim = serving_shim(first, &shims, &children, &in_containers);
+    let anatomy = describe(subject, &Members { shim: own_shim, container: first.clone() })?;
     let per = |v: f64| v / n as f64;
     let run = DensityRun {
         subject: subject.label.clone(),
@@ -136,7 +142,7 @@ fn start_and_measure(
         threads_per_container: per(threads as f64),
         start_all_s,
     };
-    Ok((run, anatomy.context("no containers")?))
+    Ok((run, anatomy))
 }
 
 fn sum_pss(pids: &[i32]) -> Result<procfs::Pss> {
@@ -144,42 +150,42 @@ fn sum_pss(pids: &[i32]) -> Result<procfs::Pss> {
         .try_fold(procfs::Pss::default(), |acc, p| Ok(acc + procfs::pss(*p)?))
 }
 
-/// The processes of container `id`: those in its cgroups, and its shim (found by its `-id`
-/// flag) with every descendant of the shim outside the container (a zygote or helper, should
-/// one still be there), since the container is what keeps them alive.
-fn members(
-    containerd: &Containerd,
-    shims: &[ProcInfo],
-    children: &HashMap<i32, Vec<i32>>,
-    id: &str,
-) -> Result<Members> {
-    let shim_pids: Vec<i32> = shims
-        .iter()
-        .filter(|p| p.has_flag_value("-id", id))
-        .map(|p| p.pid)
-        .collect();
+/// The processes in container `id`'s cgroups (never a shim).
+fn container_processes(containerd: &Containerd, shims: &[ProcInfo], id: &str) -> Result<Vec<i32>> {
+    let shim_pids: Vec<i32> = shims.iter().map(|p| p.pid).collect();
     // cgroup v1 lists the same processes in every hierarchy; v2 has one directory.
     let container: BTreeSet<i32> = cgroups::existing(containerd.namespace(), id)
         .iter()
         .flat_map(|d| procfs::cgroup_procs(d))
         .filter(|p| !shim_pids.contains(p))
         .collect();
-    if shim_pids.len() != 1 || container.is_empty() {
-        bail!("container {id}: expected one shim and at least one process, found shims {shim_pids:?}, processes {container:?}");
+    if container.is_empty() {
+        bail!("container {id}: no process in its cgroups");
     }
-    let mut shim = Vec::new();
-    let mut todo = shim_pids;
+    Ok(container.into_iter().collect())
+}
+
+/// The shims and every descendant of theirs outside the containers (a zygote or helper,
+/// should one still be there): what the containers keep alive beside their own processes.
+fn shim_side(shims: &[ProcInfo], children: &HashMap<i32, Vec<i32>>, containers: &BTreeSet<i32>) -> Vec<i32> {
+    let mut side = Vec::new();
+    let mut todo: Vec<i32> = shims.iter().map(|p| p.pid).collect();
     while let Some(pid) = todo.pop() {
-        if container.contains(&pid) || shim.contains(&pid) {
+        if containers.contains(&pid) || side.contains(&pid) {
             continue;
         }
-        shim.push(pid);
+        side.push(pid);
         todo.extend(children.get(&pid).into_iter().flatten());
     }
-    Ok(Members {
-        shim,
-        container: container.into_iter().collect(),
-    })
+    side
+}
+
+/// The shim-side processes of the shim that is the parent of one of `container`'s processes.
+fn serving_shim(container: &[i32], shims: &[ProcInfo], children: &HashMap<i32, Vec<i32>>, in_containers: &BTreeSet<i32>) -> Vec<i32> {
+    let shim = shims.iter().find(|s| {
+        children.get(&s.pid).is_some_and(|kids| kids.iter().any(|k| container.contains(k)))
+    });
+    shim.map(|s| shim_side(std::slice::from_ref(s), children, in_containers)).unwrap_or_default()
 }
 
 fn describe(subject: &Subject, m: &Members) -> Result<Anatomy> {

@@ -5,8 +5,15 @@
 //! thousands of lines per module that drown the shim's own messages. Their warnings and
 //! errors still get through.
 
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
 use containerd_shim::logger::FifoLogger;
 use log::{LevelFilter, Log, Metadata, Record};
+
+/// The descriptor the logger writes to, and the bundle whose `log` fifo it is now.
+static SINK: Mutex<Option<(RawFd, PathBuf)>> = Mutex::new(None);
 
 /// Log targets whose debug and trace records are dropped.
 const NOISY: &[&str] = &["cranelift", "wasmtime", "regalloc2", "wasmparser", "wasm_encoder"];
@@ -37,8 +44,13 @@ impl Log for Quiet {
 
 /// Sets up logging for the serving shim process (run from its working dir, the bundle).
 pub fn init(debug: bool) {
-    match FifoLogger::new("", "") {
-        Ok(inner) => {
+    let opened = std::fs::OpenOptions::new().write(true).open("log");
+    match opened {
+        Ok(file) => {
+            if let Ok(dir) = std::env::current_dir() {
+                *SINK.lock().unwrap_or_else(|p| p.into_inner()) = Some((file.as_raw_fd(), dir));
+            }
+            let inner = FifoLogger::with_file(file);
             if log::set_boxed_logger(Box::new(Quiet { inner })).is_ok() {
                 log::set_max_level(if debug { LevelFilter::Debug } else { LevelFilter::Info });
             }
@@ -46,6 +58,40 @@ pub fn init(debug: bool) {
         // Nothing to log to: containerd will still see errors in replies.
         Err(e) => eprintln!("wasmbox: cannot open the shim log: {e}"),
     }
+}
+
+/// The fifo the shim log goes to now (a bundle's `log`), for helpers that log beside it.
+pub fn fifo() -> Option<PathBuf> {
+    let sink = SINK.lock().unwrap_or_else(|p| p.into_inner());
+    sink.as_ref().map(|(_, bundle)| bundle.join("log"))
+}
+
+/// The task of `bundle` is gone, and containerd stops reading its `log` fifo: if the shim
+/// log goes there, it moves to the fifo of `next` (another task this shim serves), in place,
+/// so the logger keeps its descriptor. A shared shim outlives the container it started with.
+pub fn task_gone(bundle: &Path, next: Option<&Path>) {
+    let mut sink = SINK.lock().unwrap_or_else(|p| p.into_inner());
+    let Some((fd, current)) = sink.as_mut() else {
+        return;
+    };
+    let Some(next) = next.filter(|_| current.as_path() == bundle) else {
+        return;
+    };
+    match move_to(*fd, &next.join("log")) {
+        Ok(()) => *current = next.to_path_buf(),
+        Err(e) => log::warn!("the shim log stays with {}: {e}", bundle.display()),
+    }
+}
+
+fn move_to(fd: RawFd, fifo: &Path) -> nix::Result<()> {
+    use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
+    // Non-blocking open fails (ENXIO) rather than waits when nobody reads the fifo.
+    let new = open(fifo, OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?;
+    let moved = fcntl(new, FcntlArg::F_SETFL(OFlag::empty()))
+        .and_then(|_| nix::unistd::dup3(new, fd, OFlag::O_CLOEXEC))
+        .map(drop);
+    let _ = nix::unistd::close(new);
+    moved
 }
 
 /// Logs to stderr, for the processes an operator runs (`precompile`): `WASMBOX_LOG` sets the
@@ -78,6 +124,30 @@ mod tests {
 
     fn meta(level: log::Level, target: &str) -> Metadata<'_> {
         Metadata::builder().level(level).target(target).build()
+    }
+
+    #[test]
+    fn a_descriptor_moves_to_another_fifo_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        for f in [&a, &b] {
+            nix::unistd::mkfifo(f, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        }
+        // Readers first, as containerd has them.
+        let open_reader = |p: &Path| std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(p).unwrap();
+        use std::os::unix::fs::OpenOptionsExt;
+        let (_ra, mut rb) = (open_reader(&a), open_reader(&b));
+        let mut writer = std::fs::OpenOptions::new().write(true).open(&a).unwrap();
+        move_to(writer.as_raw_fd(), &b).unwrap();
+        use std::io::{Read, Write};
+        writer.write_all(b"moved\n").unwrap();
+        let mut got = String::new();
+        let _ = rb.read_to_string(&mut got);
+        assert_eq!(got, "moved\n");
+        // A fifo nobody reads is refused rather than waited on.
+        let c = dir.path().join("c");
+        nix::unistd::mkfifo(&c, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert_eq!(move_to(writer.as_raw_fd(), &c), Err(nix::errno::Errno::ENXIO));
     }
 
     #[test]

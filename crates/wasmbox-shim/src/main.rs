@@ -10,6 +10,7 @@ mod artifact;
 mod console;
 mod events;
 mod exits;
+mod group;
 mod helper;
 mod logging;
 mod manager;

@@ -12,14 +12,21 @@ use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{Config, Error, ExitSignal, Flags, Shim, StartOpts};
 use wasmbox_container::lifecycle::{state_root, Handle};
 
+use containerd_shim::api::ConnectRequest;
+use containerd_shim::protos::shim_async::{Client, TaskClient};
+use containerd_shim::protos::ttrpc::{self, context, Code};
+
 use crate::events::{Events, InFlight};
-use crate::rootfs;
+use crate::group::{self, Placement};
+use crate::{policy, rootfs};
 use crate::service::Service;
 use crate::task_api::TaskApi;
 use crate::socket;
 
 /// Annotation CRI sets on every container of a pod: one shim serves the whole pod.
 pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
+/// How long a running shim may take to admit a container.
+const JOIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long an exiting shim waits for its last events (the TaskDelete before Shutdown).
 const EVENT_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long the ttrpc server may take to stop once the shim is done.
@@ -39,23 +46,128 @@ pub struct Manager {
     in_flight: Arc<InFlight>,
 }
 
-/// The shim group a container belongs to: its pod's sandbox id, or itself.
-pub fn grouping(id: &str, bundle: &Path) -> String {
-    let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).ok();
-    spec.as_ref()
-        .and_then(|s| s.annotations().as_ref())
-        .and_then(|a| a.get(SANDBOX_ID_ANNOTATION))
+/// The pod a bundle's container belongs to (CRI's sandbox id annotation), if any.
+pub fn sandbox_id(bundle: &Path) -> Option<String> {
+    let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).ok()?;
+    spec.annotations()
+        .as_ref()?
+        .get(SANDBOX_ID_ANNOTATION)
         .filter(|s| !s.is_empty())
         .cloned()
-        .unwrap_or_else(|| id.to_string())
 }
 
-/// True when the bundle's container belongs to a pod (its shim will serve more containers).
-pub fn in_pod(bundle: &Path) -> bool {
-    let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).ok();
-    spec.as_ref()
-        .and_then(|s| s.annotations().as_ref())
-        .is_some_and(|a| a.contains_key(SANDBOX_ID_ANNOTATION))
+/// Why a running shim did not admit a container.
+enum NotJoined {
+    /// It is full or exiting: try the next one.
+    Refused,
+    /// It did not answer as a shim should.
+    Failed(String),
+}
+
+/// Asks the shim at `address` to admit container `id` (see [`crate::group`]).
+async fn join(address: &str, id: &str) -> Result<(), NotJoined> {
+    let fd = containerd_shim::util::connect(address.strip_prefix("unix://").unwrap_or(address)).map_err(|e| NotJoined::Failed(e.to_string()))?;
+    let client = TaskClient::new(Client::new(fd));
+    let req = ConnectRequest {
+        id: format!("{}{id}", group::JOIN_PREFIX),
+        ..Default::default()
+    };
+    let ctx = context::with_timeout(JOIN_TIMEOUT.as_nanos() as i64);
+    match client.connect(ctx, &req).await {
+        Ok(_) => Ok(()),
+        Err(ttrpc::Error::RpcStatus(s)) if s.code() == Code::RESOURCE_EXHAUSTED => Err(NotJoined::Refused),
+        Err(e) => Err(NotJoined::Failed(e.to_string())),
+    }
+}
+
+impl Manager {
+    /// The address of the shim that will serve `opts.id`: its pod's, a shared one with room,
+    /// or a new one (see [`crate::group`]).
+    async fn place(&self, opts: StartOpts) -> Result<String, Error> {
+        let sandbox = sandbox_id(&self.bundle);
+        let (limit, config) = if sandbox.is_some() {
+            (usize::MAX, None)
+        } else {
+            // A config that does not read gives the container a shim of its own; its Create
+            // reports the config's error.
+            policy::containers_per_shim(policy::start_options().as_ref()).unwrap_or((1, None))
+        };
+        let identity = group::binary_identity(config.as_deref());
+        match group::placement(&opts.id, sandbox.as_deref(), limit, &identity) {
+            Placement::Pod(pod) => {
+                // The pod's shim already serves: answer with its address, as runc's shim
+                // does. containerd_shim::spawn would start a serving process anyway, which
+                // forks a zygote and builds a task service before it finds the socket taken.
+                let address = containerd_shim::socket_address(&opts.address, &opts.namespace, &pod);
+                if socket::is_live(&address) {
+                    return Ok(address);
+                }
+                containerd_shim::spawn(opts, &pod, Vec::new()).await
+            }
+            Placement::Own(id) => containerd_shim::spawn(opts, &id, vec![(group::LIMIT_ENV, "1")]).await,
+            Placement::Shared { key, limit } => {
+                let limit = limit.to_string();
+                let address_of = |slot| {
+                    containerd_shim::socket_address(&opts.address, &opts.namespace, &group::slot_group(&key, slot))
+                };
+                for _ in 0..group::START_ATTEMPTS {
+                    // A running shim with room first; else start one at the first free name.
+                    let mut free = None;
+                    let mut unused_in_a_row = 0;
+                    for slot in 0..group::MAX_SLOTS {
+                        let address = address_of(slot);
+                        if !socket::is_live(&address) {
+                            free.get_or_insert(slot);
+                            unused_in_a_row += 1;
+                            if unused_in_a_row == group::SCAN_GAP {
+                                break;
+                            }
+                            continue;
+                        }
+                        unused_in_a_row = 0;
+                        match join(&address, &opts.id).await {
+                            Ok(()) => return Ok(address),
+                            Err(NotJoined::Refused) => {}
+                            // It may have just exited: try the next one.
+                            Err(NotJoined::Failed(e)) => {
+                                eprintln!("wasmbox: shim {address} did not answer ({e}); trying the next one");
+                            }
+                        }
+                    }
+                    let slot = free.ok_or_else(|| {
+                        Error::Other(format!("all {} shared shims are full", group::MAX_SLOTS))
+                    })?;
+                    let copy = StartOpts {
+                        id: opts.id.clone(),
+                        publish_binary: opts.publish_binary.clone(),
+                        address: opts.address.clone(),
+                        ttrpc_address: opts.ttrpc_address.clone(),
+                        namespace: opts.namespace.clone(),
+                        debug: opts.debug,
+                    };
+                    // Another start action may win the race for this name: spawn then answers
+                    // with that one's address, and the join below decides.
+                    let name = group::slot_group(&key, slot);
+                    let address = containerd_shim::spawn(copy, &name, vec![(group::LIMIT_ENV, limit.as_str())]).await?;
+                    match join(&address, &opts.id).await {
+                        Ok(()) => return Ok(address),
+                        Err(NotJoined::Refused) => continue,
+                        Err(NotJoined::Failed(e)) => {
+                            return Err(Error::Other(format!(
+                                "the shim started at {address} does not admit container {}: {e}",
+                                opts.id
+                            )));
+                        }
+                    }
+                }
+                Err(Error::Other(format!(
+                    "no shim took container {} in {} attempts",
+                    opts.id,
+                    group::START_ATTEMPTS
+                )))
+            }
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -81,19 +193,9 @@ impl Shim for Manager {
     }
 
     async fn start_shim(&mut self, opts: StartOpts) -> Result<String, Error> {
-        let group = grouping(&opts.id, &self.bundle);
-        // The pod's shim already serves: answer with its address, as runc's shim does.
-        // containerd_shim::spawn would start a serving process anyway, which forks a zygote and
-        // builds a task service (event and exit tasks) before it finds the socket taken
-        // and exits: per container of a pod, ~5 ms and an orphaned zygote (a zombie until
-        // init reaps it).
-        let address = containerd_shim::socket_address(&opts.address, &opts.namespace, &group);
-        if socket::is_live(&address) {
-            containerd_shim::asynchronous::util::write_str_to_file("address", &address).await?;
-            return Ok(address);
-        }
-        let address = containerd_shim::spawn(opts, &group, Vec::new()).await?;
-        // containerd reads this back when it restarts and reconnects to running shims.
+        let address = self.place(opts).await?;
+        // containerd reads this back when it restarts and reconnects to running shims, and
+        // the `delete` action to find the socket.
         containerd_shim::asynchronous::util::write_str_to_file("address", &address).await?;
         Ok(address)
     }
@@ -112,9 +214,15 @@ impl Shim for Manager {
         if rootfs::is_mountpoint(&rootfs) {
             rootfs::unmount(&rootfs);
         }
-        let group = grouping(&self.id, &self.bundle);
-        let address = containerd_shim::socket_address(&self.containerd_address, &self.namespace, &group);
-        socket::remove_if_dead(&address);
+        // The socket this container's shim served (a shared one may have had another name).
+        let address = std::fs::read_to_string(self.bundle.join("address"))
+            .ok()
+            .filter(|a| !a.trim().is_empty())
+            .unwrap_or_else(|| {
+                let group = sandbox_id(&self.bundle).unwrap_or_else(|| self.id.clone());
+                containerd_shim::socket_address(&self.containerd_address, &self.namespace, &group)
+            });
+        socket::remove_if_dead(address.trim());
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         Ok(DeleteResponse {
             pid: pid as u32,
@@ -160,13 +268,24 @@ impl Shim for Manager {
         // Events go through our own ordered, retrying delivery (see `crate::events`).
         drop(publisher);
         crate::logging::init(self.debug);
+        // Started in the first container's bundle, which goes with that container while the
+        // shim may serve others (libcontainer needs a working directory that exists).
+        if let Err(e) = std::env::set_current_dir("/") {
+            log::warn!("cannot leave the bundle directory: {e}");
+        }
         let address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
         let events = Events::start(address, self.namespace.clone(), self.in_flight.clone());
         let service = Service::new(&self.namespace, events, self.exit.clone())
             .await
             .map(|s| s.with_containerd(&self.containerd_address));
         match service {
-            Ok(s) => TaskApi::new(s),
+            Ok(s) => {
+                let api = TaskApi::new(s);
+                // The container this shim was started for holds the first place: should its
+                // Create never come, the shim exits rather than waits for nobody.
+                api.expect(&self.id);
+                api
+            }
             Err(e) => {
                 // Without its exit monitor the shim cannot work; containerd sees the exit.
                 log::error!("cannot start the task service: {e}");

@@ -66,6 +66,30 @@ pub fn operator_config(
     }
 }
 
+/// The runtime options containerd hands the `start` action on its stdin (empty when none).
+pub fn start_options() -> Option<Any> {
+    use containerd_shim::protos::protobuf::Message;
+    use std::io::{IsTerminal, Read};
+    let mut stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return None;
+    }
+    let mut data = Vec::new();
+    stdin.read_to_end(&mut data).ok()?;
+    (!data.is_empty()).then(|| Any::parse_from_bytes(&data).ok()).flatten()
+}
+
+/// `shim.containers_per_shim` of the operator's config for these runtime options, and the
+/// config's path when the handler names one.
+pub fn containers_per_shim(options: Option<&Any>) -> Result<(usize, Option<PathBuf>), String> {
+    let path = config_path(options)?;
+    let (config, _) = operator_config(path.as_deref())?;
+    let limit = config
+        .and_then(|c| c.shim.containers_per_shim)
+        .unwrap_or(crate::group::DEFAULT_CONTAINERS_PER_SHIM);
+    Ok((limit, path))
+}
+
 /// The policy for the container of `spec`, whose filesystem is `fs`.
 pub fn for_container(
     options: Option<&Any>,

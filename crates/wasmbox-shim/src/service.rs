@@ -41,6 +41,7 @@ use wasmbox_wasm::WasmError;
 use crate::console::{Console, ConsoleSocket};
 use crate::events::Events;
 use crate::exits::{ExitInfo, ExitMonitor};
+use crate::group::Admission;
 use crate::helper::parent::{self, HelperError};
 use crate::helper::request::{CreateRequest, ExecSpec, WasmRequest};
 use crate::stdio::StdinForwarder;
@@ -232,6 +233,9 @@ pub struct Service {
     exits: Arc<ExitMonitor>,
     /// libcontainer changes the working directory around some calls: one at a time.
     lifecycle: Mutex<()>,
+    /// Containers admitted but not created yet, and when to exit (see `crate::group`).
+    /// Locked after `shared.tasks` when both are held.
+    admission: Mutex<Admission>,
     engine: Result<wasmbox_wasm::engine::Engine, String>,
     /// Winch's engine, made at the first large module (see `crate::tiering`).
     baseline: std::sync::OnceLock<Result<wasmbox_wasm::engine::Engine, String>>,
@@ -326,6 +330,7 @@ impl Service {
             shared,
             exits,
             lifecycle: Mutex::new(()),
+            admission: Mutex::new(Admission::new(crate::group::limit_from_env())),
             engine,
             baseline: std::sync::OnceLock::new(),
             cache,
@@ -345,6 +350,31 @@ impl Service {
 
     fn lifecycle(&self) -> MutexGuard<'_, ()> {
         self.lifecycle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn admission(&self) -> MutexGuard<'_, Admission> {
+        self.admission.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Holds a place for container `id`, whose Create is on its way.
+    pub fn expect(&self, id: &str) {
+        let tasks = self.shared.tasks();
+        if let Err(e) = self.admission().reserve(id, tasks.len(), std::time::Instant::now()) {
+            log::warn!("no place for {id}: {e}");
+        }
+    }
+
+    /// Exits the shim if containerd asked for it (or an admitted container never came) and no
+    /// task is left or on its way.
+    pub fn settle(&self) {
+        let tasks = self.shared.tasks();
+        if self.admission().should_exit(tasks.len(), std::time::Instant::now()) {
+            log::info!(
+                "no tasks left in namespace {}; shutting down",
+                self.shared.namespace
+            );
+            self.exit_signal.signal();
+        }
     }
 
     /// Compiles (or finds in the cache) the wasm entrypoint of `spec`; None for native ones.
@@ -866,17 +896,24 @@ impl Service {
                 format!("task {} already exists", req.id),
             ));
         }
+        let created = self.do_create(&req);
+        // Its place (if the start action reserved one) is no longer held, either way.
+        self.admission().arrived(&req.id);
         let Created {
             pid,
             policy,
             rootfs_mounted,
             stdin,
             console,
-        } = self
-            .do_create(&req)
-            .map_err(|e| rpc_error(Code::INVALID_ARGUMENT, format!("create {}: {e}", req.id)))?;
+        } = created.map_err(|e| {
+            // containerd may have asked this shim to exit while the Create was on its way.
+            self.settle();
+            rpc_error(Code::INVALID_ARGUMENT, format!("create {}: {e}", req.id))
+        })?;
         let bundle = PathBuf::from(&req.bundle);
-        if !crate::manager::in_pod(&bundle) {
+        if self.admission().limit() == 1 {
+            // A shim of one container creates nothing more: an idle zygote would only cost
+            // memory. (An exec later execs its helper.)
             if let Some(z) = crate::helper::zygote::get() {
                 z.retire();
             }
@@ -1073,7 +1110,9 @@ impl Service {
                 format!("task {} not found", req.id),
             ));
         };
+        let next = tasks.values().next().map(|e| e.state.bundle.clone());
         drop(tasks);
+        crate::logging::task_gone(&entry.state.bundle, next.as_deref());
         // A Wait still blocked on this task (or one of its execs) answers "not found" now
         // rather than never: a handler that never returns would keep the shim from exiting.
         self.shared.notify();
@@ -1185,6 +1224,21 @@ impl Service {
     }
 
     pub fn connect(&self, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
+        if let Some(id) = req.id.strip_prefix(crate::group::JOIN_PREFIX) {
+            let tasks = self.shared.tasks();
+            let admitted = self.admission().reserve(id, tasks.len(), std::time::Instant::now());
+            drop(tasks);
+            // A refusal is routine (the start action tries the next shim): no warning.
+            admitted.map_err(|e| {
+                log::debug!("not admitting {id}: {e}");
+                ttrpc::Error::RpcStatus(ttrpc::get_status(Code::RESOURCE_EXHAUSTED, e.to_string()))
+            })?;
+            log::debug!("admitted {id}");
+            return Ok(ConnectResponse {
+                shim_pid: std::process::id(),
+                ..Default::default()
+            });
+        }
         let task_pid = self
             .with_entry(&req.id, |e| Ok(e.state.pid))
             .unwrap_or_default();
@@ -1196,13 +1250,8 @@ impl Service {
     }
 
     pub fn shutdown(&self, _req: ShutdownRequest) -> TtrpcResult<Empty> {
-        if self.shared.tasks().is_empty() {
-            log::info!(
-                "no tasks left in namespace {}; shutting down",
-                self.shared.namespace
-            );
-            self.exit_signal.signal();
-        }
+        self.admission().want_exit();
+        self.settle();
         Ok(Empty::new())
     }
 

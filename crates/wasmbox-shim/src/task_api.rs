@@ -28,6 +28,21 @@ impl TaskApi {
         Self(Arc::new(service))
     }
 
+    /// Holds a place for container `id` (see `crate::group`), and exits the shim if it is
+    /// still empty once the place lapses.
+    pub fn expect(&self, id: &str) {
+        self.0.expect(id);
+        self.settle_after_ttl();
+    }
+
+    fn settle_after_ttl(&self) {
+        let service = self.0.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(crate::group::RESERVATION_TTL + std::time::Duration::from_millis(100)).await;
+            let _ = tokio::task::spawn_blocking(move || service.settle()).await;
+        });
+    }
+
     /// Runs one call of the service off the runtime thread: calls block (helpers, locks,
     /// libcontainer), and the runtime thread must stay free to move every connection's bytes.
     async fn call<T: Send + 'static>(
@@ -54,6 +69,16 @@ macro_rules! blocking_calls {
                     self.call(move |s| s.$name(req)).await
                 }
             )*
+
+            async fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
+                let join = req.id.starts_with(crate::group::JOIN_PREFIX);
+                let reply = self.call(move |s| s.connect(req)).await?;
+                if join {
+                    // Should the admitted container never come, the shim must not stay.
+                    self.settle_after_ttl();
+                }
+                Ok(reply)
+            }
 
             async fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> TtrpcResult<WaitResponse> {
                 let mut changes = self.0.changes();
@@ -85,7 +110,6 @@ blocking_calls! {
     pids(PidsRequest) -> PidsResponse;
     stats(StatsRequest) -> StatsResponse;
     close_io(CloseIORequest) -> Empty;
-    connect(ConnectRequest) -> ConnectResponse;
     shutdown(ShutdownRequest) -> Empty;
     exec(ExecProcessRequest) -> Empty;
     resize_pty(ResizePtyRequest) -> Empty;

@@ -109,15 +109,13 @@ fn spawn(cache_dir: &Path, wasm: &[u8], guest_path: &str) -> std::io::Result<u32
     let mut bytes = File::from(fd);
     bytes.write_all(wasm)?;
     bytes.rewind()?;
-    // Its log goes where the shim's does (the bundle's `log` fifo, the shim's cwd) for as long
-    // as containerd reads it, that is while the shim lives; never blocking on it. After that its
-    // result shows in the cache: the next start's shim logs the hit.
-    let log = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open("log")
+    // Its log goes where the shim's does (a bundle's `log` fifo) for as long as containerd
+    // reads it; never blocking on it. After that its result shows in the cache: the next
+    // start's shim logs the hit.
+    let log = crate::logging::fifo()
+        .and_then(|fifo| OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(fifo).ok())
         .map(Stdio::from)
-        .unwrap_or_else(|_| Stdio::null());
+        .unwrap_or_else(Stdio::null);
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg(OPTIMIZE_ARG)
         .arg(cache_dir)

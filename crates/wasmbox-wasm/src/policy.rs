@@ -71,6 +71,17 @@ pub struct OperatorConfig {
     pub listen: ListenConfig,
     #[serde(default)]
     pub http: HttpConfig,
+    #[serde(default)]
+    pub shim: ShimConfig,
+}
+
+/// How containers share shim processes (read by the shim's `start` action).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShimConfig {
+    /// The most containers outside pods one shim serves (1: a shim per container). A pod's
+    /// containers always share their pod's shim.
+    pub containers_per_shim: Option<usize>,
 }
 
 /// Defaults and caps for serving `wasi:http/proxy` components; annotations override the
@@ -154,6 +165,9 @@ impl OperatorConfig {
             if let Some(v) = value {
                 parse_duration(v).map_err(|m| err(format!("{key} = {v:?}: {m}")))?;
             }
+        }
+        if config.shim.containers_per_shim == Some(0) {
+            return Err(err("shim.containers_per_shim = 0: at least 1 (1 gives every container its own shim)".into()));
         }
         Ok(config)
     }
@@ -844,6 +858,15 @@ mod tests {
         // Sockets: a URL rule allows its host and port to any socket.
         assert_eq!(e.check(&addr("127.0.0.1:9000"), &names), None);
         assert_eq!(e.check(&addr("93.184.216.34:443"), &names), None);
+    }
+
+    #[test]
+    fn the_operator_sets_containers_per_shim() {
+        let config = OperatorConfig::parse("[shim]\ncontainers_per_shim = 4\n", "s.toml").unwrap();
+        assert_eq!(config.shim.containers_per_shim, Some(4));
+        let e = OperatorConfig::parse("[shim]\ncontainers_per_shim = 0\n", "s.toml").unwrap_err().to_string();
+        assert!(e.contains("shim.containers_per_shim = 0") && e.contains("s.toml"), "{e}");
+        assert!(OperatorConfig::parse("[shim]\nper_shim = 4\n", "s.toml").is_err());
     }
 
     #[test]

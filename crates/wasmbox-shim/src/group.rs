@@ -1,0 +1,249 @@
+//! Which shim serves a container, and how a serving shim admits more containers.
+//!
+//! containerd runs the `start` action once per container and talks to whatever address it
+//! prints: a new shim's or a running one's (containerd's runtime v2 README). A pod's
+//! containers share their pod's shim, as with runc's shim. Containers outside pods (`ctr`,
+//! nerdctl, Docker) share shims too, up to `containers_per_shim` (operator config) each: a
+//! shim and the relocated data of this PIE binary (about 2 MiB per process, shared with the
+//! inits it forks) then cost a container a fraction of that. The price is the blast radius:
+//! a shim that dies takes every container it serves with it (guests never run in the shim,
+//! so a guest cannot crash it). `containers_per_shim = 1` gives every container its own.
+//!
+//! A shared shim is found by name: `<key>:0`, `<key>:1`, ... where the key names this
+//! binary (a replaced binary starts new shims rather than joining old code), the handler's
+//! config and the limit. The `start` action asks a running shim to admit the container
+//! with a `Connect` call whose id carries [`JOIN_PREFIX`]; the shim counts it against its
+//! limit until its Create arrives ([`Admission`]), so it never exits between the answer
+//! and the Create, and a full or exiting shim says no and the action tries the next name.
+//! Running shims with room come first; a new shim takes the first unused name.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Containers one shim serves outside pods unless the operator config says otherwise.
+pub const DEFAULT_CONTAINERS_PER_SHIM: usize = 16;
+/// How the `start` action tells the serving process its limit.
+pub const LIMIT_ENV: &str = "WASMBOX_CONTAINERS_PER_SHIM";
+/// Prefix of a `Connect` id that asks to admit a container (containerd ids have no ':').
+pub const JOIN_PREFIX: &str = "wasmbox.join:";
+/// How long an admitted container's place is kept for its Create.
+pub const RESERVATION_TTL: Duration = Duration::from_secs(30);
+/// Names a `start` action looks at (16 per shim: 65 536 containers).
+pub const MAX_SLOTS: usize = 4096;
+/// Unused names in a row after which a `start` action stops looking for running shims
+/// (shims exit when empty, so running ones cluster at the low names).
+pub const SCAN_GAP: usize = 8;
+/// Times a `start` action starts a shim and finds it taken by racing actions before it fails.
+pub const START_ATTEMPTS: usize = 8;
+
+/// Where a container goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// Its pod's shim, named by the sandbox id; started by the first container of the pod.
+    Pod(String),
+    /// A shim of its own, named by the container id.
+    Own(String),
+    /// A shared shim of this key with room left.
+    Shared { key: String, limit: usize },
+}
+
+/// Decides the placement of container `id` from its pod's sandbox id (if any), the operator's
+/// limit and `identity` (this binary and the handler's config, see [`binary_identity`]).
+pub fn placement(id: &str, sandbox_id: Option<&str>, limit: usize, identity: &str) -> Placement {
+    if let Some(sandbox) = sandbox_id.filter(|s| !s.is_empty()) {
+        return Placement::Pod(sandbox.to_string());
+    }
+    if limit <= 1 {
+        return Placement::Own(id.to_string());
+    }
+    // containerd-shim hashes the group into the socket's name, so any text will do.
+    Placement::Shared {
+        key: format!("wasmbox-shared:{identity}:{limit}"),
+        limit,
+    }
+}
+
+/// The group (hashed into the socket's name) of a shared shim's `slot`.
+pub fn slot_group(key: &str, slot: usize) -> String {
+    format!("{key}:{slot}")
+}
+
+/// This binary as installed now, plus the handler's config path: containers started by a
+/// replaced binary, or under another handler, never join a shim of the old one.
+pub fn binary_identity(config: Option<&Path>) -> String {
+    let exe = std::fs::metadata("/proc/self/exe")
+        .map(|m| format!("{}:{}:{}:{}.{}", m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+        .unwrap_or_default();
+    format!("{exe}:{}", config.map(|p| p.display().to_string()).unwrap_or_default())
+}
+
+/// The limit the serving process was started with (pods: none).
+pub fn limit_from_env() -> usize {
+    std::env::var(LIMIT_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(usize::MAX)
+}
+
+/// Why a shim would not admit a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the shim serves its limit of containers")]
+    Full,
+    #[error("the shim is exiting")]
+    Exiting,
+}
+
+/// A serving shim's count of containers on their way in, and its decision to exit.
+#[derive(Debug)]
+pub struct Admission {
+    limit: usize,
+    /// Admitted containers whose Create has not come yet, with when their place lapses.
+    reserved: HashMap<String, Instant>,
+    /// containerd asked the shim to exit (after a Delete), or an admitted container never came.
+    exit_wanted: bool,
+    /// Decided to exit: nobody is admitted any more.
+    exiting: bool,
+}
+
+impl Admission {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit: limit.max(1),
+            reserved: HashMap::new(),
+            exit_wanted: false,
+            exiting: false,
+        }
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Admits container `id` next to `tasks` running ones, or says why not.
+    pub fn reserve(&mut self, id: &str, tasks: usize, now: Instant) -> Result<(), Refusal> {
+        self.expire(now);
+        if self.exiting {
+            return Err(Refusal::Exiting);
+        }
+        let others = self.reserved.keys().filter(|k| *k != id).count();
+        if tasks + others >= self.limit {
+            return Err(Refusal::Full);
+        }
+        self.reserved.insert(id.to_string(), now + RESERVATION_TTL);
+        Ok(())
+    }
+
+    /// Create of `id` came (whether it succeeded or not): its place is no longer held.
+    pub fn arrived(&mut self, id: &str) {
+        self.reserved.remove(id);
+    }
+
+    /// containerd's Shutdown: exit once nothing is left.
+    pub fn want_exit(&mut self) {
+        self.exit_wanted = true;
+    }
+
+    /// True, once, when the shim should exit now: exit was wanted, no task is left and no
+    /// admitted container is still to come. From then on nobody is admitted.
+    pub fn should_exit(&mut self, tasks: usize, now: Instant) -> bool {
+        self.expire(now);
+        if self.exiting || !self.exit_wanted || tasks > 0 || !self.reserved.is_empty() {
+            return false;
+        }
+        self.exiting = true;
+        true
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let before = self.reserved.len();
+        self.reserved.retain(|_, lapses| *lapses > now);
+        if self.reserved.len() < before {
+            // Its Create will not come (containerd gave up on it): nothing else would end
+            // a shim that has served nobody.
+            self.exit_wanted = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_keep_their_shim_and_a_limit_of_one_gives_each_its_own() {
+        assert_eq!(placement("c", Some("pod1"), 16, "x"), Placement::Pod("pod1".into()));
+        assert_eq!(placement("c", Some(""), 1, "x"), Placement::Own("c".into()));
+        assert_eq!(placement("c", None, 0, "x"), Placement::Own("c".into()));
+    }
+
+    #[test]
+    fn shared_keys_differ_by_binary_config_and_limit() {
+        let key = |identity: &str, limit| match placement("c", None, limit, identity) {
+            Placement::Shared { key, .. } => key,
+            p => panic!("{p:?}"),
+        };
+        assert_eq!(key("a", 16), key("a", 16));
+        assert_ne!(key("a", 16), key("b", 16));
+        assert_ne!(key("a", 16), key("a", 8));
+        assert_eq!(slot_group("k", 3), "k:3");
+    }
+
+    #[test]
+    fn identity_names_the_config() {
+        assert_ne!(binary_identity(None), binary_identity(Some(Path::new("/etc/x.toml"))));
+        assert_eq!(binary_identity(None), binary_identity(None));
+    }
+
+    #[test]
+    fn admits_up_to_the_limit_counting_places_held() {
+        let now = Instant::now();
+        let mut a = Admission::new(3);
+        assert_eq!(a.reserve("a", 1, now), Ok(()));
+        assert_eq!(a.reserve("b", 1, now), Ok(()));
+        assert_eq!(a.reserve("c", 1, now), Err(Refusal::Full));
+        // Asking again for a held place is not a second place.
+        assert_eq!(a.reserve("b", 1, now), Ok(()));
+        a.arrived("a");
+        assert_eq!(a.reserve("c", 2, now), Err(Refusal::Full));
+        assert_eq!(a.reserve("c", 1, now), Ok(()));
+    }
+
+    #[test]
+    fn exits_only_when_wanted_and_nobody_is_left_or_coming() {
+        let now = Instant::now();
+        let mut a = Admission::new(16);
+        assert!(!a.should_exit(0, now), "a fresh shim waits for its first Create");
+        a.reserve("a", 0, now).unwrap();
+        a.want_exit();
+        assert!(!a.should_exit(0, now), "a container is on its way");
+        a.arrived("a");
+        assert!(!a.should_exit(1, now), "a task is left");
+        assert!(a.should_exit(0, now));
+        assert!(!a.should_exit(0, now), "decided once");
+        assert_eq!(a.reserve("b", 0, now), Err(Refusal::Exiting));
+    }
+
+    #[test]
+    fn a_place_never_taken_lapses_and_lets_an_empty_shim_exit() {
+        let now = Instant::now();
+        let mut a = Admission::new(2);
+        a.reserve("a", 0, now).unwrap();
+        assert!(!a.should_exit(0, now));
+        let later = now + RESERVATION_TTL + Duration::from_millis(1);
+        assert!(a.should_exit(0, later));
+    }
+
+    #[test]
+    fn a_place_lapsing_does_not_end_a_shim_with_tasks() {
+        let now = Instant::now();
+        let mut a = Admission::new(2);
+        a.reserve("a", 1, now).unwrap();
+        let later = now + RESERVATION_TTL + Duration::from_millis(1);
+        assert!(!a.should_exit(1, later));
+        assert!(a.should_exit(0, later));
+    }
+}
