@@ -152,3 +152,29 @@ fn one_container_per_shim_when_the_operator_says_so() {
     assert!(zygotes.is_empty(), "{zygotes:?}");
     remove_all(&containerd, started.iter().map(|(id, _)| id));
 }
+
+#[test]
+fn a_shared_shim_serves_its_containers_across_a_containerd_restart() {
+    require_integration!();
+    let mut containerd = start();
+    let started = start_idle(&containerd, "shared-restart", 2, &[]);
+    let serving = shims(&containerd);
+    assert_eq!(serving.len(), 1, "{:?}", containerd.shim_processes());
+
+    containerd.restart().unwrap();
+
+    // containerd finds both tasks through their bundles' address files, at the one shim.
+    for (id, pid) in &started {
+        let task = containerd.wait_task_status(id, "RUNNING", Duration::from_secs(30)).unwrap();
+        assert_eq!(task.pid, *pid, "the same task should be reported after the restart");
+    }
+    assert_eq!(shims(&containerd), serving);
+    // Each ends on its own; a container started now joins the same shim.
+    stop(&containerd, &started[0].0, "SIGTERM");
+    let joined = start_idle(&containerd, "shared-restart-late", 1, &[]);
+    assert_eq!(shim_socket_of(&containerd, &joined[0].0), shim_socket_of(&containerd, &started[1].0));
+    remove_all(&containerd, joined.iter().chain(&started[1..]).map(|(id, _)| id));
+    assert_clean(&containerd, &started[0].0);
+    wait_until("the shim to exit", Duration::from_secs(10), || shims(&containerd).is_empty().then_some(()))
+        .unwrap();
+}

@@ -112,6 +112,9 @@ fn serve(sock: OwnedFd, shim: Pid) -> i32 {
         return 0;
     }
     wasmbox_container::proctitle::set("wasmbox-zygote");
+    // Forked in the first container's bundle, which may go while the shim serves others;
+    // libcontainer in the helpers needs a working directory that exists.
+    let _ = nix::unistd::chdir("/");
     if let Ok(null) = nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDWR, nix::sys::stat::Mode::empty()) {
         for fd in 0..3 {
             let _ = dup2(null, fd);
