@@ -9,19 +9,17 @@ use containerd_shim::api::DeleteResponse;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::publisher::RemotePublisher;
-use containerd_shim::{Config, Error, ExitSignal, Flags, Shim, StartOpts};
-use wasmbox_container::lifecycle::{state_root, Handle};
-
 use containerd_shim::api::ConnectRequest;
 use containerd_shim::protos::shim_async::{Client, TaskClient};
 use containerd_shim::protos::ttrpc::{self, context, Code};
+use containerd_shim::{Config, Error, ExitSignal, Flags, Shim, StartOpts};
+use wasmbox_container::lifecycle::{state_root, Handle};
 
 use crate::events::{Events, InFlight};
 use crate::group::{self, Placement};
-use crate::{policy, rootfs};
 use crate::service::Service;
 use crate::task_api::TaskApi;
-use crate::socket;
+use crate::{policy, rootfs, socket};
 
 /// Annotation CRI sets on every container of a pod: one shim serves the whole pod.
 pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
@@ -66,7 +64,8 @@ enum NotJoined {
 
 /// Asks the shim at `address` to admit container `id` (see [`crate::group`]).
 async fn join(address: &str, id: &str) -> Result<(), NotJoined> {
-    let fd = containerd_shim::util::connect(address.strip_prefix("unix://").unwrap_or(address)).map_err(|e| NotJoined::Failed(e.to_string()))?;
+    let path = address.strip_prefix("unix://").unwrap_or(address);
+    let fd = containerd_shim::util::connect(path).map_err(|e| NotJoined::Failed(e.to_string()))?;
     let client = TaskClient::new(Client::new(fd));
     let req = ConnectRequest {
         id: format!("{}{id}", group::JOIN_PREFIX),
@@ -105,69 +104,68 @@ impl Manager {
                 containerd_shim::spawn(opts, &pod, Vec::new()).await
             }
             Placement::Own(id) => containerd_shim::spawn(opts, &id, vec![(group::LIMIT_ENV, "1")]).await,
-            Placement::Shared { key, limit } => {
-                let limit = limit.to_string();
-                let address_of = |slot| {
-                    containerd_shim::socket_address(&opts.address, &opts.namespace, &group::slot_group(&key, slot))
-                };
-                for _ in 0..group::START_ATTEMPTS {
-                    // A running shim with room first; else start one at the first free name.
-                    let mut free = None;
-                    let mut unused_in_a_row = 0;
-                    for slot in 0..group::MAX_SLOTS {
-                        let address = address_of(slot);
-                        if !socket::is_live(&address) {
-                            free.get_or_insert(slot);
-                            unused_in_a_row += 1;
-                            if unused_in_a_row == group::SCAN_GAP {
-                                break;
-                            }
-                            continue;
-                        }
-                        unused_in_a_row = 0;
-                        match join(&address, &opts.id).await {
-                            Ok(()) => return Ok(address),
-                            Err(NotJoined::Refused) => {}
-                            // It may have just exited: try the next one.
-                            Err(NotJoined::Failed(e)) => {
-                                eprintln!("wasmbox: shim {address} did not answer ({e}); trying the next one");
-                            }
-                        }
-                    }
-                    let slot = free.ok_or_else(|| {
-                        Error::Other(format!("all {} shared shims are full", group::MAX_SLOTS))
-                    })?;
-                    let copy = StartOpts {
-                        id: opts.id.clone(),
-                        publish_binary: opts.publish_binary.clone(),
-                        address: opts.address.clone(),
-                        ttrpc_address: opts.ttrpc_address.clone(),
-                        namespace: opts.namespace.clone(),
-                        debug: opts.debug,
-                    };
-                    // Another start action may win the race for this name: spawn then answers
-                    // with that one's address, and the join below decides.
-                    let name = group::slot_group(&key, slot);
-                    let address = containerd_shim::spawn(copy, &name, vec![(group::LIMIT_ENV, limit.as_str())]).await?;
-                    match join(&address, &opts.id).await {
-                        Ok(()) => return Ok(address),
-                        Err(NotJoined::Refused) => continue,
-                        Err(NotJoined::Failed(e)) => {
-                            return Err(Error::Other(format!(
-                                "the shim started at {address} does not admit container {}: {e}",
-                                opts.id
-                            )));
-                        }
-                    }
+            Placement::Shared { key, limit } => place_shared(opts, &key, limit).await,
+        }
+    }
+}
+
+/// A shared shim with room (the lowest running one), else a new one at the first unused name.
+async fn place_shared(opts: StartOpts, key: &str, limit: usize) -> Result<String, Error> {
+    let limit = limit.to_string();
+    let address_of =
+        |slot| containerd_shim::socket_address(&opts.address, &opts.namespace, &group::slot_group(key, slot));
+    for _ in 0..group::START_ATTEMPTS {
+        let mut free = None;
+        let mut unused_in_a_row = 0;
+        for slot in 0..group::MAX_SLOTS {
+            let address = address_of(slot);
+            if !socket::is_live(&address) {
+                free.get_or_insert(slot);
+                unused_in_a_row += 1;
+                if unused_in_a_row == group::SCAN_GAP {
+                    break;
                 }
-                Err(Error::Other(format!(
-                    "no shim took container {} in {} attempts",
-                    opts.id,
-                    group::START_ATTEMPTS
-                )))
+                continue;
+            }
+            unused_in_a_row = 0;
+            match join(&address, &opts.id).await {
+                Ok(()) => return Ok(address),
+                Err(NotJoined::Refused) => {}
+                // It may have just exited: try the next one.
+                Err(NotJoined::Failed(e)) => {
+                    eprintln!("wasmbox: shim {address} did not answer ({e}); trying the next one");
+                }
+            }
+        }
+        let slot = free.ok_or_else(|| Error::Other(format!("all {} shared shims are full", group::MAX_SLOTS)))?;
+        let copy = StartOpts {
+            id: opts.id.clone(),
+            publish_binary: opts.publish_binary.clone(),
+            address: opts.address.clone(),
+            ttrpc_address: opts.ttrpc_address.clone(),
+            namespace: opts.namespace.clone(),
+            debug: opts.debug,
+        };
+        // Another start action may win the race for this name: spawn then answers with that
+        // one's address, and the join decides.
+        let name = group::slot_group(key, slot);
+        let address = containerd_shim::spawn(copy, &name, vec![(group::LIMIT_ENV, limit.as_str())]).await?;
+        match join(&address, &opts.id).await {
+            Ok(()) => return Ok(address),
+            Err(NotJoined::Refused) => continue,
+            Err(NotJoined::Failed(e)) => {
+                return Err(Error::Other(format!(
+                    "the shim started at {address} does not admit container {}: {e}",
+                    opts.id
+                )));
             }
         }
     }
+    Err(Error::Other(format!(
+        "no shim took container {} in {} attempts",
+        opts.id,
+        group::START_ATTEMPTS
+    )))
 }
 
 #[async_trait::async_trait]
