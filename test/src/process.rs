@@ -207,6 +207,24 @@ pub fn processes() -> Vec<ProcInfo> {
         .collect()
 }
 
+/// The children of `pid` as (pid, comm), from `/proc/*/stat`.
+pub fn children_of(pid: i32) -> Vec<(i32, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let child: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+            let (head, rest) = stat.rsplit_once(')')?;
+            let comm = head.split_once('(')?.1.to_string();
+            let ppid: i32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == pid).then_some((child, comm))
+        })
+        .collect()
+}
+
 pub fn is_alive(pid: i32) -> bool {
     // A zombie still answers kill(0); it counts as gone for our purposes.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

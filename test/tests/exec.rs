@@ -195,18 +195,10 @@ fn five_hundred_execs_and_twenty_at_once_leak_nothing() {
     // Memory may move by allocator noise, not by what 520 execs would leak.
     let rss_after = rss_kib(shim);
     assert!(rss_after <= rss + 2048, "shim RSS {rss} KiB -> {rss_after} KiB");
-    // No exec process (or zombie) is left among the shim's children: only the init.
-    let children: Vec<String> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-        .filter(|stat| {
-            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
-            ppid == Some(shim)
-        })
-        .collect();
-    // (and the zygote, which a shim that may serve more containers keeps).
-    let others: Vec<&String> = children.iter().filter(|stat| !stat.contains("(wasmbox-zygote)")).collect();
+    // No exec process (or zombie) is left among the shim's children: only the init (and the
+    // zygote, which a shim that may serve more containers keeps).
+    let children = wasmbox_integration::process::children_of(shim);
+    let others: Vec<_> = children.iter().filter(|(_, comm)| comm != "wasmbox-zygote").collect();
     assert_eq!(others.len(), 1, "only the init (and the zygote) are the shim's children: {children:?}");
     kill_and_remove(&containerd, &id);
 }

@@ -139,15 +139,10 @@ fn one_container_per_shim_when_the_operator_says_so() {
     assert_ne!(shim_socket_of(&containerd, &started[0].0), shim_socket_of(&containerd, &started[1].0));
     assert_eq!(shims(&containerd).len(), 2);
     // A shim of one container keeps no zygote.
-    let serving = shims(&containerd);
-    let zygotes: Vec<String> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-        .filter(|stat| {
-            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
-            stat.contains("(wasmbox-zygote)") && ppid.is_some_and(|p| serving.contains(&p))
-        })
+    let zygotes: Vec<_> = shims(&containerd)
+        .into_iter()
+        .flat_map(wasmbox_integration::process::children_of)
+        .filter(|(_, comm)| comm == "wasmbox-zygote")
         .collect();
     assert!(zygotes.is_empty(), "{zygotes:?}");
     remove_all(&containerd, started.iter().map(|(id, _)| id));

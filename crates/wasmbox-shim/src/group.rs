@@ -17,7 +17,7 @@
 //! and the Create, and a full or exiting shim says no and the action tries the next name.
 //! Running shims with room come first; a new shim takes the first unused name.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -103,6 +103,8 @@ pub struct Admission {
     limit: usize,
     /// Admitted containers whose Create has not come yet, with when their place lapses.
     reserved: HashMap<String, Instant>,
+    /// Containers whose Create is under way (a first start may compile for minutes).
+    creating: HashSet<String>,
     /// containerd asked the shim to exit (after a Delete), or an admitted container never came.
     exit_wanted: bool,
     /// Decided to exit: nobody is admitted any more.
@@ -114,6 +116,7 @@ impl Admission {
         Self {
             limit: limit.max(1),
             reserved: HashMap::new(),
+            creating: HashSet::new(),
             exit_wanted: false,
             exiting: false,
         }
@@ -129,7 +132,7 @@ impl Admission {
         if self.exiting {
             return Err(Refusal::Exiting);
         }
-        let others = self.reserved.keys().filter(|k| *k != id).count();
+        let others = self.reserved.keys().filter(|k| *k != id).count() + self.creating.len();
         if tasks + others >= self.limit {
             return Err(Refusal::Full);
         }
@@ -137,9 +140,15 @@ impl Admission {
         Ok(())
     }
 
-    /// Create of `id` came (whether it succeeded or not): its place is no longer held.
-    pub fn arrived(&mut self, id: &str) {
+    /// Create of `id` began: its place is held, without lapsing, until [`Self::created`].
+    pub fn creating(&mut self, id: &str) {
         self.reserved.remove(id);
+        self.creating.insert(id.to_string());
+    }
+
+    /// Create of `id` ended (a task now, or failed): it no longer holds a place of its own.
+    pub fn created(&mut self, id: &str) {
+        self.creating.remove(id);
     }
 
     /// containerd's Shutdown: exit once nothing is left.
@@ -151,7 +160,7 @@ impl Admission {
     /// admitted container is still to come. From then on nobody is admitted.
     pub fn should_exit(&mut self, tasks: usize, now: Instant) -> bool {
         self.expire(now);
-        if self.exiting || !self.exit_wanted || tasks > 0 || !self.reserved.is_empty() {
+        if self.exiting || !self.exit_wanted || tasks > 0 || !self.reserved.is_empty() || !self.creating.is_empty() {
             return false;
         }
         self.exiting = true;
@@ -207,7 +216,9 @@ mod tests {
         assert_eq!(a.reserve("c", 1, now), Err(Refusal::Full));
         // Asking again for a held place is not a second place.
         assert_eq!(a.reserve("b", 1, now), Ok(()));
-        a.arrived("a");
+        a.creating("a");
+        assert_eq!(a.reserve("c", 1, now), Err(Refusal::Full), "a Create under way holds its place");
+        a.created("a");
         assert_eq!(a.reserve("c", 2, now), Err(Refusal::Full));
         assert_eq!(a.reserve("c", 1, now), Ok(()));
     }
@@ -220,7 +231,10 @@ mod tests {
         a.reserve("a", 0, now).unwrap();
         a.want_exit();
         assert!(!a.should_exit(0, now), "a container is on its way");
-        a.arrived("a");
+        a.creating("a");
+        let later = now + RESERVATION_TTL * 10;
+        assert!(!a.should_exit(0, later), "a Create under way (compiling) does not lapse");
+        a.created("a");
         assert!(!a.should_exit(1, now), "a task is left");
         assert!(a.should_exit(0, now));
         assert!(!a.should_exit(0, now), "decided once");

@@ -896,9 +896,8 @@ impl Service {
                 format!("task {} already exists", req.id),
             ));
         }
+        self.admission().creating(&req.id);
         let created = self.do_create(&req);
-        // Its place (if the start action reserved one) is no longer held, either way.
-        self.admission().arrived(&req.id);
         let Created {
             pid,
             policy,
@@ -906,6 +905,7 @@ impl Service {
             stdin,
             console,
         } = created.map_err(|e| {
+            self.admission().created(&req.id);
             // containerd may have asked this shim to exit while the Create was on its way.
             self.settle();
             rpc_error(Code::INVALID_ARGUMENT, format!("create {}: {e}", req.id))
@@ -943,6 +943,8 @@ impl Service {
                     execs: HashMap::new(),
                 },
             );
+            // Under the tasks lock: a Shutdown in between sees the task or the Create.
+            self.admission().created(&req.id);
         }
         self.shared.events.publish(
             TASK_CREATE_EVENT_TOPIC,
