@@ -145,7 +145,7 @@ fn panels(r: &Results) -> Vec<Panel> {
     }
     if !pss.is_empty() {
         out.push(Panel {
-            title: "PSS per idle container (+ its shim)".into(),
+            title: "PSS per idle container (+ share of shims)".into(),
             unit: "MiB".into(),
             bars: pss,
             log: false,

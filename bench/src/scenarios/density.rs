@@ -1,5 +1,6 @@
-//! N idle containers running at once: memory per container (PSS of its processes and its shim,
-//! and the drop in MemAvailable), and how many processes and threads each one costs.
+//! N idle containers running at once: memory per container (PSS of all their processes and of
+//! every shim, each counted once, over N; and the drop in MemAvailable), and how many processes
+//! and threads each one costs.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -27,7 +28,7 @@ pub struct DensityRun {
     pub subject: String,
     pub n: usize,
     pub round: usize,
-    /// Mean over the N containers of PSS(container's processes + its shim), KiB.
+    /// PSS of the N containers' processes and of every shim (each once), divided by N, KiB.
     pub pss_kib_per_container: f64,
     pub shim_pss_kib_per_container: f64,
     pub container_pss_kib_per_container: f64,
