@@ -8,9 +8,9 @@ use std::time::Duration;
 use wasmbox_integration::containerd::Containerd;
 use wasmbox_integration::ctr::RunSpec;
 use wasmbox_integration::poll::wait_until;
-use wasmbox_integration::process::{is_alive, kill_and_wait};
+use wasmbox_integration::process::{is_alive, kill_and_wait, run_ok};
 use wasmbox_integration::suite::{assert_clean, config_file, import_compat, start, START_TIMEOUT};
-use wasmbox_integration::{guests, ids, require_integration};
+use wasmbox_integration::{guests, ids, require_integration, settings};
 
 /// Starts `n` idle wasm containers (with `flags`); returns their ids and task pids.
 fn start_idle(containerd: &Containerd, name: &str, n: usize, flags: &[String]) -> Vec<(String, u32)> {
@@ -172,4 +172,36 @@ fn a_shared_shim_serves_its_containers_across_a_containerd_restart() {
     assert_clean(&containerd, &started[0].0);
     wait_until("the shim to exit", Duration::from_secs(10), || shims(&containerd).is_empty().then_some(()))
         .unwrap();
+}
+
+#[test]
+fn a_shim_whose_container_never_comes_exits_by_itself() {
+    require_integration!();
+    let containerd = start();
+    // containerd's `start` action, run by hand, and no Create after it (as if containerd had
+    // died in between): the new shim holds the container's place for a while (0.5 s here),
+    // then exits and removes its socket.
+    let id = ids::container_id("never-created");
+    let bundle = containerd.paths().work.join(&id);
+    std::fs::create_dir_all(&bundle).unwrap();
+    let shim = settings::shim_dir().join(settings::WASMBOX_SHIM_BINARY);
+    let address = containerd.address().to_string_lossy().into_owned();
+    let publisher = settings::containerd_dir().join("containerd");
+    let mut cmd = std::process::Command::new(&shim);
+    cmd.args(["-namespace", containerd.namespace(), "-address", address.as_str()])
+        .arg("-publish-binary")
+        .arg(&publisher)
+        .args(["-id", id.as_str(), "start"])
+        .current_dir(&bundle)
+        .env("WASMBOX_RESERVATION_TTL_MS", "500")
+        .env("TTRPC_ADDRESS", format!("{address}.ttrpc"))
+        .stdin(std::process::Stdio::null());
+    let printed = run_ok("the start action", &mut cmd, Duration::from_secs(30)).unwrap();
+    let socket = PathBuf::from(printed.trim().trim_start_matches("unix://"));
+    assert!(socket.exists(), "the start action printed {printed:?}");
+    assert_eq!(shims(&containerd).len(), 1, "{:?}", containerd.shim_processes());
+    let gone = wait_until("the unused shim to exit", Duration::from_secs(10), || {
+        (shims(&containerd).is_empty() && !socket.exists()).then_some(())
+    });
+    assert!(gone.is_ok(), "shims {:?}, socket left: {}", containerd.shim_processes(), socket.exists());
 }

@@ -30,6 +30,17 @@ pub const LIMIT_ENV: &str = "WASMBOX_CONTAINERS_PER_SHIM";
 pub const JOIN_PREFIX: &str = "wasmbox.join:";
 /// How long an admitted container's place is kept for its Create.
 pub const RESERVATION_TTL: Duration = Duration::from_secs(30);
+/// Overrides [`RESERVATION_TTL`] in milliseconds (for tests of the lapse).
+pub const RESERVATION_TTL_ENV: &str = "WASMBOX_RESERVATION_TTL_MS";
+
+/// The lapse of an admitted container's place: [`RESERVATION_TTL`] unless the environment says.
+pub fn reservation_ttl() -> Duration {
+    std::env::var(RESERVATION_TTL_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(RESERVATION_TTL)
+}
 /// Names a `start` action looks at (16 per shim: 65 536 containers).
 pub const MAX_SLOTS: usize = 4096;
 /// Unused names in a row after which a `start` action stops looking for running shims
@@ -101,6 +112,7 @@ pub enum Refusal {
 #[derive(Debug)]
 pub struct Admission {
     limit: usize,
+    ttl: Duration,
     /// Admitted containers whose Create has not come yet, with when their place lapses.
     reserved: HashMap<String, Instant>,
     /// Containers whose Create is under way (a first start may compile for minutes).
@@ -112,9 +124,10 @@ pub struct Admission {
 }
 
 impl Admission {
-    pub fn new(limit: usize) -> Self {
+    pub fn new(limit: usize, ttl: Duration) -> Self {
         Self {
             limit: limit.max(1),
+            ttl,
             reserved: HashMap::new(),
             creating: HashSet::new(),
             exit_wanted: false,
@@ -124,6 +137,11 @@ impl Admission {
 
     pub fn limit(&self) -> usize {
         self.limit
+    }
+
+    /// How long a place is held for a Create that has not begun.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     /// Admits container `id` next to `tasks` running ones, or says why not.
@@ -136,7 +154,7 @@ impl Admission {
         if tasks + others >= self.limit {
             return Err(Refusal::Full);
         }
-        self.reserved.insert(id.to_string(), now + RESERVATION_TTL);
+        self.reserved.insert(id.to_string(), now + self.ttl);
         Ok(())
     }
 
@@ -210,7 +228,7 @@ mod tests {
     #[test]
     fn admits_up_to_the_limit_counting_places_held() {
         let now = Instant::now();
-        let mut a = Admission::new(3);
+        let mut a = Admission::new(3, RESERVATION_TTL);
         assert_eq!(a.reserve("a", 1, now), Ok(()));
         assert_eq!(a.reserve("b", 1, now), Ok(()));
         assert_eq!(a.reserve("c", 1, now), Err(Refusal::Full));
@@ -226,7 +244,7 @@ mod tests {
     #[test]
     fn exits_only_when_wanted_and_nobody_is_left_or_coming() {
         let now = Instant::now();
-        let mut a = Admission::new(16);
+        let mut a = Admission::new(16, RESERVATION_TTL);
         assert!(!a.should_exit(0, now), "a fresh shim waits for its first Create");
         a.reserve("a", 0, now).unwrap();
         a.want_exit();
@@ -244,7 +262,7 @@ mod tests {
     #[test]
     fn a_place_never_taken_lapses_and_lets_an_empty_shim_exit() {
         let now = Instant::now();
-        let mut a = Admission::new(2);
+        let mut a = Admission::new(2, RESERVATION_TTL);
         a.reserve("a", 0, now).unwrap();
         assert!(!a.should_exit(0, now));
         let later = now + RESERVATION_TTL + Duration::from_millis(1);
@@ -254,7 +272,7 @@ mod tests {
     #[test]
     fn a_place_lapsing_does_not_end_a_shim_with_tasks() {
         let now = Instant::now();
-        let mut a = Admission::new(2);
+        let mut a = Admission::new(2, RESERVATION_TTL);
         a.reserve("a", 1, now).unwrap();
         let later = now + RESERVATION_TTL + Duration::from_millis(1);
         assert!(!a.should_exit(1, later));

@@ -330,7 +330,10 @@ impl Service {
             shared,
             exits,
             lifecycle: Mutex::new(()),
-            admission: Mutex::new(Admission::new(crate::group::limit_from_env())),
+            admission: Mutex::new(Admission::new(
+                crate::group::limit_from_env(),
+                crate::group::reservation_ttl(),
+            )),
             engine,
             baseline: std::sync::OnceLock::new(),
             cache,
@@ -354,6 +357,11 @@ impl Service {
 
     fn admission(&self) -> MutexGuard<'_, Admission> {
         self.admission.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long a place is held for a Create that has not begun.
+    pub fn reservation_ttl(&self) -> Duration {
+        self.admission().ttl()
     }
 
     /// Holds a place for container `id`, whose Create is on its way.

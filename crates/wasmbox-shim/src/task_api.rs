@@ -37,8 +37,9 @@ impl TaskApi {
 
     fn settle_after_ttl(&self) {
         let service = self.0.clone();
+        let lapse = service.reservation_ttl() + std::time::Duration::from_millis(100);
         tokio::spawn(async move {
-            tokio::time::sleep(crate::group::RESERVATION_TTL + std::time::Duration::from_millis(100)).await;
+            tokio::time::sleep(lapse).await;
             let _ = tokio::task::spawn_blocking(move || service.settle()).await;
         });
     }
