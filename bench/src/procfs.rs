@@ -47,27 +47,15 @@ fn parse_rollup(text: &str) -> Option<Pss> {
     })
 }
 
-/// The names (`comm`) of every thread of `pid`, sorted by thread id (the main thread first).
-pub fn thread_names(pid: i32) -> Result<Vec<String>> {
-    let dir = format!("/proc/{pid}/task");
-    let mut tids: Vec<i32> = std::fs::read_dir(&dir)
-        .with_context(|| format!("listing {dir}"))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect();
-    tids.sort_unstable();
-    Ok(tids
-        .into_iter()
-        .filter_map(|tid| std::fs::read_to_string(format!("{dir}/{tid}/comm")).ok())
-        .map(|c| c.trim_end().to_string())
-        .collect())
-}
+pub use wasmbox_integration::process::{children_by_parent, comm};
 
-/// The process name (`comm`) of `pid`.
-pub fn comm(pid: i32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|c| c.trim_end().to_string())
-        .unwrap_or_default()
+/// The names (`comm`) of every thread of `pid`, the main thread first; an error once it is gone.
+pub fn thread_names(pid: i32) -> Result<Vec<String>> {
+    let names = wasmbox_integration::process::thread_names(pid);
+    if names.is_empty() {
+        anyhow::bail!("process {pid} is gone (no /proc/{pid}/task)");
+    }
+    Ok(names)
 }
 
 /// MemAvailable from /proc/meminfo, in KiB.
@@ -85,27 +73,6 @@ pub fn load_average() -> Result<[f64; 3]> {
 fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
     let mut it = text.split_whitespace().map(|v| v.parse::<f64>().ok());
     Some([it.next()??, it.next()??, it.next()??])
-}
-
-/// Every process's parent: child pids by parent pid, from /proc/*/stat.
-pub fn children_by_parent() -> std::collections::HashMap<i32, Vec<i32>> {
-    let mut map: std::collections::HashMap<i32, Vec<i32>> = std::collections::HashMap::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return map;
-    };
-    for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if let Some(ppid) = parse_ppid(&stat) {
-            map.entry(ppid).or_default().push(pid);
-        }
-    }
-    map
-}
-
-/// The parent pid from a /proc/PID/stat line; the command name may contain spaces and ')'.
-fn parse_ppid(stat: &str) -> Option<i32> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The pids listed in a cgroup directory's `cgroup.procs` (empty if it is gone).
@@ -148,14 +115,6 @@ mod tests {
         assert_eq!((p.pss_kib, p.anon_kib, p.file_kib), (7, 2, 5));
         assert_eq!((p + p).pss_kib, 14);
         assert!(parse_rollup("Pss: 1 kB\n").is_none());
-    }
-
-    #[test]
-    fn parses_ppid() {
-        assert_eq!(parse_ppid("42 (a b) c) S 7 42 42 0"), Some(7));
-        assert_eq!(parse_ppid("garbage"), None);
-        let me = std::process::id() as i32;
-        assert!(children_by_parent().values().any(|kids| kids.contains(&me)));
     }
 
     #[test]

@@ -44,8 +44,7 @@ pub fn find(containerd: &Containerd, id: &str, shim_binary: &str) -> Vec<String>
     if bundle.exists() {
         found.push(format!("bundle dir {}", bundle.display()));
         // The socket of the shim serving it, which may be shared and named otherwise.
-        if let Ok(address) = std::fs::read_to_string(bundle.join("address")) {
-            let path = PathBuf::from(address.trim().trim_start_matches("unix://"));
+        if let Some(path) = shim_socket::of_bundle(&bundle) {
             if path.exists() && !found.iter().any(|f| f.ends_with(&*path.to_string_lossy())) {
                 found.push(format!("shim socket {}", path.display()));
             }

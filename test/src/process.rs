@@ -150,15 +150,56 @@ pub fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<ExitSt
     status
 }
 
-/// The names (`comm`) of a process's threads; empty once it is gone.
+/// The names (`comm`) of a process's threads, sorted by thread id (the main thread first);
+/// empty once it is gone.
 pub fn thread_names(pid: i32) -> Vec<String> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+    let dir = format!("/proc/{pid}/task");
+    let Ok(tasks) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+    let mut tids: Vec<i32> = tasks.flatten().filter_map(|t| t.file_name().to_str()?.parse().ok()).collect();
+    tids.sort_unstable();
+    tids.into_iter()
+        .filter_map(|tid| std::fs::read_to_string(format!("{dir}/{tid}/comm")).ok())
         .map(|c| c.trim_end().to_string())
+        .collect()
+}
+
+/// The process name (`comm`) of `pid`; empty once it is gone.
+pub fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|c| c.trim_end().to_string())
+        .unwrap_or_default()
+}
+
+/// Every process's children: child pids by parent pid, from /proc/*/stat.
+pub fn children_by_parent() -> std::collections::HashMap<i32, Vec<i32>> {
+    let mut map: std::collections::HashMap<i32, Vec<i32>> = std::collections::HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return map;
+    };
+    for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if let Some(ppid) = parse_ppid(&stat) {
+            map.entry(ppid).or_default().push(pid);
+        }
+    }
+    map
+}
+
+/// The parent pid from a /proc/PID/stat line; the command name may contain spaces and ')'.
+fn parse_ppid(stat: &str) -> Option<i32> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The children of `pid` as (pid, comm).
+pub fn children_of(pid: i32) -> Vec<(i32, String)> {
+    children_by_parent()
+        .remove(&pid)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|child| (child, comm(child)))
         .collect()
 }
 
@@ -207,24 +248,6 @@ pub fn processes() -> Vec<ProcInfo> {
         .collect()
 }
 
-/// The children of `pid` as (pid, comm), from `/proc/*/stat`.
-pub fn children_of(pid: i32) -> Vec<(i32, String)> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| {
-            let child: i32 = e.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
-            let (head, rest) = stat.rsplit_once(')')?;
-            let comm = head.split_once('(')?.1.to_string();
-            let ppid: i32 = rest.split_whitespace().nth(1)?.parse().ok()?;
-            (ppid == pid).then_some((child, comm))
-        })
-        .collect()
-}
-
 pub fn is_alive(pid: i32) -> bool {
     // A zombie still answers kill(0); it counts as gone for our purposes.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -250,6 +273,16 @@ pub fn kill_and_wait(pids: &[i32], timeout: Duration) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_ppid_and_finds_children() {
+        assert_eq!(parse_ppid("42 (a b) c) S 7 42 42 0"), Some(7));
+        assert_eq!(parse_ppid("garbage"), None);
+        let me = std::process::id() as i32;
+        assert!(children_by_parent().values().any(|kids| kids.contains(&me)));
+        assert!(!thread_names(me).is_empty());
+        assert!(!comm(me).is_empty());
+    }
     use std::time::Instant;
 
     #[test]

@@ -53,6 +53,13 @@ pub fn shared_socket_paths(address: &Path, namespace: &str, shim_binary: &Path, 
         .collect()
 }
 
+/// The socket of the shim serving a container, from its bundle's `address` file (None once
+/// the bundle is gone).
+pub fn of_bundle(bundle: &Path) -> Option<PathBuf> {
+    let address = std::fs::read_to_string(bundle.join("address")).ok()?;
+    Some(PathBuf::from(address.trim().trim_start_matches("unix://")))
+}
+
 /// True when something listens on the socket at `path`.
 pub fn is_live(path: &Path) -> bool {
     std::os::unix::net::UnixStream::connect(path).is_ok()

@@ -10,7 +10,7 @@ use wasmbox_integration::ctr::RunSpec;
 use wasmbox_integration::poll::wait_until;
 use wasmbox_integration::process::{is_alive, kill_and_wait, run_ok};
 use wasmbox_integration::suite::{assert_clean, config_file, import_compat, start, START_TIMEOUT};
-use wasmbox_integration::{guests, ids, require_integration, settings};
+use wasmbox_integration::{guests, ids, require_integration, settings, shim_socket};
 
 /// Starts `n` idle wasm containers (with `flags`); returns their ids and task pids.
 fn start_idle(containerd: &Containerd, name: &str, n: usize, flags: &[String]) -> Vec<(String, u32)> {
@@ -31,8 +31,7 @@ fn start_idle(containerd: &Containerd, name: &str, n: usize, flags: &[String]) -
 /// The socket of the shim serving `id`, as containerd has it (the bundle's `address` file).
 fn shim_socket_of(containerd: &Containerd, id: &str) -> PathBuf {
     let bundle = containerd.paths().bundle(containerd.namespace(), id);
-    let address = std::fs::read_to_string(bundle.join("address")).unwrap();
-    PathBuf::from(address.trim().trim_start_matches("unix://"))
+    shim_socket::of_bundle(&bundle).unwrap_or_else(|| panic!("no address file in {}", bundle.display()))
 }
 
 /// Serving shims of this containerd (their zygotes renamed themselves).

@@ -64,8 +64,8 @@ enum NotJoined {
 
 /// Asks the shim at `address` to admit container `id` (see [`crate::group`]).
 async fn join(address: &str, id: &str) -> Result<(), NotJoined> {
-    let path = address.strip_prefix("unix://").unwrap_or(address);
-    let fd = containerd_shim::util::connect(path).map_err(|e| NotJoined::Failed(e.to_string()))?;
+    let path = socket::path_of(address).to_string_lossy();
+    let fd = containerd_shim::util::connect(&*path).map_err(|e| NotJoined::Failed(e.to_string()))?;
     let client = TaskClient::new(Client::new(fd));
     let req = ConnectRequest {
         id: format!("{}{id}", group::JOIN_PREFIX),
@@ -215,12 +215,13 @@ impl Shim for Manager {
         // The socket this container's shim served (a shared one may have had another name).
         let address = std::fs::read_to_string(self.bundle.join("address"))
             .ok()
-            .filter(|a| !a.trim().is_empty())
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty())
             .unwrap_or_else(|| {
                 let group = sandbox_id(&self.bundle).unwrap_or_else(|| self.id.clone());
                 containerd_shim::socket_address(&self.containerd_address, &self.namespace, &group)
             });
-        socket::remove_if_dead(address.trim());
+        socket::remove_if_dead(&address);
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         Ok(DeleteResponse {
             pid: pid as u32,

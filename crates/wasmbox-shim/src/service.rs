@@ -364,10 +364,15 @@ impl Service {
         self.admission().ttl()
     }
 
-    /// Holds a place for container `id`, whose Create is on its way.
-    pub fn expect(&self, id: &str) {
+    /// Holds a place for container `id`, whose Create is on its way, counting the tasks.
+    fn reserve(&self, id: &str) -> Result<(), crate::group::Refusal> {
         let tasks = self.shared.tasks();
-        if let Err(e) = self.admission().reserve(id, tasks.len(), std::time::Instant::now()) {
+        self.admission().reserve(id, tasks.len(), std::time::Instant::now())
+    }
+
+    /// Holds a place for the container this shim was started for.
+    pub fn expect(&self, id: &str) {
+        if let Err(e) = self.reserve(id) {
             log::warn!("no place for {id}: {e}");
         }
     }
@@ -1235,11 +1240,8 @@ impl Service {
 
     pub fn connect(&self, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
         if let Some(id) = req.id.strip_prefix(crate::group::JOIN_PREFIX) {
-            let tasks = self.shared.tasks();
-            let admitted = self.admission().reserve(id, tasks.len(), std::time::Instant::now());
-            drop(tasks);
             // A refusal is routine (the start action tries the next shim): no warning.
-            admitted.map_err(|e| {
+            self.reserve(id).map_err(|e| {
                 log::debug!("not admitting {id}: {e}");
                 ttrpc::Error::RpcStatus(ttrpc::get_status(Code::RESOURCE_EXHAUSTED, e.to_string()))
             })?;
