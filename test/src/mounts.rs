@@ -82,3 +82,52 @@ mod tests {
         assert!(mounts_under(Path::new("/")).contains(&PathBuf::from("/")));
     }
 }
+
+/// A tmpfs of its own, outside every fixture's directory (so leftover checks do not count it),
+/// unmounted and removed on drop: a compile cache on a full or read-only filesystem.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `bytes` bytes.
+    pub fn mount(bytes: u64) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let dir = tempfile::Builder::new().prefix("wbx-tmpfs-").tempdir_in("/tmp")?;
+        let options = format!("size={bytes},mode=0700");
+        nix::mount::mount(Some("tmpfs"), dir.path(), Some("tmpfs"), nix::mount::MsFlags::empty(), Some(options.as_str()))
+            .with_context(|| format!("mounting a tmpfs at {}", dir.path().display()))?;
+        Ok(Self { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes zeros into a file until the filesystem is full.
+    pub fn fill(&self) -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.path().join("filler"))?;
+        let block = vec![0u8; 4096];
+        loop {
+            match f.write_all(&block) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Makes it read-only.
+    pub fn remount_read_only(&self) -> anyhow::Result<()> {
+        use nix::mount::MsFlags;
+        nix::mount::mount(None::<&str>, self.path(), None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None::<&str>)?;
+        Ok(())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = umount2(self.dir.path(), MntFlags::MNT_DETACH);
+    }
+}

@@ -822,3 +822,57 @@ fn exec_sync_into_a_wasm_container_and_a_native_sidecar() {
     must(&containerd, &pod_id, "stopping and removing the pod", pod.stop_and_remove());
     pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
 }
+
+/// Pod annotations reach every container of the pod, the pause container included; the
+/// capability policy is the wasm container's. A `wasmbox.dev/preopens` naming the wasm
+/// container's volume, or a misspelled `wasmbox.dev/` key, leaves the sandbox (and native
+/// containers) as runc would make them: the pod runs, and only the wasm container's start says
+/// what is wrong (a good annotation works as before).
+#[test]
+fn pod_annotations_are_judged_on_the_wasm_container_only() {
+    require_integration!();
+    let containerd = start();
+    let cri = connect(&containerd);
+    let probe = cri::import_image(&containerd, image::compat_image(&ids::image_ref("cri-ann-probe"), &guests::fs_probe().unwrap()))
+        .unwrap();
+    let data = containerd.paths().work.join(ids::container_id("ann-data"));
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("x"), b"x").unwrap();
+
+    // The pause container has no /data: the annotation is the wasm container's.
+    let pod = Pod::run_annotated(&cri, &containerd, "cri-ann-data", CRI_WASMBOX_HANDLER, &[("wasmbox.dev/preopens", "/data:ro")]);
+    let mut pod = must(&containerd, "RunPodSandbox", "RunPodSandbox with wasmbox.dev/preopens", pod);
+    assert_pause_runs_natively(&containerd, &pod);
+    let mut config = cri::container_config("probe", &probe);
+    config.args = vec!["preopens".into(), "read:/data/x".into()];
+    config.mounts = vec![cri::api::Mount {
+        container_path: "/data".into(),
+        host_path: data.display().to_string(),
+        readonly: true,
+        ..Default::default()
+    }];
+    let id = must(&containerd, &pod.id.clone(), "CreateContainer", pod.create_container(&config));
+    must(&containerd, &id, "StartContainer", cri.start_container(&id));
+    let exited = cri.wait_container_state(&id, ContainerState::ContainerExited, EXIT_TIMEOUT);
+    assert_eq!(must(&containerd, &id, "probe", exited).exit_code, 0);
+    assert_log(&pod.log_path(&config), &[("stdout", "preopens ok /data"), ("stdout", "read:/data/x ok x")]);
+    must(&containerd, &pod.id.clone(), "stopping and removing the pod", pod.stop_and_remove());
+    pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
+
+    // A misspelled key: the pod still comes up; the wasm container's start names the key.
+    let pod = Pod::run_annotated(&cri, &containerd, "cri-ann-typo", CRI_WASMBOX_HANDLER, &[("wasmbox.dev/egres", "none")]);
+    let mut pod = must(&containerd, "RunPodSandbox", "RunPodSandbox with a misspelled annotation", pod);
+    assert_pause_runs_natively(&containerd, &pod);
+    let id = must(&containerd, &pod.id.clone(), "CreateContainer", pod.create_container(&cri::container_config("typo", &probe)));
+    let err = cri.start_container(&id).expect_err("the wasm container's start should fail");
+    let message = format!("{err:#}");
+    assert!(message.contains("wasmbox.dev/egres") && message.contains("unknown wasmbox annotation"), "{message}");
+    let status = cri.container_status(&id).unwrap();
+    assert_eq!(status.reason, "StartError", "{status:?}");
+    assert!(status.message.contains("wasmbox.dev/egres"), "{status:?}");
+    let sandbox = cri.pod_sandbox_status(&pod.id).unwrap();
+    assert_eq!(sandbox.state, PodSandboxState::SandboxReady as i32, "{sandbox:?}");
+    must(&containerd, &id, "RemoveContainer", cri.remove_container(&id));
+    must(&containerd, &pod.id.clone(), "stopping and removing the pod", pod.stop_and_remove());
+    pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
+}

@@ -42,6 +42,8 @@ pub struct Manager {
     exit: Arc<ExitSignal>,
     /// Events not yet delivered to containerd, drained before the shim exits.
     in_flight: Arc<InFlight>,
+    /// The serving process's hold on its socket's name (see [`socket::NameLock`]).
+    name: std::sync::Mutex<Option<socket::NameLock>>,
 }
 
 /// The pod a bundle's container belongs to (CRI's sandbox id annotation), if any.
@@ -114,6 +116,7 @@ async fn place_shared(opts: StartOpts, key: &str, limit: usize) -> Result<String
     let limit = limit.to_string();
     let address_of =
         |slot| containerd_shim::socket_address(&opts.address, &opts.namespace, &group::slot_group(key, slot));
+    let mut last_failure = None;
     for _ in 0..group::START_ATTEMPTS {
         let mut free = None;
         let mut unused_in_a_row = 0;
@@ -131,10 +134,9 @@ async fn place_shared(opts: StartOpts, key: &str, limit: usize) -> Result<String
             match join(&address, &opts.id).await {
                 Ok(()) => return Ok(address),
                 Err(NotJoined::Refused) => {}
-                // It may have just exited: try the next one.
-                Err(NotJoined::Failed(e)) => {
-                    eprintln!("wasmbox: shim {address} did not answer ({e}); trying the next one");
-                }
+                // It may have just exited: try the next one. (Nothing is printed: containerd
+                // takes the action's whole output, stderr too, for the address.)
+                Err(NotJoined::Failed(e)) => last_failure = Some(format!("{address}: {e}")),
             }
         }
         let slot = free.ok_or_else(|| Error::Other(format!("all {} shared shims are full", group::MAX_SLOTS)))?;
@@ -153,18 +155,16 @@ async fn place_shared(opts: StartOpts, key: &str, limit: usize) -> Result<String
         match join(&address, &opts.id).await {
             Ok(()) => return Ok(address),
             Err(NotJoined::Refused) => continue,
-            Err(NotJoined::Failed(e)) => {
-                return Err(Error::Other(format!(
-                    "the shim started at {address} does not admit container {}: {e}",
-                    opts.id
-                )));
-            }
+            // The name's previous shim was leaving (the new one left it the name and went),
+            // or is gone by now: look again.
+            Err(NotJoined::Failed(e)) => last_failure = Some(format!("{address}: {e}")),
         }
     }
     Err(Error::Other(format!(
-        "no shim took container {} in {} attempts",
+        "no shim took container {} in {} attempts{}",
         opts.id,
-        group::START_ATTEMPTS
+        group::START_ATTEMPTS,
+        last_failure.map(|e| format!(" (last: {e})")).unwrap_or_default()
     )))
 }
 
@@ -187,6 +187,7 @@ impl Shim for Manager {
             debug: args.debug,
             exit: Arc::new(ExitSignal::default()),
             in_flight: Arc::new(InFlight::default()),
+            name: std::sync::Mutex::new(None),
         }
     }
 
@@ -221,7 +222,7 @@ impl Shim for Manager {
                 let group = sandbox_id(&self.bundle).unwrap_or_else(|| self.id.clone());
                 containerd_shim::socket_address(&self.containerd_address, &self.namespace, &group)
             });
-        socket::remove_if_dead(&address);
+        socket::remove_if_unowned(&address);
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         Ok(DeleteResponse {
             pid: pid as u32,
@@ -247,8 +248,9 @@ impl Shim for Manager {
         }
         // Before the server stops: containerd may already have removed the bundle, and with
         // it the `address` file containerd-shim would read to find the socket.
-        if !self.socket.is_empty() {
-            socket::remove(&self.socket);
+        let name = self.name.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(name) = name {
+            name.release();
         }
         // The server's shutdown waits for every connection's calls: one that never returns
         // would keep this process alive with no task to serve. Nothing is left to do
@@ -267,6 +269,20 @@ impl Shim for Manager {
         // Events go through our own ordered, retrying delivery (see `crate::events`).
         drop(publisher);
         crate::logging::init(self.debug);
+        // Before containerd-shim binds the socket: a shim still serving under this name (an
+        // exiting one, or one a racing `start` action started) keeps it, and this process
+        // leaves; the `start` action then asks the one that serves.
+        match socket::NameLock::try_take(&self.socket) {
+            Ok(Some(name)) => *self.name.lock().unwrap_or_else(|p| p.into_inner()) = Some(name),
+            Ok(None) => {
+                log::info!("another shim serves {}; leaving", self.socket);
+                std::process::exit(0);
+            }
+            Err(e) => {
+                log::error!("cannot lock the name of {}: {e}", self.socket);
+                std::process::exit(1);
+            }
+        }
         // Started in the first container's bundle, which goes with that container while the
         // shim may serve others (libcontainer needs a working directory that exists).
         if let Err(e) = std::env::set_current_dir("/") {

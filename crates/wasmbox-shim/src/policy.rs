@@ -106,9 +106,9 @@ pub fn for_container(
     if let Preopens::Only(list) = &policy.preopens {
         if let Some(p) = list.iter().find(|p| !fs.has_dir(&p.path)) {
             return Err(format!(
-                "annotation {}: {:?} is not a directory in the container (its rootfs and mounts)",
+                "annotation {}: {} is not a directory in the container (its rootfs and mounts)",
                 wasmbox_wasm::policy::PREOPENS,
-                p.path
+                wasmbox_wasm::policy::quote(&p.path)
             ));
         }
     }

@@ -60,8 +60,10 @@ struct Entry {
     /// The init's terminal, when it has one.
     console: Option<Arc<Console>>,
     rootfs_mounted: bool,
-    /// The capability policy made at Create; wasm execs get it too.
-    policy: Policy,
+    /// The capability policy made at Create; wasm execs get it too. A native container is
+    /// created whatever its policy's error (its pod's annotations are for wasm containers); a
+    /// wasm exec into it fails with that error.
+    policy: Result<Policy, String>,
     /// Processes exec'd into the container, by exec id.
     execs: HashMap<String, ExecProc>,
 }
@@ -109,7 +111,7 @@ impl Drop for Starting<'_> {
 /// What Create made.
 struct Created {
     pid: i32,
-    policy: Policy,
+    policy: Result<Policy, String>,
     rootfs_mounted: bool,
     stdin: Option<StdinForwarder>,
     console: Option<Arc<Console>>,
@@ -245,8 +247,22 @@ pub struct Service {
     content: Option<crate::artifact::ContentSource>,
 }
 
+/// The longest error message the shim returns: far below ttrpc's 4 MiB, so that no value an
+/// error quotes (errors quote short prefixes, see `wasmbox_wasm::policy::quote`) can make
+/// containerd drop the message.
+const MAX_ERROR_BYTES: usize = 16 * 1024;
+
 fn rpc_error(code: Code, message: impl ToString) -> ttrpc::Error {
-    let message = message.to_string();
+    let mut message = message.to_string();
+    if message.len() > MAX_ERROR_BYTES {
+        let mut end = MAX_ERROR_BYTES;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        let len = message.len();
+        message.truncate(end);
+        message.push_str(&format!("... (cut: {len} bytes in all)"));
+    }
     log::warn!("{message}");
     ttrpc::Error::RpcStatus(ttrpc::get_status(code, message))
 }
@@ -451,11 +467,15 @@ impl Service {
             // Loaded into the guest's store, so compiled by the guest's compiler.
             let engine = if baseline { self.baseline_engine()? } else { engine };
             let wasm = wasmbox_wasm::layer::trampoline_wasm();
-            Some(
-                cache
-                    .get_or_compile(engine, wasm, FileKind::Module, "the WASI trampoline")
-                    .map_err(|e| e.to_string())?,
-            )
+            let label = "the WASI trampoline";
+            let compile = || cache.get_or_compile(engine, wasm, FileKind::Module, label);
+            let path = cache.entry_path(engine, wasm, FileKind::Module);
+            let made = if path.is_file() {
+                compile()
+            } else {
+                crate::tiering::compile_once(cache.dir(), &path, label, compile)
+            };
+            Some(made.map_err(|e| e.to_string())?)
         };
         Ok(WasmRequest {
             artifact,
@@ -491,8 +511,10 @@ impl Service {
             let compile = |wasm: &mut entrypoint::WasmEntrypoint| -> Result<PathBuf, wasmbox_wasm::WasmError> {
                 // A pull-time or background compile of this module may be under way.
                 let path = cache.entrypoint_path(engine, wasm)?;
-                crate::tiering::wait_for_compile_elsewhere(cache.dir(), &path, &wasm.guest_path);
-                crate::tiering::with_compile_arenas(|| cache.get_or_compile_entrypoint(engine, wasm))
+                let guest_path = wasm.guest_path.clone();
+                crate::tiering::compile_once(cache.dir(), &path, &guest_path, || {
+                    crate::tiering::with_compile_arenas(|| cache.get_or_compile_entrypoint(engine, wasm))
+                })
             };
             compile(wasm).map(|a| (a, false)).map_err(|e| e.to_string())
         };
@@ -509,7 +531,12 @@ impl Service {
                 return optimized(wasm);
             }
         };
-        match crate::tiering::with_compile_arenas(|| cache.get_or_compile_entrypoint(baseline, wasm)) {
+        let baseline_artifact = cache.entrypoint_path(baseline, wasm).map_err(|e| e.to_string())?;
+        let guest_path = wasm.guest_path.clone();
+        let made = crate::tiering::compile_once(cache.dir(), &baseline_artifact, &guest_path, || {
+            crate::tiering::with_compile_arenas(|| cache.get_or_compile_entrypoint(baseline, wasm))
+        });
+        match made {
             Ok(a) => {
                 let guest_path = wasm.guest_path.clone();
                 crate::tiering::schedule(cache, wasm.bytes().map_err(|e| e.to_string())?, &guest_path);
@@ -566,17 +593,27 @@ impl Service {
             }
         };
         let fs = entrypoint::ContainerFs::from_spec(&rootfs, &spec);
-        let planned = crate::policy::for_container(req.options.as_ref(), &spec, &fs)
-            .and_then(|policy| Ok((self.prepare_wasm(&req.id, &spec, &rootfs)?, policy)));
-        let (mut wasm, policy) = match planned {
-            Ok(p) => p,
+        // The capability policy is the wasm guest's: pod annotations reach every container of
+        // the pod, and the pause container and native sidecars are created as runc creates
+        // them whatever they say. A wasm container with a bad one fails before it compiles.
+        let policy = crate::policy::for_container(req.options.as_ref(), &spec, &fs);
+        let planned = match &policy {
+            Ok(_) => self.prepare_wasm(&req.id, &spec, &rootfs),
+            Err(e) if runs_natively(&spec, &fs) => {
+                log::debug!("{}: native, so its policy's error is not its own: {e}", req.id);
+                Ok(None)
+            }
+            Err(e) => Err(e.clone()),
+        };
+        let mut wasm = match planned {
+            Ok(w) => w,
             Err(e) => {
                 undo_mount(mounted);
                 return Err(e);
             }
         };
-        if let Some(w) = &mut wasm {
-            if let Err(e) = crate::policy::check_listeners(&policy, w.component) {
+        if let (Some(w), Ok(policy)) = (&mut wasm, &policy) {
+            if let Err(e) = crate::policy::check_listeners(policy, w.component) {
                 undo_mount(mounted);
                 return Err(e);
             }
@@ -894,6 +931,18 @@ impl Service {
                 .0;
         }
     }
+}
+
+/// True when the spec's `args[0]` is a native program in the container (resolved as Create
+/// resolves it, without compiling anything).
+fn runs_natively(spec: &Spec, fs: &entrypoint::ContainerFs) -> bool {
+    let Some(process) = spec.process() else { return false };
+    let Some(arg0) = process.args().as_deref().and_then(<[String]>::first) else {
+        return false;
+    };
+    let env = process.env().clone().unwrap_or_default();
+    let cwd = process.cwd().display().to_string();
+    matches!(entrypoint::resolve(fs, arg0, &env, &cwd), Ok(Entrypoint::Native))
 }
 
 /// The task API's calls, each run on a blocking thread (see `crate::task_api`).
@@ -1315,11 +1364,11 @@ impl Service {
             Resolved::Wasm(w) if !w.component => Some(WasmRequest {
                 policy: Policy {
                     listen: Vec::new(),
-                    ..policy
+                    ..policy.map_err(bad)?
                 },
                 ..w
             }),
-            Resolved::Wasm(w) => Some(WasmRequest { policy, ..w }),
+            Resolved::Wasm(w) => Some(WasmRequest { policy: policy.map_err(bad)?, ..w }),
             Resolved::Missing => return Err(bad(nothing_runnable(arg0))),
         };
         let process_json = state_root(&bundle).join(format!("exec-{}.json", req.exec_id));

@@ -236,15 +236,52 @@ pub fn wait_for_compile_elsewhere(cache_dir: &Path, artifact: &Path, guest_path:
     let Ok(file) = OpenOptions::new().write(true).open(&path) else {
         return false;
     };
-    let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(_free) => return false,
-        Err((file, nix::errno::Errno::EWOULDBLOCK)) => file,
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(_free) => false,
+        Err((file, nix::errno::Errno::EWOULDBLOCK)) => {
+            wait_for_holder(&path, file, guest_path);
+            true
+        }
         Err((_, e)) => {
             log::debug!("{}: {e}", path.display());
-            return false;
+            false
+        }
+    }
+}
+
+/// A start's compile of `artifact`: run under the module's lock, so starts of one module at
+/// once (a Deployment scaled up, in one shim or in several) compile it once. A start that
+/// finds the lock held waits for its holder (raising a background or pull-time compile to
+/// normal priority), then runs `compile`, which finds the holder's artifact in the cache.
+/// Without a lock (a cache that cannot be written) it just compiles.
+pub fn compile_once<T>(cache_dir: &Path, artifact: &Path, guest_path: &str, compile: impl FnOnce() -> T) -> T {
+    let path = artifact_lock(cache_dir, artifact);
+    let held = match lock(&path, false) {
+        Ok(Some(held)) => Some(held),
+        Ok(None) => OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .ok()
+            .and_then(|file| wait_for_holder(&path, file, guest_path)),
+        Err(e) => {
+            log::debug!("{guest_path}: no compile lock ({}: {e})", path.display());
+            None
         }
     };
-    let holder = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<i32>().ok());
+    let Some(mut held) = held else {
+        return compile();
+    };
+    let _ = held.set_len(0).and_then(|_| write!(*held, "{}", std::process::id()));
+    let out = compile();
+    // As in `compile_unless_under_way`: removed while held; a waiter finds the artifact.
+    let _ = std::fs::remove_file(&path);
+    out
+}
+
+/// Waits for the process holding the module lock `path` (open as `file`) to end its compile,
+/// raising it from `SCHED_IDLE` first: a container now waits for it. Returns the lock.
+fn wait_for_holder(path: &Path, file: File, guest_path: &str) -> Option<Flock<File>> {
+    let holder = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<i32>().ok());
     // Only a process on SCHED_IDLE, as compiles run: the pid of a holder in another pid
     // namespace (a watcher in a pod without hostPID) may name an unrelated process here.
     // SAFETY: plain syscall on another process.
@@ -261,10 +298,15 @@ pub fn wait_for_compile_elsewhere(cache_dir: &Path, artifact: &Path, guest_path:
     // The holder either finishes (the artifact is then in the cache) or dies (the lock goes
     // with it, and this start compiles the module itself).
     match Flock::lock(file, FlockArg::LockExclusive) {
-        Ok(_) => log::info!("{guest_path}: the compile under way ended after {:?}", started.elapsed()),
-        Err((_, e)) => log::warn!("{guest_path}: waiting for the compile under way: {e}"),
+        Ok(held) => {
+            log::info!("{guest_path}: the compile under way ended after {:?}", started.elapsed());
+            Some(held)
+        }
+        Err((_, e)) => {
+            log::warn!("{guest_path}: waiting for the compile under way: {e}");
+            None
+        }
     }
-    true
 }
 
 #[cfg(test)]
@@ -279,6 +321,29 @@ mod tests {
         assert_eq!(parse_min_bytes(Some(" 4096 ")), Some(4096));
         assert_eq!(parse_min_bytes(Some("off")), None);
         assert_eq!(parse_min_bytes(Some("lots")), Some(DEFAULT_MIN_BYTES));
+    }
+
+    #[test]
+    fn starts_of_one_module_at_once_compile_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let artifact = dir.path().join("abc-123.module.cwasm");
+        let compiles = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    compile_once(dir.path(), &artifact, "/m.wasm", || {
+                        // A cache lookup, then the compile on a miss.
+                        if !artifact.exists() {
+                            compiles.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                            std::fs::write(&artifact, b"code").unwrap();
+                        }
+                    })
+                });
+            }
+        });
+        assert_eq!(compiles.into_inner(), 1);
+        assert!(!artifact_lock(dir.path(), &artifact).exists(), "no lock file is left");
     }
 
     #[test]

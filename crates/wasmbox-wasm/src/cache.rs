@@ -11,8 +11,14 @@
 //! first use in a boot (`.ok` records the check, see [`crate::stamp`]); an entry that fails it, or that Wasmtime refuses to load, is
 //! dropped and compiled again. The sidecar's mtime records the last use, and the cache is kept
 //! under a byte budget by removing the least recently used entries.
+//!
+//! The cache is an optimization: when it cannot be written (a full disk, a read-only mount), a
+//! compiled artifact is kept in memory (a memfd of this process, loaded by the create helper
+//! through `/proc/<pid>/fd/<n>`) for this process's life, the container starts, and why the
+//! cache is unusable is logged once per cause.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::fs::{self, DirBuilder, File, FileTimes};
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
@@ -56,6 +62,25 @@ pub struct CompileCache {
     max_bytes: u64,
     /// Artifacts this process already checked against their sidecar.
     verified: Arc<Mutex<HashSet<PathBuf>>>,
+    /// Artifacts compiled while the cache could not be written, by their cache path: a memfd
+    /// each, and the path another process opens it by.
+    in_memory: Arc<Mutex<HashMap<PathBuf, (OwnedFd, PathBuf)>>>,
+}
+
+/// Logs, once per process and cause, that the cache at `dir` cannot be written.
+fn report_unusable(dir: &Path, e: &std::io::Error) {
+    static SEEN: Mutex<Option<HashSet<(PathBuf, Option<i32>)>>> = Mutex::new(None);
+    let first = SEEN
+        .lock()
+        .map(|mut seen| seen.get_or_insert_with(HashSet::new).insert((dir.to_path_buf(), e.raw_os_error())))
+        .unwrap_or(true);
+    if first {
+        log::warn!(
+            "compile cache {} cannot be written ({e}): compiling in memory, so every shim compiles \
+             each module again; free the cache's disk or point WASMBOX_CACHE_DIR elsewhere",
+            dir.display()
+        );
+    }
 }
 
 const ARTIFACT_EXT: &str = "cwasm";
@@ -123,16 +148,21 @@ impl CompileCache {
     /// Opens the cache with an explicit byte budget.
     pub fn with_budget(dir: impl Into<PathBuf>, max_bytes: u64) -> Result<Self, WasmError> {
         let dir = dir.into();
-        let err = |source| WasmError::Cache {
-            path: dir.clone(),
-            source,
-        };
-        DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(err)?;
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(err)?;
+        let made = DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .and_then(|_| fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)));
+        // A cache that cannot be made or written still serves: hits where it has entries,
+        // compiles in memory otherwise (see the module's doc).
+        if let Err(e) = made {
+            report_unusable(&dir, &e);
+        }
         Ok(Self {
             dir,
             max_bytes,
             verified: Arc::default(),
+            in_memory: Arc::default(),
         })
     }
 
@@ -263,24 +293,67 @@ impl CompileCache {
             log::warn!("compile cache entry {} is corrupt; recompiling", path.display());
             self.invalidate(&path);
         }
+        if let Some(held) = self.memory_entry(&path) {
+            return Ok(held);
+        }
         let started = std::time::Instant::now();
         let compiled = precompile(engine, wasm, kind).map_err(|e| WasmError::Invalid {
             path: display_path.to_string(),
             message: format!("{e:#}"),
         })?;
-        // Sidecar first: an artifact without a valid sidecar is never used.
-        let sum = format!("{} {:08x}", compiled.len(), crc32fast::hash(&compiled));
-        self.write_atomically(&sum_path(&path), sum.as_bytes())?;
-        self.write_atomically(&path, &compiled)?;
-        self.mark_verified(&path);
-        self.evict(&path);
+        let stored = match self.store(&path, &compiled) {
+            Ok(()) => path,
+            Err(WasmError::Cache { source, .. }) => {
+                report_unusable(&self.dir, &source);
+                self.keep_in_memory(&path, &compiled)?
+            }
+            Err(e) => return Err(e),
+        };
         log::info!(
             "compiled {display_path} ({} bytes) into {} in {:?}",
             wasm.len(),
-            path.display(),
+            stored.display(),
             started.elapsed()
         );
-        Ok(path)
+        Ok(stored)
+    }
+
+    /// Writes a compiled artifact into the cache.
+    fn store(&self, path: &Path, compiled: &[u8]) -> Result<(), WasmError> {
+        // Sidecar first: an artifact without a valid sidecar is never used.
+        let sum = format!("{} {:08x}", compiled.len(), crc32fast::hash(compiled));
+        self.write_atomically(&sum_path(path), sum.as_bytes())?;
+        if let Err(e) = self.write_atomically(path, compiled) {
+            let _ = fs::remove_file(sum_path(path));
+            return Err(e);
+        }
+        self.mark_verified(path);
+        self.evict(path);
+        Ok(())
+    }
+
+    /// The artifact this process compiled in memory for cache path `path`, if any.
+    fn memory_entry(&self, path: &Path) -> Option<PathBuf> {
+        let held = self.in_memory.lock().unwrap_or_else(|p| p.into_inner());
+        held.get(path).map(|(_, open_by)| open_by.clone())
+    }
+
+    /// Keeps `compiled` (the artifact for cache path `path`) in a memfd for this process's
+    /// life; returns the path another process (the create helper) opens it by.
+    fn keep_in_memory(&self, path: &Path, compiled: &[u8]) -> Result<PathBuf, WasmError> {
+        let err = |source| WasmError::Cache {
+            path: path.to_path_buf(),
+            source,
+        };
+        let fd = nix::sys::memfd::memfd_create(c"wasmbox-artifact", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)
+            .map_err(|e| err(e.into()))?;
+        let mut file = File::from(fd);
+        file.write_all(compiled).map_err(err)?;
+        let fd = OwnedFd::from(file);
+        let open_by = PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), fd.as_raw_fd()));
+        let mut held = self.in_memory.lock().unwrap_or_else(|p| p.into_inner());
+        held.insert(path.to_path_buf(), (fd, open_by.clone()));
+        Ok(open_by)
     }
 
     /// Drops an entry that failed to load, so the next lookup recompiles it.
@@ -434,6 +507,23 @@ mod tests {
         unsafe { wasmtime::Module::deserialize_file(&engine, &pa) }.unwrap();
         // Two artifacts and their sidecars; no temp files are left behind.
         assert_eq!(fs::read_dir(cache.dir()).unwrap().count(), 4);
+    }
+
+    #[test]
+    fn a_cache_that_cannot_be_written_compiles_in_memory_once() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file where the cache directory should be: nothing can be created under it.
+        let blocked = dir.path().join("file");
+        fs::write(&blocked, b"").unwrap();
+        let cache = CompileCache::open(blocked.join("cache")).unwrap();
+        let engine = crate::engine::new_engine().unwrap();
+        let a = wat::parse_str("(module (func (export \"_start\")))").unwrap();
+        let held = cache.get_or_compile(&engine, &a, FileKind::Module, "/a").unwrap();
+        assert!(held.starts_with(format!("/proc/{}/fd", std::process::id())), "{}", held.display());
+        // Loadable by path, as the create helper loads it.
+        unsafe { wasmtime::Module::deserialize_file(&engine, &held) }.unwrap();
+        // The next start in this process takes it again rather than compiling.
+        assert_eq!(cache.get_or_compile(&engine, &a, FileKind::Module, "/a").unwrap(), held);
     }
 
     #[test]

@@ -40,13 +40,35 @@ pub const DEFAULT_HTTP: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::n
 /// Exit status of a guest ended by its timeout (as `timeout(1)` reports it).
 pub const TIMEOUT_EXIT: i32 = 124;
 
+/// The most characters of a value an error quotes: errors travel in ttrpc messages (4 MiB at
+/// most, or the user sees neither the file nor the key) and in logs.
+pub const QUOTE_MAX_CHARS: usize = 80;
+
+/// `value` quoted for an error message: its first [`QUOTE_MAX_CHARS`] characters, and its
+/// length when that is not all of it.
+pub fn quote(value: &str) -> String {
+    match value.char_indices().nth(QUOTE_MAX_CHARS) {
+        None => format!("{value:?}"),
+        Some((end, _)) => format!("{:?}... ({} bytes)", &value[..end], value.len()),
+    }
+}
+
+/// A message of a parser that may quote its input: at most a few quoted values' worth.
+pub fn clip(message: &str) -> String {
+    const MAX: usize = 4 * QUOTE_MAX_CHARS;
+    match message.char_indices().nth(MAX) {
+        None => message.to_string(),
+        Some((end, _)) => format!("{}... ({} bytes)", &message[..end], message.len()),
+    }
+}
+
 /// A policy that cannot be made: the message names the file or annotation, the key and what
 /// is allowed.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("{source_name}: {message}")]
+    #[error("{}: {message}", clip(.source_name))]
     Config { source_name: String, message: String },
-    #[error("annotation {key}={value:?}: {message}")]
+    #[error("annotation {}={}: {message}", clip(.key), quote(.value))]
     Annotation { key: String, value: String, message: String },
 }
 
@@ -154,16 +176,25 @@ impl OperatorConfig {
             source_name: source_name.to_string(),
             message,
         };
-        let config: Self = toml::from_str(text).map_err(|e| err(e.to_string().trim().replace('\n', " ")))?;
+        // Not the error's Display: it quotes the whole offending line, which may be megabytes.
+        let config: Self = toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|span| {
+                let before = &text.as_bytes()[..span.start.min(text.len())];
+                let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+                let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+                format!("line {line}, column {column}: ")
+            });
+            err(format!("{}{}", at.unwrap_or_default(), clip(e.message().trim())))
+        })?;
         for (i, rule) in config.egress.allow.iter().enumerate() {
-            EgressRule::parse(rule).map_err(|m| err(format!("egress.allow[{i}] = {rule:?}: {m}")))?;
+            EgressRule::parse(rule).map_err(|m| err(format!("egress.allow[{i}] = {}: {m}", quote(rule))))?;
         }
         for (key, value) in [
             ("limits.default_timeout", &config.limits.default_timeout),
             ("limits.max_timeout", &config.limits.max_timeout),
         ] {
             if let Some(v) = value {
-                parse_duration(v).map_err(|m| err(format!("{key} = {v:?}: {m}")))?;
+                parse_duration(v).map_err(|m| err(format!("{key} = {}: {m}", quote(v))))?;
             }
         }
         if config.shim.containers_per_shim == Some(0) {
@@ -222,7 +253,7 @@ impl EgressRule {
             let default_port = match scheme.to_ascii_lowercase().as_str() {
                 "http" => "80",
                 "https" => "443",
-                _ => return Err(format!("{scheme:?} is not a scheme of an egress rule (http or https)")),
+                _ => return Err(format!("{} is not a scheme of an egress rule (http or https)", quote(scheme))),
             };
             let rest = rest.strip_suffix('/').unwrap_or(rest);
             // A '/' may only be a CIDR's.
@@ -252,21 +283,21 @@ impl EgressRule {
         };
         let port = match port {
             "*" => None,
-            p => Some(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or(format!("{p:?} is not a port (1-65535 or *)"))?),
+            p => Some(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or(format!("{} is not a port (1-65535 or *)", quote(p)))?),
         };
         let host = if host == "*" {
             Host::Any
         } else if let Some((a, len)) = host.split_once('/') {
-            let addr: IpAddr = a.parse().map_err(|_| format!("{a:?} is not an IP address"))?;
+            let addr: IpAddr = a.parse().map_err(|_| format!("{} is not an IP address", quote(a)))?;
             let max = if addr.is_ipv4() { 32 } else { 128 };
-            let prefix = len.parse::<u8>().ok().filter(|l| *l <= max).ok_or(format!("{len:?} is not a prefix length (0-{max})"))?;
+            let prefix = len.parse::<u8>().ok().filter(|l| *l <= max).ok_or(format!("{} is not a prefix length (0-{max})", quote(len)))?;
             Host::Net { addr, prefix }
         } else if let Ok(addr) = host.parse::<IpAddr>() {
             Host::Net { addr, prefix: if addr.is_ipv4() { 32 } else { 128 } }
         } else if !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
             Host::Name(host.to_ascii_lowercase())
         } else {
-            return Err(format!("{host:?} is not an IP address, a CIDR, a host name or *"));
+            return Err(format!("{} is not an IP address, a CIDR, a host name or *", quote(host)));
         };
         Ok(Self { host, port, scheme: None })
     }
@@ -330,12 +361,12 @@ impl Listen {
         let s = s.trim();
         if let Some(path) = s.strip_prefix("unix:") {
             if !path.starts_with('/') || path.split('/').any(|p| p == "..") {
-                return Err(format!("{path:?} is not an absolute path without \"..\""));
+                return Err(format!("{} is not an absolute path without \"..\"", quote(path)));
             }
             return Ok(Self::Unix(path.to_string()));
         }
         let Some(addr) = s.strip_prefix("tcp:") else {
-            return Err(format!("{s:?} is neither tcp:[ADDRESS:]PORT nor unix:PATH"));
+            return Err(format!("{} is neither tcp:[ADDRESS:]PORT nor unix:PATH", quote(s)));
         };
         let port_only = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0);
         if let Some(port) = port_only(addr) {
@@ -343,7 +374,7 @@ impl Listen {
         }
         match addr.parse::<SocketAddr>() {
             Ok(a) if a.port() > 0 => Ok(Self::Tcp(a)),
-            _ => Err(format!("{addr:?} is not PORT or ADDRESS:PORT (a port 1-65535)")),
+            _ => Err(format!("{} is not PORT or ADDRESS:PORT (a port 1-65535)", quote(addr))),
         }
     }
 
@@ -463,7 +494,7 @@ pub fn parse_http_addr(value: &str) -> Result<SocketAddr, String> {
     }
     match v.parse::<SocketAddr>() {
         Ok(a) if a.port() > 0 => Ok(a),
-        _ => Err(format!("{v:?} is not :PORT or ADDRESS:PORT (a port 1-65535)")),
+        _ => Err(format!("{} is not :PORT or ADDRESS:PORT (a port 1-65535)", quote(v))),
     }
 }
 
@@ -657,7 +688,7 @@ impl Policy {
 
 fn parse_rules(list: &[String]) -> Result<Vec<EgressRule>, String> {
     list.iter()
-        .map(|r| EgressRule::parse(r).map_err(|m| format!("{r:?}: {m}")))
+        .map(|r| EgressRule::parse(r).map_err(|m| format!("{}: {m}", quote(r))))
         .collect()
 }
 
@@ -671,19 +702,19 @@ fn parse_preopens(value: &str) -> Result<Preopens, String> {
         let (path, read_only) = match item.rsplit_once(':') {
             Some((p, "ro")) => (p, true),
             Some((p, "rw")) => (p, false),
-            Some((_, opt)) => return Err(format!("{item:?}: unknown option {opt:?} (ro or rw)")),
+            Some((_, opt)) => return Err(format!("{}: unknown option {} (ro or rw)", quote(item), quote(opt))),
             None => (item, false),
         };
         if !path.starts_with('/') {
-            return Err(format!("{path:?} is not an absolute path"));
+            return Err(format!("{} is not an absolute path", quote(path)));
         }
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
         if parts.contains(&"..") {
-            return Err(format!("{path:?} contains \"..\""));
+            return Err(format!("{} contains \"..\"", quote(path)));
         }
         let path = format!("/{}", parts.join("/"));
         if list.iter().any(|p| p.path == path) {
-            return Err(format!("{path:?} is listed twice"));
+            return Err(format!("{} is listed twice", quote(&path)));
         }
         list.push(Preopen { path, read_only });
     }
@@ -698,13 +729,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 30s, 5m, 2h)"))?;
+    let n: u64 = num.parse().map_err(|_| format!("{} is not a duration (e.g. 500ms, 30s, 5m, 2h)", quote(s)))?;
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "" | "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(format!("{s:?} is not a duration (e.g. 500ms, 30s, 5m, 2h)")),
+        _ => return Err(format!("{} is not a duration (e.g. 500ms, 30s, 5m, 2h)", quote(s))),
     };
     if d.is_zero() {
         return Err("a timeout must be longer than zero".into());

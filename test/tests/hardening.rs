@@ -1,0 +1,196 @@
+//! The sharing and caching machinery under bursts, faults and hostile input: starts racing
+//! shims that leave, many first starts of one module, a compile cache that cannot be written,
+//! and values too long to quote.
+
+use std::time::Duration;
+
+use wasmbox_integration::mounts::Tmpfs;
+use wasmbox_integration::poll::wait_until;
+use wasmbox_integration::suite::{assert_clean, config_file, import_compat, run_to_end, START_TIMEOUT};
+use wasmbox_integration::{guests, ids, require_integration, shim_socket, Containerd, FixtureOptions, RunOutput, RunSpec};
+
+/// What the hello guest prints.
+const HELLO: &str = "hello from wasm";
+/// ttrpc's limit on one message: an error past it reaches the user as a size complaint.
+const TTRPC_MAX: usize = 4 << 20;
+
+/// Runs `n` containers of `image` at once (`ctr run --rm`), each to its end.
+fn run_at_once(containerd: &Containerd, image: &str, name: &str, n: usize) -> Vec<(String, RunOutput)> {
+    std::thread::scope(|s| {
+        let runs: Vec<_> = (0..n)
+            .map(|_| {
+                let id = ids::container_id(name);
+                s.spawn(move || {
+                    let out = containerd.run(&RunSpec::new(image, &id)).unwrap_or_else(|e| panic!("ctr run {id}: {e:#}"));
+                    (id, out)
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().expect("a run's thread")).collect()
+    })
+}
+
+fn start_with_env(env: &[(&str, &str)]) -> Containerd {
+    Containerd::start_with(FixtureOptions {
+        env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..FixtureOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("starting a private containerd: {e:#}"))
+}
+
+/// Twenty `ctr run --rm` at once, round after round: shared shims fill, empty and leave while
+/// starts look for one (a leaving shim's name is taken again at once). Every start must run,
+/// whichever shim it lands on; nothing is left.
+#[test]
+fn starts_racing_leaving_shared_shims_all_run() {
+    require_integration!();
+    let containerd = wasmbox_integration::suite::start();
+    let image = import_compat(&containerd, "race-hello", &guests::hello().unwrap());
+    for round in 0..6 {
+        for (id, out) in run_at_once(&containerd, &image, "race", 20) {
+            assert!(
+                out.code == 0 && out.stdout.contains(HELLO),
+                "round {round}: {id}: {out:?}\n{}",
+                containerd.log_lines_mentioning(&id)
+            );
+        }
+    }
+    for id in containerd.tracked_ids() {
+        assert_clean(&containerd, &id);
+    }
+}
+
+/// A Deployment scaled up on a node: twenty first starts of one new module at once compile it
+/// once (in whichever shim), the others wait for that compile and load its artifact.
+#[test]
+fn first_starts_of_one_module_at_once_compile_it_once() {
+    require_integration!();
+    let containerd = wasmbox_integration::suite::start();
+    // Bytes no other test compiles: the fixture's cache is its own, but be explicit.
+    let module = guests::hello().unwrap();
+    let image = import_compat(&containerd, "once-hello", &module);
+    for (id, out) in run_at_once(&containerd, &image, "once", 20) {
+        assert!(out.code == 0 && out.stdout.contains(HELLO), "{id}: {out:?}");
+        assert_clean(&containerd, &id);
+    }
+    let compiles = containerd.log_lines_mentioning("compiled /app.wasm");
+    assert_eq!(compiles.lines().count(), 1, "one compile of the module:\n{compiles}");
+    let trampolines = containerd.log_lines_mentioning("compiled the WASI trampoline");
+    assert_eq!(trampolines.lines().count(), 1, "one compile of the trampoline:\n{trampolines}");
+}
+
+/// Runs a hello, then two idle containers (sharing a shim), with the cache at `cache`; checks
+/// they run, and that the idle containers' shim said why the cache is unusable once for both.
+fn runs_without_a_writable_cache(cache: &std::path::Path, cause: &str) {
+    let containerd = start_with_env(&[("WASMBOX_CACHE_DIR", &cache.display().to_string())]);
+    let hello = import_compat(&containerd, "nocache-hello", &guests::hello().unwrap());
+    let out = run_to_end(&containerd, &RunSpec::new(&hello, &ids::container_id("nocache-hello")));
+    assert!(out.code == 0 && out.stdout.contains(HELLO), "{out:?}\n{}", containerd.log_tail(30));
+    let warnings = || containerd.log_lines_mentioning("cannot be written").lines().filter(|l| l.contains(cause)).count();
+    let before = wait_until("the hello's shim to say why", Duration::from_secs(10), || {
+        let n = warnings();
+        (n > 0).then_some(n)
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", containerd.log_tail(30)));
+
+    let idle = import_compat(&containerd, "nocache-idle", &guests::idle().unwrap());
+    let started: Vec<String> = (0..2)
+        .map(|_| {
+            let id = ids::container_id("nocache-idle");
+            containerd.run_detached(&RunSpec::new(&idle, &id)).unwrap_or_else(|e| panic!("{e:#}\n{}", containerd.log_tail(30)));
+            containerd.wait_task_status(&id, "RUNNING", START_TIMEOUT).unwrap();
+            id
+        })
+        .collect();
+    let socket_of = |id: &str| shim_socket::of_bundle(&containerd.paths().bundle(containerd.namespace(), id));
+    assert_eq!(socket_of(&started[0]), socket_of(&started[1]), "the two share a shim");
+    wait_until("the idle containers' shim to say why", Duration::from_secs(10), || (warnings() > before).then_some(()))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", containerd.log_tail(30)));
+    // Both starts (two compiles, the module and the trampoline, in the first): one line.
+    assert_eq!(warnings(), before + 1, "{}", containerd.log_lines_mentioning("cannot be written"));
+    // Leftover checks look at the whole fixture: remove both before checking.
+    for id in &started {
+        containerd.kill_task(id, "SIGKILL").unwrap();
+        containerd.wait_task_status(id, "STOPPED", Duration::from_secs(10)).unwrap();
+        containerd.delete_container(id).unwrap();
+    }
+    for id in &started {
+        assert_clean(&containerd, id);
+    }
+}
+
+/// The compile cache is an optimization: on a full disk every wasm container still starts
+/// (compiled in memory), and the log says why the cache is not used, once per shim.
+#[test]
+fn a_full_compile_cache_does_not_stop_containers() {
+    require_integration!();
+    let tmpfs = Tmpfs::mount(256 << 10).unwrap_or_else(|e| panic!("{e:#}"));
+    let cache = tmpfs.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    tmpfs.fill().unwrap();
+    runs_without_a_writable_cache(&cache, "No space left on device");
+}
+
+/// The same on a read-only filesystem where the cache directory cannot even be made.
+#[test]
+fn a_read_only_compile_cache_does_not_stop_containers() {
+    require_integration!();
+    let tmpfs = Tmpfs::mount(1 << 20).unwrap_or_else(|e| panic!("{e:#}"));
+    tmpfs.remount_read_only().unwrap_or_else(|e| panic!("{e:#}"));
+    runs_without_a_writable_cache(&tmpfs.path().join("cache"), "Read-only file system");
+}
+
+/// Fails unless the failed run `out` printed an error naming every one of `names`, short
+/// enough for a ttrpc message, that quotes only a prefix of the long value.
+fn assert_short_error(out: &RunOutput, names: &[&str], long: usize) {
+    assert_ne!(out.code, 0, "{out:?}");
+    let shown = &out.stderr[..out.stderr.len().min(2000)];
+    for name in names {
+        assert!(out.stderr.contains(name), "the error should name {name}: {shown}");
+    }
+    assert!(out.stderr.contains(&format!("({long} bytes)")), "the error should say how long the value was: {shown}");
+    assert!(out.stderr.len() < 16 << 10, "the error quotes the whole value ({} bytes): {shown}", out.stderr.len());
+    assert!(!out.stderr.contains("exceed maximum message size"), "{shown}");
+}
+
+/// A value far longer than any error should quote: a 3 MiB operator-config value and a
+/// 100 KiB annotation each fail Create with a short error naming the file or annotation and
+/// the key, and say how long the value was.
+#[test]
+fn errors_quote_only_a_prefix_of_long_values() {
+    require_integration!();
+    let containerd = wasmbox_integration::suite::start();
+    let hello = import_compat(&containerd, "long-hello", &guests::hello().unwrap());
+    let long = 3 << 20;
+    assert!(long < TTRPC_MAX && 2 * long > TTRPC_MAX, "a value whose quote twice would not fit");
+    let value = "x".repeat(long);
+
+    let config = config_file(&containerd, "long-value", &format!("[limits]\ndefault_timeout = \"{value}\"\n"));
+    let spec = RunSpec::new(&hello, &ids::container_id("long-config"))
+        .flag(&format!("--runtime-config-path={}", config.display()));
+    let out = run_to_end(&containerd, &spec);
+    assert_short_error(&out, &[&config.display().to_string(), "limits.default_timeout"], long);
+
+    // A value that breaks the file's syntax: the parser's message must not quote the line.
+    let broken = config_file(&containerd, "long-syntax", &format!("[limits]\ndefault_timeout = \"{value}\n"));
+    let spec = RunSpec::new(&hello, &ids::container_id("long-syntax"))
+        .flag(&format!("--runtime-config-path={}", broken.display()));
+    let out = run_to_end(&containerd, &spec);
+    assert_ne!(out.code, 0, "{:?}", &out.stderr[..out.stderr.len().min(2000)]);
+    assert!(out.stderr.contains(&broken.display().to_string()) && out.stderr.contains("line 2"), "{:?}", &out.stderr[..out.stderr.len().min(2000)]);
+    assert!(out.stderr.len() < 16 << 10, "{} bytes of error", out.stderr.len());
+
+    let annotation = "y".repeat(100 << 10);
+    let spec = RunSpec::new(&hello, &ids::container_id("long-annotation"))
+        .flag(&format!("--annotation=wasmbox.dev/timeout={annotation}"));
+    let out = run_to_end(&containerd, &spec);
+    assert_short_error(&out, &["wasmbox.dev/timeout"], annotation.len());
+
+    // The shim log carries the same short line.
+    let logged = wait_until("the shim's error line", Duration::from_secs(10), || {
+        let lines = containerd.log_lines_mentioning("limits.default_timeout");
+        (!lines.is_empty()).then_some(lines)
+    })
+    .unwrap();
+    assert!(logged.len() < 64 << 10, "{} bytes of log", logged.len());
+}
