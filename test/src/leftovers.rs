@@ -55,6 +55,11 @@ pub fn find(containerd: &Containerd, id: &str, shim_binary: &str) -> Vec<String>
         if s.exists() && !shim_socket::is_live(s) {
             found.push(format!("dead shared shim socket {}", s.display()));
         }
+        // The lock a shim holds on its name while it serves (see the shim's socket.rs).
+        let lock = PathBuf::from(format!("{}.lock", s.display()));
+        if lock.exists() && !shim_socket::is_live(s) {
+            found.push(format!("lock of a dead shared shim's name {}", lock.display()));
+        }
     }
     found
 }

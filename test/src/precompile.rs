@@ -83,3 +83,31 @@ impl ImageWatcher {
         matches!(self.child.0.try_wait(), Ok(None))
     }
 }
+
+/// The compile lock of one module's artifact in a fixture's cache, held by the test: a start of
+/// that module (its artifact removed) waits for it, so its Create stays under way until this
+/// is dropped.
+pub struct HeldCompile {
+    pub lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl Containerd {
+    /// Learns the artifact name of `wasm` (the module of `image`) from a pull-time compile,
+    /// removes the artifact, and takes its compile lock.
+    pub fn hold_compile(&self, image: &str, wasm: &[u8]) -> Result<HeldCompile> {
+        use nix::fcntl::{Flock, FlockArg};
+        let out = self.precompile(&[image], Duration::from_secs(120))?;
+        anyhow::ensure!(out.status.success(), "precompile {image}: {}", out.stderr_text());
+        let module = crate::suite::cache_artifacts(self, Some(wasm)).pop().context("the module's artifact")?;
+        let cache = &self.paths().cache;
+        std::fs::remove_file(cache.join(&module))?;
+        std::fs::create_dir_all(cache.join("compiling"))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(cache.join("compiling").join(format!("{module}.lock")))?;
+        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| e)?;
+        Ok(HeldCompile { lock })
+    }
+}

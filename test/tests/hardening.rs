@@ -194,3 +194,76 @@ fn errors_quote_only_a_prefix_of_long_values() {
     .unwrap();
     assert!(logged.len() < 64 << 10, "{} bytes of log", logged.len());
 }
+
+/// How long a Create held at its compile may take to show that it waits.
+const HELD: Duration = Duration::from_secs(60);
+
+/// `ctr run -d` of `image` as container `id`, as a child process (it outlives a containerd
+/// restart), its Create held at the module's compile (see `Containerd::hold_compile`).
+fn start_held_create(containerd: &Containerd, image: &str, id: &str, ctr_flags: &[&str]) -> std::process::Child {
+    containerd.track(id);
+    let mut cmd = containerd.ctr_command();
+    cmd.args(ctr_flags)
+        .args(["run", "-d", "--null-io", "--runtime", wasmbox_integration::settings::WASMBOX_RUNTIME, image, id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("ctr run -d");
+    wait_until("the Create to wait for the held compile", HELD, || {
+        (!containerd.log_lines_mentioning("waiting for the compile under way").is_empty()).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", containerd.log_tail(40)));
+    child
+}
+
+/// Fails unless nothing is left of `id`, and no shim of this containerd runs.
+fn assert_nothing_left(containerd: &Containerd, id: &str) {
+    assert_clean(containerd, id);
+    wait_until("every shim to exit", Duration::from_secs(20), || containerd.shim_processes().is_empty().then_some(()))
+        .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", containerd.shim_processes(), containerd.log_tail(40)));
+}
+
+/// containerd restarted while a Create compiles, then the container deleted (as CRI does
+/// after a failed create): the Create, once its compile ends, undoes itself, and the shim
+/// exits. Nothing is left: processes, mounts, cgroups, sockets, bundle.
+#[test]
+fn containerd_restarted_during_a_create_then_the_container_deleted_leaves_nothing() {
+    require_integration!();
+    let mut containerd = wasmbox_integration::suite::start();
+    let wasm = guests::idle().unwrap();
+    let image = import_compat(&containerd, "abandon-restart", &wasm);
+    let held = containerd.hold_compile(&image, &wasm).unwrap_or_else(|e| panic!("{e:#}"));
+    let id = ids::container_id("abandon-restart");
+    let run = start_held_create(&containerd, &image, &id, &[]);
+
+    containerd.restart().unwrap_or_else(|e| panic!("{e:#}"));
+    let out = run.wait_with_output().unwrap();
+    assert!(!out.status.success(), "the run's Create was cut off by the restart");
+    // What CRI does after a failed create; ctr may find it gone already.
+    let _ = containerd.delete_container(&id);
+    // The Create goes on, finds itself given up and undoes itself (its log may no longer
+    // reach containerd, which stopped reading it): what is left says whether it did.
+    drop(held);
+    assert_nothing_left(&containerd, &id);
+}
+
+/// A Create past its deadline (a client's timeout; kubelet's is two minutes, a first compile
+/// of a large module can take longer): containerd gives it up and deletes what it knows of;
+/// the Create undoes itself when its compile ends.
+#[test]
+fn a_create_past_its_deadline_undoes_itself() {
+    require_integration!();
+    let containerd = wasmbox_integration::suite::start();
+    let wasm = guests::idle().unwrap();
+    let image = import_compat(&containerd, "abandon-deadline", &wasm);
+    let held = containerd.hold_compile(&image, &wasm).unwrap_or_else(|e| panic!("{e:#}"));
+    let id = ids::container_id("abandon-deadline");
+    let run = start_held_create(&containerd, &image, &id, &["--timeout", "3s"]);
+    let out = run.wait_with_output().unwrap();
+    assert!(!out.status.success(), "the run's Create passed its deadline: {out:?}");
+    let _ = containerd.delete_container(&id);
+    // The Create goes on, finds itself given up and undoes itself (its log may no longer
+    // reach containerd, which stopped reading it): what is left says whether it did.
+    drop(held);
+    assert_nothing_left(&containerd, &id);
+}

@@ -2,12 +2,10 @@
 //! `precompile --watch` daemon put an image's artifact in the node's compile cache before its
 //! first container starts, which is then a cache hit: the shim compiles nothing.
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
-use nix::fcntl::{Flock, FlockArg};
 use wasmbox_integration::config::CRI_WASMBOX_HANDLER;
 use wasmbox_integration::cri::api::ContainerState;
 use wasmbox_integration::cri::{self, Cri, Pod};
@@ -181,19 +179,7 @@ fn a_start_waits_for_the_compile_under_way() {
     let containerd = Containerd::start().unwrap();
     let wasm = guests::files().unwrap();
     let image = import_compat(&containerd, "precompile-wait", &wasm);
-    // The artifact's name (digest and engine tag) from a compile, which is then undone.
-    assert!(containerd.precompile(&[&image], COMPILE).unwrap().status.success());
-    let module = cache_artifacts(&containerd, Some(&wasm)).pop().expect("the module's artifact");
-    let cache = &containerd.paths().cache;
-    std::fs::remove_file(cache.join(&module)).unwrap();
-    std::fs::create_dir_all(cache.join("compiling")).unwrap();
-    let lock_file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(cache.join("compiling").join(format!("{module}.lock")))
-        .unwrap();
-    let mut held = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| e).unwrap();
+    let mut held = containerd.hold_compile(&image, &wasm).unwrap_or_else(|e| panic!("{e:#}")).lock;
     // The lock names its holder, which the waiting start raises from SCHED_IDLE: a stand-in.
     let compile = KillOnDrop(Command::new("chrt").args(["--idle", "0", "sleep", "600"]).spawn().unwrap());
     write!(*held, "{}", compile.0.id()).unwrap();

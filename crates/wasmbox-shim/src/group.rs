@@ -17,7 +17,7 @@
 //! and the Create, and a full or exiting shim says no and the action tries the next name.
 //! Running shims with room come first; a new shim takes the first unused name.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -115,8 +115,9 @@ pub struct Admission {
     ttl: Duration,
     /// Admitted containers whose Create has not come yet, with when their place lapses.
     reserved: HashMap<String, Instant>,
-    /// Containers whose Create is under way (a first start may compile for minutes).
-    creating: HashSet<String>,
+    /// Containers whose Create is under way (a first start may compile for minutes), and
+    /// whether containerd gave it up meanwhile (see [`Self::abandon`]).
+    creating: HashMap<String, bool>,
     /// containerd asked the shim to exit (after a Delete), or an admitted container never came.
     exit_wanted: bool,
     /// Decided to exit: nobody is admitted any more.
@@ -129,7 +130,7 @@ impl Admission {
             limit: limit.max(1),
             ttl,
             reserved: HashMap::new(),
-            creating: HashSet::new(),
+            creating: HashMap::new(),
             exit_wanted: false,
             exiting: false,
         }
@@ -161,12 +162,30 @@ impl Admission {
     /// Create of `id` began: its place is held, without lapsing, until [`Self::created`].
     pub fn creating(&mut self, id: &str) {
         self.reserved.remove(id);
-        self.creating.insert(id.to_string());
+        self.creating.insert(id.to_string(), false);
     }
 
     /// Create of `id` ended (a task now, or failed): it no longer holds a place of its own.
-    pub fn created(&mut self, id: &str) {
-        self.creating.remove(id);
+    /// True when containerd gave it up meanwhile: what it made must be undone, and the shim
+    /// exits once nothing else is left (containerd will send no Delete or Shutdown for it).
+    pub fn created(&mut self, id: &str) -> bool {
+        let abandoned = self.creating.remove(id).unwrap_or(false);
+        if abandoned {
+            self.exit_wanted = true;
+        }
+        abandoned
+    }
+
+    /// containerd gave up the Create of `id` under way (its connection closed, its deadline
+    /// passed, or it deleted the task before the Create answered). False if none is under way.
+    pub fn abandon(&mut self, id: &str) -> bool {
+        match self.creating.get_mut(id) {
+            Some(abandoned) => {
+                *abandoned = true;
+                true
+            }
+            None => false,
+        }
     }
 
     /// containerd's Shutdown: exit once nothing is left.
@@ -257,6 +276,22 @@ mod tests {
         assert!(a.should_exit(0, now));
         assert!(!a.should_exit(0, now), "decided once");
         assert_eq!(a.reserve("b", 0, now), Err(Refusal::Exiting));
+    }
+
+    #[test]
+    fn an_abandoned_create_is_undone_and_lets_the_shim_exit() {
+        let now = Instant::now();
+        let mut a = Admission::new(16, RESERVATION_TTL);
+        assert!(!a.abandon("a"), "nothing under way");
+        a.reserve("a", 0, now).unwrap();
+        a.creating("a");
+        assert!(a.abandon("a"));
+        assert!(!a.should_exit(0, now), "its Create is still under way");
+        assert!(a.created("a"), "the Create learns it was given up");
+        assert!(a.should_exit(0, now), "nothing is left and containerd sends no Shutdown");
+        let mut b = Admission::new(16, RESERVATION_TTL);
+        b.creating("b");
+        assert!(!b.created("b"));
     }
 
     #[test]

@@ -406,6 +406,49 @@ impl Service {
         }
     }
 
+    /// containerd gave up the Create of `id` under way (see `crate::task_api`): it undoes
+    /// itself when it ends.
+    pub fn abandon_create(&self, id: &str) {
+        let _tasks = self.shared.tasks();
+        if self.admission().abandon(id) {
+            log::warn!("containerd gave up the Create of {id}; it will be undone when it ends");
+        }
+    }
+
+    /// Takes back what an abandoned Create made: the container (its init killed, cgroups and
+    /// state removed), its stdio, its rootfs mount.
+    fn undo_create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        pid: i32,
+        rootfs_mounted: bool,
+        stdin: Option<StdinForwarder>,
+        console: Option<Arc<Console>>,
+    ) {
+        log::warn!("undoing the Create of {id}, which containerd gave up");
+        {
+            let _guard = self.lifecycle();
+            if let Err(e) = Handle::new(state_root(bundle), id).delete() {
+                log::warn!("cleanup of {id}: {e}");
+            }
+        }
+        // Without its state (containerd removed the bundle meanwhile) the delete finds nothing:
+        // the init is still this shim's unreaped child, so its pid is its own.
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        if let Some(s) = &stdin {
+            s.close();
+        }
+        drop(console);
+        if rootfs_mounted {
+            rootfs::unmount(&bundle.join("rootfs"));
+        }
+        let _ = std::fs::remove_dir_all(state_root(bundle));
+        // A bundle containerd removed meanwhile may have been made again for the state: with
+        // that gone it is empty, and goes (a bundle with anything else in it stays).
+        let _ = std::fs::remove_dir(bundle);
+    }
+
     /// Compiles (or finds in the cache) the wasm entrypoint of `spec`; None for native ones.
     fn prepare_wasm(
         &self,
@@ -981,10 +1024,20 @@ impl Service {
             }
         }
         {
+            let mut tasks = self.shared.tasks();
+            // Under the tasks lock: a Shutdown in between sees the task or the Create.
+            if self.admission().created(&req.id) {
+                drop(tasks);
+                self.undo_create(&req.id, &bundle, pid, rootfs_mounted, stdin, console);
+                self.settle();
+                return Err(rpc_error(
+                    Code::CANCELLED,
+                    format!("create {}: containerd gave this Create up (its connection closed, its deadline passed or it deleted the task); undone", req.id),
+                ));
+            }
             if let Some(c) = &console {
                 self.shared.consoles().insert(pid, c.clone());
             }
-            let mut tasks = self.shared.tasks();
             let mut state = TaskState::new(&req.id, bundle.clone(), pid);
             // The init may already be gone (killed before we got here).
             if let Some(info) = self.exits.take(pid) {
@@ -1005,8 +1058,6 @@ impl Service {
                     execs: HashMap::new(),
                 },
             );
-            // Under the tasks lock: a Shutdown in between sees the task or the Create.
-            self.admission().created(&req.id);
         }
         self.shared.events.publish(
             TASK_CREATE_EVENT_TOPIC,
@@ -1141,6 +1192,18 @@ impl Service {
             return self.delete_exec(&req.id, &req.exec_id);
         }
         log::info!("delete {}", req.id);
+        {
+            let tasks = self.shared.tasks();
+            if !tasks.contains_key(&req.id) && self.admission().abandon(&req.id) {
+                // containerd is done with it before its Create answered (after a restart,
+                // or a Create past its deadline): the Create undoes itself when it ends.
+                log::info!("{} is still being created; its Create will be undone", req.id);
+                return Err(ttrpc::Error::RpcStatus(ttrpc::get_status(
+                    Code::NOT_FOUND,
+                    format!("task {} not found (its Create is under way and will be undone)", req.id),
+                )));
+            }
+        }
         let handle = self.with_entry(&req.id, |e| Ok(e.handle.clone()))?;
         // Force: kills whatever still runs (a created task, or children of an exited init),
         // removes the cgroups and libcontainer's state.

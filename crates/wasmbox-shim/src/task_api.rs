@@ -60,6 +60,27 @@ impl TaskApi {
     }
 }
 
+/// Marks a Create abandoned unless its caller took the answer (see `create` below).
+struct GivenUp {
+    service: Arc<Service>,
+    id: String,
+    answered: bool,
+}
+
+impl GivenUp {
+    fn answered(mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for GivenUp {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.service.abandon_create(&self.id);
+        }
+    }
+}
+
 /// One method per call, each handed to the service's method of the same name.
 macro_rules! blocking_calls {
     ($($name:ident($req:ty) -> $resp:ty;)*) => {
@@ -70,6 +91,16 @@ macro_rules! blocking_calls {
                     self.call(move |s| s.$name(req)).await
                 }
             )*
+
+            async fn create(&self, _ctx: &TtrpcContext, req: CreateTaskRequest) -> TtrpcResult<CreateTaskResponse> {
+                // The ttrpc server drops this future when containerd's connection closes (a
+                // restart) or the call's deadline passes, while the Create goes on on its
+                // thread: containerd will never learn of its task, so the Create undoes itself.
+                let given_up = GivenUp { service: self.0.clone(), id: req.id.clone(), answered: false };
+                let reply = self.call(move |s| s.create(req)).await;
+                given_up.answered();
+                reply
+            }
 
             async fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
                 let join = req.id.starts_with(crate::group::JOIN_PREFIX);
@@ -103,7 +134,6 @@ macro_rules! blocking_calls {
 }
 
 blocking_calls! {
-    create(CreateTaskRequest) -> CreateTaskResponse;
     start(StartRequest) -> StartResponse;
     state(StateRequest) -> StateResponse;
     kill(KillRequest) -> Empty;
