@@ -66,7 +66,7 @@ fn starts_racing_leaving_shared_shims_all_run() {
 fn first_starts_of_one_module_at_once_compile_it_once() {
     require_integration!();
     let containerd = wasmbox_integration::suite::start();
-    // Bytes no other test compiles: the fixture's cache is its own, but be explicit.
+    // The fixture's cache is its own: the module is new to it.
     let module = guests::hello().unwrap();
     let image = import_compat(&containerd, "once-hello", &module);
     for (id, out) in run_at_once(&containerd, &image, "once", 20) {
@@ -223,23 +223,22 @@ fn assert_nothing_left(containerd: &Containerd, id: &str) {
         .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", containerd.shim_processes(), containerd.log_tail(40)));
 }
 
-/// containerd restarted while a Create compiles, then the container deleted (as CRI does
-/// after a failed create): the Create, once its compile ends, undoes itself, and the shim
-/// exits. Nothing is left: processes, mounts, cgroups, sockets, bundle.
-#[test]
-fn containerd_restarted_during_a_create_then_the_container_deleted_leaves_nothing() {
-    require_integration!();
+/// A Create held at its compile, given up by containerd (`restart`: containerd restarted under
+/// it; else `ctr_flags` give it a deadline), then the container deleted (as CRI does after a
+/// failed create): the Create, once its compile ends, undoes itself and the shim exits.
+fn a_given_up_create_leaves_nothing(name: &str, ctr_flags: &[&str], restart: bool) {
     let mut containerd = wasmbox_integration::suite::start();
     let wasm = guests::idle().unwrap();
-    let image = import_compat(&containerd, "abandon-restart", &wasm);
+    let image = import_compat(&containerd, name, &wasm);
     let held = containerd.hold_compile(&image, &wasm).unwrap_or_else(|e| panic!("{e:#}"));
-    let id = ids::container_id("abandon-restart");
-    let run = start_held_create(&containerd, &image, &id, &[]);
-
-    containerd.restart().unwrap_or_else(|e| panic!("{e:#}"));
+    let id = ids::container_id(name);
+    let run = start_held_create(&containerd, &image, &id, ctr_flags);
+    if restart {
+        containerd.restart().unwrap_or_else(|e| panic!("{e:#}"));
+    }
     let out = run.wait_with_output().unwrap();
-    assert!(!out.status.success(), "the run's Create was cut off by the restart");
-    // What CRI does after a failed create; ctr may find it gone already.
+    assert!(!out.status.success(), "the run's Create was given up: {out:?}");
+    // ctr may find it gone already.
     let _ = containerd.delete_container(&id);
     // The Create goes on, finds itself given up and undoes itself (its log may no longer
     // reach containerd, which stopped reading it): what is left says whether it did.
@@ -247,23 +246,19 @@ fn containerd_restarted_during_a_create_then_the_container_deleted_leaves_nothin
     assert_nothing_left(&containerd, &id);
 }
 
-/// A Create past its deadline (a client's timeout; kubelet's is two minutes, a first compile
-/// of a large module can take longer): containerd gives it up and deletes what it knows of;
-/// the Create undoes itself when its compile ends.
+/// containerd restarted while a Create compiles: nothing is left, processes, mounts, cgroups,
+/// sockets, bundle.
+#[test]
+fn containerd_restarted_during_a_create_then_the_container_deleted_leaves_nothing() {
+    require_integration!();
+    a_given_up_create_leaves_nothing("abandon-restart", &[], true);
+}
+
+/// A Create past its deadline (a client's timeout; kubelet's is two minutes, and a first
+/// compile of a large module can take longer): containerd gives it up and deletes what it
+/// knows of; the Create undoes itself when its compile ends.
 #[test]
 fn a_create_past_its_deadline_undoes_itself() {
     require_integration!();
-    let containerd = wasmbox_integration::suite::start();
-    let wasm = guests::idle().unwrap();
-    let image = import_compat(&containerd, "abandon-deadline", &wasm);
-    let held = containerd.hold_compile(&image, &wasm).unwrap_or_else(|e| panic!("{e:#}"));
-    let id = ids::container_id("abandon-deadline");
-    let run = start_held_create(&containerd, &image, &id, &["--timeout", "3s"]);
-    let out = run.wait_with_output().unwrap();
-    assert!(!out.status.success(), "the run's Create passed its deadline: {out:?}");
-    let _ = containerd.delete_container(&id);
-    // The Create goes on, finds itself given up and undoes itself (its log may no longer
-    // reach containerd, which stopped reading it): what is left says whether it did.
-    drop(held);
-    assert_nothing_left(&containerd, &id);
+    a_given_up_create_leaves_nothing("abandon-deadline", &["--timeout", "3s"], false);
 }
