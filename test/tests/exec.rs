@@ -202,3 +202,63 @@ fn five_hundred_execs_and_twenty_at_once_leak_nothing() {
     assert_eq!(others.len(), 1, "only the init (and the zygote) are the shim's children: {children:?}");
     kill_and_remove(&containerd, &id);
 }
+
+/// Output written just before an exit reaches the client before the exit does: round after
+/// round of twenty execs at once, wasm and native, each printing a line of its own and exiting
+/// at once, every line checked. The clients run at the lowest priority next to two busy
+/// threads, so they open their ends of the FIFOs late (the window: a process that exits before
+/// its reader opened the FIFO closed the pipe's last descriptor, and its bytes were freed).
+#[test]
+fn every_line_of_many_concurrent_execs_arrives() {
+    require_integration!();
+    let containerd = start();
+    let id = start_wasm_container(&containerd, "exec-lines");
+    /// Stops the busy threads on every way out, a failed assertion included (the scope
+    /// joins them before it unwinds).
+    struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let _stop = Stop(&stop);
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            });
+        }
+        for round in 0..15 {
+            let runs: Vec<_> = (0..20)
+                .map(|i| {
+                    let exec_id = format!("line{round}x{i}");
+                    let (program, expected): (Vec<String>, String) = if i % 4 == 3 {
+                        (vec!["/hello".into()], "hello from native".into())
+                    } else {
+                        (vec!["/args.wasm".into(), exec_id.clone()], format!("arg[1]={exec_id}"))
+                    };
+                    let mut cmd = std::process::Command::new("nice");
+                    let ctr = containerd.ctr_command();
+                    cmd.arg("-n19").arg(ctr.get_program()).args(ctr.get_args());
+                    cmd.args(["task", "exec", "--exec-id", &exec_id, &id]).args(&program);
+                    s.spawn(move || {
+                        let out = run_captured(&mut cmd, Some(&b""[..]), EXEC_TIMEOUT).unwrap();
+                        (exec_id, expected, out.stdout_text(), out.code())
+                    })
+                })
+                .collect();
+            for run in runs {
+                let (exec_id, expected, stdout, code) = run.join().unwrap();
+                assert_eq!(code, 0, "round {round}: {exec_id}");
+                assert!(
+                    stdout.lines().any(|l| l == expected),
+                    "round {round}: exec {exec_id} exited 0 but its output is {stdout:?} (expected {expected:?})"
+                );
+            }
+        }
+    });
+    kill_and_remove(&containerd, &id);
+}

@@ -28,10 +28,11 @@ pub struct ExitMonitor {
 
 impl ExitMonitor {
     /// Starts the monitor task on the current tokio runtime. `claim` is offered each exit
-    /// first, in order, on the blocking pool (it takes locks and may wait for a terminal's
-    /// output); it returns true when a task took it.
+    /// first, in order, on the blocking pool (it takes locks and may wait for the process's
+    /// output to be read); an exit no task owns it hands back to [`Self::record`] under its
+    /// own lock, so an owner registering at that moment finds it recorded or claimed.
     pub async fn start(
-        claim: impl Fn(i32, ExitInfo) -> bool + Send + Sync + 'static,
+        claim: impl Fn(i32, ExitInfo, &ExitMonitor) + Send + Sync + 'static,
     ) -> std::io::Result<Arc<Self>> {
         let monitor = Arc::new(Self::default());
         let mut subscription = monitor_subscribe(Topic::All)
@@ -48,11 +49,7 @@ impl ExitMonitor {
                 };
                 log::debug!("process {pid} exited with {exit_code}");
                 let (claim, m) = (claim.clone(), m.clone());
-                let offered = tokio::task::spawn_blocking(move || {
-                    if !claim(pid, info) {
-                        m.record(pid, info);
-                    }
-                });
+                let offered = tokio::task::spawn_blocking(move || claim(pid, info, &m));
                 if let Err(e) = offered.await {
                     log::error!("exit of {pid}: {e}");
                 }
@@ -61,7 +58,8 @@ impl ExitMonitor {
         Ok(monitor)
     }
 
-    fn record(&self, pid: i32, info: ExitInfo) {
+    /// Keeps an exit no task owns (yet), for [`Self::take`] and [`Self::wait`].
+    pub fn record(&self, pid: i32, info: ExitInfo) {
         if let Ok(mut map) = self.unclaimed.lock() {
             map.insert(pid, info);
         }

@@ -44,7 +44,7 @@ use crate::exits::{ExitInfo, ExitMonitor};
 use crate::group::Admission;
 use crate::helper::parent::{self, HelperError};
 use crate::helper::request::{CreateRequest, ExecSpec, WasmRequest};
-use crate::stdio::StdinForwarder;
+use crate::stdio::{OutputKeeper, StdinForwarder};
 use crate::task::{StateError, Status, TaskState};
 use crate::{metrics, rootfs};
 use wasmbox_wasm::policy::Policy;
@@ -115,10 +115,12 @@ struct Created {
     rootfs_mounted: bool,
     stdin: Option<StdinForwarder>,
     console: Option<Arc<Console>>,
+    output: OutputKeeper,
 }
 
-/// How long an exit waits for the output of the process's terminal to be copied out.
-const TERMINAL_DRAIN: Duration = Duration::from_secs(2);
+/// How long an exit waits for the process's output to be copied out of its terminal and read
+/// from its FIFOs (containerd's runc shim waits 2 s for its copy too).
+const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 
 /// A terminal process's console, once the helper has created the process.
 fn attach_console(
@@ -149,6 +151,9 @@ struct Shared {
     events: Events,
     /// Terminals by the pid of their process, so an exit is reported after its output.
     consoles: Mutex<HashMap<i32, Arc<Console>>>,
+    /// The shim's hold on each process's output FIFOs, by pid, until its output is read (see
+    /// `crate::stdio::OutputKeeper`).
+    outputs: Mutex<HashMap<i32, OutputKeeper>>,
 }
 
 impl Shared {
@@ -166,18 +171,28 @@ impl Shared {
         self.consoles.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Before an exit of `pid` is published: its terminal's output, if it has one, copied out.
-    fn drain_console(&self, pid: i32) {
-        // Taken out first: the wait must not hold the lock.
+    fn outputs(&self) -> MutexGuard<'_, HashMap<i32, OutputKeeper>> {
+        self.outputs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Before an exit of `pid` is published: its terminal's output, if it has one, copied out,
+    /// and what it wrote taken by the reader. Never under the tasks lock (it may wait).
+    fn drain_output(&self, pid: i32) {
+        // Taken out first: the waits must not hold the locks.
         let console = self.consoles().remove(&pid);
         if let Some(c) = console {
-            c.wait_output(TERMINAL_DRAIN);
+            c.wait_output(OUTPUT_DRAIN);
+        }
+        let kept = self.outputs().remove(&pid);
+        if let Some(k) = kept {
+            k.drain(OUTPUT_DRAIN);
         }
     }
 
-    /// Offers an exit to the tasks; true when one of them owned the process.
-    fn claim(&self, pid: i32, info: ExitInfo) -> bool {
-        self.drain_console(pid);
+    /// Offers an exit to the tasks; one that no task owns (yet) is recorded in `exits`, under
+    /// the tasks lock, so a Start that learns its pid right after finds it there.
+    fn claim(&self, pid: i32, info: ExitInfo, exits: &ExitMonitor) {
+        self.drain_output(pid);
         let mut tasks = self.tasks();
         for entry in tasks.values_mut() {
             if let Some(x) = entry
@@ -195,11 +210,12 @@ impl Shared {
                     self.publish_exit(&entry.state.id, &x.state.id, pid, info);
                 }
                 self.notify();
-                return true;
+                return;
             }
         }
         let Some(entry) = tasks.values_mut().find(|e| e.state.pid == pid) else {
-            return false;
+            exits.record(pid, info);
+            return;
         };
         if entry.state.exited(info) {
             log::info!(
@@ -210,7 +226,6 @@ impl Shared {
             self.publish_exit(&entry.state.id, &entry.state.id, pid, info);
         }
         self.notify();
-        true
     }
 
     /// TaskExit for the init (`id` = the task's id) or an exec'd process (`id` = its exec id).
@@ -335,9 +350,10 @@ impl Service {
             generation: tokio::sync::watch::channel(0).0,
             events,
             consoles: Mutex::new(HashMap::new()),
+            outputs: Mutex::new(HashMap::new()),
         });
         let s = shared.clone();
-        let exits = ExitMonitor::start(move |pid, info| s.claim(pid, info)).await?;
+        let exits = ExitMonitor::start(move |pid, info, exits| s.claim(pid, info, exits)).await?;
         // Per-shim start-up work, done once rather than per task.
         let engine = wasmbox_wasm::engine::new_engine().map_err(|e| e.to_string());
         let cache =
@@ -704,6 +720,8 @@ impl Service {
             forwarder = Some(f);
             Ok(Some(read_end))
         };
+        // Before the process exists: what it writes outlives it until read.
+        let output = OutputKeeper::open(&[&req.stdout, &req.stderr]);
         let result = self
             .create_container(helper_req, &mut stdin, &spec, &rootfs)
             .and_then(|pid| {
@@ -720,6 +738,7 @@ impl Service {
                 rootfs_mounted: mounted,
                 stdin: forwarder,
                 console,
+                output,
             }),
             Err(e) => {
                 // libcontainer cleans up after a failed build; make sure of it, then unmount.
@@ -818,7 +837,7 @@ impl Service {
     /// `runc exec --detach`; its exit reaches the exit monitor like the init's.
     fn start_exec(&self, id: &str, exec_id: &str) -> TtrpcResult<StartResponse> {
         log::info!("start exec {exec_id} in {id}");
-        let (mut helper_req, stdin_path, stdout, terminal) = self.with_entry(id, |e| {
+        let (mut helper_req, stdin_path, stdout, stderr, terminal) = self.with_entry(id, |e| {
             e.state.check_alive().map_err(state_error)?;
             let bundle = e.state.bundle.clone();
             let x = e
@@ -846,7 +865,7 @@ impl Service {
                 }),
                 console_socket: None,
             };
-            Ok((req, x.stdin_path.clone(), x.stdout.clone(), x.terminal))
+            Ok((req, x.stdin_path.clone(), x.stdout.clone(), x.stderr.clone(), x.terminal))
         })?;
         let _starting = Starting {
             shared: &self.shared,
@@ -873,6 +892,8 @@ impl Service {
                 StdinForwarder::start(&stdin_path).map_err(|e| fail(format!("stdin: {e}")))?;
             (Some(f), Some(read_end))
         };
+        // Before the process exists: what it writes outlives it until read.
+        let output = OutputKeeper::open(&[&stdout, &stderr]);
         let pid =
             parent::create(&helper_req, stdin, &self.exits).map_err(|e| fail(e.to_string()))?;
         let console = match &console_socket {
@@ -891,7 +912,9 @@ impl Service {
             },
             None => None,
         };
-        self.with_exec(id, exec_id, |x| {
+        // Before the pid is set: an exit claimed from then on finds the output to drain.
+        self.shared.outputs().insert(pid, output);
+        let exited_early = self.with_exec(id, exec_id, |x| {
             x.state.pid = pid;
             x.state.start().map_err(state_error)?;
             x.stdin = forwarder;
@@ -906,16 +929,21 @@ impl Service {
                     ..Default::default()
                 }),
             );
-            // It may have exited before its pid was known here.
-            if let Some(info) = self.exits.take(pid) {
-                self.shared.drain_console(pid);
+            // It may have exited before its pid was known here (the exit monitor records an
+            // exit nobody owns under the tasks lock, so it is either here or claimed later).
+            Ok(self.exits.take(pid))
+        })?;
+        if let Some(info) = exited_early {
+            // Its output first, outside the tasks lock.
+            self.shared.drain_output(pid);
+            self.with_exec(id, exec_id, |x| {
                 if x.state.exited(info) {
                     self.shared.publish_exit(id, exec_id, pid, info);
                 }
-                self.shared.notify();
-            }
-            Ok(())
-        })?;
+                Ok(())
+            })?;
+            self.shared.notify();
+        }
         Ok(StartResponse {
             pid: pid as u32,
             ..Default::default()
@@ -1009,6 +1037,7 @@ impl Service {
             rootfs_mounted,
             stdin,
             console,
+            output,
         } = created.map_err(|e| {
             self.admission().created(&req.id);
             // containerd may have asked this shim to exit while the Create was on its way.
@@ -1039,9 +1068,11 @@ impl Service {
                 self.shared.consoles().insert(pid, c.clone());
             }
             let mut state = TaskState::new(&req.id, bundle.clone(), pid);
-            // The init may already be gone (killed before we got here).
+            // The init may already be gone (killed before we got here, before it ran anything).
             if let Some(info) = self.exits.take(pid) {
                 state.exited(info);
+            } else {
+                self.shared.outputs().insert(pid, output);
             }
             tasks.insert(
                 req.id.clone(),
@@ -1247,6 +1278,7 @@ impl Service {
             stdin.close();
         }
         self.shared.consoles().remove(&entry.state.pid);
+        self.shared.outputs().remove(&entry.state.pid);
         if entry.rootfs_mounted {
             rootfs::unmount(&entry.state.bundle.join("rootfs"));
         }

@@ -3,6 +3,12 @@
 //! containerd passes FIFO paths (or `file://` URIs, or nothing). stdout/stderr are opened by
 //! the `create` helper and handed to the container as they are. stdin goes through a pipe fed
 //! by a shim thread, so CloseIO can end the guest's input even while the client keeps its end.
+//!
+//! A process's output must reach its reader before its exit is published ([`OutputKeeper`]):
+//! containerd's client opens its end of a FIFO asynchronously, and a process that writes a
+//! line and exits at once can close the pipe's last descriptor before the reader opened it (the
+//! kernel then frees the bytes); containerd 1.7.2 and later also close the readers once the
+//! process is deleted, dropping what they had not read yet.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -35,6 +41,53 @@ pub fn open_output(uri: &str) -> std::io::Result<File> {
         OpenOptions::new().read(true).write(true).open(uri)
     } else {
         OpenOptions::new().append(true).open(uri)
+    }
+}
+
+/// The shim's own descriptors on a process's output FIFOs, from before it starts until its
+/// output is read: the pipe's bytes outlive the process, and its exit is published only once
+/// the reader took them ([`Self::drain`]), as containerd's runc shim waits for its copy.
+#[derive(Debug, Default)]
+pub struct OutputKeeper {
+    fifos: Vec<File>,
+}
+
+impl OutputKeeper {
+    /// Holds each of `uris` that is a FIFO (files and /dev/null need nothing).
+    pub fn open(uris: &[&str]) -> Self {
+        let mut fifos = Vec::new();
+        for uri in uris.iter().filter(|u| !u.is_empty() && !u.contains("://")) {
+            if !std::fs::metadata(uri).is_ok_and(|m| m.file_type().is_fifo()) {
+                continue;
+            }
+            // Read-write: never waits for a reader.
+            match OpenOptions::new().read(true).write(true).open(uri) {
+                Ok(f) => fifos.push(f),
+                Err(e) => log::warn!("cannot hold output {uri}: {e}"),
+            }
+        }
+        Self { fifos }
+    }
+
+    /// Waits, up to `bound`, until the readers have taken everything in the FIFOs, then lets
+    /// them go (the readers see end of file once the process's own descriptors are closed too).
+    pub fn drain(self, bound: std::time::Duration) {
+        let deadline = std::time::Instant::now() + bound;
+        for fifo in &self.fifos {
+            loop {
+                let mut pending: libc::c_int = 0;
+                // SAFETY: FIONREAD writes one int through the pointer; the descriptor is open.
+                let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(fifo), libc::FIONREAD, &mut pending) };
+                if r != 0 || pending == 0 {
+                    break;
+                }
+                if std::time::Instant::now() >= deadline {
+                    log::warn!("{pending} bytes of output were not read within {bound:?}");
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
     }
 }
 
@@ -122,6 +175,29 @@ mod tests {
         f.write_all(b"x").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"x");
         assert!(open_output("").is_ok());
+    }
+
+    /// What a process writes just before it exits is there for a reader that opens the FIFO
+    /// only afterwards, and the drain returns once that reader has taken it.
+    #[test]
+    fn kept_output_outlives_its_writer_until_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("stdout");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let path = fifo.display().to_string();
+        let keeper = OutputKeeper::open(&[&path, "", "file:///x"]);
+        assert_eq!(keeper.fifos.len(), 1);
+        // The process: writes a line and closes its descriptor (exits) before any reader.
+        open_output(&path).unwrap().write_all(b"hello\n").unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut got = String::new();
+            File::open(&path).unwrap().read_to_string(&mut got).unwrap();
+            got
+        });
+        let started = std::time::Instant::now();
+        keeper.drain(std::time::Duration::from_secs(10));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "drained once read");
+        assert_eq!(reader.join().unwrap(), "hello\n", "the reader got the line, then end of file");
     }
 
     #[test]
