@@ -261,3 +261,77 @@ fn an_http_component_serves_on_its_pod_ip_through_cri() {
     pod.stop_and_remove().unwrap();
     pod.assert_nothing_left().unwrap();
 }
+
+/// Waits for the server to close `stream` (end of file or reset); how long that took.
+fn closed_by_server(mut stream: std::net::TcpStream, within: Duration) -> Duration {
+    use std::io::Read;
+    let started = std::time::Instant::now();
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 512];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return started.elapsed(),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return started.elapsed(),
+            Err(e) => panic!("the server did not close the connection within {within:?}: {e}"),
+        }
+    }
+}
+
+/// Connections that send nothing, or half a request head, and wait cannot starve the server:
+/// 2000 of them (more than its connection bound and its descriptor limit) next to a normal
+/// client, which still gets every answer; a connection that sends nothing is closed after the
+/// idle timeout, one that sent half a head after the header timeout.
+#[test]
+fn idle_and_half_sent_connections_do_not_starve_the_server() {
+    use std::io::Write;
+    require_integration!();
+    let containerd = start();
+    let ns = NetNs::create("http-starve").unwrap();
+    let id = ids::container_id("http-starve");
+    start_handler(
+        &containerd,
+        &ns,
+        &id,
+        &["--annotation=wasmbox.dev/http-idle-timeout=3s", "--annotation=wasmbox.dev/http-header-timeout=2s"],
+    );
+    // The init's descriptor limit is the spec's (ctr's default spec: 1024), below 2000.
+    let pid = containerd.task(&id).unwrap().expect("the handler's task").pid;
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let open_files = limits.lines().find(|l| l.starts_with("Max open files")).unwrap_or_default();
+    assert_eq!(open_files.split_whitespace().nth(3), Some("1024"), "{open_files}");
+    const HALF: &[u8] = b"GET /never-finished HTTP/1.1\r\nHost: x\r\n";
+    let held = ns
+        .run_in(|| {
+            (0..2000)
+                .map(|i| {
+                    let mut s = std::net::TcpStream::connect(ADDR)?;
+                    if i % 2 == 1 {
+                        s.write_all(HALF)?;
+                    }
+                    Ok(s)
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
+        })
+        .unwrap_or_else(|e| panic!("{e:#}"));
+
+    let started = std::time::Instant::now();
+    let answered = http::check_many(|| ns.connect_tcp(ADDR), 4, 5).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(answered, 20);
+    assert!(started.elapsed() < Duration::from_secs(10), "the normal client waited {:?}", started.elapsed());
+    drop(held);
+
+    let idle = ns.connect_tcp(ADDR).unwrap();
+    let mut half = ns.connect_tcp(ADDR).unwrap();
+    half.write_all(HALF).unwrap();
+    let (idle_after, half_after) = std::thread::scope(|s| {
+        let idle = s.spawn(|| closed_by_server(idle, Duration::from_secs(20)));
+        let half = s.spawn(|| closed_by_server(half, Duration::from_secs(20)));
+        (idle.join().unwrap(), half.join().unwrap())
+    });
+    assert!(idle_after >= Duration::from_millis(2500) && idle_after < Duration::from_secs(10), "idle closed after {idle_after:?}");
+    assert!(half_after >= Duration::from_millis(1500) && half_after < Duration::from_secs(10), "half-sent closed after {half_after:?}");
+    // Still serving.
+    assert_eq!(http::check_many(|| ns.connect_tcp(ADDR), 2, 2).unwrap(), 4);
+    stop(&containerd, &id, &ns);
+}

@@ -12,7 +12,8 @@
 //! A request whose handler traps, or returns without a response, answers 500 (logged); the
 //! server keeps serving. At most `wasmbox.dev/http-max-concurrency` handlers run at once (more
 //! requests wait their turn); a request without a response after `wasmbox.dev/http-timeout`
-//! answers 504, and its guest code is stopped at its next epoch check. On SIGTERM the server
+//! answers 504, and its guest code is stopped at its next epoch check. Idle and slow
+//! connections are closed, and open ones bounded (see [`crate::connections`]). On SIGTERM the server
 //! stops accepting, lets the requests in flight finish and exits 0 (SIGKILL, as kubelet sends
 //! after the grace period, ends it at once).
 
@@ -110,12 +111,18 @@ struct Server {
     outbound: Outbound,
     /// One permit per handler that may run at once.
     slots: Arc<tokio::sync::Semaphore>,
+    /// The idle and header timeouts and the bound on open connections.
+    connections: crate::policy::HttpConnections,
 }
 
 /// How often the engine's epoch advances while serving: the granularity of request timeouts.
 const EPOCH_TICK: Duration = Duration::from_millis(100);
 /// How often the accept loop looks for a termination signal.
 const STOP_POLL: Duration = Duration::from_millis(50);
+/// How often connections past their idle or header timeout are closed.
+const SWEEP_TICK: Duration = Duration::from_millis(250);
+/// The pause after a failed accept.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Serves `pre` (or `pooled`, the same component on a pooling engine, when it can make an
 /// instance) until the process is told to stop; the outcome if it ends otherwise.
@@ -150,6 +157,15 @@ pub(crate) fn serve(
         access_log: granted.policy.http_access_log,
         outbound: Outbound::new(network.clone()),
         slots: Arc::new(tokio::sync::Semaphore::new(concurrency)),
+        connections: crate::policy::HttpConnections {
+            // Within the init's descriptor limit (the spec's rlimits): accept must never
+            // fail for want of one.
+            max_connections: crate::connections::bound_by_descriptors(
+                granted.policy.http_connections.max_connections,
+                concurrency,
+            ),
+            ..granted.policy.http_connections
+        },
     };
     // Instances from a pool when the component fits one (more memories or table elements
     // per module than a pool slot holds do not): else from the engine every guest uses.
@@ -184,8 +200,9 @@ pub(crate) fn serve(
     // A signal now only asks the server to drain (see the module documentation).
     crate::terminate::stop_gracefully();
     log::info!(
-        "serving wasi:http on {addr}, at most {concurrency} requests at once, instances {}",
-        if pooled { "from a pool" } else { "mapped one by one" }
+        "serving wasi:http on {addr}, at most {concurrency} requests at once, instances {}, at most {} connections",
+        if pooled { "from a pool" } else { "mapped one by one" },
+        server.connections.max_connections
     );
     let outcome = runtime.block_on(accept_loop(listener, server, addr));
     // A handler past its deadline may still sleep in a host call: do not wait for it.
@@ -211,6 +228,17 @@ async fn accept_loop(listener: std::net::TcpListener, server: Arc<Server>, addr:
             engine.increment_epoch();
         }
     });
+    let connections = crate::connections::Connections::new(server.connections);
+    tokio::spawn({
+        let connections = connections.clone();
+        async move {
+            let mut tick = tokio::time::interval(SWEEP_TICK);
+            loop {
+                tick.tick().await;
+                connections.sweep(Instant::now());
+            }
+        }
+    });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     // HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on one port.
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -218,26 +246,37 @@ async fn accept_loop(listener: std::net::TcpListener, server: Arc<Server>, addr:
     tokio::pin!(stop);
     loop {
         let accepted = tokio::select! {
-            a = listener.accept() => a,
+            a = async {
+                connections.make_room().await;
+                listener.accept().await
+            } => a,
             () = &mut stop => break,
         };
         let (stream, _) = match accepted {
             Ok(s) => s,
             Err(e) => {
+                // Out of descriptors (or another transient error): pause rather than spin.
                 log::warn!("accept on {addr}: {e}");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
-        let server = server.clone();
-        let service = hyper::service::service_fn(move |req| handle(server.clone(), req));
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let (conn, registration) = connections.register();
+        let service = {
+            let (server, conn) = (server.clone(), conn.clone());
+            hyper::service::service_fn(move |req| handle(server.clone(), conn.request_began(), req))
+        };
+        let io = TokioIo::new(crate::connections::Tracked::new(stream, conn.clone()));
+        let connection = builder.serve_connection(io, service).into_owned();
         let connection = graceful.watch(connection);
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
+            let _registration = registration;
             if let Err(e) = connection.await {
                 log::debug!("connection: {e}");
             }
         });
+        conn.served_by(task.abort_handle());
     }
     // No new connections; the requests in flight finish, idle connections close.
     drop(listener);
@@ -256,7 +295,43 @@ fn plain(status: StatusCode, text: &str) -> Answer {
     r
 }
 
-async fn handle(server: Arc<Server>, req: Request<Incoming>) -> Result<Answer, Infallible> {
+/// Answers `req`; the connection counts it in flight until its response was sent.
+async fn handle(
+    server: Arc<Server>,
+    in_flight: crate::connections::InFlight,
+    req: Request<Incoming>,
+) -> Result<Answer, Infallible> {
+    let Ok(answer) = access_logged(server, req).await;
+    Ok(answer.map(|body| InFlightBody { body, _in_flight: in_flight }.boxed_unsync()))
+}
+
+/// A response body that keeps its request in flight until it is sent (or dropped).
+struct InFlightBody {
+    body: HyperOutgoingBody,
+    _in_flight: crate::connections::InFlight,
+}
+
+impl hyper::body::Body for InFlightBody {
+    type Data = Bytes;
+    type Error = <HyperOutgoingBody as hyper::body::Body>::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+async fn access_logged(server: Arc<Server>, req: Request<Incoming>) -> Result<Answer, Infallible> {
     if !server.access_log {
         return respond(server, req).await;
     }

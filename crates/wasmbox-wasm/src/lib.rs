@@ -20,6 +20,7 @@
 //! - [`terminate`]: turns termination signals into epoch interruption.
 
 pub mod cache;
+pub mod connections;
 pub mod engine;
 pub mod http;
 pub mod entrypoint;

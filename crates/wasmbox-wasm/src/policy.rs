@@ -27,9 +27,32 @@ pub const HTTP: &str = "wasmbox.dev/http";
 pub const HTTP_TIMEOUT: &str = "wasmbox.dev/http-timeout";
 pub const HTTP_MAX_CONCURRENCY: &str = "wasmbox.dev/http-max-concurrency";
 pub const HTTP_ACCESS_LOG: &str = "wasmbox.dev/http-access-log";
+pub const HTTP_HEADER_TIMEOUT: &str = "wasmbox.dev/http-header-timeout";
+pub const HTTP_IDLE_TIMEOUT: &str = "wasmbox.dev/http-idle-timeout";
+pub const HTTP_MAX_CONNECTIONS: &str = "wasmbox.dev/http-max-connections";
 /// The annotations this version understands; any other `wasmbox.dev/` key fails Create, so a
 /// typo is not silently ignored.
-pub const KNOWN: &[&str] = &[PREOPENS, TIMEOUT, EGRESS, LISTEN, HTTP, HTTP_TIMEOUT, HTTP_MAX_CONCURRENCY, HTTP_ACCESS_LOG];
+pub const KNOWN: &[&str] = &[
+    PREOPENS,
+    TIMEOUT,
+    EGRESS,
+    LISTEN,
+    HTTP,
+    HTTP_TIMEOUT,
+    HTTP_MAX_CONCURRENCY,
+    HTTP_ACCESS_LOG,
+    HTTP_HEADER_TIMEOUT,
+    HTTP_IDLE_TIMEOUT,
+    HTTP_MAX_CONNECTIONS,
+];
+/// How long a request's head may take to arrive once its first byte did (hyper's default,
+/// Apache's `RequestReadTimeout` is 20 to 40 s).
+pub const DEFAULT_HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection may wait for its next request (nginx's `keepalive_timeout` is 75 s).
+pub const DEFAULT_HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Open connections per container (nginx's `worker_connections` is 512 to 1024); never more
+/// than the init's descriptor limit allows.
+pub const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 1024;
 /// How long one request's handler may take before the client gets 504.
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Handlers running at once per core, unless `wasmbox.dev/http-max-concurrency` says otherwise.
@@ -123,6 +146,15 @@ pub struct HttpConfig {
     /// The access log unless `wasmbox.dev/http-access-log` says.
     #[serde(default)]
     pub access_log: bool,
+    /// A request head's time limit from its first byte unless `wasmbox.dev/http-header-timeout`
+    /// says (`30s`).
+    pub header_timeout: Option<String>,
+    /// How long a connection may wait for a request unless `wasmbox.dev/http-idle-timeout`
+    /// says (`60s`).
+    pub idle_timeout: Option<String>,
+    /// Open connections per container: the default and the cap of
+    /// `wasmbox.dev/http-max-connections` (1024).
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -473,6 +505,31 @@ pub struct Policy {
     /// A line per request on the container's stderr.
     #[serde(default)]
     pub http_access_log: bool,
+    /// What the server keeps of idle and slow connections.
+    #[serde(default)]
+    pub http_connections: HttpConnections,
+}
+
+/// The HTTP server's hold on connections that are not serving a request: idle keep-alive
+/// ones, and ones whose request head is still arriving (or never will).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpConnections {
+    /// A request head must be complete this long after its first byte.
+    pub header_timeout: Duration,
+    /// A connection with no request in flight is closed after this long without one.
+    pub idle_timeout: Duration,
+    /// Open connections at most; at the bound the one waiting longest for a request goes.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConnections {
+    fn default() -> Self {
+        Self {
+            header_timeout: DEFAULT_HTTP_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_HTTP_IDLE_TIMEOUT,
+            max_connections: DEFAULT_HTTP_MAX_CONNECTIONS,
+        }
+    }
 }
 
 fn default_http_timeout() -> Duration {
@@ -511,6 +568,7 @@ impl Default for Policy {
             http_max_concurrency: None,
             http_max_concurrency_cap: None,
             http_access_log: false,
+            http_connections: HttpConnections::default(),
         }
     }
 }
@@ -671,6 +729,39 @@ impl Policy {
             Some("true") => true,
             Some(_) => return Err(bad(HTTP_ACCESS_LOG, "true or false".into())),
         };
+        // A timeout of the annotation, else the file's, else the default.
+        let timeout_of = |annotation: &str, key: &str, configured: &Option<String>, default: Duration| {
+            match annotations.get(annotation) {
+                Some(v) => parse_duration(v).map_err(|m| bad(annotation, m)),
+                None => Ok(config_duration(configured, key)?.unwrap_or(default)),
+            }
+        };
+        let header_timeout =
+            timeout_of(HTTP_HEADER_TIMEOUT, "http.header_timeout", &http_config.header_timeout, DEFAULT_HTTP_HEADER_TIMEOUT)?;
+        let idle_timeout =
+            timeout_of(HTTP_IDLE_TIMEOUT, "http.idle_timeout", &http_config.idle_timeout, DEFAULT_HTTP_IDLE_TIMEOUT)?;
+        if http_config.max_connections == Some(0) {
+            return Err(config_err("http.max_connections: not a whole number above 0".into()));
+        }
+        let max_connections_cap = http_config.max_connections.unwrap_or(DEFAULT_HTTP_MAX_CONNECTIONS);
+        let max_connections = match annotations.get(HTTP_MAX_CONNECTIONS) {
+            Some(v) => {
+                let n = v
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| bad(HTTP_MAX_CONNECTIONS, "not a whole number above 0".into()))?;
+                if http_config.max_connections.is_some() && n > max_connections_cap {
+                    return Err(bad(
+                        HTTP_MAX_CONNECTIONS,
+                        format!("more than http.max_connections ({max_connections_cap}) in {config_source}"),
+                    ));
+                }
+                n
+            }
+            None => max_connections_cap,
+        };
         Ok(Self {
             preopens,
             timeout,
@@ -682,6 +773,11 @@ impl Policy {
             http_max_concurrency,
             http_max_concurrency_cap: http_config.max_concurrency,
             http_access_log,
+            http_connections: HttpConnections {
+                header_timeout,
+                idle_timeout,
+                max_connections,
+            },
         })
     }
 }
@@ -829,6 +925,37 @@ mod tests {
         let e = OperatorConfig::parse("[limits]\nmax_timeout = \"forever\"\n", "f.toml").unwrap_err().to_string();
         assert!(e.contains("limits.max_timeout"), "{e}");
         assert_eq!(OperatorConfig::parse("", "f").unwrap(), OperatorConfig::default());
+    }
+
+    #[test]
+    fn http_connection_limits_from_file_and_annotations() {
+        let p = Policy::new(None, "f", &ann(&[])).unwrap();
+        assert_eq!(p.http_connections, HttpConnections::default());
+        let config = OperatorConfig::parse(
+            "[http]\nheader_timeout = \"5s\"\nidle_timeout = \"10s\"\nmax_connections = 100\n",
+            "ops.toml",
+        )
+        .unwrap();
+        let p = Policy::new(Some(&config), "ops.toml", &ann(&[])).unwrap();
+        assert_eq!(
+            p.http_connections,
+            HttpConnections { header_timeout: Duration::from_secs(5), idle_timeout: Duration::from_secs(10), max_connections: 100 }
+        );
+        let p = Policy::new(
+            Some(&config),
+            "ops.toml",
+            &ann(&[(HTTP_HEADER_TIMEOUT, "2s"), (HTTP_IDLE_TIMEOUT, "500ms"), (HTTP_MAX_CONNECTIONS, "50")]),
+        )
+        .unwrap();
+        assert_eq!(
+            p.http_connections,
+            HttpConnections { header_timeout: Duration::from_secs(2), idle_timeout: Duration::from_millis(500), max_connections: 50 }
+        );
+        let e = Policy::new(Some(&config), "ops.toml", &ann(&[(HTTP_MAX_CONNECTIONS, "101")])).unwrap_err().to_string();
+        assert!(e.contains("more than http.max_connections (100) in ops.toml"), "{e}");
+        let e = Policy::new(None, "f", &ann(&[(HTTP_MAX_CONNECTIONS, "0")])).unwrap_err().to_string();
+        assert!(e.contains("not a whole number above 0"), "{e}");
+        assert!(Policy::new(None, "f", &ann(&[(HTTP_IDLE_TIMEOUT, "soon")])).is_err());
     }
 
     #[test]
