@@ -202,6 +202,9 @@ const HELD: Duration = Duration::from_secs(60);
 /// restart), its Create held at the module's compile (see `Containerd::hold_compile`).
 fn start_held_create(containerd: &Containerd, image: &str, id: &str, ctr_flags: &[&str]) -> std::process::Child {
     containerd.track(id);
+    // This Create's line, not an earlier one's.
+    const WAITING: &str = "waiting for the compile under way";
+    let before = containerd.log_lines_mentioning(WAITING).lines().count();
     let mut cmd = containerd.ctr_command();
     cmd.args(ctr_flags)
         .args(["run", "-d", "--null-io", "--runtime", wasmbox_integration::settings::WASMBOX_RUNTIME, image, id])
@@ -210,7 +213,8 @@ fn start_held_create(containerd: &Containerd, image: &str, id: &str, ctr_flags: 
         .stderr(std::process::Stdio::piped());
     let child = cmd.spawn().expect("ctr run -d");
     wait_until("the Create to wait for the held compile", HELD, || {
-        (!containerd.log_lines_mentioning("waiting for the compile under way").is_empty()).then_some(())
+        let created = !containerd.log_lines_mentioning(&format!("create {id} ")).is_empty();
+        (created && containerd.log_lines_mentioning(WAITING).lines().count() > before).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", containerd.log_tail(40)));
     child
@@ -261,4 +265,83 @@ fn containerd_restarted_during_a_create_then_the_container_deleted_leaves_nothin
 fn a_create_past_its_deadline_undoes_itself() {
     require_integration!();
     a_given_up_create_leaves_nothing("abandon-deadline", &["--timeout", "3s"], false);
+}
+
+/// `n` execs at once of `/args.wasm TOKEN` into container `id`, each token's line checked.
+fn execs_at_once(containerd: &Containerd, id: &str, prefix: &str, n: usize) {
+    std::thread::scope(|s| {
+        let runs: Vec<_> = (0..n)
+            .map(|i| {
+                let exec_id = format!("{prefix}-{i}");
+                s.spawn(move || {
+                    let out = containerd
+                        .ctr(["task", "exec", "--exec-id", &exec_id, id, "/args.wasm", &exec_id])
+                        .unwrap_or_else(|e| panic!("{e:#}"));
+                    (exec_id, out)
+                })
+            })
+            .collect();
+        for run in runs {
+            let (exec_id, out) = run.join().unwrap();
+            assert_eq!(out.code(), 0, "{exec_id}: {}", out.stderr_text());
+            assert!(out.stdout_text().contains(&format!("arg[1]={exec_id}\n")), "{exec_id}: {:?}", out.stdout_text());
+        }
+    });
+}
+
+/// Everything above in one containerd, round after round: bursts of runs (output, exit codes,
+/// traps), execs at once with their output checked, containerd restarted under a running
+/// container, a Create given up in a restart. Once all is removed nothing is left: no shim,
+/// mount, cgroup, socket or name lock, bundle, FIFO.
+#[test]
+fn a_soak_of_bursts_execs_restarts_and_given_up_creates_leaks_nothing() {
+    require_integration!();
+    let mut containerd = wasmbox_integration::suite::start();
+    let hello = import_compat(&containerd, "soak-hello", &guests::hello().unwrap());
+    let trap = import_compat(&containerd, "soak-trap", &guests::trap().unwrap());
+    let idle = containerd
+        .import_image(
+            wasmbox_integration::image::compat_image(&ids::image_ref("soak-idle"), &guests::idle().unwrap())
+                .file("/args.wasm", guests::args_env().unwrap().to_vec(), 0o644),
+        )
+        .unwrap();
+    for round in 0..3 {
+        std::thread::scope(|s| {
+            let hellos = s.spawn(|| run_at_once(&containerd, &hello, "soak-hello", 8));
+            let traps = run_at_once(&containerd, &trap, "soak-trap", 4);
+            for (id, out) in hellos.join().unwrap() {
+                assert!(out.code == 0 && out.stdout.contains(HELLO), "round {round}: {id}: {out:?}");
+            }
+            for (id, out) in traps {
+                assert_eq!(out.code, 134, "round {round}: {id}: {out:?}");
+            }
+        });
+        let id = ids::container_id("soak-idle");
+        containerd.run_detached(&RunSpec::new(&idle, &id)).unwrap();
+        let before = containerd.wait_task_status(&id, "RUNNING", START_TIMEOUT).unwrap();
+        execs_at_once(&containerd, &id, &format!("r{round}a"), 10);
+        containerd.restart().unwrap_or_else(|e| panic!("{e:#}"));
+        let after = containerd.wait_task_status(&id, "RUNNING", START_TIMEOUT).unwrap();
+        assert_eq!(before.pid, after.pid, "the container runs on across the restart");
+        execs_at_once(&containerd, &id, &format!("r{round}b"), 10);
+        containerd.kill_task(&id, "SIGKILL").unwrap();
+        containerd.wait_task_status(&id, "STOPPED", Duration::from_secs(10)).unwrap();
+        containerd.delete_container(&id).unwrap();
+
+        // A Create given up in a restart.
+        let given_up = import_compat(&containerd, &format!("soak-given-up-{round}"), &guests::idle().unwrap());
+        let held = containerd.hold_compile(&given_up, &guests::idle().unwrap()).unwrap_or_else(|e| panic!("{e:#}"));
+        let id = ids::container_id("soak-given-up");
+        let run = start_held_create(&containerd, &given_up, &id, &[]);
+        containerd.restart().unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(!run.wait_with_output().unwrap().status.success());
+        let _ = containerd.delete_container(&id);
+        drop(held);
+        assert_nothing_left(&containerd, &id);
+    }
+    for id in containerd.tracked_ids() {
+        assert_clean(&containerd, &id);
+    }
+    let fifos: Vec<_> = std::fs::read_dir(&containerd.paths().fifo).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(fifos.is_empty(), "FIFOs left: {fifos:?}");
 }
