@@ -425,9 +425,21 @@ impl Service {
     /// containerd gave up the Create of `id` under way (see `crate::task_api`): it undoes
     /// itself when it ends.
     pub fn abandon_create(&self, id: &str) {
-        let _tasks = self.shared.tasks();
+        let tasks = self.shared.tasks();
         if self.admission().abandon(id) {
             log::warn!("containerd gave up the Create of {id}; it will be undone when it ends");
+            return;
+        }
+        // It ended just before its answer was dropped: its task is still as Create left it.
+        let unanswered = tasks.get(id).is_some_and(|e| e.state.status() == Status::Created);
+        drop(tasks);
+        if unanswered {
+            log::warn!("containerd gave up the Create of {id} as it ended; undoing it");
+            if let Err(e) = self.delete(DeleteRequest { id: id.to_string(), ..Default::default() }) {
+                log::warn!("undoing the Create of {id}: {e}");
+            }
+            self.admission().want_exit();
+            self.settle();
         }
     }
 

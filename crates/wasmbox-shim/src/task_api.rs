@@ -75,8 +75,14 @@ impl GivenUp {
 
 impl Drop for GivenUp {
     fn drop(&mut self) {
-        if !self.answered {
-            self.service.abandon_create(&self.id);
+        if self.answered {
+            return;
+        }
+        let (service, id) = (self.service.clone(), std::mem::take(&mut self.id));
+        // Off the runtime thread, like every call: it takes the service's locks.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || service.abandon_create(&id))),
+            Err(_) => service.abandon_create(&id),
         }
     }
 }
