@@ -708,21 +708,21 @@ impl Policy {
         if http_config.max_concurrency == Some(0) {
             return Err(config_err("http.max_concurrency: not a whole number above 0".into()));
         }
-        let http_max_concurrency = match annotations.get(HTTP_MAX_CONCURRENCY) {
-            Some(v) => {
-                let n = v
-                    .trim()
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| bad(HTTP_MAX_CONCURRENCY, "not a whole number above 0".into()))?;
-                if let Some(max) = http_config.max_concurrency.filter(|m| n > *m) {
-                    return Err(bad(HTTP_MAX_CONCURRENCY, format!("more than http.max_concurrency ({max}) in {config_source}")));
-                }
-                Some(n)
+        // A count of an annotation: a whole number above 0, at most the file's `cap_key`.
+        let count = |annotation: &str, cap_key: &str, cap: Option<usize>| -> Result<Option<usize>, PolicyError> {
+            let Some(v) = annotations.get(annotation) else { return Ok(None) };
+            let n = v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| bad(annotation, "not a whole number above 0".into()))?;
+            if let Some(max) = cap.filter(|m| n > *m) {
+                return Err(bad(annotation, format!("more than {cap_key} ({max}) in {config_source}")));
             }
-            None => None,
+            Ok(Some(n))
         };
+        let http_max_concurrency = count(HTTP_MAX_CONCURRENCY, "http.max_concurrency", http_config.max_concurrency)?;
         let http_access_log = match annotations.get(HTTP_ACCESS_LOG).map(|v| v.trim()) {
             None => http_config.access_log,
             Some("false") => false,
@@ -743,25 +743,9 @@ impl Policy {
         if http_config.max_connections == Some(0) {
             return Err(config_err("http.max_connections: not a whole number above 0".into()));
         }
-        let max_connections_cap = http_config.max_connections.unwrap_or(DEFAULT_HTTP_MAX_CONNECTIONS);
-        let max_connections = match annotations.get(HTTP_MAX_CONNECTIONS) {
-            Some(v) => {
-                let n = v
-                    .trim()
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| bad(HTTP_MAX_CONNECTIONS, "not a whole number above 0".into()))?;
-                if http_config.max_connections.is_some() && n > max_connections_cap {
-                    return Err(bad(
-                        HTTP_MAX_CONNECTIONS,
-                        format!("more than http.max_connections ({max_connections_cap}) in {config_source}"),
-                    ));
-                }
-                n
-            }
-            None => max_connections_cap,
-        };
+        let max_connections = count(HTTP_MAX_CONNECTIONS, "http.max_connections", http_config.max_connections)?
+            .or(http_config.max_connections)
+            .unwrap_or(DEFAULT_HTTP_MAX_CONNECTIONS);
         Ok(Self {
             preopens,
             timeout,
