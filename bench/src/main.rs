@@ -188,7 +188,7 @@ fn measure(
             program: program.name.clone(),
             label: program.label.clone(),
             wasm_bytes: program.bytes.len(),
-            sha256: wasmbox_wasm::cache::sha256_hex(&program.bytes),
+            sha256: wasmbox_wasm::compile::digest::sha256_hex(&program.bytes),
             args: program.args.clone(),
             first,
             after_pull,
@@ -339,7 +339,7 @@ fn probe_phases(
             std::fs::write(&host, bytes).with_context(|| format!("writing {}", host.display()))?;
         }
     }
-    // The cache trusts a file's stamp only once it is older than 2 s (wasmbox_wasm::stamp);
+    // The cache trusts a file's stamp only once it is older than 2 s (wasmbox_wasm::compile::stamp);
     // the files in an image's layers always are.
     std::thread::sleep(std::time::Duration::from_secs(3));
     let mut out = Vec::new();

@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use wasmbox_integration::process::run_captured;
-use wasmbox_wasm::cache::{sha256_hex, CompileCache};
-use wasmbox_wasm::entrypoint::{self, Entrypoint, WasmEntrypoint};
-use wasmbox_wasm::program::Program;
+use wasmbox_wasm::compile::cache::CompileCache;
+use wasmbox_wasm::compile::digest::sha256_hex;
+use wasmbox_wasm::compile::entrypoint::{self, Entrypoint, WasmEntrypoint};
+use wasmbox_wasm::run::program::Program;
 use wasmbox_wasm::sandbox::SandboxSpec;
 
 use crate::stats::Series;
@@ -135,7 +136,7 @@ pub fn probe_main(args: &[String]) -> Result<()> {
     let ms = |t: Instant| t.elapsed().as_secs_f64() * 1000.0;
 
     let t = Instant::now();
-    let engine = wasmbox_wasm::engine::new_engine()?;
+    let engine = wasmbox_wasm::compile::engine::new_engine()?;
     let engine_ms = ms(t);
 
     let resolve = || -> Result<WasmEntrypoint> {
@@ -158,11 +159,11 @@ pub fn probe_main(args: &[String]) -> Result<()> {
     let artifact = cache.get_or_compile_entrypoint(&engine, &mut wasm)?;
     // A module's WASI layer needs the trampoline, which the shim looks up in the cache too.
     let trampoline = match wasm.kind {
-        wasmbox_wasm::kind::FileKind::Component => None,
+        wasmbox_wasm::compile::kind::FileKind::Component => None,
         _ => Some(cache.get_or_compile(
             &engine,
-            wasmbox_wasm::layer::trampoline_wasm(),
-            wasmbox_wasm::kind::FileKind::Module,
+            wasmbox_wasm::p1::trampoline_wasm(),
+            wasmbox_wasm::compile::kind::FileKind::Module,
             "the WASI trampoline",
         )?),
     };
@@ -200,7 +201,7 @@ pub fn probe_main(args: &[String]) -> Result<()> {
     let root = std::fs::File::open(rootfs).with_context(|| format!("opening {rootfs}"))?;
     let t = Instant::now();
     let policy = wasmbox_wasm::policy::Policy::default();
-    let granted = wasmbox_wasm::run::Granted {
+    let granted = wasmbox_wasm::sandbox::Granted {
         dirs: Some(wasmbox_wasm::sandbox::GuestDirs {
             root: std::os::fd::AsFd::as_fd(&root),
         }),

@@ -13,11 +13,11 @@ use std::sync::Arc;
 
 use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
-use wasmbox_wasm::entrypoint::search_paths;
-use wasmbox_wasm::kind::{describe_head, native_format, NativeFormat};
-use wasmbox_wasm::memory::MemoryCgroup;
-use wasmbox_wasm::program::Program;
-use wasmbox_wasm::run::Granted;
+use wasmbox_wasm::compile::entrypoint::search_paths;
+use wasmbox_wasm::compile::kind::{describe_head, native_format, NativeFormat};
+use wasmbox_wasm::policy::memory::MemoryCgroup;
+use wasmbox_wasm::run::program::Program;
+use wasmbox_wasm::sandbox::Granted;
 use wasmbox_wasm::sandbox::{GuestDirs, SandboxSpec};
 use wasmbox_wasm::WasmError;
 

@@ -9,7 +9,7 @@ use containerd_shim::protos::protobuf::rt::WireType;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::CodedInputStream;
 use oci_spec::runtime::Spec;
-use wasmbox_wasm::entrypoint::ContainerFs;
+use wasmbox_wasm::compile::entrypoint::ContainerFs;
 use wasmbox_wasm::policy::{OperatorConfig, Policy, Preopens};
 
 /// The config file of a runtime handler without a `ConfigPath`.

@@ -33,9 +33,9 @@ use containerd_shim::{ExitSignal, TtrpcResult};
 use oci_spec::runtime::{LinuxResources, Process, Spec};
 use wasmbox_container::cgroups::is_systemd_path;
 use wasmbox_container::lifecycle::{state_root, Handle};
-use wasmbox_wasm::cache::CompileCache;
-use wasmbox_wasm::entrypoint::{self, Entrypoint};
-use wasmbox_wasm::kind::FileKind;
+use wasmbox_wasm::compile::cache::CompileCache;
+use wasmbox_wasm::compile::entrypoint::{self, Entrypoint};
+use wasmbox_wasm::compile::kind::FileKind;
 use wasmbox_wasm::WasmError;
 
 use crate::console::{Console, ConsoleSocket};
@@ -253,9 +253,9 @@ pub struct Service {
     /// Containers admitted but not created yet, and when to exit (see `crate::group`).
     /// Locked after `shared.tasks` when both are held.
     admission: Mutex<Admission>,
-    engine: Result<wasmbox_wasm::engine::Engine, String>,
+    engine: Result<wasmbox_wasm::compile::engine::Engine, String>,
     /// Winch's engine, made at the first large module (see `crate::tiering`).
-    baseline: std::sync::OnceLock<Result<wasmbox_wasm::engine::Engine, String>>,
+    baseline: std::sync::OnceLock<Result<wasmbox_wasm::compile::engine::Engine, String>>,
     cache: Result<CompileCache, String>,
     exit_signal: Arc<ExitSignal>,
     /// containerd's content store, for Wasm OCI images whose module is a layer.
@@ -355,9 +355,9 @@ impl Service {
         let s = shared.clone();
         let exits = ExitMonitor::start(move |pid, info, exits| s.claim(pid, info, exits)).await?;
         // Per-shim start-up work, done once rather than per task.
-        let engine = wasmbox_wasm::engine::new_engine().map_err(|e| e.to_string());
+        let engine = wasmbox_wasm::compile::engine::new_engine().map_err(|e| e.to_string());
         let cache =
-            CompileCache::open(wasmbox_wasm::cache::default_dir()).map_err(|e| e.to_string());
+            CompileCache::open(wasmbox_wasm::compile::cache::default_dir()).map_err(|e| e.to_string());
         Ok(Self {
             shared,
             exits,
@@ -537,7 +537,7 @@ impl Service {
         } else {
             // Loaded into the guest's store, so compiled by the guest's compiler.
             let engine = if baseline { self.baseline_engine()? } else { engine };
-            let wasm = wasmbox_wasm::layer::trampoline_wasm();
+            let wasm = wasmbox_wasm::p1::trampoline_wasm();
             let label = "the WASI trampoline";
             let compile = || cache.get_or_compile(engine, wasm, FileKind::Module, label);
             let path = cache.entry_path(engine, wasm, FileKind::Module);
@@ -559,9 +559,9 @@ impl Service {
         })
     }
 
-    fn baseline_engine(&self) -> Result<&wasmbox_wasm::engine::Engine, String> {
+    fn baseline_engine(&self) -> Result<&wasmbox_wasm::compile::engine::Engine, String> {
         self.baseline
-            .get_or_init(|| wasmbox_wasm::engine::new_baseline_engine().map_err(|e| e.to_string()))
+            .get_or_init(|| wasmbox_wasm::compile::engine::new_baseline_engine().map_err(|e| e.to_string()))
             .as_ref()
             .map_err(|e| e.clone())
     }
@@ -571,7 +571,7 @@ impl Service {
     /// background for the next starts (see `crate::tiering`); else Cranelift's, compiled now.
     fn artifact(
         &self,
-        engine: &wasmbox_wasm::engine::Engine,
+        engine: &wasmbox_wasm::compile::engine::Engine,
         cache: &CompileCache,
         wasm: &mut entrypoint::WasmEntrypoint,
     ) -> Result<(PathBuf, bool), String> {

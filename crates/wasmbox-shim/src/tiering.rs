@@ -26,8 +26,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use nix::fcntl::{Flock, FlockArg};
-use wasmbox_wasm::cache::{sha256_hex, CompileCache};
-use wasmbox_wasm::kind::FileKind;
+use wasmbox_wasm::compile::cache::CompileCache;
+use wasmbox_wasm::compile::digest::sha256_hex;
+use wasmbox_wasm::compile::kind::FileKind;
 
 /// argv[1] of the background compile process.
 pub const OPTIMIZE_ARG: &str = "optimize-in-background";
@@ -157,7 +158,7 @@ fn optimize(cache_dir: &Path, guest_path: &str) -> anyhow::Result<Compiled> {
     let mut wasm = Vec::new();
     std::io::stdin().lock().read_to_end(&mut wasm).context("reading the module")?;
     let cache = CompileCache::open(cache_dir)?;
-    let engine = wasmbox_wasm::engine::new_engine()?;
+    let engine = wasmbox_wasm::compile::engine::new_engine()?;
     compile_unless_under_way(&cache, &engine, &wasm, FileKind::Module, guest_path)
 }
 
@@ -187,7 +188,7 @@ pub enum Compiled {
 /// background compile and the pull-time compile.
 pub fn compile_unless_under_way(
     cache: &CompileCache,
-    engine: &wasmbox_wasm::engine::Engine,
+    engine: &wasmbox_wasm::compile::engine::Engine,
     wasm: &[u8],
     kind: FileKind,
     label: &str,

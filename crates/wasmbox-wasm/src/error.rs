@@ -1,5 +1,10 @@
 use std::path::PathBuf;
 
+/// Why a wasm entrypoint or layer holding ELF is refused (Wasmtime trusts precompiled code
+/// blindly, so only the shim's own compile cache may supply it).
+pub const MACHINE_CODE_REFUSED: &str = "holds ELF machine code (a Wasmtime precompiled .cwasm or a native binary); \
+wasmbox only runs wasm modules, components and WAT, which it compiles itself";
+
 /// Errors of the wasm layer. Messages are shown to `ctr`/`kubectl` users, so they name the
 /// file or export concerned.
 #[derive(Debug, thiserror::Error)]
@@ -12,7 +17,7 @@ pub enum WasmError {
     ExecFormat { path: String, detail: String },
     #[error("{path}: not a WebAssembly module ({detail})")]
     NotWasm { path: String, detail: String },
-    #[error("{path}: refused: {}", crate::kind::MACHINE_CODE_REFUSED)]
+    #[error("{path}: refused: {}", MACHINE_CODE_REFUSED)]
     MachineCode { path: String },
     #[error("cannot read entrypoint {path:?}: {source}")]
     ReadEntrypoint {

@@ -9,6 +9,8 @@ use std::os::fd::BorrowedFd;
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
+use crate::policy::memory::MemoryCgroup;
+use crate::policy::Policy;
 use crate::WasmError;
 
 /// Everything the guest is granted, derived from the spec alone.
@@ -22,7 +24,7 @@ pub struct SandboxSpec {
     /// may a component open sockets, and only in that namespace.
     pub network: bool,
     /// `linux.resources.memory.limit`: the container's memory limit, which the guest's
-    /// memories and tables must stay inside (see [`crate::memory`]).
+    /// memories and tables must stay inside (see [`crate::policy::memory`]).
     pub memory_limit: Option<u64>,
 }
 
@@ -30,6 +32,14 @@ pub struct SandboxSpec {
 #[derive(Debug, Clone, Copy)]
 pub struct GuestDirs<'a> {
     pub root: BorrowedFd<'a>,
+}
+
+/// What the container hands the guest beyond the spec: its directories, the container's
+/// memory cgroup (for the memory budget) and the capability policy.
+pub struct Granted<'a> {
+    pub dirs: Option<GuestDirs<'a>>,
+    pub memory: Option<MemoryCgroup>,
+    pub policy: &'a Policy,
 }
 
 /// Opens directory `path` beneath `root` as the guest would reach it: absolute symlinks and

@@ -2,12 +2,12 @@
 //! precompiled `.cwasm`, which is an ELF file, or any native binary) is refused: the shim only
 //! ever runs what it compiled itself, from wasm.
 
-use wasmbox_wasm::kind::{binary_kind, classify, FileKind, ELF_MAGIC};
+use wasmbox_wasm::compile::kind::{binary_kind, classify, FileKind, ELF_MAGIC};
 
 /// The binary wasm and its kind (Module or Component), or why the layer is refused.
 pub fn decode(bytes: Vec<u8>) -> Result<(FileKind, Vec<u8>), String> {
     if bytes.starts_with(ELF_MAGIC) {
-        return Err(wasmbox_wasm::kind::MACHINE_CODE_REFUSED.into());
+        return Err(wasmbox_wasm::compile::kind::MACHINE_CODE_REFUSED.into());
     }
     match classify("", &bytes) {
         k @ (FileKind::Module | FileKind::Component) => return Ok((k, bytes)),

@@ -17,7 +17,7 @@ mod verify;
 pub use client::{Client, ImageEvent};
 pub use decode::decode as decode_layer;
 pub use error::ArtifactError;
-use wasmbox_wasm::kind::FileKind;
+use wasmbox_wasm::compile::kind::FileKind;
 
 use select::BlobSource;
 
@@ -107,7 +107,7 @@ pub fn image_entrypoint(
     source: Option<&ContentSource>,
     id: &str,
     arg0: Option<&str>,
-) -> Result<Option<wasmbox_wasm::entrypoint::WasmEntrypoint>, String> {
+) -> Result<Option<wasmbox_wasm::compile::entrypoint::WasmEntrypoint>, String> {
     let Some(source) = source else {
         return Ok(None);
     };
@@ -129,7 +129,7 @@ pub fn image_entrypoint(
         Err(e) => return Err(e.to_string()),
     };
     let (guest_path, func) = argv0_and_func(arg0, found.title.as_deref());
-    Ok(Some(wasmbox_wasm::entrypoint::WasmEntrypoint {
+    Ok(Some(wasmbox_wasm::compile::entrypoint::WasmEntrypoint {
         guest_path,
         func,
         kind: found.kind,

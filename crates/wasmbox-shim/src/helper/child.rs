@@ -9,9 +9,9 @@ use wasmbox_container::create::{create, CreateRequest as ContainerRequest, Stdio
 use wasmbox_container::exec::{exec, ExecRequest};
 use wasmbox_container::executor::{WasmWorkload, WasmboxExecutor};
 use wasmbox_container::guest_fs;
-use wasmbox_wasm::engine::Engine;
-use wasmbox_wasm::kind::FileKind;
-use wasmbox_wasm::program::Program;
+use wasmbox_wasm::compile::engine::Engine;
+use wasmbox_wasm::compile::kind::FileKind;
+use wasmbox_wasm::run::program::Program;
 use wasmbox_wasm::WasmError;
 
 use super::request::{Answer, CreateRequest};
@@ -64,14 +64,14 @@ fn init_logger() {
 /// helper forked from it, and every init, shares it; an exec'd helper makes its own.
 fn engine() -> &'static Result<Engine, String> {
     static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
-    ENGINE.get_or_init(|| wasmbox_wasm::engine::new_engine().map_err(|e| e.to_string()))
+    ENGINE.get_or_init(|| wasmbox_wasm::compile::engine::new_engine().map_err(|e| e.to_string()))
 }
 
 /// The baseline compiler's engine, for a module's first start (see `crate::tiering`): made
 /// when a request needs it.
 fn baseline_engine() -> &'static Result<Engine, String> {
     static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
-    ENGINE.get_or_init(|| wasmbox_wasm::engine::new_baseline_engine().map_err(|e| e.to_string()))
+    ENGINE.get_or_init(|| wasmbox_wasm::compile::engine::new_baseline_engine().map_err(|e| e.to_string()))
 }
 
 /// Does the per-shim startup work before the zygote forks helpers.

@@ -13,7 +13,7 @@ pub struct WasmRequest {
     /// The module path as the container sees it.
     pub guest_path: String,
     pub func: Option<String>,
-    /// Cache entry of the WASI trampoline, for core modules (see `wasmbox_wasm::layer`).
+    /// Cache entry of the WASI trampoline, for core modules (see `wasmbox_wasm::p1::layer`).
     pub trampoline: Option<PathBuf>,
     /// The artifacts (program and trampoline) are the baseline compiler's (Winch): they load
     /// only in its engine (see `crate::tiering`).

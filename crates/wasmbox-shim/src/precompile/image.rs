@@ -4,8 +4,8 @@
 //! directory), read from the layer tars.
 
 use oci_spec::image::ImageConfiguration;
-use wasmbox_wasm::entrypoint::{search_paths, wasm_binary, EntrypointRef};
-use wasmbox_wasm::kind::{classify, describe_head, FileKind};
+use wasmbox_wasm::compile::entrypoint::{search_paths, wasm_binary, EntrypointRef};
+use wasmbox_wasm::compile::kind::{classify, describe_head, FileKind};
 
 use super::layers::{find_file, LayerError};
 use crate::artifact::select::{self, BlobRef, BlobSource, JSON_LIMIT};

@@ -21,9 +21,9 @@ mod watch;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use wasmbox_wasm::cache::CompileCache;
-use wasmbox_wasm::engine::Engine;
-use wasmbox_wasm::kind::FileKind;
+use wasmbox_wasm::compile::cache::CompileCache;
+use wasmbox_wasm::compile::engine::Engine;
+use wasmbox_wasm::compile::kind::FileKind;
 
 use crate::artifact::Client;
 use crate::tiering::{compile_unless_under_way, Compiled};
@@ -152,10 +152,10 @@ impl std::fmt::Display for Outcome {
 
 impl Compiler {
     pub fn new() -> anyhow::Result<Self> {
-        let dir: PathBuf = wasmbox_wasm::cache::default_dir();
+        let dir: PathBuf = wasmbox_wasm::compile::cache::default_dir();
         let cache = CompileCache::open(&dir).with_context(|| format!("the compile cache {}", dir.display()))?;
         Ok(Self {
-            engine: wasmbox_wasm::engine::new_engine()?,
+            engine: wasmbox_wasm::compile::engine::new_engine()?,
             cache,
         })
     }
@@ -171,7 +171,7 @@ impl Compiler {
         };
         if w.kind == FileKind::Module {
             // Every module's start also runs the shim's WASI trampoline: one small artifact.
-            let trampoline = wasmbox_wasm::layer::trampoline_wasm();
+            let trampoline = wasmbox_wasm::p1::trampoline_wasm();
             self.cache
                 .get_or_compile(&self.engine, trampoline, FileKind::Module, "the WASI trampoline")
                 .context("compiling the WASI trampoline")?;

@@ -8,7 +8,7 @@
 //! as machine code: the key is computed from the wasm we compiled ourselves.
 //!
 //! Each artifact has a sidecar (`.sum`: length and CRC-32 of the artifact) checked before its
-//! first use in a boot (`.ok` records the check, see [`crate::stamp`]); an entry that fails it, or that Wasmtime refuses to load, is
+//! first use in a boot (`.ok` records the check, see [`crate::compile::stamp`]); an entry that fails it, or that Wasmtime refuses to load, is
 //! dropped and compiled again. The sidecar's mtime records the last use, and the cache is kept
 //! under a byte budget by removing the least recently used entries.
 //!
@@ -20,18 +20,17 @@
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::fs::{self, DirBuilder, File, FileTimes};
-use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 
-use crate::kind::FileKind;
-use crate::stamp;
+use super::digest::{engine_tag, sha256_hex};
+use super::kind::FileKind;
+use super::stamp;
 use crate::WasmError;
 
 /// Where the cache lives unless `WASMBOX_CACHE_DIR` says otherwise.
@@ -115,30 +114,6 @@ fn checksum_of(path: &Path) -> std::io::Result<String> {
     Ok(format!("{len} {:08x}", h.finalize()))
 }
 
-/// Feeds `Hash` output into SHA-256, so the engine hash is stable across processes.
-struct ShaHasher(Sha256);
-
-impl Hasher for ShaHasher {
-    fn finish(&self) -> u64 {
-        0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        self.0.update(bytes);
-    }
-}
-
-/// Hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// A short, stable digest of everything in the engine that affects compiled code.
-pub fn engine_tag(engine: &Engine) -> String {
-    let mut h = ShaHasher(Sha256::new());
-    engine.precompile_compatibility_hash().hash(&mut h);
-    hex::encode(&h.0.finalize()[..8])
-}
-
 impl CompileCache {
     /// Opens (creating it 0700 if needed) the cache at `dir`.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, WasmError> {
@@ -179,7 +154,7 @@ impl CompileCache {
     pub fn entrypoint_path(
         &self,
         engine: &Engine,
-        entry: &mut crate::entrypoint::WasmEntrypoint,
+        entry: &mut crate::compile::entrypoint::WasmEntrypoint,
     ) -> Result<PathBuf, WasmError> {
         Ok(self.entry_path_for(engine, &entry.digest()?, entry.kind))
     }
@@ -200,7 +175,7 @@ impl CompileCache {
     pub fn get_or_compile_entrypoint(
         &self,
         engine: &Engine,
-        entry: &mut crate::entrypoint::WasmEntrypoint,
+        entry: &mut crate::compile::entrypoint::WasmEntrypoint,
     ) -> Result<PathBuf, WasmError> {
         if let Some(path) = self.find_by_stamp(engine, entry) {
             return Ok(path);
@@ -218,7 +193,7 @@ impl CompileCache {
     pub fn find_entrypoint(
         &self,
         engine: &Engine,
-        entry: &mut crate::entrypoint::WasmEntrypoint,
+        entry: &mut crate::compile::entrypoint::WasmEntrypoint,
     ) -> Result<Option<PathBuf>, WasmError> {
         if let Some(path) = self.find_by_stamp(engine, entry) {
             return Ok(Some(path));
@@ -235,7 +210,7 @@ impl CompileCache {
     }
 
     /// A cache hit through the digest remembered for the file's stamp, if any.
-    fn find_by_stamp(&self, engine: &Engine, entry: &crate::entrypoint::WasmEntrypoint) -> Option<PathBuf> {
+    fn find_by_stamp(&self, engine: &Engine, entry: &crate::compile::entrypoint::WasmEntrypoint) -> Option<PathBuf> {
         let stamp = &entry.unread.as_ref()?.stamp;
         let digest = fs::read_to_string(self.digest_memo(stamp)).ok()?;
         let path = self.entry_path_for(engine, digest.trim(), entry.kind);
@@ -380,7 +355,7 @@ impl CompileCache {
     }
 
     /// True when the artifact matches its sidecar. Checked once per boot and whenever the file
-    /// changed since (see [`crate::stamp`]): every container start is a new shim process, and
+    /// changed since (see [`crate::compile::stamp`]): every container start is a new shim process, and
     /// reading a large artifact costs more than the rest of the start.
     fn check(&self, path: &Path) -> bool {
         if self.verified.lock().is_ok_and(|v| v.contains(path)) {
@@ -493,7 +468,7 @@ mod tests {
         let cache = CompileCache::open(dir.path().join("c")).unwrap();
         let mode = fs::metadata(cache.dir()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
-        let engine = crate::engine::new_engine().unwrap();
+        let engine = crate::compile::engine::new_engine().unwrap();
         let a = wat::parse_str("(module (func (export \"_start\")))").unwrap();
         let b = wat::parse_str("(module (func (export \"_start\") nop))").unwrap();
         let pa = cache.get_or_compile(&engine, &a, FileKind::Module, "/a").unwrap();
@@ -516,7 +491,7 @@ mod tests {
         let blocked = dir.path().join("file");
         fs::write(&blocked, b"").unwrap();
         let cache = CompileCache::open(blocked.join("cache")).unwrap();
-        let engine = crate::engine::new_engine().unwrap();
+        let engine = crate::compile::engine::new_engine().unwrap();
         let a = wat::parse_str("(module (func (export \"_start\")))").unwrap();
         let held = cache.get_or_compile(&engine, &a, FileKind::Module, "/a").unwrap();
         assert!(held.starts_with(format!("/proc/{}/fd", std::process::id())), "{}", held.display());
@@ -529,7 +504,7 @@ mod tests {
     #[test]
     fn corrupt_entries_are_recompiled_not_trusted() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = crate::engine::new_engine().unwrap();
+        let engine = crate::compile::engine::new_engine().unwrap();
         let a = wat::parse_str("(module (func (export \"_start\")))").unwrap();
         let path = CompileCache::open(dir.path()).unwrap()
             .get_or_compile(&engine, &a, FileKind::Module, "/a")
@@ -557,10 +532,10 @@ mod tests {
 
     #[test]
     fn a_remembered_stamp_skips_reading_the_file() {
-        use crate::entrypoint::{UnreadFile, WasmEntrypoint};
+        use crate::compile::entrypoint::{UnreadFile, WasmEntrypoint};
         let dir = tempfile::tempdir().unwrap();
         let cache = CompileCache::open(dir.path().join("c")).unwrap();
-        let engine = crate::engine::new_engine().unwrap();
+        let engine = crate::compile::engine::new_engine().unwrap();
         let file_with = |wat: &str| {
             let path = dir.path().join(format!("m{}.wasm", wat.len()));
             fs::write(&path, wat::parse_str(wat).unwrap()).unwrap();
@@ -588,7 +563,7 @@ mod tests {
         assert_ne!(cache.get_or_compile_entrypoint(&engine, &mut e).unwrap(), p1);
 
         // find_entrypoint compiles nothing: another engine's entry is absent until made...
-        let baseline = crate::engine::new_baseline_engine().unwrap();
+        let baseline = crate::compile::engine::new_baseline_engine().unwrap();
         let mut e = entry(other.try_clone().unwrap(), "stamp-3");
         assert_eq!(cache.find_entrypoint(&baseline, &mut e).unwrap(), None);
         let made = cache.get_or_compile(&baseline, &e.wasm, FileKind::Module, "/app.wasm").unwrap();
@@ -603,7 +578,7 @@ mod tests {
     #[test]
     fn evicts_least_recently_used_over_budget() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = crate::engine::new_engine().unwrap();
+        let engine = crate::compile::engine::new_engine().unwrap();
         let wasm = |n: i32| wat::parse_str(format!("(module (func (export \"f{n}\")))")).unwrap();
         // A budget of one byte keeps only the newest entry.
         let cache = CompileCache::with_budget(dir.path(), 1).unwrap();
@@ -621,7 +596,7 @@ mod tests {
     fn invalid_wasm_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let cache = CompileCache::open(dir.path()).unwrap();
-        let engine = crate::engine::new_engine().unwrap();
+        let engine = crate::compile::engine::new_engine().unwrap();
         let err = cache
             .get_or_compile(&engine, b"\0asm\x01\0\0\0garbage", FileKind::Module, "/bad.wasm")
             .unwrap_err();

@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::network::Network;
+use crate::policy::network::Network;
 
 /// Used when the guest sets no timeout of its own (Wasmtime's default is 600 s).
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);

@@ -12,16 +12,17 @@ use wasmtime_wasi::p2::bindings::sync::CommandPre;
 
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+use crate::compile::kind::FileKind;
 use crate::http::{HttpState, Pooled};
-use crate::kind::FileKind;
-use crate::run::{P1State, P2State};
+use crate::p1::P1State;
+use crate::p2::P2State;
 use crate::WasmError;
 
 /// The entry point the runner calls.
 pub(crate) enum Code {
     /// A core module: `_start` (`func` is `None`), or the export named by `path#func`.
     /// `base` holds Wasmtime's own WASI functions, which `trampoline` forwards to for the
-    /// wrappers in `pre`'s linker (see [`crate::layer`]).
+    /// wrappers in `pre`'s linker (see [`crate::p1::layer`]).
     Module {
         pre: InstancePre<P1State>,
         func: Option<String>,
@@ -49,11 +50,11 @@ pub struct Program {
 
 impl Program {
     /// Loads `artifact`, an entry of the shim's own compile cache, and links it; for a core
-    /// module, `trampoline` is the cache entry of [`crate::layer::trampoline_wasm`] (without
+    /// module, `trampoline` is the cache entry of [`crate::p1::trampoline_wasm`] (without
     /// it, writes to read-only mounts fail with EIO rather than EROFS); `sockets` wraps every
-    /// function that takes a descriptor, for preopened listeners (see [`crate::sockets`]).
+    /// function that takes a descriptor, for preopened listeners (see [`crate::p1::sockets`]).
     ///
-    /// Artifacts must come from [`crate::cache::CompileCache`]: Wasmtime trusts precompiled
+    /// Artifacts must come from [`crate::compile::cache::CompileCache`]: Wasmtime trusts precompiled
     /// code, so nothing an image supplies may ever be passed here.
     pub fn load(
         engine: &Engine,
@@ -90,13 +91,7 @@ impl Program {
                         guest_path: guest_path.to_string(),
                     });
                 }
-                let mut linker = wasmtime::component::Linker::<P2State>::new(engine);
-                wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-                    .map_err(|e| link_err(guest_path, e))?;
-                let pre = linker
-                    .instantiate_pre(&component)
-                    .map_err(|e| link_err(guest_path, e))?;
-                Code::Component(CommandPre::new(pre).map_err(|e| link_err(guest_path, e))?)
+                Code::Component(crate::p2::link(engine, &component).map_err(|e| link_err(guest_path, e))?)
             }
             _ => {
                 // SAFETY: the artifact was written by our own compile cache (see above).
@@ -107,9 +102,9 @@ impl Program {
                 wasmtime_wasi::p1::add_to_linker_sync(&mut base, |s: &mut P1State| &mut s.wasi)
                     .map_err(|e| link_err(guest_path, e))?;
                 let mut linker = base.clone();
-                let wrapped = crate::layer::wrap(&mut linker, &module, sockets)
+                let wrapped = crate::p1::layer::wrap(&mut linker, &module, sockets)
                     .map_err(|e| link_err(guest_path, e))?;
-                if sockets && (!crate::layer::memory_ok(&module) || trampoline.is_none()) {
+                if sockets && (!crate::p1::layer::memory_ok(&module) || trampoline.is_none()) {
                     return Err(link_err(
                         guest_path,
                         wasmtime::format_err!(
@@ -193,7 +188,7 @@ impl Program {
         };
         let instances = u32::try_from(concurrency.saturating_add(1)).unwrap_or(u32::MAX);
         let load = || -> wasmtime::Result<Pooled> {
-            let engine = crate::engine::new_pooling_engine(instances)?;
+            let engine = crate::compile::engine::new_pooling_engine(instances)?;
             // SAFETY: the same compile cache entry `load` took (see there).
             let component = unsafe { Component::deserialize_file(&engine, &*artifact) }?;
             let pre = crate::http::link(&engine, &component)?;

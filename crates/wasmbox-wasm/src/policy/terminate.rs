@@ -46,7 +46,7 @@ pub fn report_timeout(guest: &str, after: Duration) {
     log::warn!("{guest}: timed out after {after:?}");
 }
 
-/// Ends the guest once `after` has passed (exit status [`crate::policy::TIMEOUT_EXIT`]): guest
+/// Ends the guest once `after` has passed (exit status [`super::keys::TIMEOUT_EXIT`]): guest
 /// code stops at its next epoch check, a guest blocked in a host call after [`GRACE`].
 pub fn arm_timeout(engine: &Engine, after: Duration, guest: &str) -> std::io::Result<()> {
     let engine = engine.clone();
@@ -64,7 +64,7 @@ pub fn arm_timeout(engine: &Engine, after: Duration, guest: &str) -> std::io::Re
         let _ = std::io::stdout().flush();
         report_timeout(&guest, after);
         // SAFETY: as for signals: end the process without running destructors.
-        unsafe { libc::_exit(crate::policy::TIMEOUT_EXIT) };
+        unsafe { libc::_exit(super::keys::TIMEOUT_EXIT) };
     })?;
     Ok(())
 }

@@ -1,21 +1,4 @@
-//! Serving a `wasi:http/proxy` component: a component that exports
-//! `wasi:http/incoming-handler@0.2.x` is served, not run. The container's init listens (in the
-//! container's network namespace) on `wasmbox.dev/http` (default `0.0.0.0:8080`) and calls the
-//! handler once per request, each in a fresh instance of the pre-linked component (as
-//! `wasmtime serve` does), with the WASI context the spec and policy grant.
-//!
-//! hyper serves HTTP/1.1 (keep-alive) and HTTP/2 over cleartext (prior knowledge) on the same
-//! port, on a tokio runtime; each request's handler is a task of that runtime, its guest code
-//! on a fiber of an async store (yielding at every epoch tick, so one busy handler does not
-//! hold a worker), its instance from a pooling allocator (see [`crate::engine`]); its response
-//! is handed to hyper as soon as the guest sets it, so a body streams while the guest writes it.
-//! A request whose handler traps, or returns without a response, answers 500 (logged); the
-//! server keeps serving. At most `wasmbox.dev/http-max-concurrency` handlers run at once (more
-//! requests wait their turn); a request without a response after `wasmbox.dev/http-timeout`
-//! answers 504, and its guest code is stopped at its next epoch check. Idle and slow
-//! connections are closed, and open ones bounded (see [`crate::connections`]). On SIGTERM the server
-//! stops accepting, lets the requests in flight finish and exits 0 (SIGKILL, as kubelet sends
-//! after the grace period, ends it at once).
+//! The server: accepting, connections, a request per instance, timeouts and shutdown.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,76 +9,21 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store, UpdateDeadline};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
-use crate::memory::Budget;
-use crate::network::Network;
-use crate::outbound::Outbound;
-use crate::run::{Granted, Outcome};
+use crate::policy::memory::Budget;
+use crate::policy::network::Network;
+use crate::http::outbound::Outbound;
+use crate::http::proxy::{HttpState, Pooled};
+use crate::outcome::Outcome;
+use crate::sandbox::Granted;
 use crate::sandbox::SandboxSpec;
-
-/// The interface whose export makes a component an HTTP handler.
-const INCOMING_HANDLER: &str = "wasi:http/incoming-handler@0.2";
-
-/// Store data of one request.
-pub struct HttpState {
-    ctx: WasiCtx,
-    table: ResourceTable,
-    http: WasiHttpCtx,
-    outbound: Outbound,
-    limits: Budget,
-    /// When this request's guest code is stopped.
-    deadline: Instant,
-}
-
-impl WasiView for HttpState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.ctx,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl WasiHttpView for HttpState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            hooks: &mut self.outbound,
-            table: &mut self.table,
-            ctx: &mut self.http,
-        }
-    }
-}
-
-/// Whether `component` is an HTTP handler (`wasi:http/proxy`) rather than a command.
-pub fn is_proxy(engine: &Engine, component: &Component) -> bool {
-    component
-        .component_type()
-        .exports(engine)
-        .any(|(name, _)| name.starts_with(INCOMING_HANDLER))
-}
-
-/// Links `component` against all of WASI and `wasi:http`, as `wasmtime serve` does: a handler
-/// built with a full libc imports the CLI interfaces too (its WASI context is a command's).
-pub fn link(engine: &Engine, component: &Component) -> wasmtime::Result<ProxyPre<HttpState>> {
-    let mut linker = Linker::<HttpState>::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    ProxyPre::new(linker.instantiate_pre(component)?)
-}
-
-/// An HTTP component on an engine with a pooling allocator sized for `concurrency` requests.
-pub struct Pooled {
-    pub engine: Engine,
-    pub pre: ProxyPre<HttpState>,
-    pub concurrency: usize,
-}
 
 /// What every request's handler needs, shared by the connections.
 struct Server {
@@ -117,16 +45,19 @@ struct Server {
 
 /// How often the engine's epoch advances while serving: the granularity of request timeouts.
 const EPOCH_TICK: Duration = Duration::from_millis(100);
+
 /// How often the accept loop looks for a termination signal.
 const STOP_POLL: Duration = Duration::from_millis(50);
+
 /// How often connections past their idle or header timeout are closed.
 const SWEEP_TICK: Duration = Duration::from_millis(250);
+
 /// The pause after a failed accept.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Serves `pre` (or `pooled`, the same component on a pooling engine, when it can make an
 /// instance) until the process is told to stop; the outcome if it ends otherwise.
-pub(crate) fn serve(
+pub fn serve(
     engine: &Engine,
     pre: &ProxyPre<HttpState>,
     pooled: Option<&Pooled>,
@@ -160,7 +91,7 @@ pub(crate) fn serve(
         connections: crate::policy::HttpConnections {
             // Within the init's descriptor limit (the spec's rlimits): accept must never
             // fail for want of one.
-            max_connections: crate::connections::bound_by_descriptors(
+            max_connections: crate::http::connections::bound_by_descriptors(
                 granted.policy.http_connections.max_connections,
                 concurrency,
             ),
@@ -198,7 +129,7 @@ pub(crate) fn serve(
     };
     listener.set_nonblocking(true)?;
     // A signal now only asks the server to drain (see the module documentation).
-    crate::terminate::stop_gracefully();
+    crate::policy::terminate::stop_gracefully();
     log::info!(
         "serving wasi:http on {addr}, at most {concurrency} requests at once, instances {}, at most {} connections",
         if pooled { "from a pool" } else { "mapped one by one" },
@@ -212,7 +143,7 @@ pub(crate) fn serve(
 
 /// Resolves once a termination signal arrived.
 async fn stop_requested() {
-    while crate::terminate::requested().is_none() {
+    while crate::policy::terminate::requested().is_none() {
         tokio::time::sleep(STOP_POLL).await;
     }
 }
@@ -228,7 +159,7 @@ async fn accept_loop(listener: std::net::TcpListener, server: Arc<Server>, addr:
             engine.increment_epoch();
         }
     });
-    let connections = crate::connections::Connections::new(server.connections);
+    let connections = crate::http::connections::Connections::new(server.connections);
     tokio::spawn({
         let connections = connections.clone();
         async move {
@@ -267,7 +198,7 @@ async fn accept_loop(listener: std::net::TcpListener, server: Arc<Server>, addr:
             let (server, conn) = (server.clone(), conn.clone());
             hyper::service::service_fn(move |req| handle(server.clone(), conn.request_began(), req))
         };
-        let io = TokioIo::new(crate::connections::Tracked::new(stream, conn.clone()));
+        let io = TokioIo::new(crate::http::connections::Tracked::new(stream, conn.clone()));
         let connection = builder.serve_connection(io, service).into_owned();
         let connection = graceful.watch(connection);
         let task = tokio::spawn(async move {
@@ -287,7 +218,6 @@ async fn accept_loop(listener: std::net::TcpListener, server: Arc<Server>, addr:
 }
 
 type Answer = Response<HyperOutgoingBody>;
-
 fn plain(status: StatusCode, text: &str) -> Answer {
     let body = Full::new(Bytes::from(text.to_string())).map_err(|never| match never {}).boxed_unsync();
     let mut r = Response::new(body);
@@ -298,7 +228,7 @@ fn plain(status: StatusCode, text: &str) -> Answer {
 /// Answers `req`; the connection counts it in flight until its response was sent.
 async fn handle(
     server: Arc<Server>,
-    in_flight: crate::connections::InFlight,
+    in_flight: crate::http::connections::InFlight,
     req: Request<Incoming>,
 ) -> Result<Answer, Infallible> {
     let Ok(answer) = access_logged(server, req).await;
@@ -308,7 +238,7 @@ async fn handle(
 /// A response body that keeps its request in flight until it is sent (or dropped).
 struct InFlightBody {
     body: HyperOutgoingBody,
-    _in_flight: crate::connections::InFlight,
+    _in_flight: crate::http::connections::InFlight,
 }
 
 impl hyper::body::Body for InFlightBody {

@@ -37,10 +37,7 @@ pub fn classify(path: &str, head: &[u8]) -> FileKind {
 /// The ELF magic number: native code, and also Wasmtime's precompiled `.cwasm` files.
 pub const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
 
-/// Why a wasm entrypoint or layer holding ELF is refused (Wasmtime trusts precompiled code
-/// blindly, so only the shim's own compile cache may supply it).
-pub const MACHINE_CODE_REFUSED: &str = "holds ELF machine code (a Wasmtime precompiled .cwasm or a native binary); \
-wasmbox only runs wasm modules, components and WAT, which it compiles itself";
+pub use crate::error::MACHINE_CODE_REFUSED;
 
 /// What a file the kernel would exec is, by its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
 use oci_spec::runtime::Spec;
 
-use crate::kind::{classify, describe_head, native_format, FileKind, NativeFormat};
+use crate::compile::kind::{classify, describe_head, native_format, FileKind, NativeFormat};
 use crate::WasmError;
 
 /// PATH used when the spec sets none, as runc and execvp(3) do.
@@ -59,14 +59,14 @@ pub struct WasmEntrypoint {
     /// Binary wasm (WAT is already converted). Empty while `unread` holds the file.
     pub wasm: Vec<u8>,
     /// A binary wasm file not read yet: the compile cache may know its digest by its stamp
-    /// and never need the bytes (see [`crate::cache::CompileCache::get_or_compile_entrypoint`]).
+    /// and never need the bytes (see [`crate::compile::cache::CompileCache::get_or_compile_entrypoint`]).
     pub unread: Option<UnreadFile>,
     /// SHA-256 of `wasm`, once computed (a first start needs it several times: two compilers'
     /// cache keys and the remembered digest).
     pub digest: Option<String>,
 }
 
-/// An entrypoint file left unread, with its [`crate::stamp`].
+/// An entrypoint file left unread, with its [`crate::compile::stamp`].
 #[derive(Debug)]
 pub struct UnreadFile {
     pub file: File,
@@ -96,7 +96,7 @@ impl WasmEntrypoint {
         if let Some(d) = &self.digest {
             return Ok(d.clone());
         }
-        let digest = crate::cache::sha256_hex(self.bytes()?);
+        let digest = crate::compile::digest::sha256_hex(self.bytes()?);
         self.digest = Some(digest.clone());
         Ok(digest)
     }
@@ -291,8 +291,8 @@ pub fn resolve(fs: &ContainerFs, arg0: &str, env: &[String], cwd: &str) -> Resul
             return native(&guest_path, head);
         }
         // Binary wasm with a stamp: leave it unread, the cache may know it already.
-        if let Some(binary) = crate::kind::binary_kind(head).filter(|k| *k != FileKind::UnknownWasm) {
-            if let Some(stamp) = file.metadata().ok().and_then(|m| crate::stamp::of(&m)) {
+        if let Some(binary) = crate::compile::kind::binary_kind(head).filter(|k| *k != FileKind::UnknownWasm) {
+            if let Some(stamp) = file.metadata().ok().and_then(|m| crate::compile::stamp::of(&m)) {
                 return Ok(Entrypoint::Wasm(WasmEntrypoint {
                     guest_path,
                     func: candidate.func,
@@ -343,7 +343,7 @@ fn native(path: &str, head: &[u8]) -> Result<Entrypoint, WasmError> {
 /// [`classify`] found to be of `kind`: WAT is converted, an unknown version refused.
 pub fn wasm_binary(path: &str, kind: FileKind, bytes: Vec<u8>) -> Result<(FileKind, Vec<u8>), WasmError> {
     let wasm = to_binary(path, kind, bytes)?;
-    match crate::kind::binary_kind(&wasm) {
+    match crate::compile::kind::binary_kind(&wasm) {
         Some(kind) => Ok((kind, wasm)),
         None => Err(WasmError::Invalid {
             path: path.to_string(),

@@ -127,8 +127,8 @@ mod tests {
         let optimized = new_engine().unwrap();
         let baseline = new_baseline_engine().unwrap();
         assert_ne!(
-            crate::cache::engine_tag(&optimized),
-            crate::cache::engine_tag(&baseline),
+            crate::compile::digest::engine_tag(&optimized),
+            crate::compile::digest::engine_tag(&baseline),
             "a baseline artifact must never be taken for an optimized one"
         );
         let plain = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#).unwrap();

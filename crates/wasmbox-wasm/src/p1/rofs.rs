@@ -7,7 +7,7 @@
 //! its path lies in the guest's `/` on a read-only mount, the guest gets `rofs` instead. Only
 //! the error code changes; the operation is Wasmtime's own.
 //!
-//! The wrapping itself (how a wrapper reaches Wasmtime's function) is [`crate::layer`].
+//! The wrapping itself (how a wrapper reaches Wasmtime's function) is [`crate::p1::layer`].
 //!
 //! Paths relative to other directory descriptors (opened by the guest itself rather than the
 //! `/` preopen) keep `io`: wasi-libc and Rust's std resolve every path against a preopen.
@@ -17,13 +17,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use wasmtime::{Caller, Val};
 
-use crate::run::P1State;
+use crate::p1::state::{guest_memory, P1State};
 
 /// The guest descriptor of the `/` preopen: the first one after any preopened listeners.
 pub const ROOT_FD: i32 = 3;
-/// Preview 1 errno values.
-pub(crate) const ERRNO_IO: i32 = 29;
-pub(crate) const ERRNO_ROFS: i32 = 69;
 
 /// Whether the path in `params` (dirfd, path pointer, length at the given indices) is below
 /// the guest's `/` on a read-only mount: the file itself if it exists, else its directory.
@@ -39,7 +36,7 @@ pub(crate) fn on_read_only_mount(
     let (Some(ptr), Some(len)) = (arg(ptr), arg(len)) else {
         return false;
     };
-    let Ok(memory) = crate::layer::guest_memory(caller) else {
+    let Ok(memory) = guest_memory(caller) else {
         return false;
     };
     let mut bytes = vec![0u8; len as u32 as usize];

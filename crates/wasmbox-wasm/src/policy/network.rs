@@ -1,6 +1,6 @@
 //! The network policy applied to a component's `wasi:sockets`: every outbound connection and
-//! datagram is checked against the egress rules ([`crate::policy::Egress`]), every bind and
-//! listen against the declared listeners ([`crate::policy::Policy::bind_denied`]). A denial is
+//! datagram is checked against the egress rules ([`super::egress::Egress`]), every bind and
+//! listen against the declared listeners ([`super::resolve::Policy::bind_denied`]). A denial is
 //! logged in the shim log and on the container's stderr with the address and what denied it.
 
 use std::collections::BTreeMap;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::WasiCtxBuilder;
 
-use crate::policy::Policy;
+use super::resolve::Policy;
 
 /// A container's network policy with its rules' host names resolved, once, when the guest
 /// starts: every WASI context made from it (one per request of an HTTP component) and the

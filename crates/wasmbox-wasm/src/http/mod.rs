@@ -1,0 +1,32 @@
+//! Serving a `wasi:http/proxy` component: a component that exports
+//! `wasi:http/incoming-handler@0.2.x` is served, not run. The container's init listens (in the
+//! container's network namespace) on `wasmbox.dev/http` (default `0.0.0.0:8080`) and calls the
+//! handler once per request, each in a fresh instance of the pre-linked component (as
+//! `wasmtime serve` does), with the WASI context the spec and policy grant.
+//!
+//! hyper serves HTTP/1.1 (keep-alive) and HTTP/2 over cleartext (prior knowledge) on the same
+//! port, on a tokio runtime; each request's handler is a task of that runtime, its guest code
+//! on a fiber of an async store (yielding at every epoch tick, so one busy handler does not
+//! hold a worker), its instance from a pooling allocator (see [`crate::compile::engine`]); its response
+//! is handed to hyper as soon as the guest sets it, so a body streams while the guest writes it.
+//! A request whose handler traps, or returns without a response, answers 500 (logged); the
+//! server keeps serving. At most `wasmbox.dev/http-max-concurrency` handlers run at once (more
+//! requests wait their turn); a request without a response after `wasmbox.dev/http-timeout`
+//! answers 504, and its guest code is stopped at its next epoch check. Idle and slow
+//! connections are closed, and open ones bounded (see [`crate::http::connections`]). On SIGTERM the server
+//! stops accepting, lets the requests in flight finish and exits 0 (SIGKILL, as kubelet sends
+//! after the grace period, ends it at once).
+//!
+//! Its parts: [`proxy`] (the 0.2 proxy world: what a handler is, its store, its linking),
+//! [`connections`] (what the server keeps of each connection), [`outbound`] (the handlers'
+//! outbound requests, within the egress policy) and [`server`], which uses them all.
+//!
+//! Uses [`crate::policy`], [`crate::sandbox`], [`crate::outcome`] and [`crate::compile::engine`].
+
+pub mod connections;
+pub mod outbound;
+pub mod proxy;
+pub mod server;
+
+pub use proxy::{is_proxy, link, HttpState, Pooled};
+pub use server::serve;
