@@ -25,6 +25,7 @@ pub mod guests;
 pub mod http;
 pub mod ids;
 pub mod image;
+pub mod layout;
 pub mod leftovers;
 pub mod mounts;
 pub mod netns;

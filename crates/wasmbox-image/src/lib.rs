@@ -1,4 +1,9 @@
-//! Reproducible OCI image layout tarballs for wasmbox: its tests, its demo and `wasmbox image build`.
+//! Reproducible OCI image layout tarballs for wasmbox: its tests, its demo and `wasmbox image build`;
+//! and the image format the shim reads.
+//!
+//! Two parts: [`format`] (what an image is on the wire: media types, the Wasm config,
+//! references, platforms, digests), used by readers and builders alike, and [`build`], which
+//! uses it.
 //!
 //! [`ImageBuilder`] assembles a compat image (config, manifest, one uncompressed filesystem
 //! layer); [`WasmImageBuilder`] assembles images whose layer is the wasm binary (runnable with a
@@ -18,33 +23,23 @@
 //! assert!(image.manifest_digest().starts_with("sha256:"));
 //! ```
 
-mod app;
-mod app_image;
-mod blob;
-mod component;
-mod docker;
+pub mod build;
 mod error;
-mod image;
-mod json;
-mod layer;
-mod layout;
-pub mod media_types;
-mod platform;
-pub mod reference;
-mod wasm_config;
-mod wasm_image;
+pub mod format;
 
-pub use app::{binary_kind, AppKind, WasmApp};
-pub use app_image::{build_app_image, AppImageOptions, Format};
-pub use blob::{sha256_hex, Blob};
+pub use build::app::{binary_kind, AppKind, WasmApp};
+pub use build::app_image::{build_app_image, AppImageOptions, Format};
+pub use build::blob::Blob;
+pub use build::image::{BuiltImage, ImageBuilder};
+pub use build::json::to_canonical_vec;
+pub use build::layer::LayerBuilder;
+pub use build::layout::LayoutWriter;
+pub use build::wasm_image::{WasmForm, WasmImageBuilder};
 pub use error::{ImageError, Result};
-pub use image::{BuiltImage, ImageBuilder};
-pub use json::to_canonical_vec;
-pub use layer::LayerBuilder;
-pub use layout::LayoutWriter;
-pub use platform::Platform;
-pub use wasm_config::{ComponentInfo, WasmConfig, EPOCH};
-pub use wasm_image::{WasmForm, WasmImageBuilder};
+pub use format::digest::sha256_hex;
+pub use format::platform::Platform;
+pub use format::wasm_config::{ComponentInfo, WasmConfig, EPOCH};
+pub use format::{media_types, reference};
 
 #[cfg(test)]
 mod tests;

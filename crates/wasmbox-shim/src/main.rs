@@ -7,22 +7,16 @@
 //! [`precompile`]) to compile images' wasm when they are pulled.
 
 mod artifact;
-mod console;
 mod events;
-mod exits;
 mod group;
 mod helper;
 mod logging;
 mod manager;
 mod policy;
 mod precompile;
+mod process;
 mod metrics;
-mod rootfs;
 mod service;
-mod socket;
-mod stdio;
-mod task;
-mod task_api;
 mod tiering;
 
 use containerd_shim::Config;

@@ -15,7 +15,7 @@ use wasmbox_wasm::run::program::Program;
 use wasmbox_wasm::WasmError;
 
 use super::request::{Answer, CreateRequest};
-use crate::stdio::open_output;
+use crate::process::stdio::open_output;
 
 /// Writes log records to the shim through a private descriptor. It is a CLOEXEC duplicate of
 /// the helper's stderr, so it survives in a wasm init (which never execs) and lets the init

@@ -18,5 +18,4 @@ pub mod parent;
 pub mod request;
 pub mod zygote;
 
-/// argv[1] that selects the helper.
-pub const HELPER_ARG: &str = "create-helper";
+pub use request::HELPER_ARG;

@@ -7,9 +7,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::request::{Answer, CreateRequest};
-use super::{zygote, HELPER_ARG};
-use crate::exits::ExitMonitor;
+use super::request::{Answer, CreateRequest, HELPER_ARG};
+use super::zygote;
+use crate::process::exits::ExitMonitor;
 
 /// A create that takes longer than this is considered stuck and killed.
 const HELPER_TIMEOUT: Duration = Duration::from_secs(120);

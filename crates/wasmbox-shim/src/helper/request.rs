@@ -1,5 +1,8 @@
 //! The helper's request and answer.
 
+/// argv[1] that selects the helper.
+pub const HELPER_ARG: &str = "create-helper";
+
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};

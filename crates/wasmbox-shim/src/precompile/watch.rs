@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use super::{Compiler, Options, Scope};
+use super::compiler::{Compiler, Outcome};
+use super::image::Scope;
+use super::options::Options;
 use crate::artifact::{Client, ImageEvent};
 
 /// Pause before connecting again after containerd went away.
@@ -54,7 +56,7 @@ fn watch(options: &Options, compiler: &Compiler, complained: &mut bool) -> anyho
 fn compile(compiler: &Compiler, client: &mut Client, image: &ImageEvent) {
     let ImageEvent { namespace, name } = image;
     match compiler.image(client, namespace, name, Scope::LooksWasm) {
-        Ok(outcome @ super::Outcome::Compiled { .. }) => log::info!("{namespace}/{name}: {outcome}"),
+        Ok(outcome @ Outcome::Compiled { .. }) => log::info!("{namespace}/{name}: {outcome}"),
         Ok(outcome) => log::debug!("{namespace}/{name}: {outcome}"),
         Err(e) => log::warn!("{namespace}/{name}: {e:#}"),
     }

@@ -1,4 +1,4 @@
-//! The HTTP server's open connections (see `http.rs`): what each one is doing, so that idle
+//! The HTTP server's open connections (see `super::server`): what each one is doing, so that idle
 //! and slow ones are closed and the bound on open connections holds.
 //!
 //! A connection is *idle* while no request is in flight on it and no byte of the next one has

@@ -31,7 +31,7 @@ struct Server {
     pre: ProxyPre<HttpState>,
     sandbox: SandboxSpec,
     /// Builds a request's WASI context. Preopening changes the process's working directory
-    /// for a moment (see `run::preopen`), so contexts are built one at a time.
+    /// for a moment (see `crate::run::wasi`), so contexts are built one at a time.
     builder: Mutex<Box<dyn FnMut() -> wasmtime::Result<WasiCtx> + Send>>,
     timeout: Duration,
     access_log: bool,

@@ -75,7 +75,6 @@ fn default_http() -> SocketAddr {
     DEFAULT_HTTP
 }
 
-
 impl Default for Policy {
     fn default() -> Self {
         Self {
@@ -292,7 +291,6 @@ fn parse_rules(list: &[String]) -> Result<Vec<EgressRule>, String> {
         .map(|r| EgressRule::parse(r).map_err(|m| format!("{}: {m}", quote(r))))
         .collect()
 }
-
 
 #[cfg(test)]
 mod tests {

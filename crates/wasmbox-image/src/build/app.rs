@@ -66,7 +66,7 @@ impl WasmApp {
         })?;
         if kind == AppKind::Component {
             // Reading the component's interfaces also proves it is well formed.
-            crate::component::interfaces(&bytes)
+            crate::build::component::interfaces(&bytes)
                 .map_err(|e| refuse(&format!("is not a valid component ({e})")))?;
         }
         let stem = base.rsplit_once('.').map_or(base, |(stem, _)| stem);

@@ -10,10 +10,10 @@ use oci_spec::image::{
     Descriptor, ImageIndex, ImageIndexBuilder, MediaType, OciLayoutBuilder, SCHEMA_VERSION,
 };
 
-use crate::blob::Blob;
+use crate::build::blob::Blob;
 use crate::error::{ImageError, Result};
-use crate::json::to_canonical_vec;
-use crate::layer::LayerBuilder;
+use crate::build::json::to_canonical_vec;
+use crate::build::layer::LayerBuilder;
 
 const LAYOUT_VERSION: &str = "1.0.0";
 const FILE_MODE: u32 = 0o644;

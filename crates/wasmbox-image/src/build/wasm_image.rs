@@ -15,16 +15,16 @@ use oci_spec::image::{
     ANNOTATION_REF_NAME, SCHEMA_VERSION,
 };
 
-use crate::app::WasmApp;
-use crate::blob::Blob;
+use crate::build::app::WasmApp;
+use crate::build::blob::Blob;
 use crate::error::{ImageError, Result};
-use crate::image::BuiltImage;
-use crate::json::to_canonical_vec;
-use crate::layout::LayoutWriter;
-use crate::media_types::{ANNOTATION_TITLE, WASM_CONFIG_V0, WASM_LAYER};
-use crate::platform::Platform;
-use crate::reference::{self, CONTAINERD_IMAGE_NAME};
-use crate::wasm_config::{WasmConfig, EPOCH};
+use crate::build::image::BuiltImage;
+use crate::build::json::to_canonical_vec;
+use crate::build::layout::LayoutWriter;
+use crate::format::media_types::{ANNOTATION_TITLE, WASM_CONFIG_V0, WASM_LAYER};
+use crate::format::platform::Platform;
+use crate::format::reference::{self, CONTAINERD_IMAGE_NAME};
+use crate::format::wasm_config::{WasmConfig, EPOCH};
 
 /// Which wasm-layer image to build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,7 +230,7 @@ mod tests {
     use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
 
     use super::*;
-    use crate::sha256_hex;
+    use crate::format::digest::sha256_hex;
 
     const REF: &str = "localhost:5000/wasmbox/hello:v1";
 

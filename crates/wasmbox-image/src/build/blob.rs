@@ -3,7 +3,7 @@
 use std::str::FromStr;
 
 use oci_spec::image::{Descriptor, Digest, MediaType, Sha256Digest};
-use sha2::{Digest as _, Sha256};
+use crate::format::digest::sha256_hex;
 
 use crate::error::Result;
 
@@ -57,9 +57,6 @@ impl Blob {
     }
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
 
 #[cfg(test)]
 mod tests {

@@ -10,13 +10,13 @@ use oci_spec::image::{
     RootFsBuilder, ANNOTATION_REF_NAME, SCHEMA_VERSION,
 };
 
-use crate::blob::Blob;
+use crate::build::blob::Blob;
 use crate::error::{ImageError, Result};
-use crate::json::to_canonical_vec;
-use crate::layer::LayerBuilder;
-use crate::layout::LayoutWriter;
-use crate::platform::Platform;
-use crate::reference::{self, CONTAINERD_IMAGE_NAME};
+use crate::build::json::to_canonical_vec;
+use crate::build::layer::LayerBuilder;
+use crate::build::layout::LayoutWriter;
+use crate::format::platform::Platform;
+use crate::format::reference::{self, CONTAINERD_IMAGE_NAME};
 
 /// Builds an image step by step; errors from the chained setters surface in [`ImageBuilder::build`].
 #[derive(Debug)]
@@ -153,7 +153,7 @@ impl ImageBuilder {
         ])));
         layout.add_manifest(manifest_descriptor.clone());
         let docker =
-            crate::docker::manifest_json(&self.reference, &config_digest, &[&layer_digest])?;
+            crate::build::docker::manifest_json(&self.reference, &config_digest, &[&layer_digest])?;
         layout.add_file("manifest.json", docker);
 
         Ok(BuiltImage {

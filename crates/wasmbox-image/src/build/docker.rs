@@ -5,8 +5,8 @@
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::json::to_canonical_vec;
-use crate::reference;
+use crate::build::json::to_canonical_vec;
+use crate::format::reference;
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]

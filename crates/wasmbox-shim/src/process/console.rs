@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
-use crate::stdio::{open_output, StdinForwarder};
+use crate::process::stdio::{open_output, StdinForwarder};
 
 /// How long the shim waits for the master after the process was created (it is sent before
 /// libcontainer reports the process ready, so this is only a bound for a broken sender).

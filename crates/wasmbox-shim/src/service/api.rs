@@ -19,7 +19,7 @@ use containerd_shim::api::{
 use containerd_shim::protos::ttrpc::{self, Code};
 use containerd_shim::{Task, TtrpcContext, TtrpcResult};
 
-use crate::service::Service;
+use super::tasks::Service;
 
 pub struct TaskApi(Arc<Service>);
 

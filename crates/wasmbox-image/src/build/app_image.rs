@@ -4,11 +4,11 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::app::WasmApp;
+use crate::build::app::WasmApp;
 use crate::error::{ImageError, Result};
-use crate::image::{BuiltImage, ImageBuilder};
-use crate::platform::Platform;
-use crate::wasm_image::{WasmForm, WasmImageBuilder};
+use crate::build::image::{BuiltImage, ImageBuilder};
+use crate::format::platform::Platform;
+use crate::build::wasm_image::{WasmForm, WasmImageBuilder};
 
 /// The image formats `wasmbox image build` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,8 +18,11 @@ use wasmbox_container::lifecycle::{state_root, Handle};
 use crate::events::{Events, InFlight};
 use crate::group::{self, Placement};
 use crate::service::Service;
-use crate::task_api::TaskApi;
-use crate::{policy, rootfs, socket};
+use crate::service::TaskApi;
+use crate::policy;
+use crate::process::rootfs;
+
+mod socket;
 
 /// Annotation CRI sets on every container of a pod: one shim serves the whole pod.
 pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::exits::ExitInfo;
+use crate::process::exits::ExitInfo;
 
 /// containerd's view of a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
