@@ -33,7 +33,9 @@ fn code_lines_of(text: &str) -> Vec<&str> {
     let mut i = 0;
     while i < lines.len() {
         let opens_tests = lines[i].trim() == "#[cfg(test)]"
-            && lines.get(i + 1).is_some_and(|l| l.starts_with("mod ") || l.starts_with("pub mod "));
+            && lines
+                .get(i + 1)
+                .is_some_and(|l| l.starts_with("mod ") || l.starts_with("pub mod "));
         if opens_tests {
             // `mod tests;` is one line; a block ends at the brace that starts a line, as its `mod`.
             i += 1;
@@ -84,7 +86,10 @@ impl Crate {
                     continue;
                 }
                 let rel = path.strip_prefix(src).unwrap_or(&path);
-                let mut parts: Vec<String> = rel.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+                let mut parts: Vec<String> = rel
+                    .iter()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .collect();
                 let file = parts.pop().unwrap_or_default();
                 let stem = file.trim_end_matches(".rs");
                 // A binary's extra targets (src/bin/) are crates of their own.
@@ -126,7 +131,11 @@ impl Crate {
                 }
                 for full in expand(&code[start..]) {
                     let mut segs: Vec<&str> = full.split("::").collect();
-                    let mut base: ModPath = if segs[0] == "crate" { Vec::new() } else { module.clone() };
+                    let mut base: ModPath = if segs[0] == "crate" {
+                        Vec::new()
+                    } else {
+                        module.clone()
+                    };
                     if segs[0] != "super" {
                         segs.remove(0);
                     }
@@ -151,7 +160,10 @@ impl Crate {
         for (module, (path, text)) in &self.modules {
             let lines = code_lines(text);
             if lines > MAX_CODE_LINES {
-                out.push(format!("{}: {lines} lines of code (at most {MAX_CODE_LINES})", path.display()));
+                out.push(format!(
+                    "{}: {lines} lines of code (at most {MAX_CODE_LINES})",
+                    path.display()
+                ));
             }
             for used in self.uses(module, &code_of(text)) {
                 if !used.is_empty() && module.starts_with(&used) {
@@ -167,7 +179,11 @@ impl Crate {
             }
         }
         // Among the children of each module: the uses between their subtrees.
-        let parents: BTreeSet<ModPath> = self.modules.keys().filter_map(|m| m.split_last().map(|(_, p)| p.to_vec())).collect();
+        let parents: BTreeSet<ModPath> = self
+            .modules
+            .keys()
+            .filter_map(|m| m.split_last().map(|(_, p)| p.to_vec()))
+            .collect();
         for parent in parents {
             let child = |m: &ModPath| -> Option<String> {
                 (m.len() > parent.len() && m.starts_with(&parent)).then(|| m[parent.len()].clone())
@@ -190,16 +206,26 @@ impl Crate {
                     })
                     .collect();
                 names.push(names[0].clone());
-                out.push(format!("{}: a circle of uses: {}", self.name, names.join(" → ")));
+                out.push(format!(
+                    "{}: a circle of uses: {}",
+                    self.name,
+                    names.join(" → ")
+                ));
             }
         }
         // Folder sizes.
         let mut dirs: Vec<PathBuf> = vec![self.src.clone()];
         while let Some(dir) = dirs.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             let entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
             if entries.len() > MAX_ENTRIES {
-                out.push(format!("{}: {} entries (at most {MAX_ENTRIES})", dir.display(), entries.len()));
+                out.push(format!(
+                    "{}: {} entries (at most {MAX_ENTRIES})",
+                    dir.display(),
+                    entries.len()
+                ));
             }
             dirs.extend(entries.into_iter().filter(|p| p.is_dir()));
         }
@@ -273,7 +299,8 @@ fn cycles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
         }
         seen
     };
-    let reaches: BTreeMap<&String, BTreeSet<String>> = graph.keys().map(|k| (k, reach(k))).collect();
+    let reaches: BTreeMap<&String, BTreeSet<String>> =
+        graph.keys().map(|k| (k, reach(k))).collect();
     let mut done = BTreeSet::new();
     let mut out = Vec::new();
     for (node, r) in &reaches {
@@ -299,7 +326,10 @@ pub fn workspace_crates() -> std::io::Result<Vec<Crate>> {
         let dir = entry?.path();
         let src = dir.join("src");
         if src.is_dir() {
-            let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             out.push(Crate::read(&name, &src)?);
         }
     }
@@ -316,7 +346,12 @@ mod tests {
         assert_eq!(expand("crate::a::b;"), vec!["crate::a::b"]);
         assert_eq!(
             expand("crate::a::{b, c::{d, e as f}, self};"),
-            vec!["crate::a::b", "crate::a::c::d", "crate::a::c::e", "crate::a"]
+            vec![
+                "crate::a::b",
+                "crate::a::c::d",
+                "crate::a::c::e",
+                "crate::a"
+            ]
         );
     }
 
@@ -328,12 +363,22 @@ mod tests {
         std::fs::write(src.join("lib.rs"), "pub mod a; pub mod b; pub mod f;").unwrap();
         std::fs::write(src.join("a.rs"), "use crate::b::X; // crate::f::doc_only").unwrap();
         std::fs::write(src.join("b.rs"), "fn g() { crate::a::h() }").unwrap();
-        std::fs::write(src.join("f/mod.rs"), "pub mod x; pub use x::Y; pub struct Z;").unwrap();
+        std::fs::write(
+            src.join("f/mod.rs"),
+            "pub mod x; pub use x::Y; pub struct Z;",
+        )
+        .unwrap();
         std::fs::write(src.join("f/x.rs"), "use super::Z;").unwrap();
         let c = Crate::read("t", src).unwrap();
         let v = c.violations();
-        assert!(v.iter().any(|l| l.contains("circle of uses: a → b → a")), "{v:?}");
-        assert!(v.iter().any(|l| l.contains("f::x uses its parent f")), "{v:?}");
+        assert!(
+            v.iter().any(|l| l.contains("circle of uses: a → b → a")),
+            "{v:?}"
+        );
+        assert!(
+            v.iter().any(|l| l.contains("f::x uses its parent f")),
+            "{v:?}"
+        );
         assert_eq!(v.len(), 2, "{v:?}");
     }
 
@@ -343,6 +388,10 @@ mod tests {
         for c in workspace_crates().unwrap() {
             all.extend(c.violations());
         }
-        assert!(all.is_empty(), "the layout rules (docs/architecture.md, Map):\n{}", all.join("\n"));
+        assert!(
+            all.is_empty(),
+            "the layout rules (docs/architecture.md, Map):\n{}",
+            all.join("\n")
+        );
     }
 }

@@ -3,7 +3,8 @@
 /// containerd's gRPC socket unless `--address` says otherwise.
 pub const DEFAULT_ADDRESS: &str = "/run/containerd/containerd.sock";
 
-pub(super) const USAGE: &str = "usage: containerd-shim-wasmbox-v1 precompile [--address SOCKET] [--namespace NS] IMAGE...
+pub(super) const USAGE: &str =
+    "usage: containerd-shim-wasmbox-v1 precompile [--address SOCKET] [--namespace NS] IMAGE...
        containerd-shim-wasmbox-v1 precompile --watch [--address SOCKET] [--namespace NS]...
 Compiles the wasm of containerd images into wasmbox's compile cache (WASMBOX_CACHE_DIR, default
 /var/lib/wasmbox/cache): the named images (namespace `default` unless given), or with --watch
@@ -26,7 +27,11 @@ pub(super) fn parse(args: &[String]) -> Result<Options, String> {
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
-        let mut value = |flag: &str| args.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+        let mut value = |flag: &str| {
+            args.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
         match arg.as_str() {
             "--address" | "-a" => o.address = value(arg)?,
             "--namespace" | "-n" => o.namespaces.push(value(arg)?),

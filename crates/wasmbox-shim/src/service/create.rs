@@ -5,13 +5,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use containerd_shim::api::{
-    CreateTaskRequest, CreateTaskResponse,
-    DeleteRequest,
-};
-use containerd_shim::protos::events::task::{
-    TaskCreate, TaskIO,
-};
+use containerd_shim::api::{CreateTaskRequest, CreateTaskResponse, DeleteRequest};
+use containerd_shim::protos::events::task::{TaskCreate, TaskIO};
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::protos::topics::TASK_CREATE_EVENT_TOPIC;
 use containerd_shim::protos::ttrpc::Code;
@@ -21,18 +16,18 @@ use wasmbox_container::cgroups::is_systemd_path;
 use wasmbox_container::lifecycle::{state_root, Handle};
 use wasmbox_wasm::compile::entrypoint::{self};
 
-use crate::process::console::{Console, ConsoleSocket};
 use crate::helper::parent::{self, HelperError};
 use crate::helper::request::CreateRequest;
+use crate::process::console::{Console, ConsoleSocket};
+use crate::process::rootfs;
 use crate::process::stdio::{OutputKeeper, StdinForwarder};
 use crate::process::task::{Status, TaskState};
-use crate::process::rootfs;
 use wasmbox_wasm::policy::Policy;
 
-use super::reply::*;
-use super::tasks::*;
 use super::io::attach_console;
 use super::program::*;
+use super::reply::*;
+use super::tasks::*;
 
 /// What Create made.
 pub(super) struct Created {
@@ -149,11 +144,16 @@ impl Service {
             return;
         }
         // It ended just before its answer was dropped: its task is still as Create left it.
-        let unanswered = tasks.get(id).is_some_and(|e| e.state.status() == Status::Created);
+        let unanswered = tasks
+            .get(id)
+            .is_some_and(|e| e.state.status() == Status::Created);
         drop(tasks);
         if unanswered {
             log::warn!("containerd gave up the Create of {id} as it ended; undoing it");
-            if let Err(e) = self.delete(DeleteRequest { id: id.to_string(), ..Default::default() }) {
+            if let Err(e) = self.delete(DeleteRequest {
+                id: id.to_string(),
+                ..Default::default()
+            }) {
                 log::warn!("undoing the Create of {id}: {e}");
             }
             self.admission().want_exit();
@@ -181,7 +181,10 @@ impl Service {
         }
         // Without its state (containerd removed the bundle meanwhile) the delete finds nothing:
         // the init is still this shim's unreaped child, so its pid is its own.
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         if let Some(s) = &stdin {
             s.close();
         }
@@ -246,7 +249,10 @@ impl Service {
         let planned = match &policy {
             Ok(_) => self.prepare_wasm(&req.id, &spec, &rootfs),
             Err(e) if runs_natively(&spec, &fs) => {
-                log::debug!("{}: native, so its policy's error is not its own: {e}", req.id);
+                log::debug!(
+                    "{}: native, so its policy's error is not its own: {e}",
+                    req.id
+                );
                 Ok(None)
             }
             Err(e) => Err(e.clone()),
@@ -341,4 +347,3 @@ impl Service {
         }
     }
 }
-

@@ -2,35 +2,27 @@
 
 use std::time::{Duration, SystemTime};
 
-use containerd_shim::api::{
-    DeleteResponse, Empty, ExecProcessRequest,
-    StartResponse,
-};
-use containerd_shim::protos::events::task::{
-    TaskExecAdded, TaskExecStarted,
-};
+use containerd_shim::api::{DeleteResponse, Empty, ExecProcessRequest, StartResponse};
+use containerd_shim::protos::events::task::{TaskExecAdded, TaskExecStarted};
 use containerd_shim::protos::protobuf::MessageField;
-use containerd_shim::protos::topics::{
-    TASK_EXEC_ADDED_EVENT_TOPIC,
-    TASK_EXEC_STARTED_EVENT_TOPIC,
-};
+use containerd_shim::protos::topics::{TASK_EXEC_ADDED_EVENT_TOPIC, TASK_EXEC_STARTED_EVENT_TOPIC};
 use containerd_shim::protos::ttrpc::Code;
 use containerd_shim::TtrpcResult;
 use oci_spec::runtime::Process;
 use wasmbox_container::lifecycle::state_root;
 
-use crate::process::console::ConsoleSocket;
-use crate::process::exits::ExitInfo;
 use crate::helper::parent::{self};
 use crate::helper::request::{CreateRequest, ExecSpec, WasmRequest};
+use crate::process::console::ConsoleSocket;
+use crate::process::exits::ExitInfo;
 use crate::process::stdio::{OutputKeeper, StdinForwarder};
 use crate::process::task::{Status, TaskState};
 use wasmbox_wasm::policy::Policy;
 
-use super::reply::*;
-use super::tasks::*;
 use super::io::attach_console;
 use super::program::*;
+use super::reply::*;
+use super::tasks::*;
 
 /// Clears an exec's `starting` on every way out of Start, waking Kill and Delete.
 pub(super) struct Starting<'a> {
@@ -106,7 +98,10 @@ impl Service {
                 },
                 ..w
             }),
-            Resolved::Wasm(w) => Some(WasmRequest { policy: policy.map_err(bad)?, ..w }),
+            Resolved::Wasm(w) => Some(WasmRequest {
+                policy: policy.map_err(bad)?,
+                ..w
+            }),
             Resolved::Missing => return Err(bad(nothing_runnable(arg0))),
         };
         let process_json = state_root(&bundle).join(format!("exec-{}.json", req.exec_id));
@@ -174,7 +169,13 @@ impl Service {
                 }),
                 console_socket: None,
             };
-            Ok((req, x.stdin_path.clone(), x.stdout.clone(), x.stderr.clone(), x.terminal))
+            Ok((
+                req,
+                x.stdin_path.clone(),
+                x.stdout.clone(),
+                x.stderr.clone(),
+                x.terminal,
+            ))
         })?;
         let _starting = Starting {
             shared: &self.shared,

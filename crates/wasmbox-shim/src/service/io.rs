@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use containerd_shim::api::{
-    CloseIORequest, Empty, ResizePtyRequest,
-};
+use containerd_shim::api::{CloseIORequest, Empty, ResizePtyRequest};
 use containerd_shim::protos::ttrpc::Code;
 use containerd_shim::TtrpcResult;
 

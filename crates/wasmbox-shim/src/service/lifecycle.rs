@@ -3,26 +3,22 @@
 use std::time::{Duration, SystemTime};
 
 use containerd_shim::api::{
-    DeleteRequest, DeleteResponse, Empty, KillRequest, PauseRequest, ResumeRequest, ShutdownRequest, StartRequest,
-    StartResponse,
-    UpdateTaskRequest, WaitRequest, WaitResponse,
+    DeleteRequest, DeleteResponse, Empty, KillRequest, PauseRequest, ResumeRequest,
+    ShutdownRequest, StartRequest, StartResponse, UpdateTaskRequest, WaitRequest, WaitResponse,
 };
-use containerd_shim::protos::events::task::{
-    TaskDelete, TaskPaused,
-    TaskResumed, TaskStart,
-};
+use containerd_shim::protos::events::task::{TaskDelete, TaskPaused, TaskResumed, TaskStart};
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::protos::topics::{
-    TASK_DELETE_EVENT_TOPIC, TASK_PAUSED_EVENT_TOPIC,
-    TASK_RESUMED_EVENT_TOPIC, TASK_START_EVENT_TOPIC,
+    TASK_DELETE_EVENT_TOPIC, TASK_PAUSED_EVENT_TOPIC, TASK_RESUMED_EVENT_TOPIC,
+    TASK_START_EVENT_TOPIC,
 };
 use containerd_shim::protos::ttrpc::{self, Code};
 use containerd_shim::TtrpcResult;
 use oci_spec::runtime::LinuxResources;
 
 use crate::process::exits::ExitInfo;
-use crate::process::task::Status;
 use crate::process::rootfs;
+use crate::process::task::Status;
 
 use super::reply::*;
 use super::tasks::*;
@@ -106,10 +102,16 @@ impl Service {
             if !tasks.contains_key(&req.id) && self.admission().abandon(&req.id) {
                 // containerd is done with it before its Create answered (after a restart,
                 // or a Create past its deadline): the Create undoes itself when it ends.
-                log::info!("{} is still being created; its Create will be undone", req.id);
+                log::info!(
+                    "{} is still being created; its Create will be undone",
+                    req.id
+                );
                 return Err(ttrpc::Error::RpcStatus(ttrpc::get_status(
                     Code::NOT_FOUND,
-                    format!("task {} not found (its Create is under way and will be undone)", req.id),
+                    format!(
+                        "task {} not found (its Create is under way and will be undone)",
+                        req.id
+                    ),
                 )));
             }
         }

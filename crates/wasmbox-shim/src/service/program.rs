@@ -72,7 +72,10 @@ impl Service {
     }
 
     /// Compiles `wasm` into the cache (or finds it there) and describes it for the helper.
-    pub(super) fn compile(&self, mut wasm: entrypoint::WasmEntrypoint) -> Result<WasmRequest, String> {
+    pub(super) fn compile(
+        &self,
+        mut wasm: entrypoint::WasmEntrypoint,
+    ) -> Result<WasmRequest, String> {
         let engine = self.engine.as_ref().map_err(|e| e.clone())?;
         let cache = self.cache.as_ref().map_err(|e| e.clone())?;
         let (artifact, baseline) = self.artifact(engine, cache, &mut wasm)?;
@@ -80,7 +83,11 @@ impl Service {
             None
         } else {
             // Loaded into the guest's store, so compiled by the guest's compiler.
-            let engine = if baseline { self.baseline_engine()? } else { engine };
+            let engine = if baseline {
+                self.baseline_engine()?
+            } else {
+                engine
+            };
             let wasm = wasmbox_wasm::p1::trampoline_wasm();
             let label = "the WASI trampoline";
             let compile = || cache.get_or_compile(engine, wasm, FileKind::Module, label);
@@ -105,7 +112,9 @@ impl Service {
 
     pub(super) fn baseline_engine(&self) -> Result<&wasmbox_wasm::compile::engine::Engine, String> {
         self.baseline
-            .get_or_init(|| wasmbox_wasm::compile::engine::new_baseline_engine().map_err(|e| e.to_string()))
+            .get_or_init(|| {
+                wasmbox_wasm::compile::engine::new_baseline_engine().map_err(|e| e.to_string())
+            })
             .as_ref()
             .map_err(|e| e.clone())
     }
@@ -119,7 +128,10 @@ impl Service {
         cache: &CompileCache,
         wasm: &mut entrypoint::WasmEntrypoint,
     ) -> Result<(PathBuf, bool), String> {
-        if let Some(a) = cache.find_entrypoint(engine, wasm).map_err(|e| e.to_string())? {
+        if let Some(a) = cache
+            .find_entrypoint(engine, wasm)
+            .map_err(|e| e.to_string())?
+        {
             return Ok((a, false));
         }
         let optimized = |wasm: &mut entrypoint::WasmEntrypoint| {
@@ -133,7 +145,9 @@ impl Service {
             };
             compile(wasm).map(|a| (a, false)).map_err(|e| e.to_string())
         };
-        let Some(min_bytes) = crate::tiering::min_bytes().filter(|_| wasm.kind != FileKind::Component) else {
+        let Some(min_bytes) =
+            crate::tiering::min_bytes().filter(|_| wasm.kind != FileKind::Component)
+        else {
             return optimized(wasm);
         };
         if (wasm.bytes().map_err(|e| e.to_string())?.len() as u64) < min_bytes {
@@ -142,19 +156,31 @@ impl Service {
         let baseline = match self.baseline_engine() {
             Ok(b) => b,
             Err(e) => {
-                log::warn!("no baseline compiler ({e}); compiling {} with Cranelift now", wasm.guest_path);
+                log::warn!(
+                    "no baseline compiler ({e}); compiling {} with Cranelift now",
+                    wasm.guest_path
+                );
                 return optimized(wasm);
             }
         };
-        let baseline_artifact = cache.entrypoint_path(baseline, wasm).map_err(|e| e.to_string())?;
+        let baseline_artifact = cache
+            .entrypoint_path(baseline, wasm)
+            .map_err(|e| e.to_string())?;
         let guest_path = wasm.guest_path.clone();
-        let made = crate::tiering::compile_once(cache.dir(), &baseline_artifact, &guest_path, || {
-            crate::tiering::with_compile_arenas(|| cache.get_or_compile_entrypoint(baseline, wasm))
-        });
+        let made =
+            crate::tiering::compile_once(cache.dir(), &baseline_artifact, &guest_path, || {
+                crate::tiering::with_compile_arenas(|| {
+                    cache.get_or_compile_entrypoint(baseline, wasm)
+                })
+            });
         match made {
             Ok(a) => {
                 let guest_path = wasm.guest_path.clone();
-                crate::tiering::schedule(cache, wasm.bytes().map_err(|e| e.to_string())?, &guest_path);
+                crate::tiering::schedule(
+                    cache,
+                    wasm.bytes().map_err(|e| e.to_string())?,
+                    &guest_path,
+                );
                 Ok((a, true))
             }
             Err(e) => {
@@ -168,13 +194,18 @@ impl Service {
 /// True when the spec's `args[0]` is a native program in the container (resolved as Create
 /// resolves it, without compiling anything).
 pub(super) fn runs_natively(spec: &Spec, fs: &entrypoint::ContainerFs) -> bool {
-    let Some(process) = spec.process() else { return false };
+    let Some(process) = spec.process() else {
+        return false;
+    };
     let Some(arg0) = process.args().as_deref().and_then(<[String]>::first) else {
         return false;
     };
     let env = process.env().clone().unwrap_or_default();
     let cwd = process.cwd().display().to_string();
-    matches!(entrypoint::resolve(fs, arg0, &env, &cwd), Ok(Entrypoint::Native))
+    matches!(
+        entrypoint::resolve(fs, arg0, &env, &cwd),
+        Ok(Entrypoint::Native)
+    )
 }
 
 /// The container's rootfs: the spec's `root.path`, relative to the bundle unless absolute.

@@ -14,7 +14,8 @@ impl Service {
     /// Holds a place for container `id`, whose Create is on its way, counting the tasks.
     pub(super) fn reserve(&self, id: &str) -> Result<(), crate::group::Refusal> {
         let tasks = self.shared.tasks();
-        self.admission().reserve(id, tasks.len(), std::time::Instant::now())
+        self.admission()
+            .reserve(id, tasks.len(), std::time::Instant::now())
     }
 
     /// Holds a place for the container this shim was started for.
@@ -28,7 +29,10 @@ impl Service {
     /// task is left or on its way.
     pub fn settle(&self) {
         let tasks = self.shared.tasks();
-        if self.admission().should_exit(tasks.len(), std::time::Instant::now()) {
+        if self
+            .admission()
+            .should_exit(tasks.len(), std::time::Instant::now())
+        {
             log::info!(
                 "no tasks left in namespace {}; shutting down",
                 self.shared.namespace

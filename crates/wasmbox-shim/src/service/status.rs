@@ -1,8 +1,8 @@
 //! What containerd asks about tasks: State, Pids, Stats, Connect.
 
 use containerd_shim::api::{
-    ConnectRequest, ConnectResponse,
-    PidsRequest, PidsResponse, StateRequest, StateResponse, StatsRequest, StatsResponse,
+    ConnectRequest, ConnectResponse, PidsRequest, PidsResponse, StateRequest, StateResponse,
+    StatsRequest, StatsResponse,
 };
 use containerd_shim::protos::api::ProcessInfo;
 use containerd_shim::protos::protobuf::MessageField;

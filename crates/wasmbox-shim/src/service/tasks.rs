@@ -14,16 +14,16 @@ use containerd_shim::{ExitSignal, TtrpcResult};
 use wasmbox_container::lifecycle::Handle;
 use wasmbox_wasm::compile::cache::CompileCache;
 
-use crate::process::console::Console;
 use crate::events::Events;
-use crate::process::exits::{ExitInfo, ExitMonitor};
 use crate::group::Admission;
 use crate::helper::request::WasmRequest;
+use crate::process::console::Console;
+use crate::process::exits::{ExitInfo, ExitMonitor};
 use crate::process::stdio::{OutputKeeper, StdinForwarder};
 use crate::process::task::TaskState;
 use wasmbox_wasm::policy::Policy;
 
-use super::reply::{rpc_error, exec_not_found, timestamp};
+use super::reply::{exec_not_found, rpc_error, timestamp};
 
 /// A task and what the shim holds for it.
 pub(super) struct Entry {
@@ -190,7 +190,10 @@ pub struct Service {
     pub(super) content: Option<crate::artifact::ContentSource>,
 }
 
-pub(super) fn entry_mut<'a>(tasks: &'a mut HashMap<String, Entry>, id: &str) -> TtrpcResult<&'a mut Entry> {
+pub(super) fn entry_mut<'a>(
+    tasks: &'a mut HashMap<String, Entry>,
+    id: &str,
+) -> TtrpcResult<&'a mut Entry> {
     tasks
         .get_mut(id)
         .ok_or_else(|| rpc_error(Code::NOT_FOUND, format!("task {id} not found")))
@@ -226,8 +229,8 @@ impl Service {
         let exits = ExitMonitor::start(move |pid, info, exits| s.claim(pid, info, exits)).await?;
         // Per-shim start-up work, done once rather than per task.
         let engine = wasmbox_wasm::compile::engine::new_engine().map_err(|e| e.to_string());
-        let cache =
-            CompileCache::open(wasmbox_wasm::compile::cache::default_dir()).map_err(|e| e.to_string());
+        let cache = CompileCache::open(wasmbox_wasm::compile::cache::default_dir())
+            .map_err(|e| e.to_string());
         Ok(Self {
             shared,
             exits,

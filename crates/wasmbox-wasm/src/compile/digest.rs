@@ -28,4 +28,3 @@ pub fn engine_tag(engine: &Engine) -> String {
     engine.precompile_compatibility_hash().hash(&mut h);
     hex::encode(&h.0.finalize()[..8])
 }
-

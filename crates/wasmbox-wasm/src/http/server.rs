@@ -17,11 +17,11 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
-use crate::policy::memory::Budget;
-use crate::policy::network::Network;
 use crate::http::outbound::Outbound;
 use crate::http::proxy::{HttpState, Pooled};
 use crate::outcome::Outcome;
+use crate::policy::memory::Budget;
+use crate::policy::network::Network;
 use crate::sandbox::Granted;
 use crate::sandbox::SandboxSpec;
 
@@ -119,13 +119,19 @@ pub fn serve(
     };
     if !pooled {
         if let Err(e) = runtime.block_on(server.instance_check()) {
-            return Ok(Outcome::Failed(format!("the component cannot be instantiated: {e:#}")));
+            return Ok(Outcome::Failed(format!(
+                "the component cannot be instantiated: {e:#}"
+            )));
         }
     }
     let server = Arc::new(server);
     let listener = match std::net::TcpListener::bind(addr) {
         Ok(l) => l,
-        Err(e) => return Ok(Outcome::Failed(format!("cannot listen on {addr} (wasmbox.dev/http): {e}"))),
+        Err(e) => {
+            return Ok(Outcome::Failed(format!(
+                "cannot listen on {addr} (wasmbox.dev/http): {e}"
+            )))
+        }
     };
     listener.set_nonblocking(true)?;
     // A signal now only asks the server to drain (see the module documentation).
@@ -148,7 +154,11 @@ async fn stop_requested() {
     }
 }
 
-async fn accept_loop(listener: std::net::TcpListener, server: Arc<Server>, addr: SocketAddr) -> wasmtime::Result<Outcome> {
+async fn accept_loop(
+    listener: std::net::TcpListener,
+    server: Arc<Server>,
+    addr: SocketAddr,
+) -> wasmtime::Result<Outcome> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     // The epoch only ends requests past their deadline (see `Server::call`).
     let engine = server.engine.clone();
@@ -219,7 +229,9 @@ async fn accept_loop(listener: std::net::TcpListener, server: Arc<Server>, addr:
 
 type Answer = Response<HyperOutgoingBody>;
 fn plain(status: StatusCode, text: &str) -> Answer {
-    let body = Full::new(Bytes::from(text.to_string())).map_err(|never| match never {}).boxed_unsync();
+    let body = Full::new(Bytes::from(text.to_string()))
+        .map_err(|never| match never {})
+        .boxed_unsync();
     let mut r = Response::new(body);
     *r.status_mut() = status;
     r
@@ -232,7 +244,13 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Answer, Infallible> {
     let Ok(answer) = access_logged(server, req).await;
-    Ok(answer.map(|body| InFlightBody { body, _in_flight: in_flight }.boxed_unsync()))
+    Ok(answer.map(|body| {
+        InFlightBody {
+            body,
+            _in_flight: in_flight,
+        }
+        .boxed_unsync()
+    }))
 }
 
 /// A response body that keeps its request in flight until it is sent (or dropped).
@@ -267,7 +285,10 @@ async fn access_logged(server: Arc<Server>, req: Request<Incoming>) -> Result<An
     }
     let started = Instant::now();
     // The path, as HTTP/1.1 sends it (HTTP/2's :path): an HTTP/2 URI is absolute.
-    let target = req.uri().path_and_query().map_or_else(|| "/".to_string(), |p| p.to_string());
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| "/".to_string(), |p| p.to_string());
     let (method, version) = (req.method().clone(), req.version());
     let answer = respond(server, req).await;
     if let Ok(a) = &answer {
@@ -287,11 +308,12 @@ async fn respond(server: Arc<Server>, req: Request<Incoming>) -> Result<Answer, 
     let deadline = arrived + server.timeout;
     let (tx, rx) = tokio::sync::oneshot::channel();
     // Waits for a free slot (requests queue rather than fail); the permit goes with the call.
-    let permit = match tokio::time::timeout(server.timeout, server.slots.clone().acquire_owned()).await {
-        Ok(Ok(p)) => p,
-        Ok(Err(_)) => return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")),
-        Err(_) => return Ok(timed_out(server.timeout)),
-    };
+    let permit =
+        match tokio::time::timeout(server.timeout, server.slots.clone().acquire_owned()).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")),
+            Err(_) => return Ok(timed_out(server.timeout)),
+        };
     let task = {
         let server = server.clone();
         tokio::spawn(async move {
@@ -307,26 +329,38 @@ async fn respond(server: Arc<Server>, req: Request<Incoming>) -> Result<Answer, 
         Ok(Ok(response)) => Ok(response),
         Ok(Err(code)) => {
             log::warn!("the handler answered with an error: {code:?}");
-            Ok(plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n"))
+            Ok(plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal server error\n",
+            ))
         }
         // No response: the handler trapped or returned without setting one.
         Err(_) => {
             match task.await {
                 Ok(Err(e)) => {
                     log::error!("the handler failed: {e:?}");
-                    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("wasmbox: request failed: {e:#}\n").as_bytes());
+                    let _ = std::io::Write::write_all(
+                        &mut std::io::stderr(),
+                        format!("wasmbox: request failed: {e:#}\n").as_bytes(),
+                    );
                 }
                 Ok(Ok(())) => log::warn!("the handler returned without a response"),
                 Err(e) => log::error!("the handler's thread: {e}"),
             }
-            Ok(plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n"))
+            Ok(plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal server error\n",
+            ))
         }
     }
 }
 
 fn timed_out(after: Duration) -> Answer {
     log::warn!("a request timed out after {after:?} (wasmbox.dev/http-timeout)");
-    plain(StatusCode::GATEWAY_TIMEOUT, "the handler did not answer in time\n")
+    plain(
+        StatusCode::GATEWAY_TIMEOUT,
+        "the handler did not answer in time\n",
+    )
 }
 
 impl Server {
@@ -338,7 +372,10 @@ impl Server {
 
     fn store(&self, deadline: Instant) -> wasmtime::Result<Store<HttpState>> {
         let ctx = {
-            let mut build = self.builder.lock().map_err(|_| wasmtime::format_err!("the WASI context builder is poisoned"))?;
+            let mut build = self
+                .builder
+                .lock()
+                .map_err(|_| wasmtime::format_err!("the WASI context builder is poisoned"))?;
             build()?
         };
         let state = HttpState {
@@ -357,7 +394,9 @@ impl Server {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |s| {
             if Instant::now() >= s.data().deadline {
-                return Err(wasmtime::format_err!("the request timed out after {timeout:?}"));
+                return Err(wasmtime::format_err!(
+                    "the request timed out after {timeout:?}"
+                ));
             }
             // Other requests' tasks get the worker between ticks.
             Ok(UpdateDeadline::Yield(1))
@@ -369,13 +408,21 @@ impl Server {
     async fn call(
         &self,
         req: Request<Incoming>,
-        tx: tokio::sync::oneshot::Sender<Result<Answer, wasmtime_wasi_http::p2::bindings::http::types::ErrorCode>>,
+        tx: tokio::sync::oneshot::Sender<
+            Result<Answer, wasmtime_wasi_http::p2::bindings::http::types::ErrorCode>,
+        >,
         deadline: Instant,
     ) -> wasmtime::Result<()> {
         let mut store = self.store(deadline)?;
         let proxy = self.pre.instantiate_async(&mut store).await?;
-        let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(tx)?;
-        proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+        proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut store, req, out)
+            .await
     }
 }

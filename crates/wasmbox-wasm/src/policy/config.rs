@@ -11,9 +11,16 @@ use super::keys::{clip, parse_duration, quote, yes};
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     #[error("{}: {message}", clip(.source_name))]
-    Config { source_name: String, message: String },
+    Config {
+        source_name: String,
+        message: String,
+    },
     #[error("annotation {}={}: {message}", clip(.key), quote(.value))]
-    Annotation { key: String, value: String, message: String },
+    Annotation {
+        key: String,
+        value: String,
+        message: String,
+    },
 }
 
 /// Whether outbound connections not matched by a rule are allowed.
@@ -133,10 +140,15 @@ impl OperatorConfig {
                 let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
                 format!("line {line}, column {column}: ")
             });
-            err(format!("{}{}", at.unwrap_or_default(), clip(e.message().trim())))
+            err(format!(
+                "{}{}",
+                at.unwrap_or_default(),
+                clip(e.message().trim())
+            ))
         })?;
         for (i, rule) in config.egress.allow.iter().enumerate() {
-            EgressRule::parse(rule).map_err(|m| err(format!("egress.allow[{i}] = {}: {m}", quote(rule))))?;
+            EgressRule::parse(rule)
+                .map_err(|m| err(format!("egress.allow[{i}] = {}: {m}", quote(rule))))?;
         }
         for (key, value) in [
             ("limits.default_timeout", &config.limits.default_timeout),
@@ -147,7 +159,10 @@ impl OperatorConfig {
             }
         }
         if config.shim.containers_per_shim == Some(0) {
-            return Err(err("shim.containers_per_shim = 0: at least 1 (1 gives every container its own shim)".into()));
+            return Err(err(
+                "shim.containers_per_shim = 0: at least 1 (1 gives every container its own shim)"
+                    .into(),
+            ));
         }
         Ok(config)
     }

@@ -22,7 +22,10 @@ pub struct EgressRule {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Host {
     Any,
-    Net { addr: IpAddr, prefix: u8 },
+    Net {
+        addr: IpAddr,
+        prefix: u8,
+    },
     /// A name, resolved when the guest starts (in the container's network namespace).
     Name(String),
 }
@@ -37,11 +40,18 @@ impl EgressRule {
             let default_port = match scheme.to_ascii_lowercase().as_str() {
                 "http" => "80",
                 "https" => "443",
-                _ => return Err(format!("{} is not a scheme of an egress rule (http or https)", quote(scheme))),
+                _ => {
+                    return Err(format!(
+                        "{} is not a scheme of an egress rule (http or https)",
+                        quote(scheme)
+                    ))
+                }
             };
             let rest = rest.strip_suffix('/').unwrap_or(rest);
             // A '/' may only be a CIDR's.
-            let path = rest.split_once('/').is_some_and(|(before, _)| before.trim_start_matches('[').parse::<IpAddr>().is_err());
+            let path = rest.split_once('/').is_some_and(|(before, _)| {
+                before.trim_start_matches('[').parse::<IpAddr>().is_err()
+            });
             if path || rest.contains(['?', '#']) {
                 return Err("a URL-style rule is scheme://host[:port], without a path".into());
             }
@@ -51,44 +61,90 @@ impl EgressRule {
             } else {
                 rest.contains(':')
             };
-            let with_port = if has_port { rest.to_string() } else { format!("{rest}:{default_port}") };
+            let with_port = if has_port {
+                rest.to_string()
+            } else {
+                format!("{rest}:{default_port}")
+            };
             let mut rule = Self::parse(&with_port)?;
             rule.scheme = Some(scheme.to_ascii_lowercase());
             return Ok(rule);
         }
         if s == "*" {
-            return Ok(Self { host: Host::Any, port: None, scheme: None });
+            return Ok(Self {
+                host: Host::Any,
+                port: None,
+                scheme: None,
+            });
         }
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-            let (h, p) = rest.split_once(']').ok_or("an IPv6 destination is written [address]:port")?;
-            (h, p.strip_prefix(':').ok_or("a destination is host:port (the port may be *)")?)
+            let (h, p) = rest
+                .split_once(']')
+                .ok_or("an IPv6 destination is written [address]:port")?;
+            (
+                h,
+                p.strip_prefix(':')
+                    .ok_or("a destination is host:port (the port may be *)")?,
+            )
         } else {
-            s.rsplit_once(':').ok_or("a destination is host:port (the port may be *)")?
+            s.rsplit_once(':')
+                .ok_or("a destination is host:port (the port may be *)")?
         };
         let port = match port {
             "*" => None,
-            p => Some(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or(format!("{} is not a port (1-65535 or *)", quote(p)))?),
+            p => Some(
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or(format!("{} is not a port (1-65535 or *)", quote(p)))?,
+            ),
         };
         let host = if host == "*" {
             Host::Any
         } else if let Some((a, len)) = host.split_once('/') {
-            let addr: IpAddr = a.parse().map_err(|_| format!("{} is not an IP address", quote(a)))?;
+            let addr: IpAddr = a
+                .parse()
+                .map_err(|_| format!("{} is not an IP address", quote(a)))?;
             let max = if addr.is_ipv4() { 32 } else { 128 };
-            let prefix = len.parse::<u8>().ok().filter(|l| *l <= max).ok_or(format!("{} is not a prefix length (0-{max})", quote(len)))?;
+            let prefix = len
+                .parse::<u8>()
+                .ok()
+                .filter(|l| *l <= max)
+                .ok_or(format!("{} is not a prefix length (0-{max})", quote(len)))?;
             Host::Net { addr, prefix }
         } else if let Ok(addr) = host.parse::<IpAddr>() {
-            Host::Net { addr, prefix: if addr.is_ipv4() { 32 } else { 128 } }
-        } else if !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+            Host::Net {
+                addr,
+                prefix: if addr.is_ipv4() { 32 } else { 128 },
+            }
+        } else if !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
             Host::Name(host.to_ascii_lowercase())
         } else {
-            return Err(format!("{} is not an IP address, a CIDR, a host name or *", quote(host)));
+            return Err(format!(
+                "{} is not an IP address, a CIDR, a host name or *",
+                quote(host)
+            ));
         };
-        Ok(Self { host, port, scheme: None })
+        Ok(Self {
+            host,
+            port,
+            scheme: None,
+        })
     }
 
     /// Matches an outbound HTTP request with `scheme` to `host` (as the request names it: a
     /// name or an IP literal), connecting to `addr`: by the name itself, or by the address.
-    fn matches_request(&self, scheme: &str, host: &str, addr: &SocketAddr, names: &BTreeMap<String, Vec<IpAddr>>) -> bool {
+    fn matches_request(
+        &self,
+        scheme: &str,
+        host: &str,
+        addr: &SocketAddr,
+        names: &BTreeMap<String, Vec<IpAddr>>,
+    ) -> bool {
         if self.scheme.as_deref().is_some_and(|s| s != scheme) {
             return false;
         }
@@ -120,11 +176,19 @@ fn in_net(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
     };
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix as u32) };
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - prefix as u32)
+            };
             u32::from(a) & mask == u32::from(n) & mask
         }
         (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix as u32) };
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - prefix as u32)
+            };
             u128::from(a) & mask == u128::from(n) & mask
         }
         _ => false,
@@ -179,12 +243,21 @@ impl Egress {
 
     /// As [`Egress::check`], for an outbound HTTP request with `scheme` (`http`/`https`) to
     /// `host` that connects to `addr` (one of the addresses `host` resolved to).
-    pub fn check_request(&self, scheme: &str, host: &str, addr: &SocketAddr, names: &BTreeMap<String, Vec<IpAddr>>) -> Option<&str> {
+    pub fn check_request(
+        &self,
+        scheme: &str,
+        host: &str,
+        addr: &SocketAddr,
+        names: &BTreeMap<String, Vec<IpAddr>>,
+    ) -> Option<&str> {
         self.denying_layer(|r| r.matches_request(scheme, host, addr, names))
     }
 
     /// The source of the first layer none of whose rules `allows`.
     fn denying_layer(&self, allows: impl Fn(&EgressRule) -> bool) -> Option<&str> {
-        self.layers.iter().find(|l| !l.rules.iter().any(&allows)).map(|l| l.source.as_str())
+        self.layers
+            .iter()
+            .find(|l| !l.rules.iter().any(&allows))
+            .map(|l| l.source.as_str())
     }
 }

@@ -35,13 +35,22 @@ pub(super) fn parse_preopens(value: &str) -> Result<Preopens, String> {
         let (path, read_only) = match item.rsplit_once(':') {
             Some((p, "ro")) => (p, true),
             Some((p, "rw")) => (p, false),
-            Some((_, opt)) => return Err(format!("{}: unknown option {} (ro or rw)", quote(item), quote(opt))),
+            Some((_, opt)) => {
+                return Err(format!(
+                    "{}: unknown option {} (ro or rw)",
+                    quote(item),
+                    quote(opt)
+                ))
+            }
             None => (item, false),
         };
         if !path.starts_with('/') {
             return Err(format!("{} is not an absolute path", quote(path)));
         }
-        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+        let parts: Vec<&str> = path
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect();
         if parts.contains(&"..") {
             return Err(format!("{} contains \"..\"", quote(path)));
         }
@@ -71,12 +80,18 @@ impl Listen {
         let s = s.trim();
         if let Some(path) = s.strip_prefix("unix:") {
             if !path.starts_with('/') || path.split('/').any(|p| p == "..") {
-                return Err(format!("{} is not an absolute path without \"..\"", quote(path)));
+                return Err(format!(
+                    "{} is not an absolute path without \"..\"",
+                    quote(path)
+                ));
             }
             return Ok(Self::Unix(path.to_string()));
         }
         let Some(addr) = s.strip_prefix("tcp:") else {
-            return Err(format!("{} is neither tcp:[ADDRESS:]PORT nor unix:PATH", quote(s)));
+            return Err(format!(
+                "{} is neither tcp:[ADDRESS:]PORT nor unix:PATH",
+                quote(s)
+            ));
         };
         let port_only = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0);
         if let Some(port) = port_only(addr) {
@@ -84,14 +99,19 @@ impl Listen {
         }
         match addr.parse::<SocketAddr>() {
             Ok(a) if a.port() > 0 => Ok(Self::Tcp(a)),
-            _ => Err(format!("{} is not PORT or ADDRESS:PORT (a port 1-65535)", quote(addr))),
+            _ => Err(format!(
+                "{} is not PORT or ADDRESS:PORT (a port 1-65535)",
+                quote(addr)
+            )),
         }
     }
 
     /// Whether binding `addr` is what this entry declares.
     pub(crate) fn covers(&self, addr: &SocketAddr) -> bool {
         match self {
-            Self::Tcp(l) => l.port() == addr.port() && (l.ip().is_unspecified() || l.ip() == addr.ip()),
+            Self::Tcp(l) => {
+                l.port() == addr.port() && (l.ip().is_unspecified() || l.ip() == addr.ip())
+            }
             Self::Unix(_) => false,
         }
     }

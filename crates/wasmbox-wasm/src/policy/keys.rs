@@ -52,7 +52,8 @@ pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 pub const HTTP_CONCURRENCY_PER_CORE: usize = 16;
 
 /// Where a `wasi:http/proxy` component is served unless `wasmbox.dev/http` says otherwise.
-pub const DEFAULT_HTTP: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8080);
+pub const DEFAULT_HTTP: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8080);
 
 /// Exit status of a guest ended by its timeout (as `timeout(1)` reports it).
 pub const TIMEOUT_EXIT: i32 = 124;
@@ -90,7 +91,10 @@ pub fn parse_http_addr(value: &str) -> Result<SocketAddr, String> {
     }
     match v.parse::<SocketAddr>() {
         Ok(a) if a.port() > 0 => Ok(a),
-        _ => Err(format!("{} is not :PORT or ADDRESS:PORT (a port 1-65535)", quote(v))),
+        _ => Err(format!(
+            "{} is not :PORT or ADDRESS:PORT (a port 1-65535)",
+            quote(v)
+        )),
     }
 }
 
@@ -99,13 +103,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{} is not a duration (e.g. 500ms, 30s, 5m, 2h)", quote(s)))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{} is not a duration (e.g. 500ms, 30s, 5m, 2h)", quote(s)))?;
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "" | "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(format!("{} is not a duration (e.g. 500ms, 30s, 5m, 2h)", quote(s))),
+        _ => {
+            return Err(format!(
+                "{} is not a duration (e.g. 500ms, 30s, 5m, 2h)",
+                quote(s)
+            ))
+        }
     };
     if d.is_zero() {
         return Err("a timeout must be longer than zero".into());

@@ -21,8 +21,8 @@ use crate::p1::P1State;
 use crate::p2::P2State;
 use crate::policy::memory::Budget;
 use crate::policy::network::Network;
-use crate::policy::{Preopens, terminate};
-use crate::sandbox::{GuestDirs, Granted, SandboxSpec};
+use crate::policy::{terminate, Preopens};
+use crate::sandbox::{Granted, GuestDirs, SandboxSpec};
 use invoke::call_module;
 use program::{Code, Program};
 use wasi::wasi_builder;
@@ -110,10 +110,25 @@ fn execute(
             });
             Ok(wasi_builder(&spec, dirs, &policy, sockets.as_ref(), 0, false)?.build())
         });
-        return crate::http::serve(engine, pre, pooled.as_ref(), sandbox, granted, &network, build);
+        return crate::http::serve(
+            engine,
+            pre,
+            pooled.as_ref(),
+            sandbox,
+            granted,
+            &network,
+            build,
+        );
     }
     let network = sandbox.network.then(|| Network::new(granted.policy));
-    let mut wasi = wasi_builder(sandbox, granted.dirs, granted.policy, network.as_ref(), bound.len(), true)?;
+    let mut wasi = wasi_builder(
+        sandbox,
+        granted.dirs,
+        granted.policy,
+        network.as_ref(),
+        bound.len(),
+        true,
+    )?;
     let limits = Budget::new(granted.memory, sandbox.memory_limit);
     let result = match &program.code {
         Code::Module {
@@ -148,9 +163,13 @@ fn execute(
             arm_epoch(&mut store);
             pre.instantiate(&mut store).and_then(|instance| {
                 match trampoline {
-                    Some(t) => {
-                        crate::p1::layer::connect(&mut store, base, t, &instance, !bound.is_empty())?
-                    }
+                    Some(t) => crate::p1::layer::connect(
+                        &mut store,
+                        base,
+                        t,
+                        &instance,
+                        !bound.is_empty(),
+                    )?,
                     // Program::load refuses listeners without the trampoline.
                     None if !bound.is_empty() => {
                         wasmtime::bail!("preopened listeners need the trampoline")
@@ -172,7 +191,9 @@ fn execute(
                     .map_err(|()| wasmtime::Error::new(I32Exit(1)))
             })
         }
-        Code::HttpProxy { .. } => Err(wasmtime::format_err!("an HTTP component is served, not run")),
+        Code::HttpProxy { .. } => Err(wasmtime::format_err!(
+            "an HTTP component is served, not run"
+        )),
     };
     drop(bound);
     Ok(Outcome::from_result(result, terminate::requested()))

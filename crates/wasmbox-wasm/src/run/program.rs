@@ -80,7 +80,8 @@ impl Program {
                 let component =
                     unsafe { Component::deserialize_file(engine, artifact) }.map_err(entry_err)?;
                 if crate::http::is_proxy(engine, &component) {
-                    let pre = crate::http::link(engine, &component).map_err(|e| link_err(guest_path, e))?;
+                    let pre = crate::http::link(engine, &component)
+                        .map_err(|e| link_err(guest_path, e))?;
                     return Ok(Self {
                         engine: engine.clone(),
                         code: Code::HttpProxy {
@@ -91,7 +92,9 @@ impl Program {
                         guest_path: guest_path.to_string(),
                     });
                 }
-                Code::Component(crate::p2::link(engine, &component).map_err(|e| link_err(guest_path, e))?)
+                Code::Component(
+                    crate::p2::link(engine, &component).map_err(|e| link_err(guest_path, e))?,
+                )
             }
             _ => {
                 // SAFETY: the artifact was written by our own compile cache (see above).
@@ -183,7 +186,10 @@ impl Program {
     /// serving prefers. Done here, before the init is cloned, because the init no longer sees
     /// the compile cache. Without it (an error is logged) requests map their own instances.
     pub fn pool_http(&mut self, concurrency: usize) {
-        let Code::HttpProxy { artifact, pooled, .. } = &mut self.code else {
+        let Code::HttpProxy {
+            artifact, pooled, ..
+        } = &mut self.code
+        else {
             return;
         };
         let instances = u32::try_from(concurrency.saturating_add(1)).unwrap_or(u32::MAX);
@@ -192,12 +198,18 @@ impl Program {
             // SAFETY: the same compile cache entry `load` took (see there).
             let component = unsafe { Component::deserialize_file(&engine, &*artifact) }?;
             let pre = crate::http::link(&engine, &component)?;
-            Ok(Pooled { engine, pre, concurrency })
+            Ok(Pooled {
+                engine,
+                pre,
+                concurrency,
+            })
         };
         match load() {
             Ok(p) => *pooled = Some(p),
-            Err(e) => log::warn!("{}: no pooling allocator for serving: {e:#}", self.guest_path),
+            Err(e) => log::warn!(
+                "{}: no pooling allocator for serving: {e:#}",
+                self.guest_path
+            ),
         }
     }
 }
-

@@ -39,14 +39,24 @@ pub(super) const MAX_SUBSCRIPTIONS: u32 = 1 << 16;
 pub(super) const MAX_IO: usize = 1 << 20;
 
 /// Guest memory access that answers EFAULT rather than trapping on a bad pointer.
-pub(super) fn read_mem(store: impl AsContext, mem: &Memory, ptr: u32, len: usize) -> Result<Vec<u8>, i32> {
+pub(super) fn read_mem(
+    store: impl AsContext,
+    mem: &Memory,
+    ptr: u32,
+    len: usize,
+) -> Result<Vec<u8>, i32> {
     let mut buf = vec![0u8; len];
     mem.read(store, ptr as usize, &mut buf)
         .map_err(|_| errno::FAULT)?;
     Ok(buf)
 }
 
-pub(super) fn write_mem(store: impl AsContextMut, mem: &Memory, ptr: u32, bytes: &[u8]) -> Result<(), i32> {
+pub(super) fn write_mem(
+    store: impl AsContextMut,
+    mem: &Memory,
+    ptr: u32,
+    bytes: &[u8],
+) -> Result<(), i32> {
     mem.write(store, ptr as usize, bytes)
         .map_err(|_| errno::FAULT)
 }

@@ -54,7 +54,10 @@ pub(super) fn accept(
 }
 
 /// Reserves a descriptor number in Wasmtime's table: `open(".")` of the listener's placeholder.
-pub(super) fn reserve(caller: &mut Caller<'_, P1State>, listener: i32) -> wasmtime::Result<Result<u32, i32>> {
+pub(super) fn reserve(
+    caller: &mut Caller<'_, P1State>,
+    listener: i32,
+) -> wasmtime::Result<Result<u32, i32>> {
     with_scratch(caller, |caller, scratch| {
         scratch
             .memory
@@ -86,7 +89,9 @@ pub(super) fn release(caller: &mut Caller<'_, P1State>, number: u32) -> wasmtime
         return Ok(());
     }
     with_scratch(caller, |caller, scratch| {
-        scratch.call(&mut *caller, "fd_close", &[Val::I32(number as i32)]).map(|_| ())
+        scratch
+            .call(&mut *caller, "fd_close", &[Val::I32(number as i32)])
+            .map(|_| ())
     })
 }
 
@@ -285,7 +290,11 @@ pub(super) fn filestat(caller: &mut Caller<'_, P1State>, ptr: u32) -> wasmtime::
     Ok(errno::SUCCESS)
 }
 
-pub(super) fn prestat(caller: &mut Caller<'_, P1State>, fd: i32, ptr: u32) -> wasmtime::Result<i32> {
+pub(super) fn prestat(
+    caller: &mut Caller<'_, P1State>,
+    fd: i32,
+    ptr: u32,
+) -> wasmtime::Result<i32> {
     if host_fd(caller, fd).map(|(_, k, _)| k) != Some(Kind::Listener) {
         return Ok(errno::BADF);
     }
