@@ -130,6 +130,12 @@ pub fn native_tty() -> Result<Arc<Vec<u8>>> {
 pub fn component_hello() -> Result<Arc<Vec<u8>>> {
     build("component_hello", Kind::Component)
 }
+
+/// `p3_args.wat`: a WASI 0.3 command (component text format) that prints "hello from wasi
+/// 0.3" and each argument on a line, then exits with the number of arguments.
+pub fn p3_args() -> Result<Arc<Vec<u8>>> {
+    build("p3_args", Kind::Wat)
+}
 /// `connect.c`: one TCP connection to argv[1] (`IPv4:PORT`) over `wasi:sockets`; prints
 /// "connected" (exit 0) or "connect failed: ..." (exit 1).
 pub fn connect() -> Result<Arc<Vec<u8>>> {

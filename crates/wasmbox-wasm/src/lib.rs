@@ -7,6 +7,7 @@
 //! - [`http`]: serves a `wasi:http/proxy` component (a request per instance, hyper on tokio),
 //!   and its outbound requests within the egress policy.
 //! - [`p1`]: the layer around Wasmtime's WASI preview 1 (preopened sockets, EROFS).
+//! - [`p3`]: WASI 0.3 commands (linking, and running on the component model's event loop).
 //! - [`p2`]: WASI preview 2 commands (their store data and linking).
 //! - [`outcome`]: how a guest ended, as a process exit status.
 //! - [`sandbox`]: what the OCI spec grants the guest (args, env, cwd, network, memory limit),
@@ -23,6 +24,7 @@ pub mod http;
 pub mod outcome;
 pub mod p1;
 pub mod p2;
+pub mod p3;
 pub mod policy;
 pub mod run;
 pub mod sandbox;

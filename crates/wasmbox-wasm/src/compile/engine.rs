@@ -11,7 +11,10 @@
 //! `gc-drc`, `threads`; see the workspace Cargo.toml). Not on: creating shared memories
 //! (`Config::shared_memory`, off by default in Wasmtime, which ranks them tier 2: no security
 //! fixes for a sandbox to rely on), and what Wasmtime leaves off by default: stack switching,
-//! wide arithmetic, custom page sizes, shared-everything threads, component-model async.
+//! wide arithmetic, custom page sizes, shared-everything threads.
+//!
+//! The component model's async (`stream`, `future`, `async func`) is on: WASI 0.3 is built on it
+//! (crate feature `component-model-async`), as in `wasmtime run` and `wasmtime serve`.
 
 pub use wasmtime::Engine;
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, Strategy};
@@ -25,6 +28,7 @@ fn config() -> Config {
     // signal path bumps the epoch, so there is no ticker thread and no cost while running.
     config.epoch_interruption(true);
     config.wasm_component_model(true);
+    config.wasm_component_model_async(true);
     config
 }
 

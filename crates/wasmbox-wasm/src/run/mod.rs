@@ -84,7 +84,7 @@ fn execute(
     let engine = &program.engine;
     let listening: &[crate::policy::Listen] = match &program.code {
         // Components bind their own sockets (checked by the network policy).
-        Code::Component(_) | Code::HttpProxy { .. } => &[],
+        Code::Component(_) | Code::ComponentP3(_) | Code::HttpProxy { .. } => &[],
         Code::Module { .. } => &granted.policy.listen,
     };
     // Bound before the guest starts; they stay here until it has ended (a unix socket's file
@@ -190,6 +190,13 @@ fn execute(
                     .call_run(&mut store)?
                     .map_err(|()| wasmtime::Error::new(I32Exit(1)))
             })
+        }
+        Code::ComponentP3(pre) => {
+            let state = P2State::new(wasi.build(), limits);
+            let mut store = Store::new(engine, state);
+            store.limiter(|s| &mut s.limits);
+            arm_epoch(&mut store);
+            crate::p3::call_run(pre, store)
         }
         Code::HttpProxy { .. } => Err(wasmtime::format_err!(
             "an HTTP component is served, not run"

@@ -29,8 +29,10 @@ pub(crate) enum Code {
         base: Linker<P1State>,
         trampoline: Option<Module>,
     },
-    /// A `wasi:cli/command` component.
+    /// A `wasi:cli/command@0.2` component.
     Component(CommandPre<P2State>),
+    /// A `wasi:cli/command@0.3` component (see [`crate::p3`]).
+    ComponentP3(wasmtime_wasi::p3::bindings::CommandPre<P2State>),
     /// A `wasi:http/proxy` component: served, not run (see [`crate::http`]); `pooled` is the
     /// same artifact on an engine with a pooling allocator ([`Program::pool_http`]).
     HttpProxy {
@@ -92,9 +94,15 @@ impl Program {
                         guest_path: guest_path.to_string(),
                     });
                 }
-                Code::Component(
-                    crate::p2::link(engine, &component).map_err(|e| link_err(guest_path, e))?,
-                )
+                if crate::p3::is_command(engine, &component) {
+                    Code::ComponentP3(
+                        crate::p3::link(engine, &component).map_err(|e| link_err(guest_path, e))?,
+                    )
+                } else {
+                    Code::Component(
+                        crate::p2::link(engine, &component).map_err(|e| link_err(guest_path, e))?,
+                    )
+                }
             }
             _ => {
                 // SAFETY: the artifact was written by our own compile cache (see above).
