@@ -100,6 +100,11 @@ pub fn cat_file() -> Result<Arc<Vec<u8>>> {
 pub fn fs_probe() -> Result<Arc<Vec<u8>>> {
     build("fs_probe", Kind::CWasm)
 }
+
+/// The same probe as a preview 2 component (through the preview 1 adapter).
+pub fn fs_probe_component() -> Result<Arc<Vec<u8>>> {
+    build("fs_probe", Kind::Component)
+}
 pub fn mem_grow() -> Result<Arc<Vec<u8>>> {
     build("mem_grow", Kind::CWasm)
 }

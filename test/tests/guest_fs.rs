@@ -173,6 +173,25 @@ fn read_only_root_and_mounts_fail_writes_with_erofs_and_hide_proc_mounted_elsewh
 }
 
 #[test]
+fn the_environment_is_the_specs_without_a_pwd_nobody_needs() {
+    require_integration!();
+    let containerd = start();
+    // A preview 1 module at "/" needs no PWD, and gets none.
+    let image = probe_image(&containerd, "fs-env");
+    let id = ids::container_id("fs-env");
+    let out = run_ok(&containerd, &RunSpec::new(&image, &id).args(["/app.wasm", "env:PWD"]));
+    assert_eq!(Probe::parse(&out.stdout).err("env:PWD"), "ENOENT", "{out:?}");
+    // A component has its initial cwd: away from "/" it gets no PWD either.
+    let component = compat_image(&ids::image_ref("fs-env-component"), &guests::fs_probe_component().unwrap())
+        .dir("/work", 0o755);
+    let image = containerd.import_image(component).unwrap();
+    let id = ids::container_id("fs-env-component");
+    let spec = RunSpec::new(&image, &id).flag("--cwd=/work").args(["/app.wasm", "env:PWD"]);
+    let out = run_ok(&containerd, &spec);
+    assert_eq!(Probe::parse(&out.stdout).err("env:PWD"), "ENOENT", "{out:?}");
+}
+
+#[test]
 fn a_non_root_cwd_reaches_the_guest_as_pwd() {
     require_integration!();
     let containerd = start();

@@ -17,8 +17,9 @@ use crate::WasmError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxSpec {
     pub args: Vec<String>,
+    /// Exactly the spec's environment (see [`Self::preview1_pwd`] for the one addition).
     pub env: Vec<(String, String)>,
-    /// The spec's cwd, normalized: `PWD` unless the spec sets it, and a component's initial cwd.
+    /// The spec's cwd, normalized: a component's initial cwd.
     pub cwd: String,
     /// True when the container has a network namespace of its own (or its pod's): only then
     /// may a component open sockets, and only in that namespace.
@@ -83,13 +84,6 @@ impl SandboxSpec {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let cwd = normalize(&process.cwd().display().to_string());
-        // Preview 1 has no way to say the cwd: wasi-libc starts at "/" and treats a preopen
-        // named "." as "/". `PWD` is the convention guests use instead (Go's wasip1 port reads
-        // it; a C guest can chdir(getenv("PWD"))), as a shell would set it.
-        let mut env: Vec<(String, String)> = env;
-        if !env.iter().any(|(k, _)| k == "PWD") {
-            env.push(("PWD".into(), cwd.clone()));
-        }
         let linux = spec.linux().as_ref();
         let network = linux
             .and_then(|l| l.namespaces().as_ref())
@@ -107,6 +101,17 @@ impl SandboxSpec {
             network,
             memory_limit,
         })
+    }
+}
+
+impl SandboxSpec {
+    /// `PWD` for a preview 1 module, if it needs one. Preview 1 has no way to say the cwd:
+    /// wasi-libc starts at "/". `PWD` is the convention guests use instead (Go's wasip1 port
+    /// reads it; a C guest can chdir(getenv("PWD"))), as a shell would set it. Only where it
+    /// serves: a cwd other than "/", and a spec that sets no `PWD` itself. Components have
+    /// `initial-cwd`, so no guest sees a variable it was not given for nothing.
+    pub fn preview1_pwd(&self) -> Option<&str> {
+        (self.cwd != "/" && !self.env.iter().any(|(k, _)| k == "PWD")).then_some(self.cwd.as_str())
     }
 }
 
@@ -163,11 +168,16 @@ mod tests {
     fn maps_args_env_cwd_limits_and_network() {
         let s = SandboxSpec::from_spec(&spec(false, "/work/"), "/app.wasm").unwrap();
         assert_eq!(s.args, vec!["/app.wasm", "x"]);
-        let pwd = ("PWD".to_string(), "/work".to_string());
-        assert_eq!(s.env, vec![("A".into(), "1".into()), ("B".into(), "x=y".into()), pwd]);
+        // Exactly the spec's environment; PWD only for a preview 1 module away from "/".
+        assert_eq!(s.env, vec![("A".into(), "1".into()), ("B".into(), "x=y".into())]);
         assert_eq!(s.cwd, "/work");
+        assert_eq!(s.preview1_pwd(), Some("/work"));
         assert!(s.network);
         assert_eq!(s.memory_limit, Some(64 << 20));
-        assert_eq!(SandboxSpec::from_spec(&spec(true, "./"), "/a").unwrap().cwd, "/");
+        let at_root = SandboxSpec::from_spec(&spec(true, "./"), "/a").unwrap();
+        assert_eq!((at_root.cwd.as_str(), at_root.preview1_pwd()), ("/", None));
+        let mut own = s.clone();
+        own.env.push(("PWD".into(), "/elsewhere".into()));
+        assert_eq!(own.preview1_pwd(), None, "the spec's own PWD stays as it is");
     }
 }

@@ -149,6 +149,9 @@ fn execute(
                 .map(|b| b.fd.try_clone())
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| wasmtime::format_err!("duplicate a listener: {e}"))?;
+            if let Some(pwd) = sandbox.preview1_pwd() {
+                wasi.env("PWD", pwd);
+            }
             let state = P1State {
                 wasi: wasi.build_p1(),
                 limits,
