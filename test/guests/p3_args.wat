@@ -1,7 +1,9 @@
 ;; A WASI 0.3 command in the component text format (no toolchain emits 0.3 for C here yet):
 ;; prints "hello from wasi 0.3", then each argument on a line of its own, to stdout through
 ;; wasi:cli/stdout@0.3.0 (a stream<u8>), waits for the write's result, and exits through
-;; wasi:cli/exit@0.3.0 with the number of arguments (argv[0] included) as its status.
+;; wasi:cli/exit@0.3.0 with the number of arguments (argv[0] included) as its status. When its
+;; last argument is "spinning" it loops forever instead, without host calls, so only the
+;; runtime's interruption (a signal) can stop it.
 ;;
 ;; `run` has wasi:cli/run@0.3.0's async type but is lifted synchronously, so it may block in
 ;; waitable-set.wait. Memory layout: [0..8) an event, [16..18) the write's result, [32..40)
@@ -134,6 +136,12 @@
       (if (i32.eq (local.get $st) (i32.const -1))
         (then (drop (call $wait (local.get $fut)))))
       (call $future-drop-readable (local.get $fut))
+      ;; The last argument "spinning" (8 bytes, little-endian as one i64): loop forever.
+      (local.set $arg (i32.add (i32.load offset=32 (i32.const 0))
+        (i32.mul (i32.sub (local.get $n) (i32.const 1)) (i32.const 8))))
+      (if (i32.and (i32.eq (i32.load offset=4 (local.get $arg)) (i32.const 8))
+                   (i64.eq (i64.load (i32.load (local.get $arg))) (i64.const 0x676e696e6e697073)))
+        (then (loop $forever (br $forever))))
       (call $exit-with-code (local.get $n))
       unreachable))
 

@@ -121,7 +121,14 @@ pub fn signal_and_remove(containerd: &Containerd, id: &str, signal: &str) -> (Ev
 /// "spinning", i.e. it is inside its host-call-free loop.
 pub fn start_spinning(containerd: &Containerd, id: &str) -> TaskInfo {
     let image = import_compat(containerd, "spin", &guests::spin().unwrap());
-    let log = start_logged(containerd, RunSpec::new(&image, id));
+    start_spinning_spec(containerd, RunSpec::new(&image, id))
+}
+
+/// [`start_spinning`] for any guest that prints "spinning" before its host-call-free loop.
+pub fn start_spinning_spec(containerd: &Containerd, spec: RunSpec) -> TaskInfo {
+    let id = spec.id.clone();
+    let id = id.as_str();
+    let log = start_logged(containerd, spec);
     let task = containerd
         .wait_task_status(id, "RUNNING", START_TIMEOUT)
         .unwrap_or_else(|e| panic!("{e:#}\ncontainerd log:\n{}", containerd.log_tail(40)));

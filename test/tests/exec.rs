@@ -22,6 +22,7 @@ fn start_wasm_container(containerd: &Containerd, name: &str) -> String {
         .file("/exit.wasm", guests::exit_code().unwrap().to_vec(), 0o644)
         .file("/echo.wasm", guests::echo_stdin().unwrap().to_vec(), 0o644)
         .file("/args.wasm", guests::args_env().unwrap().to_vec(), 0o644)
+        .file("/p3.wasm", guests::p3_args().unwrap().to_vec(), 0o644)
         .file("/spin.wasm", guests::spin().unwrap().to_vec(), 0o644);
     let image = containerd.import_image(image).unwrap();
     let id = ids::container_id(name);
@@ -57,6 +58,10 @@ fn exec_runs_native_and_wasm_programs_in_a_wasm_container() {
     let (out, err, code) = exec(&containerd, &id, "args", &[], &["/args.wasm", "one", "two words"], b"");
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("arg[1]=one") && out.contains("arg[2]=two words"), "{out}");
+
+    // A WASI 0.3 command runs as an exec too (its status is its argument count).
+    let (out, err, code) = exec(&containerd, &id, "p3", &[], &["/p3.wasm", "x"], b"");
+    assert_eq!((out.as_str(), code), ("hello from wasi 0.3\n/p3.wasm\nx\n", 2), "{err}");
 
     // Nothing runnable: said clearly, and the container is unharmed.
     let (_, err, code) = exec(&containerd, &id, "sh", &[], &["sh", "-c", "true"], b"");
