@@ -40,6 +40,11 @@ pub enum Kind {
     /// from the `wasi:http` WIT that Wasmtime's own `wasmtime-wasi-http` carries, built like
     /// [`Kind::ComponentP2`] but as a reactor; see [`wasi_http_wit`].
     HttpComponent,
+    /// `<name>.c` as a `wasi:cli/command@0.3.0` component: C bindings generated with
+    /// `wit-bindgen-c` from the WASI 0.3 WIT that `wasmtime-wasi-http` carries (see
+    /// [`wasi_p3_wit`]), every import and `run` bound synchronously (a stream's or future's
+    /// wait is the guest's own), built like [`Kind::HttpComponent`].
+    CommandP3,
 }
 
 type Cache = Mutex<HashMap<(String, Kind), Arc<Vec<u8>>>>;
@@ -60,6 +65,7 @@ pub fn build(name: &str, kind: Kind) -> Result<Arc<Vec<u8>>> {
         Kind::NativeStatic => native_static(name)?,
         Kind::ComponentP2 => component_p2(name)?,
         Kind::HttpComponent => http_component(name)?,
+        Kind::CommandP3 => command_p3(name)?,
     });
     cache
         .lock()
@@ -141,6 +147,12 @@ pub fn component_hello() -> Result<Arc<Vec<u8>>> {
 pub fn p3_args() -> Result<Arc<Vec<u8>>> {
     build("p3_args", Kind::Wat)
 }
+
+/// `p3_command.c`: a WASI 0.3 command in C that prints its args and environment, writes files
+/// (`write:PATH`) and exits with a status (`exit:N`), all through 0.3 interfaces.
+pub fn p3_command() -> Result<Arc<Vec<u8>>> {
+    build("p3_command", Kind::CommandP3)
+}
 /// `connect.c`: one TCP connection to argv[1] (`IPv4:PORT`) over `wasi:sockets`; prints
 /// "connected" (exit 0) or "connect failed: ..." (exit 1).
 pub fn connect() -> Result<Arc<Vec<u8>>> {
@@ -182,16 +194,40 @@ pub fn wasi_http_wit() -> Result<PathBuf> {
 /// The `wasmtime-wasi-http` version in Cargo.lock (a unit test keeps them equal).
 pub const WASMTIME_WASI_HTTP_VERSION: &str = "48.0.8";
 
+/// The WASI 0.3 WIT (`wasi:cli@0.3.0` ... `wasi:http@0.3.0`) that `wasmtime-wasi-http` carries
+/// beside its 0.2 one.
+pub fn wasi_p3_wit() -> Result<PathBuf> {
+    let p2 = wasi_http_wit()?;
+    let dir = p2.parent().map(|d| d.join("src/p3/wit")).unwrap_or_default();
+    if !dir.join("world.wit").is_file() {
+        bail!("no WASI 0.3 WIT at {} (beside {})", dir.display(), p2.display());
+    }
+    Ok(dir)
+}
+
+fn command_p3(name: &str) -> Result<Vec<u8>> {
+    let opts = wit_bindgen_c::Opts {
+        async_: wit_bindgen_core::AsyncFilterSet::all(false),
+        rename_world: Some("bindings".into()),
+        ..Default::default()
+    };
+    bindings_component(name, &wasi_p3_wit()?, "wasi:cli/command@0.3.0", opts)
+}
+
 fn http_component(name: &str) -> Result<Vec<u8>> {
+    bindings_component(name, &wasi_http_wit()?, "bindings", wit_bindgen_c::Opts::default())
+}
+
+/// `<name>.c` with C bindings of `world` (in the WIT at `wit`), as a reactor component.
+fn bindings_component(name: &str, wit: &Path, world: &str, opts: wit_bindgen_c::Opts) -> Result<Vec<u8>> {
     use wit_bindgen_core::wit_parser::Resolve;
     let mut resolve = Resolve::default();
-    let (pkg, _) = resolve.push_dir(wasi_http_wit()?)?;
-    let world = resolve.select_world(&[pkg], Some("bindings"))?;
+    let (pkg, _) = resolve.push_dir(wit)?;
+    let world = resolve.select_world(&[pkg], Some(world))?;
     let mut files = wit_bindgen_core::Files::default();
-    wit_bindgen_c::Opts::default()
-        .build()
+    opts.build()
         .generate(&mut resolve, world, &mut files)
-        .context("generating the wasi:http C bindings")?;
+        .with_context(|| format!("generating the C bindings of {}", wit.display()))?;
     let bindings = tempfile::Builder::new().prefix("wbx-bindings-").tempdir()?;
     for (file, contents) in files.iter() {
         std::fs::write(bindings.path().join(file), contents)?;
@@ -425,3 +461,4 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &b));
     }
 }
+

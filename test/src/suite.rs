@@ -1,6 +1,6 @@
 //! Small helpers that keep the test files about behaviour rather than plumbing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::containerd::Containerd;
@@ -144,4 +144,16 @@ pub fn start_spinning_spec(containerd: &Containerd, spec: RunSpec) -> TaskInfo {
         );
     }
     task
+}
+
+/// A fresh directory under the fixture's work dir, for a test's bind mounts.
+pub fn work_dir(containerd: &Containerd, name: &str) -> PathBuf {
+    let dir = containerd.paths().work.join(format!("{name}-{}", ids::container_id("d")));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `ctr run`'s flag that bind-mounts `src` at `dst` (`mode`: `ro` or `rw`).
+pub fn bind(src: &Path, dst: &str, mode: &str) -> String {
+    format!("--mount=type=bind,src={},dst={dst},options=rbind:{mode}", src.display())
 }

@@ -2,13 +2,13 @@
 //! place, `/proc`, `/sys` and `/dev` unreachable by any path, read-only where the container is;
 //! entrypoints from volumes; the memory limit holds.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sha2::Digest;
 use wasmbox_integration::ctr::RunSpec;
 use wasmbox_integration::image::{compat_image, image_without_entrypoint_file};
 use wasmbox_integration::probe::{assert_memory_budget, mem_grow_reached, Probe};
-use wasmbox_integration::suite::{assert_clean, start};
+use wasmbox_integration::suite::{assert_clean, bind, start, work_dir};
 use wasmbox_integration::{guests, ids, require_integration, Containerd, RunOutput};
 
 /// Runs `spec` (with `--rm`) to the end, expects exit 0, checks nothing is left.
@@ -37,16 +37,6 @@ fn probe_image(containerd: &Containerd, name: &str) -> String {
 }
 
 /// A directory of the fixture's work space, made for one test.
-fn work_dir(containerd: &Containerd, name: &str) -> PathBuf {
-    let dir = containerd.paths().work.join(format!("{name}-{}", ids::container_id("d")));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn bind(src: &Path, dst: &str, mode: &str) -> String {
-    format!("--mount=type=bind,src={},dst={dst},options=rbind:{mode}", src.display())
-}
-
 const UNREACHABLE: &[&str] = &[
     "read:/proc/self/environ",
     "read:/proc/1/environ",

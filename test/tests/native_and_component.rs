@@ -1,5 +1,5 @@
-//! The wasmbox runtime also runs native static ELFs (exec in the container), WASI preview2
-//! components and WASI 0.3 components.
+//! The wasmbox runtime also runs native static ELFs (exec in the container) and WASI preview2
+//! components (WASI 0.3 ones: wasi_p3.rs).
 
 use wasmbox_integration::suite::{assert_clean, import_compat, start};
 use wasmbox_integration::{guests, ids, image, require_integration};
@@ -36,20 +36,5 @@ fn component_prints_its_output() {
 
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(out.stdout, "hello from component\n");
-    assert_clean(&containerd, &id);
-}
-
-#[test]
-fn wasi_0_3_command_gets_its_args_prints_and_exits_with_its_code() {
-    require_integration!();
-    let containerd = start();
-    let image = import_compat(&containerd, "p3-args", &guests::p3_args().unwrap());
-    let id = ids::container_id("p3-args");
-
-    let out = containerd.run_rm(&image, &id, &["/app.wasm", "one", "two words"]).unwrap();
-
-    // The exit status is the argument count: what `exit-with-code` says reaches containerd.
-    assert_eq!(out.code, 3, "{out:?}");
-    assert_eq!(out.stdout, "hello from wasi 0.3\n/app.wasm\none\ntwo words\n");
     assert_clean(&containerd, &id);
 }

@@ -1,0 +1,175 @@
+// A WASI 0.3 command (`wasi:cli/command@0.3.0`) in C, on bindings from wit-bindgen-c: every
+// call to the host goes through a 0.3 interface (args, environment, stdout as a stream<u8>,
+// files through a descriptor's stream, exit). It prints "arg[i]=..." for each argument and
+// "env NAME=VALUE" for its whole environment, then runs the arguments that are operations:
+//   write:PATH   writes a line to PATH (below the "/" preopen): "write:PATH ok" or
+//                "write:PATH err <error-code>"
+//   exit:N       exits with status N (after flushing what it printed)
+#include <stdint.h>
+#include <string.h>
+
+#include "bindings.h"
+
+static uint8_t out[65536];
+static size_t out_len;
+
+static void put(const char *s, size_t n) {
+    if (n > sizeof out - out_len) n = sizeof out - out_len;
+    memcpy(out + out_len, s, n);
+    out_len += n;
+}
+
+static void puts_(const char *s) { put(s, strlen(s)); }
+
+static void put_string(const bindings_string_t *s) { put((const char *)s->ptr, s->len); }
+
+static void put_uint(uint32_t v) {
+    char buf[12];
+    size_t i = sizeof buf;
+    do {
+        buf[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    put(buf + i, sizeof buf - i);
+}
+
+// Blocks until `waitable` has an event, and returns it.
+static bindings_event_t wait_for(uint32_t waitable) {
+    bindings_event_t event;
+    bindings_waitable_set_t set = bindings_waitable_set_new();
+    bindings_waitable_join(waitable, set);
+    bindings_waitable_set_wait(set, &event);
+    bindings_waitable_join(waitable, 0);
+    bindings_waitable_set_drop(set);
+    return event;
+}
+
+// The status of a stream or future operation, waited for when it blocked.
+static bindings_waitable_status_t settle(uint32_t handle, bindings_waitable_status_t status) {
+    if (status == BINDINGS_WAITABLE_STATUS_BLOCKED) return wait_for(handle).code;
+    return status;
+}
+
+// Writes all of `buf` to stdout through a fresh stream; waits for the write's result.
+static void write_stdout(const uint8_t *buf, size_t len) {
+    wasi_cli_stdin_stream_u8_writer_t writer;
+    wasi_cli_stdin_stream_u8_t reader = wasi_cli_stdin_stream_u8_new(&writer);
+    wasi_cli_stdout_future_result_void_error_code_t done = wasi_cli_stdout_write_via_stream(reader);
+    while (len > 0) {
+        bindings_waitable_status_t st = settle(writer, wasi_cli_stdin_stream_u8_write(writer, buf, len));
+        uint32_t n = BINDINGS_WAITABLE_COUNT(st);
+        buf += n;
+        len -= n;
+        if (BINDINGS_WAITABLE_STATE(st) == BINDINGS_WAITABLE_DROPPED) break;
+    }
+    wasi_cli_stdin_stream_u8_drop_writable(writer);
+    wasi_cli_stdout_result_void_error_code_t result;
+    settle(done, wasi_cli_stdout_future_result_void_error_code_read(done, &result));
+    wasi_cli_stdout_future_result_void_error_code_drop_readable(done);
+}
+
+static void flush(void) {
+    write_stdout(out, out_len);
+    out_len = 0;
+}
+
+static void put_fs_error(const wasi_filesystem_types_error_code_t *e) {
+    switch (e->tag) {
+    case WASI_FILESYSTEM_TYPES_ERROR_CODE_READ_ONLY: puts_("read-only"); break;
+    case WASI_FILESYSTEM_TYPES_ERROR_CODE_IO: puts_("io"); break;
+    default: puts_("error-code "); put_uint(e->tag);
+    }
+}
+
+static bool is_root(const bindings_string_t *s) { return s->len == 1 && s->ptr[0] == '/'; }
+
+static void op_write(const char *op, const char *path) {
+    static const char line[] = "written by wasi 0.3\n";
+    puts_(op);
+    wasi_filesystem_preopens_list_tuple2_own_descriptor_string_t dirs;
+    wasi_filesystem_preopens_get_directories(&dirs);
+    wasi_filesystem_types_own_descriptor_t *root = NULL;
+    for (size_t i = 0; i < dirs.len; i++) {
+        if (is_root(&dirs.ptr[i].f1)) root = &dirs.ptr[i].f0;
+    }
+    if (!root) {
+        puts_(" err no / preopen\n");
+        return;
+    }
+    while (*path == '/') path++;
+    bindings_string_t name = {(uint8_t *)path, strlen(path)};
+    wasi_filesystem_types_own_descriptor_t file;
+    wasi_filesystem_types_error_code_t err;
+    if (!wasi_filesystem_types_method_descriptor_open_at(
+            wasi_filesystem_types_borrow_descriptor(*root), 0, &name,
+            WASI_FILESYSTEM_TYPES_OPEN_FLAGS_CREATE | WASI_FILESYSTEM_TYPES_OPEN_FLAGS_TRUNCATE,
+            WASI_FILESYSTEM_TYPES_DESCRIPTOR_FLAGS_WRITE, &file, &err)) {
+        puts_(" err ");
+        put_fs_error(&err);
+        puts_("\n");
+        return;
+    }
+    wasi_filesystem_types_stream_u8_writer_t writer;
+    wasi_filesystem_types_stream_u8_t reader = wasi_filesystem_types_stream_u8_new(&writer);
+    wasi_filesystem_types_future_result_void_error_code_t done =
+        wasi_filesystem_types_method_descriptor_write_via_stream(wasi_filesystem_types_borrow_descriptor(file), reader, 0);
+    const uint8_t *buf = (const uint8_t *)line;
+    size_t len = sizeof line - 1;
+    while (len > 0) {
+        bindings_waitable_status_t st = settle(writer, wasi_filesystem_types_stream_u8_write(writer, buf, len));
+        uint32_t n = BINDINGS_WAITABLE_COUNT(st);
+        buf += n;
+        len -= n;
+        if (BINDINGS_WAITABLE_STATE(st) == BINDINGS_WAITABLE_DROPPED) break;
+    }
+    wasi_filesystem_types_stream_u8_drop_writable(writer);
+    wasi_filesystem_types_result_void_error_code_t result;
+    settle(done, wasi_filesystem_types_future_result_void_error_code_read(done, &result));
+    wasi_filesystem_types_future_result_void_error_code_drop_readable(done);
+    wasi_filesystem_types_descriptor_drop_own(file);
+    if (result.is_err) {
+        puts_(" err ");
+        put_fs_error(&result.val.err);
+        puts_("\n");
+    } else {
+        puts_(" ok\n");
+    }
+}
+
+bool exports_wasi_cli_run_run(void) {
+    bindings_list_string_t args;
+    wasi_cli_environment_get_arguments(&args);
+    for (size_t i = 0; i < args.len; i++) {
+        puts_("arg[");
+        put_uint((uint32_t)i);
+        puts_("]=");
+        put_string(&args.ptr[i]);
+        puts_("\n");
+    }
+    bindings_list_tuple2_string_string_t env;
+    wasi_cli_environment_get_environment(&env);
+    for (size_t i = 0; i < env.len; i++) {
+        puts_("env ");
+        put_string(&env.ptr[i].f0);
+        puts_("=");
+        put_string(&env.ptr[i].f1);
+        puts_("\n");
+    }
+    for (size_t i = 1; i < args.len; i++) {
+        // NUL-terminated copies: the bindings' strings are not.
+        char op[512];
+        size_t n = args.ptr[i].len < sizeof op - 1 ? args.ptr[i].len : sizeof op - 1;
+        memcpy(op, args.ptr[i].ptr, n);
+        op[n] = 0;
+        if (!strncmp(op, "write:", 6)) {
+            op_write(op, op + 6);
+        } else if (!strncmp(op, "exit:", 5)) {
+            uint32_t code = 0;
+            for (const char *p = op + 5; *p >= '0' && *p <= '9'; p++) code = code * 10 + (uint32_t)(*p - '0');
+            flush();
+            wasi_cli_exit_exit_with_code((uint8_t)code);
+        }
+    }
+    flush();
+    return true;
+}
