@@ -53,3 +53,23 @@ fn wasi_0_3_command_gets_its_args_prints_and_exits_with_its_code() {
     assert_eq!(out.stdout, "hello from wasi 0.3\n/app.wasm\none\ntwo words\n");
     assert_clean(&containerd, &id);
 }
+
+#[test]
+fn what_the_host_lacks_fails_create_with_one_line_naming_it() {
+    require_integration!();
+    let containerd = start();
+    for (guest, says) in [
+        ("p3_handler_export", "wasi:http/handler@0.3.0"),
+        ("p3_unknown_import", "wasi:nonexistent/thing@0.3.0"),
+    ] {
+        let wasm = guests::build(guest, guests::Kind::Wat).unwrap();
+        let image = import_compat(&containerd, &guest.replace('_', "-"), &wasm);
+        let id = ids::container_id(&guest.replace('_', "-"));
+        let out = containerd.run_rm(&image, &id, &[]).unwrap();
+        assert_ne!(out.code, 0, "{out:?}");
+        let line = out.stderr.lines().find(|l| l.contains("failed to create shim task")).unwrap_or_default();
+        assert!(line.contains(says), "{guest}: {out:?}");
+        assert_clean(&containerd, &id);
+    }
+}
+

@@ -37,6 +37,8 @@ pub enum WasmError {
     NotAFunction { path: String, func: String },
     #[error("{path}: `path#func` calls an export of a core module; components run wasi:cli/run")]
     FuncOnComponent { path: String },
+    #[error("{path}: not a program wasmbox runs: {message}")]
+    Unserved { path: String, message: String },
     #[error("{path}: cannot link: {message}")]
     Link { path: String, message: String },
     #[error("compile cache {path:?}: {source}")]

@@ -98,6 +98,11 @@ impl Program {
                     Code::ComponentP3(
                         crate::p3::link(engine, &component).map_err(|e| link_err(guest_path, e))?,
                     )
+                } else if let Some(why) = unserved(engine, &component) {
+                    return Err(WasmError::Unserved {
+                        path: guest_path.to_string(),
+                        message: why,
+                    });
                 } else {
                     Code::Component(
                         crate::p2::link(engine, &component).map_err(|e| link_err(guest_path, e))?,
@@ -153,6 +158,30 @@ impl Program {
             guest_path: guest_path.to_string(),
         })
     }
+}
+
+/// Why a component that is neither an HTTP handler nor a 0.3 command is not a 0.2 command
+/// either, naming what it exports; None when it is one.
+fn unserved(engine: &Engine, component: &Component) -> Option<String> {
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    if exports.iter().any(|e| e.starts_with("wasi:cli/run@0.2")) {
+        return None;
+    }
+    if let Some(handler) = exports.iter().find(|e| e.starts_with("wasi:http/handler@0.3")) {
+        return Some(format!(
+            "it exports {handler}, a WASI 0.3 HTTP handler, which wasmbox does not serve yet \
+             (it serves wasi:http/incoming-handler@0.2 handlers)"
+        ));
+    }
+    Some(format!(
+        "it exports no world wasmbox runs (wasi:cli/run@0.2 or @0.3, or \
+         wasi:http/incoming-handler@0.2); its exports: {}",
+        if exports.is_empty() { "none".to_string() } else { exports.join(", ") }
+    ))
 }
 
 fn link_err(path: &str, e: wasmtime::Error) -> WasmError {
