@@ -45,6 +45,9 @@ pub enum Kind {
     /// [`wasi_p3_wit`]), every import and `run` bound synchronously (a stream's or future's
     /// wait is the guest's own), built like [`Kind::HttpComponent`].
     CommandP3,
+    /// `<name>.c` as a `wasi:http/service@0.3.0` handler: bindings of that world from the same
+    /// WIT, `handle` async (the callback form), built like [`Kind::HttpComponent`].
+    HttpComponentP3,
 }
 
 type Cache = Mutex<HashMap<(String, Kind), Arc<Vec<u8>>>>;
@@ -66,6 +69,7 @@ pub fn build(name: &str, kind: Kind) -> Result<Arc<Vec<u8>>> {
         Kind::ComponentP2 => component_p2(name)?,
         Kind::HttpComponent => http_component(name)?,
         Kind::CommandP3 => command_p3(name)?,
+        Kind::HttpComponentP3 => bindings_component(name, &wasi_p3_wit()?, "bindings", wit_bindgen_c::Opts::default())?,
     });
     cache
         .lock()
@@ -146,6 +150,11 @@ pub fn component_hello() -> Result<Arc<Vec<u8>>> {
 /// 0.3" and each argument on a line, then exits with the number of arguments.
 pub fn p3_args() -> Result<Arc<Vec<u8>>> {
     build("p3_args", Kind::Wat)
+}
+
+/// `http_p3_hello.c`: a WASI 0.3 HTTP handler answering "hello <path>\n".
+pub fn http_p3_hello() -> Result<Arc<Vec<u8>>> {
+    build("http_p3_hello", Kind::HttpComponentP3)
 }
 
 /// `p3_command.c`: a WASI 0.3 command in C that prints its args and environment, writes files
@@ -461,4 +470,5 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &b));
     }
 }
+
 

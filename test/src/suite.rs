@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use crate::containerd::Containerd;
 use crate::ctr::{RunOutput, RunSpec, TaskInfo};
 use crate::events::{Event, EventStream};
+use crate::netns::NetNs;
 use crate::poll::wait_until;
 use crate::{guests, ids, image, leftovers};
 
@@ -156,4 +157,26 @@ pub fn work_dir(containerd: &Containerd, name: &str) -> PathBuf {
 /// `ctr run`'s flag that bind-mounts `src` at `dst` (`mode`: `ro` or `rw`).
 pub fn bind(src: &Path, dst: &str, mode: &str) -> String {
     format!("--mount=type=bind,src={},dst={dst},options=rbind:{mode}", src.display())
+}
+
+/// Starts an HTTP handler's `image` detached in `ns`, served on `addr` (`wasmbox.dev/http`),
+/// with `flags`; returns its log once the port accepts.
+pub fn start_http(containerd: &Containerd, ns: &NetNs, id: &str, image: &str, addr: &str, flags: &[&str]) -> PathBuf {
+    let mut spec = RunSpec::new(image, id)
+        .flag(&ns.ctr_flag())
+        .flag(&format!("--annotation=wasmbox.dev/http={addr}"));
+    for f in flags {
+        spec = spec.flag(f);
+    }
+    let log = start_logged(containerd, spec);
+    wait_until(&format!("the handler's server on {addr}"), START_TIMEOUT, || ns.connect_tcp(addr).ok())
+        .unwrap_or_else(|e| panic!("{e:#}\nlog: {:?}\n{}", std::fs::read_to_string(&log), containerd.log_tail(40)));
+    log
+}
+
+/// SIGTERM to a handler and waits for the exit: 0 (drained); nothing left, `addr` free.
+pub fn stop_http(containerd: &Containerd, id: &str, ns: &NetNs, addr: &str) {
+    let (exit, _) = signal_and_remove(containerd, id, "SIGTERM");
+    assert_eq!(exit.exit_status(), Some(0), "{exit:?}");
+    ns.listen_tcp(addr).expect("the handler's port is still taken after it ended");
 }

@@ -9,12 +9,11 @@
 
 use std::time::Duration;
 
-use wasmbox_integration::ctr::RunSpec;
 use wasmbox_integration::http;
 use wasmbox_integration::netns::NetNs;
 use wasmbox_integration::upstream::{TestCa, Upstream};
 use wasmbox_integration::poll::wait_until;
-use wasmbox_integration::suite::{assert_clean, import_compat, signal_and_remove, start, start_logged};
+use wasmbox_integration::suite::{assert_clean, import_compat, start, start_http, stop_http};
 use wasmbox_integration::config::CRI_WASMBOX_HANDLER;
 use wasmbox_integration::cri::api::ContainerState;
 use wasmbox_integration::cri::{self, Cri, Pod};
@@ -59,9 +58,7 @@ fn an_http_component_answers_1000_requests_from_50_clients() {
 
 /// SIGTERM and waits for the exit: 0 (drained); nothing left, the port free.
 fn stop(containerd: &wasmbox_integration::Containerd, id: &str, ns: &NetNs) {
-    let (exit, _) = signal_and_remove(containerd, id, "SIGTERM");
-    assert_eq!(exit.exit_status(), Some(0), "{exit:?}");
-    ns.listen_tcp(ADDR).expect("the handler's port is still taken after it ended");
+    stop_http(containerd, id, ns, ADDR);
 }
 
 /// Starts the handler detached in `ns` with `flags`; returns its log once it accepts.
@@ -72,16 +69,7 @@ fn start_handler(containerd: &wasmbox_integration::Containerd, ns: &NetNs, id: &
 
 /// As [`start_handler`], with an image of the test's.
 fn start_image(containerd: &wasmbox_integration::Containerd, ns: &NetNs, id: &str, image: &str, flags: &[&str]) -> std::path::PathBuf {
-    let mut spec = RunSpec::new(image, id)
-        .flag(&ns.ctr_flag())
-        .flag(&format!("--annotation=wasmbox.dev/http={ADDR}"));
-    for f in flags {
-        spec = spec.flag(f);
-    }
-    let log = start_logged(containerd, spec);
-    wait_until(&format!("the handler's server on {ADDR}"), START_TIMEOUT, || ns.connect_tcp(ADDR).ok())
-        .unwrap_or_else(|e| panic!("{e:#}\nlog: {:?}\n{}", std::fs::read_to_string(&log), containerd.log_tail(40)));
-    log
+    start_http(containerd, ns, id, image, ADDR, flags)
 }
 
 /// A 100 MiB request body is echoed back while it streams in, and the server's memory does

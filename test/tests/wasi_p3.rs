@@ -1,11 +1,15 @@
-//! WASI 0.3 commands, under the same sandbox as 0.2 ones: a command written in C against the
+//! WASI 0.3 components, under the same sandbox as 0.2 ones: a command written in C against the
 //! 0.3 interfaces (args, environment, stdout as a stream, files through a descriptor's stream,
-//! exit), built in the test with wit-bindgen-c; and one in the component text format.
+//! exit), built in the test with wit-bindgen-c, and one in the component text format; and a
+//! `wasi:http/service@0.3.0` handler in C, served where a 0.2 one is.
 
 use wasmbox_integration::ctr::RunSpec;
 use wasmbox_integration::image::compat_image;
-use wasmbox_integration::suite::{assert_clean, bind, import_compat, start, work_dir};
-use wasmbox_integration::{guests, ids, require_integration};
+use wasmbox_integration::netns::NetNs;
+use wasmbox_integration::suite::{assert_clean, bind, import_compat, start, start_http, stop_http, work_dir};
+use wasmbox_integration::{guests, http, ids, require_integration};
+
+const ADDR: &str = "127.0.0.1:8080";
 
 #[test]
 fn a_wasi_0_3_command_gets_its_args_env_and_files_and_exits_with_its_code() {
@@ -59,7 +63,7 @@ fn what_the_host_lacks_fails_create_with_one_line_naming_it() {
     require_integration!();
     let containerd = start();
     for (guest, says) in [
-        ("p3_handler_export", "wasi:http/handler@0.3.0"),
+        ("p3_unknown_export", "wasi:nonexistent/world@0.3.0"),
         ("p3_unknown_import", "wasi:nonexistent/thing@0.3.0"),
     ] {
         let wasm = guests::build(guest, guests::Kind::Wat).unwrap();
@@ -71,5 +75,21 @@ fn what_the_host_lacks_fails_create_with_one_line_naming_it() {
         assert!(line.contains(says), "{guest}: {out:?}");
         assert_clean(&containerd, &id);
     }
+}
+
+#[test]
+fn a_wasi_0_3_handler_answers_over_http1_and_h2c_and_drains_on_sigterm() {
+    require_integration!();
+    let containerd = start();
+    let ns = NetNs::create("http-p3").unwrap();
+    let id = ids::container_id("http-p3");
+    let image = import_compat(&containerd, "http-p3", &guests::http_p3_hello().unwrap());
+    start_http(&containerd, &ns, &id, &image, ADDR, &[]);
+
+    // Every answer checked: "hello <path>" for its own path.
+    assert_eq!(http::check_many(|| ns.connect_tcp(ADDR), 20, 10).unwrap(), 200);
+    assert_eq!(http::check_h2c(ns.connect_tcp(ADDR).unwrap(), 100).unwrap(), 100);
+
+    stop_http(&containerd, &id, &ns, ADDR);
 }
 

@@ -17,7 +17,8 @@
 //! stops accepting, lets the requests in flight finish and exits 0 (SIGKILL, as kubelet sends
 //! after the grace period, ends it at once).
 //!
-//! Its parts: [`proxy`] (the 0.2 proxy world: what a handler is, its store, its linking),
+//! Its parts: [`proxy`] (the 0.2 and 0.3 handler worlds: what a handler is, its store, its
+//! linking),
 //! [`connections`] (what the server keeps of each connection), [`outbound`] (the handlers'
 //! outbound requests, within the egress policy) and [`server`], which uses them all.
 //!
@@ -28,5 +29,5 @@ pub mod outbound;
 pub mod proxy;
 pub mod server;
 
-pub use proxy::{is_proxy, link, HttpState, Pooled};
+pub use proxy::{is_proxy, link, HandlerPre, HttpState, Pooled};
 pub use server::serve;

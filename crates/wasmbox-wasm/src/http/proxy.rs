@@ -1,5 +1,7 @@
-//! The `wasi:http/proxy` world (0.2): which components are HTTP handlers, the store data of a
-//! request, and linking a handler against Wasmtime's WASI and wasi:http.
+//! HTTP handlers of both generations: `wasi:http/proxy` (0.2, exports
+//! `wasi:http/incoming-handler`) and `wasi:http/service` (0.3, exports `wasi:http/handler`).
+//! Which components are handlers, the store data of a request, and linking a handler against
+//! Wasmtime's WASI and wasi:http (0.2 and 0.3, as `wasmtime serve` does).
 
 use std::time::Instant;
 
@@ -7,13 +9,15 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::Engine;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::http::outbound::Outbound;
 use crate::policy::memory::Budget;
 
-/// The interface whose export makes a component an HTTP handler.
+/// The interfaces whose export makes a component an HTTP handler: 0.2 and 0.3.
 const INCOMING_HANDLER: &str = "wasi:http/incoming-handler@0.2";
+const HANDLER_P3: &str = "wasi:http/handler@0.3";
 
 /// Store data of one request.
 pub struct HttpState {
@@ -45,26 +49,44 @@ impl WasiHttpView for HttpState {
     }
 }
 
-/// Whether `component` is an HTTP handler (`wasi:http/proxy`) rather than a command.
+/// Whether `component` is an HTTP handler (0.2 or 0.3) rather than a command.
 pub fn is_proxy(engine: &Engine, component: &Component) -> bool {
+    exports(engine, component, INCOMING_HANDLER) || exports(engine, component, HANDLER_P3)
+}
+
+fn exports(engine: &Engine, component: &Component, prefix: &str) -> bool {
     component
         .component_type()
         .exports(engine)
-        .any(|(name, _)| name.starts_with(INCOMING_HANDLER))
+        .any(|(name, _)| name.starts_with(prefix))
 }
 
-/// Links `component` against all of WASI and `wasi:http`, as `wasmtime serve` does: a handler
-/// built with a full libc imports the CLI interfaces too (its WASI context is a command's).
-pub fn link(engine: &Engine, component: &Component) -> wasmtime::Result<ProxyPre<HttpState>> {
+/// A linked handler, of either generation.
+#[derive(Clone)]
+pub enum HandlerPre {
+    P2(ProxyPre<HttpState>),
+    P3(ServicePre<HttpState>),
+}
+
+/// Links `component` against all of WASI and `wasi:http`, 0.2 and 0.3, as `wasmtime serve`
+/// does: a handler built with a full libc imports the CLI interfaces too (its WASI context is a
+/// command's), and a 0.3 one may import 0.2 interfaces. A 0.3 handler is served as one.
+pub fn link(engine: &Engine, component: &Component) -> wasmtime::Result<HandlerPre> {
     let mut linker = Linker::<HttpState>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    ProxyPre::new(linker.instantiate_pre(component)?)
+    wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+    let pre = linker.instantiate_pre(component)?;
+    if exports(engine, component, HANDLER_P3) {
+        return Ok(HandlerPre::P3(ServicePre::new(pre)?));
+    }
+    Ok(HandlerPre::P2(ProxyPre::new(pre)?))
 }
 
 /// An HTTP component on an engine with a pooling allocator sized for `concurrency` requests.
 pub struct Pooled {
     pub engine: Engine,
-    pub pre: ProxyPre<HttpState>,
+    pub pre: HandlerPre,
     pub concurrency: usize,
 }

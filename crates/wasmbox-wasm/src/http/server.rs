@@ -12,13 +12,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::http::outbound::Outbound;
-use crate::http::proxy::{HttpState, Pooled};
+use crate::http::proxy::{HandlerPre, HttpState, Pooled};
 use crate::outcome::Outcome;
 use crate::policy::memory::Budget;
 use crate::policy::network::Network;
@@ -28,7 +28,7 @@ use crate::sandbox::SandboxSpec;
 /// What every request's handler needs, shared by the connections.
 struct Server {
     engine: Engine,
-    pre: ProxyPre<HttpState>,
+    pre: HandlerPre,
     sandbox: SandboxSpec,
     /// Builds a request's WASI context. Preopening changes the process's working directory
     /// for a moment (see `crate::run::wasi`), so contexts are built one at a time.
@@ -59,7 +59,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// instance) until the process is told to stop; the outcome if it ends otherwise.
 pub fn serve(
     engine: &Engine,
-    pre: &ProxyPre<HttpState>,
+    pre: &HandlerPre,
     pooled: Option<&Pooled>,
     sandbox: &SandboxSpec,
     granted: Granted<'_>,
@@ -367,7 +367,10 @@ impl Server {
     /// Makes (and drops) one instance, as a request would.
     async fn instance_check(&self) -> wasmtime::Result<()> {
         let mut store = self.store(Instant::now() + self.timeout)?;
-        self.pre.instantiate_async(&mut store).await.map(|_| ())
+        match &self.pre {
+            HandlerPre::P2(pre) => pre.instantiate_async(&mut store).await.map(|_| ()),
+            HandlerPre::P3(pre) => pre.instantiate_async(&mut store).await.map(|_| ()),
+        }
     }
 
     fn store(&self, deadline: Instant) -> wasmtime::Result<Store<HttpState>> {
@@ -405,16 +408,13 @@ impl Server {
     }
 
     /// One request, in a fresh instance; its guest code is stopped once `deadline` passed.
-    async fn call(
-        &self,
-        req: Request<Incoming>,
-        tx: tokio::sync::oneshot::Sender<
-            Result<Answer, wasmtime_wasi_http::p2::bindings::http::types::ErrorCode>,
-        >,
-        deadline: Instant,
-    ) -> wasmtime::Result<()> {
+    async fn call(&self, req: Request<Incoming>, tx: AnswerSender, deadline: Instant) -> wasmtime::Result<()> {
         let mut store = self.store(deadline)?;
-        let proxy = self.pre.instantiate_async(&mut store).await?;
+        let pre = match &self.pre {
+            HandlerPre::P2(pre) => pre,
+            HandlerPre::P3(pre) => return call_p3(store, pre, req, tx, deadline).await,
+        };
+        let proxy = pre.instantiate_async(&mut store).await?;
         let req = store
             .data_mut()
             .http()
@@ -424,5 +424,94 @@ impl Server {
             .wasi_http_incoming_handler()
             .call_handle(&mut store, req, out)
             .await
+    }
+}
+
+/// Where a request's answer goes: a response, or the handler's error code.
+type AnswerSender = tokio::sync::oneshot::Sender<Result<Answer, ErrorCode>>;
+
+/// One request to a 0.3 handler, in a fresh instance. `handle` returns the response while the
+/// guest may still be writing its body (and trailers), so the store's event loop keeps running
+/// until hyper has taken the body or dropped it; all of it within `deadline`.
+async fn call_p3(
+    mut store: Store<HttpState>,
+    pre: &ServicePre<HttpState>,
+    req: Request<Incoming>,
+    tx: AnswerSender,
+    deadline: Instant,
+) -> wasmtime::Result<()> {
+    let service = pre.instantiate_async(&mut store).await?;
+    let (req, request_io) = wasmtime_wasi_http::p3::Request::from_http(&mut store.data_mut().outbound, with_scheme(req));
+    let (sent_tx, sent_rx) = tokio::sync::oneshot::channel::<()>();
+    let run = store.run_concurrent(async move |a| -> wasmtime::Result<()> {
+        let response = match service.handle(a, req).await? {
+            Ok(r) => r,
+            Err(code) => {
+                let _ = tx.send(Err(ErrorCode::InternalError(Some(format!("{code:?}")))));
+                return Ok(());
+            }
+        };
+        let response = a.with(|mut s| response.into_http(&mut s, request_io))?;
+        let answer = response.map(|body| {
+            SentBody {
+                body,
+                _sent: sent_tx,
+            }
+            .boxed_unsync()
+        });
+        if tx.send(Ok(answer)).is_ok() {
+            // Resolves (with an error) once hyper dropped the body: sent, or the client gone.
+            let _ = sent_rx.await;
+        }
+        Ok(())
+    });
+    match tokio::time::timeout_at(deadline.into(), run).await {
+        Ok(result) => result?,
+        Err(_) => Err(wasmtime::format_err!("the request's time is up")),
+    }
+}
+
+/// An HTTP/1.1 request's URI is a path: the guest sees the scheme and authority it came with.
+fn with_scheme(req: Request<Incoming>) -> Request<Incoming> {
+    let (mut parts, body) = req.into_parts();
+    if parts.uri.scheme().is_none() {
+        let authority = parts
+            .headers
+            .get(hyper::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost")
+            .to_string();
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        if let Ok(uri) = hyper::Uri::builder().scheme("http").authority(authority).path_and_query(path).build() {
+            parts.uri = uri;
+        }
+    }
+    Request::from_parts(parts, body)
+}
+
+/// A 0.3 handler's response body; dropped (sent, or abandoned), it lets the request's event
+/// loop end.
+struct SentBody {
+    body: HyperOutgoingBody,
+    _sent: tokio::sync::oneshot::Sender<()>,
+}
+
+impl hyper::body::Body for SentBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }

@@ -10,10 +10,9 @@ use wasmtime::component::Component;
 use wasmtime::{Engine, ExternType, InstancePre, Linker, Module};
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::compile::kind::FileKind;
-use crate::http::{HttpState, Pooled};
+use crate::http::{HandlerPre, Pooled};
 use crate::p1::P1State;
 use crate::p2::P2State;
 use crate::WasmError;
@@ -33,10 +32,11 @@ pub(crate) enum Code {
     Component(CommandPre<P2State>),
     /// A `wasi:cli/command@0.3` component (see [`crate::p3`]).
     ComponentP3(wasmtime_wasi::p3::bindings::CommandPre<P2State>),
-    /// A `wasi:http/proxy` component: served, not run (see [`crate::http`]); `pooled` is the
+    /// An HTTP handler (0.2 `wasi:http/proxy` or 0.3 `wasi:http/service`): served, not run
+    /// (see [`crate::http`]); `pooled` is the
     /// same artifact on an engine with a pooling allocator ([`Program::pool_http`]).
     HttpProxy {
-        pre: ProxyPre<HttpState>,
+        pre: HandlerPre,
         artifact: std::path::PathBuf,
         pooled: Option<Pooled>,
     },
@@ -171,15 +171,9 @@ fn unserved(engine: &Engine, component: &Component) -> Option<String> {
     if exports.iter().any(|e| e.starts_with("wasi:cli/run@0.2")) {
         return None;
     }
-    if let Some(handler) = exports.iter().find(|e| e.starts_with("wasi:http/handler@0.3")) {
-        return Some(format!(
-            "it exports {handler}, a WASI 0.3 HTTP handler, which wasmbox does not serve yet \
-             (it serves wasi:http/incoming-handler@0.2 handlers)"
-        ));
-    }
     Some(format!(
-        "it exports no world wasmbox runs (wasi:cli/run@0.2 or @0.3, or \
-         wasi:http/incoming-handler@0.2); its exports: {}",
+        "it exports no world wasmbox runs (wasi:cli/run or an HTTP handler: \
+         wasi:http/incoming-handler@0.2 or wasi:http/handler@0.3); its exports: {}",
         if exports.is_empty() { "none".to_string() } else { exports.join(", ") }
     ))
 }
