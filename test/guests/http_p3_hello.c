@@ -1,5 +1,6 @@
 // A WASI 0.3 HTTP handler (`wasi:http/service@0.3.0`) in C, on bindings from wit-bindgen-c:
-// answers "hello <path>\n", as the 0.2 `http_hello` does. `handle` is async (the callback form):
+// answers "hello <path>\n", as the 0.2 `http_hello` does; `/trap` traps, and `/hang` never
+// answers (it waits on nothing, forever). `handle` is async (the callback form):
 // it returns the response at once, then writes the body through its stream and the (empty)
 // trailers through their future, waiting for the host to take each, and exits.
 #include <stdint.h>
@@ -58,6 +59,11 @@ bindings_callback_code_t exports_wasi_http_handler_handle(exports_wasi_http_hand
     st.len = sizeof hello - 1;
     bindings_string_t path;
     if (wasi_http_types_method_request_get_path_with_query(wasi_http_types_borrow_request(request), &path)) {
+        if (path.len == 5 && !memcmp(path.ptr, "/trap", 5)) __builtin_trap();
+        if (path.len == 5 && !memcmp(path.ptr, "/hang", 5)) {
+            st.set = bindings_waitable_set_new();
+            return BINDINGS_CALLBACK_CODE_WAIT(st.set);
+        }
         size_t n = path.len < sizeof st.buf - st.len - 1 ? path.len : sizeof st.buf - st.len - 1;
         memcpy(st.buf + st.len, path.ptr, n);
         st.len += n;

@@ -93,3 +93,28 @@ fn a_wasi_0_3_handler_answers_over_http1_and_h2c_and_drains_on_sigterm() {
     stop_http(&containerd, &id, &ns, ADDR);
 }
 
+#[test]
+fn a_wasi_0_3_handler_that_traps_answers_500_and_one_past_its_timeout_504() {
+    require_integration!();
+    let containerd = start();
+    let ns = NetNs::create("http-p3-fail").unwrap();
+    let id = ids::container_id("http-p3-fail");
+    let image = import_compat(&containerd, "http-p3-fail", &guests::http_p3_hello().unwrap());
+    start_http(&containerd, &ns, &id, &image, ADDR, &["--annotation=wasmbox.dev/http-timeout=1s"]);
+    let mut client = http::Client::new(ns.connect_tcp(ADDR).unwrap()).unwrap();
+
+    let answer = client.get("/trap", false).unwrap();
+    assert_eq!(answer.status, 500, "{answer:?}");
+    let answer = client.get("/after-the-trap", false).unwrap();
+    assert_eq!((answer.status, answer.body.as_str()), (200, "hello /after-the-trap\n"), "{answer:?}");
+
+    let mut client = http::Client::new(ns.connect_tcp(ADDR).unwrap()).unwrap();
+    let answer = client.get("/hang", false).unwrap();
+    assert_eq!(answer.status, 504, "{answer:?}");
+    let mut client = http::Client::new(ns.connect_tcp(ADDR).unwrap()).unwrap();
+    let answer = client.get("/after-the-hang", false).unwrap();
+    assert_eq!((answer.status, answer.body.as_str()), (200, "hello /after-the-hang\n"), "{answer:?}");
+
+    stop_http(&containerd, &id, &ns, ADDR);
+}
+
