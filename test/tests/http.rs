@@ -13,6 +13,7 @@ use wasmbox_integration::http;
 use wasmbox_integration::netns::NetNs;
 use wasmbox_integration::upstream::{TestCa, Upstream};
 use wasmbox_integration::poll::wait_until;
+use wasmbox_integration::process::peak_rss_kib;
 use wasmbox_integration::suite::{assert_clean, import_compat, start, start_http, stop_http};
 use wasmbox_integration::config::CRI_WASMBOX_HANDLER;
 use wasmbox_integration::cri::api::ContainerState;
@@ -96,16 +97,6 @@ fn a_100_mib_body_streams_both_ways_in_constant_memory() {
         "the server's peak resident size grew from {before} KiB to {after} KiB for a {SIZE}-byte body"
     );
     stop(&containerd, &id, &ns);
-}
-
-/// VmHWM of `pid`: the most it was ever resident, in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"))
 }
 
 /// The handler calls out through `wasi:http/outgoing-handler` to servers the test runs on the

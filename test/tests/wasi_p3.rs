@@ -6,6 +6,7 @@
 use wasmbox_integration::ctr::RunSpec;
 use wasmbox_integration::image::compat_image;
 use wasmbox_integration::netns::NetNs;
+use wasmbox_integration::process::peak_rss_kib;
 use wasmbox_integration::suite::{assert_clean, bind, import_compat, start, start_http, stop_http, work_dir};
 use wasmbox_integration::{guests, http, ids, require_integration};
 
@@ -115,6 +116,27 @@ fn a_wasi_0_3_handler_that_traps_answers_500_and_one_past_its_timeout_504() {
     let answer = client.get("/after-the-hang", false).unwrap();
     assert_eq!((answer.status, answer.body.as_str()), (200, "hello /after-the-hang\n"), "{answer:?}");
 
+    stop_http(&containerd, &id, &ns, ADDR);
+}
+
+/// As for 0.2 handlers (http.rs): a 100 MiB request body is echoed back while it streams in,
+/// through the guest's own streams, and the server's peak resident size stays within 32 MiB.
+#[test]
+fn a_100_mib_body_streams_both_ways_through_a_wasi_0_3_handler_in_constant_memory() {
+    require_integration!();
+    let containerd = start();
+    let ns = NetNs::create("http-p3-echo").unwrap();
+    let id = ids::container_id("http-p3-echo");
+    let image = import_compat(&containerd, "http-p3-echo", &guests::http_p3_hello().unwrap());
+    start_http(&containerd, &ns, &id, &image, ADDR, &[]);
+    let pid = containerd.task(&id).unwrap().expect("the task").pid;
+    assert_eq!(http::echo_stream(ns.connect_tcp(ADDR).unwrap(), "/echo", 1 << 20).unwrap(), 1 << 20);
+    let before = peak_rss_kib(pid);
+
+    const SIZE: u64 = 100 << 20;
+    assert_eq!(http::echo_stream(ns.connect_tcp(ADDR).unwrap(), "/echo", SIZE).unwrap(), SIZE);
+    let after = peak_rss_kib(pid);
+    assert!(after < before + 32 * 1024, "peak resident size grew from {before} KiB to {after} KiB");
     stop_http(&containerd, &id, &ns, ADDR);
 }
 

@@ -334,6 +334,9 @@ async fn respond(server: Arc<Server>, req: Request<Incoming>) -> Result<Answer, 
                 "internal server error\n",
             ))
         }
+        // No response by its deadline, whichever timer saw it first (the request's, or the
+        // one that ended the handler's instance): the handler did not answer in time.
+        Err(_) if Instant::now() >= deadline => Ok(timed_out(server.timeout)),
         // No response: the handler trapped or returned without setting one.
         Err(_) => {
             match task.await {
