@@ -202,7 +202,7 @@ fn slow_requests_time_out_or_finish_when_stopped() {
 /// bridge), the access log from the pod's annotation, 1000 requests from 50 clients and 200
 /// over h2c on the pod IP at the default port; kubelet's stop drains and exits 0.
 #[test]
-fn an_http_component_serves_on_its_pod_ip_through_cri() {
+fn http_components_0_2_and_0_3_serve_side_by_side_on_their_pod_ip_through_cri() {
     require_integration!();
     let containerd = cri::start_with_pod_network().unwrap_or_else(|e| panic!("containerd with CRI and CNI: {e:#}"));
     let cri = Cri::connect(&containerd).unwrap();
@@ -234,10 +234,37 @@ fn an_http_component_serves_on_its_pod_ip_through_cri() {
     })
     .unwrap_or_else(|e| panic!("{e:#}: {:?}", std::fs::read_to_string(&log)));
 
-    cri.stop_container(&id, 10).unwrap();
-    let status = cri.wait_container_state(&id, ContainerState::ContainerExited, Duration::from_secs(30)).unwrap();
-    assert_eq!(status.exit_code, 0, "{status:?}");
+    // A WASI 0.3 handler beside it, in a pod of its own on the same node: both generations
+    // serve. (A pod's annotations are its containers': two handlers in one pod would both take
+    // wasmbox.dev/http's port.)
+    let image_p3 = cri::import_image(
+        &containerd,
+        image::compat_image(&ids::image_ref("http-cri-p3"), &guests::http_p3_hello().unwrap()),
+    )
+    .unwrap();
+    let mut pod_p3 = Pod::run_in_pod_network(&cri, &containerd, "http-cri-p3", CRI_WASMBOX_HANDLER, &[])
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e:#}\n{}", containerd.log_tail(40)));
+    let mut config_p3 = cri::container_config("hello-p3", &image_p3);
+    cri::in_pod_network(&mut config_p3);
+    let id_p3 = pod_p3.create_container(&config_p3).unwrap();
+    cri.start_container(&id_p3).unwrap();
+    let addr_p3 = format!("{}:8080", pod_p3.ip().unwrap());
+    let connect_p3 = || std::net::TcpStream::connect(&addr_p3).map_err(anyhow::Error::from);
+    wait_until(&format!("the 0.3 handler on {addr_p3}"), START_TIMEOUT, || connect_p3().ok())
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", containerd.log_lines_mentioning(&id_p3)));
+    assert_eq!(http::check_many(connect_p3, 20, 10).unwrap(), 200);
+    assert_eq!(http::check_h2c(connect_p3().unwrap(), 100).unwrap(), 100);
+    assert_eq!(http::check_many(connect, 5, 5).unwrap(), 25, "the 0.2 handler beside it");
+
+    for id in [&id, &id_p3] {
+        cri.stop_container(id, 10).unwrap();
+        let status = cri.wait_container_state(id, ContainerState::ContainerExited, Duration::from_secs(30)).unwrap();
+        assert_eq!(status.exit_code, 0, "{status:?}");
+    }
+    // Both pods gone before anything is judged left behind (the check sees the whole node).
+    pod_p3.stop_and_remove().unwrap();
     pod.stop_and_remove().unwrap();
+    pod_p3.assert_nothing_left().unwrap();
     pod.assert_nothing_left().unwrap();
 }
 
