@@ -1,11 +1,15 @@
 // A WASI 0.3 HTTP handler (`wasi:http/service@0.3.0`) in C, on bindings from wit-bindgen-c:
-// answers "hello <path>\n", as the 0.2 `http_hello` does; `/echo` streams the request's body
-// back as the response's, 64 KiB at a time (memory stays flat whatever the size); `/trap`
-// traps, and `/hang` answers only after an hour (it waits on wasi:clocks' `wait-for`).
+// answers "hello <path>\n", as the 0.2 `http_hello` does, and:
+//   /echo   streams the request's body back as the response's, 64 KiB at a time (memory
+//           stays flat whatever the size);
+//   /fetch/SCHEME/AUTHORITY/PATH  sends a GET there through `wasi:http/client@0.3.0` and
+//           answers with the upstream's own response, or 502 with `denied`
+//           (HTTP-request-denied) or `error <tag>`;
+//   /trap   traps;  /hang  answers only after an hour (wasi:clocks' `wait-for`).
 //
-// `handle` is async (the callback form): it returns the response at once, then moves the body
-// through its streams and ends the trailers' and the request body's futures, waiting for the
-// host whenever an operation blocks, and exits.
+// `handle` is async (the callback form): it returns the response as soon as it has one, then
+// moves the body through its streams and ends its futures, waiting for the host whenever an
+// operation blocks, and exits once nothing is left.
 #include <stdint.h>
 #include <string.h>
 
@@ -17,19 +21,23 @@
 // One request per instance: the handler's state is the instance's.
 static struct {
     bindings_waitable_set_t set;
-    // The response's body and trailers.
+    // Our response's body and trailers (phase 0: the body; 1: the request's future; 2: the
+    // trailers; 3: done).
+    int phase;
+    bool responding;
     wasi_http_types_stream_u8_writer_t body;
     wasi_http_types_future_result_option_own_trailers_error_code_writer_t trailers;
-    // For /echo: the request's body, its trailers, and how its consumption ended.
-    bool echo;
+    uint8_t buf[65536];
+    size_t len, off;
+    // /echo: the request's body, its trailers, and how its consumption ended.
+    bool echo, in_done;
     wasi_http_types_stream_u8_t in;
     wasi_http_types_future_result_option_own_trailers_error_code_t in_trailers;
     wasi_http_types_future_result_void_error_code_writer_t in_result;
-    bool in_done;
-    uint8_t buf[65536];
-    size_t len, off;
-    // 0: moving the body; 1: ending the request's future; 2: the trailers; 3: done.
-    int phase;
+    // /fetch: the call under way, its answer, and the outgoing request's trailers (none).
+    bool fetching, out_trailers_open;
+    wasi_http_client_result_own_response_error_code_t fetched;
+    wasi_http_types_future_result_option_own_trailers_error_code_writer_t out_trailers;
 } st;
 
 static void written(bindings_waitable_status_t status) {
@@ -44,9 +52,19 @@ static void read_(bindings_waitable_status_t status) {
     if (BINDINGS_WAITABLE_STATE(status) == BINDINGS_WAITABLE_DROPPED) st.in_done = true;
 }
 
+static void out_trailers_written(bindings_waitable_status_t status) {
+    if (status == BLOCKED) {
+        bindings_waitable_join(st.out_trailers, st.set);
+        return;
+    }
+    wasi_http_types_future_result_option_own_trailers_error_code_drop_writable(st.out_trailers);
+    st.out_trailers_open = false;
+}
+
 // Goes on until something blocks (then waits for it) or all is done (then exits).
 static bindings_callback_code_t step(void) {
-    while (st.phase == 0) {
+    if (st.fetching) return WAIT(st.set);
+    while (st.responding && st.phase == 0) {
         if (st.len > st.off) {
             bindings_waitable_status_t s = wasi_http_types_stream_u8_write(st.body, st.buf + st.off, st.len - st.off);
             if (s == BLOCKED) {
@@ -66,7 +84,7 @@ static bindings_callback_code_t step(void) {
             st.phase = st.echo ? 1 : 2;
         }
     }
-    if (st.phase == 1) {
+    if (st.responding && st.phase == 1) {
         wasi_http_types_stream_u8_drop_readable(st.in);
         wasi_http_types_future_result_option_own_trailers_error_code_drop_readable(st.in_trailers);
         // A future's writer is written before it is dropped: the body was taken.
@@ -77,7 +95,7 @@ static bindings_callback_code_t step(void) {
             return WAIT(st.set);
         }
     }
-    if (st.phase == 2) {
+    if (st.responding && st.phase == 2) {
         if (st.echo) wasi_http_types_future_result_void_error_code_drop_writable(st.in_result);
         wasi_http_types_result_option_own_trailers_error_code_t none = {.is_err = false};
         none.val.ok.is_some = false;
@@ -87,9 +105,109 @@ static bindings_callback_code_t step(void) {
             return WAIT(st.set);
         }
     }
-    wasi_http_types_future_result_option_own_trailers_error_code_drop_writable(st.trailers);
+    if (st.responding && st.phase == 3) {
+        wasi_http_types_future_result_option_own_trailers_error_code_drop_writable(st.trailers);
+        st.responding = false;
+    }
+    if (st.out_trailers_open) return WAIT(st.set);
     bindings_waitable_set_drop(st.set);
     return BINDINGS_CALLBACK_CODE_EXIT;
+}
+
+static void append(const void *bytes, size_t n) {
+    if (n > sizeof st.buf - st.len) n = sizeof st.buf - st.len;
+    memcpy(st.buf + st.len, bytes, n);
+    st.len += n;
+}
+
+static void append_uint(uint32_t v) {
+    char digits[12];
+    size_t i = sizeof digits;
+    do digits[--i] = (char)('0' + v % 10); while (v /= 10);
+    append(digits + i, sizeof digits - i);
+}
+
+// Returns a response with `status` whose body is what `st.buf` holds (with its length) or,
+// for /echo, what will stream through it; the body goes out in `step`.
+static void respond(wasi_http_types_status_code_t status) {
+    wasi_http_types_own_fields_t headers = wasi_http_types_constructor_fields();
+    if (!st.echo) {
+        // Its length, so HTTP/1.1 clients need no chunked decoding.
+        char digits[12];
+        size_t i = sizeof digits, v = st.len;
+        do digits[--i] = (char)('0' + v % 10); while (v /= 10);
+        wasi_http_types_field_name_t name = {(uint8_t *)"content-length", 14};
+        wasi_http_types_field_value_t value = {(uint8_t *)digits + i, sizeof digits - i};
+        wasi_http_types_header_error_t err;
+        wasi_http_types_method_fields_append(wasi_http_types_borrow_fields(headers), &name, &value, &err);
+    }
+    wasi_http_types_stream_u8_t contents = wasi_http_types_stream_u8_new(&st.body);
+    wasi_http_types_future_result_option_own_trailers_error_code_t trailers =
+        wasi_http_types_future_result_option_own_trailers_error_code_new(&st.trailers);
+    wasi_http_types_tuple2_own_response_future_result_void_error_code_t made;
+    wasi_http_types_static_response_new(headers, &contents, trailers, &made);
+    // How the body's transmission ended: not needed here.
+    wasi_http_types_future_result_void_error_code_drop_readable(made.f1);
+    wasi_http_types_method_response_set_status_code(wasi_http_types_borrow_response(made.f0), status);
+    exports_wasi_http_handler_result_own_response_error_code_t result = {.is_err = false};
+    result.val.ok = made.f0;
+    exports_wasi_http_handler_handle_return(result);
+    st.responding = true;
+}
+
+// The upstream's answer came: it is ours, or a 502 saying why not.
+static void fetched(void) {
+    st.fetching = false;
+    if (!st.fetched.is_err) {
+        exports_wasi_http_handler_result_own_response_error_code_t result = {.is_err = false};
+        result.val.ok = st.fetched.val.ok;
+        exports_wasi_http_handler_handle_return(result);
+        return;
+    }
+    if (st.fetched.val.err.tag == WASI_HTTP_TYPES_ERROR_CODE_HTTP_REQUEST_DENIED) {
+        append("denied\n", 7);
+    } else {
+        append("error ", 6);
+        append_uint(st.fetched.val.err.tag);
+        append("\n", 1);
+    }
+    respond(502);
+}
+
+// /fetch/SCHEME/AUTHORITY/PATH: `target` is what follows /fetch/.
+static void fetch(const uint8_t *target, size_t len) {
+    const uint8_t *end = target + len, *slash = memchr(target, '/', len);
+    if (!slash) slash = end;
+    wasi_http_types_scheme_t scheme = {.tag = WASI_HTTP_TYPES_SCHEME_HTTP};
+    if ((size_t)(slash - target) == 5 && !memcmp(target, "https", 5)) scheme.tag = WASI_HTTP_TYPES_SCHEME_HTTPS;
+    const uint8_t *authority = slash < end ? slash + 1 : end;
+    const uint8_t *path = memchr(authority, '/', (size_t)(end - authority));
+    if (!path) path = end;
+
+    wasi_http_types_future_result_option_own_trailers_error_code_t trailers =
+        wasi_http_types_future_result_option_own_trailers_error_code_new(&st.out_trailers);
+    wasi_http_types_tuple2_own_request_future_result_void_error_code_t made;
+    wasi_http_types_static_request_new(wasi_http_types_constructor_fields(), NULL, trailers, NULL, &made);
+    wasi_http_types_future_result_void_error_code_drop_readable(made.f1);
+    wasi_http_types_borrow_request_t request = wasi_http_types_borrow_request(made.f0);
+    bindings_string_t a = {(uint8_t *)authority, (size_t)(path - authority)};
+    bindings_string_t p = {(uint8_t *)(path < end ? path : (const uint8_t *)"/"), path < end ? (size_t)(end - path) : 1};
+    wasi_http_types_method_request_set_scheme(request, &scheme);
+    wasi_http_types_method_request_set_authority(request, &a);
+    wasi_http_types_method_request_set_path_with_query(request, &p);
+    // No body, so no trailers either.
+    st.out_trailers_open = true;
+    wasi_http_types_result_option_own_trailers_error_code_t none = {.is_err = false};
+    none.val.ok.is_some = false;
+    out_trailers_written(wasi_http_types_future_result_option_own_trailers_error_code_write(st.out_trailers, &none));
+
+    bindings_subtask_status_t call = wasi_http_client_send(made.f0, &st.fetched);
+    if (BINDINGS_SUBTASK_STATE(call) == BINDINGS_SUBTASK_RETURNED) {
+        fetched();
+    } else {
+        st.fetching = true;
+        bindings_waitable_join(BINDINGS_SUBTASK_HANDLE(call), st.set);
+    }
 }
 
 static bool is(const bindings_string_t *path, const char *what) {
@@ -97,9 +215,7 @@ static bool is(const bindings_string_t *path, const char *what) {
 }
 
 bindings_callback_code_t exports_wasi_http_handler_handle(exports_wasi_http_handler_own_request_t request) {
-    static const char hello[] = "hello ";
     st.set = bindings_waitable_set_new();
-    wasi_http_types_own_fields_t headers = wasi_http_types_constructor_fields();
     bindings_string_t path = {(uint8_t *)"/", 1};
     bool have_path = wasi_http_types_method_request_get_path_with_query(wasi_http_types_borrow_request(request), &path);
     if (is(&path, "/trap")) __builtin_trap();
@@ -117,41 +233,36 @@ bindings_callback_code_t exports_wasi_http_handler_handle(exports_wasi_http_hand
         wasi_http_types_static_request_consume_body(request, result, &body);
         st.in = body.f0;
         st.in_trailers = body.f1;
-    } else {
-        memcpy(st.buf, hello, sizeof hello - 1);
-        st.len = sizeof hello - 1;
-        size_t n = path.len < sizeof st.buf - st.len - 1 ? path.len : sizeof st.buf - st.len - 1;
-        memcpy(st.buf + st.len, path.ptr, n);
-        st.len += n;
-        st.buf[st.len++] = '\n';
+        respond(200);
+    } else if (path.len > 7 && !memcmp(path.ptr, "/fetch/", 7)) {
         wasi_http_types_request_drop_own(request);
-        // Its length, so HTTP/1.1 clients need no chunked decoding.
-        char digits[12];
-        size_t i = sizeof digits;
-        for (size_t v = st.len; i == sizeof digits || v; v /= 10) digits[--i] = (char)('0' + v % 10);
-        wasi_http_types_field_name_t name = {(uint8_t *)"content-length", 14};
-        wasi_http_types_field_value_t value = {(uint8_t *)digits + i, sizeof digits - i};
-        wasi_http_types_header_error_t err;
-        wasi_http_types_method_fields_append(wasi_http_types_borrow_fields(headers), &name, &value, &err);
+        fetch(path.ptr + 7, path.len - 7);
+    } else {
+        wasi_http_types_request_drop_own(request);
+        append("hello ", 6);
+        append(path.ptr, path.len < sizeof st.buf - 64 ? path.len : sizeof st.buf - 64);
+        append("\n", 1);
+        respond(200);
     }
     if (have_path) bindings_string_free(&path);
-
-    wasi_http_types_stream_u8_t contents = wasi_http_types_stream_u8_new(&st.body);
-    wasi_http_types_future_result_option_own_trailers_error_code_t trailers =
-        wasi_http_types_future_result_option_own_trailers_error_code_new(&st.trailers);
-    wasi_http_types_tuple2_own_response_future_result_void_error_code_t made;
-    wasi_http_types_static_response_new(headers, &contents, trailers, &made);
-    // How the body's transmission ended: not needed here.
-    wasi_http_types_future_result_void_error_code_drop_readable(made.f1);
-    exports_wasi_http_handler_result_own_response_error_code_t result = {.is_err = false};
-    result.val.ok = made.f0;
-    exports_wasi_http_handler_handle_return(result);
     return step();
 }
 
 bindings_callback_code_t exports_wasi_http_handler_handle_callback(bindings_event_t *event) {
     bindings_waitable_join(event->waitable, 0);
-    if (event->event == BINDINGS_EVENT_STREAM_WRITE) written(event->code);
-    if (event->event == BINDINGS_EVENT_STREAM_READ) read_(event->code);
+    switch (event->event) {
+    case BINDINGS_EVENT_STREAM_WRITE: written(event->code); break;
+    case BINDINGS_EVENT_STREAM_READ: read_(event->code); break;
+    case BINDINGS_EVENT_FUTURE_WRITE:
+        if (st.out_trailers_open && event->waitable == st.out_trailers) out_trailers_written(event->code);
+        break;
+    case BINDINGS_EVENT_SUBTASK:
+        if (st.fetching && BINDINGS_SUBTASK_STATE(event->code) == BINDINGS_SUBTASK_RETURNED) {
+            bindings_subtask_drop(event->waitable);
+            fetched();
+        }
+        break;
+    default: break;
+    }
     return step();
 }

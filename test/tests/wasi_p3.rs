@@ -8,7 +8,8 @@ use wasmbox_integration::image::compat_image;
 use wasmbox_integration::netns::NetNs;
 use wasmbox_integration::process::peak_rss_kib;
 use wasmbox_integration::suite::{assert_clean, bind, import_compat, start, start_http, stop_http, work_dir};
-use wasmbox_integration::{guests, http, ids, require_integration};
+use wasmbox_integration::upstream::{TestCa, Upstream};
+use wasmbox_integration::{guests, http, ids, image, require_integration};
 
 const ADDR: &str = "127.0.0.1:8080";
 
@@ -137,6 +138,49 @@ fn a_100_mib_body_streams_both_ways_through_a_wasi_0_3_handler_in_constant_memor
     assert_eq!(http::echo_stream(ns.connect_tcp(ADDR).unwrap(), "/echo", SIZE).unwrap(), SIZE);
     let after = peak_rss_kib(pid);
     assert!(after < before + 32 * 1024, "peak resident size grew from {before} KiB to {after} KiB");
+    stop_http(&containerd, &id, &ns, ADDR);
+}
+
+/// As for 0.2 handlers (http.rs): outbound requests through `wasi:http/client@0.3.0` follow
+/// `wasmbox.dev/egress`, plain and TLS (verified against the container's own CA bundle); the
+/// handler answers with the upstream's own response, and a denied one with 502 `denied`.
+#[test]
+fn a_wasi_0_3_handlers_outbound_requests_follow_the_egress_rules() {
+    require_integration!();
+    let containerd = start();
+    let ns = NetNs::create("http-p3-egress").unwrap();
+    let id = ids::container_id("http-p3-egress");
+    let ca = TestCa::new(&["upstream.test"]).unwrap();
+    let plain = Upstream::start(ns.listen_tcp("127.0.0.1:0").unwrap(), None).unwrap();
+    let tls = Upstream::start(ns.listen_tcp("127.0.0.1:0").unwrap(), Some(ca.server.clone())).unwrap();
+    let other = ns.listen_tcp("127.0.0.1:0").unwrap();
+    let (plain_port, tls_port, other_port) = (plain.addr().port(), tls.addr().port(), other.local_addr().unwrap().port());
+    let image = containerd
+        .import_image(
+            image::compat_image(&ids::image_ref(&id), &guests::http_p3_hello().unwrap())
+                .file("/etc/hosts", b"127.0.0.1 localhost upstream.test\n".to_vec(), 0o644)
+                .file("/etc/nsswitch.conf", b"hosts: files dns\n".to_vec(), 0o644)
+                .file("/etc/ssl/certs/ca-certificates.crt", ca.ca_pem.clone().into_bytes(), 0o644),
+        )
+        .unwrap();
+    let egress = format!("--annotation=wasmbox.dev/egress=http://127.0.0.1:{plain_port},https://upstream.test:{tls_port}");
+    let log = start_http(&containerd, &ns, &id, &image, ADDR, &[&egress]);
+
+    let mut client = http::Client::new(ns.connect_tcp(ADDR).unwrap()).unwrap();
+    let mut fetch = |target: &str| client.get(&format!("/fetch/{target}"), false).unwrap();
+    let answer = fetch(&format!("http/127.0.0.1:{plain_port}/plain"));
+    assert_eq!((answer.status, answer.body.as_str()), (200, "pong /plain"), "{answer:?}");
+    let answer = fetch(&format!("https/upstream.test:{tls_port}/secure"));
+    assert_eq!((answer.status, answer.body.as_str()), (200, "pong /secure"), "{answer:?}");
+    for denied in [format!("http/127.0.0.1:{other_port}/other-port"), format!("https/127.0.0.1:{plain_port}/other-scheme")] {
+        let answer = fetch(&denied);
+        assert_eq!((answer.status, answer.body.as_str()), (502, "denied\n"), "{denied}: {answer:?}");
+    }
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        said.contains(&format!("wasmbox: outbound request to http://127.0.0.1:{other_port} denied by annotation wasmbox.dev/egress")),
+        "the denial is not in the container's log: {said}"
+    );
     stop_http(&containerd, &id, &ns, ADDR);
 }
 
