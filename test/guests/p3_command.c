@@ -2,8 +2,9 @@
 // call to the host goes through a 0.3 interface (args, environment, stdout as a stream<u8>,
 // files through a descriptor's stream, exit). It prints "arg[i]=..." for each argument and
 // "env NAME=VALUE" for its whole environment, then runs the arguments that are operations:
-//   write:PATH   writes a line to PATH (below the "/" preopen): "write:PATH ok" or
-//                "write:PATH err <error-code>"
+//   preopens     "preopens ok NAME,NAME..." (the directories it was given)
+//   write:PATH   writes a line to PATH, below the preopen whose name is its longest prefix:
+//                "write:PATH ok", "write:PATH err <error-code>" or "write:PATH err no preopen"
 //   exit:N       exits with status N (after flushing what it printed)
 #include <stdint.h>
 #include <string.h>
@@ -81,7 +82,25 @@ static void put_fs_error(const wasi_filesystem_types_error_code_t *e) {
     }
 }
 
-static bool is_root(const bindings_string_t *s) { return s->len == 1 && s->ptr[0] == '/'; }
+// Whether preopen `name` holds `path`; the rest of the path below it.
+static const char *below(const bindings_string_t *name, const char *path) {
+    size_t n = name->len;
+    if (n == 1 && name->ptr[0] == '/') return path;
+    if (strncmp(path, (const char *)name->ptr, n) || (path[n] && path[n] != '/')) return NULL;
+    return path + n;
+}
+
+static void op_preopens(const char *op) {
+    wasi_filesystem_preopens_list_tuple2_own_descriptor_string_t dirs;
+    wasi_filesystem_preopens_get_directories(&dirs);
+    puts_(op);
+    puts_(" ok ");
+    for (size_t i = 0; i < dirs.len; i++) {
+        if (i) puts_(",");
+        put_string(&dirs.ptr[i].f1);
+    }
+    puts_("\n");
+}
 
 static void op_write(const char *op, const char *path) {
     static const char line[] = "written by wasi 0.3\n";
@@ -89,13 +108,17 @@ static void op_write(const char *op, const char *path) {
     wasi_filesystem_preopens_list_tuple2_own_descriptor_string_t dirs;
     wasi_filesystem_preopens_get_directories(&dirs);
     wasi_filesystem_types_own_descriptor_t *root = NULL;
+    const char *rest = NULL;
+    size_t best = 0;
     for (size_t i = 0; i < dirs.len; i++) {
-        if (is_root(&dirs.ptr[i].f1)) root = &dirs.ptr[i].f0;
+        const char *r = below(&dirs.ptr[i].f1, path);
+        if (r && (!root || dirs.ptr[i].f1.len > best)) root = &dirs.ptr[i].f0, rest = r, best = dirs.ptr[i].f1.len;
     }
     if (!root) {
-        puts_(" err no / preopen\n");
+        puts_(" err no preopen\n");
         return;
     }
+    path = rest;
     while (*path == '/') path++;
     bindings_string_t name = {(uint8_t *)path, strlen(path)};
     wasi_filesystem_types_own_descriptor_t file;
@@ -161,7 +184,9 @@ bool exports_wasi_cli_run_run(void) {
         size_t n = args.ptr[i].len < sizeof op - 1 ? args.ptr[i].len : sizeof op - 1;
         memcpy(op, args.ptr[i].ptr, n);
         op[n] = 0;
-        if (!strncmp(op, "write:", 6)) {
+        if (!strcmp(op, "preopens")) {
+            op_preopens(op);
+        } else if (!strncmp(op, "write:", 6)) {
             op_write(op, op + 6);
         } else if (!strncmp(op, "exit:", 5)) {
             uint32_t code = 0;

@@ -7,7 +7,7 @@ use wasmbox_integration::ctr::RunSpec;
 use wasmbox_integration::image::compat_image;
 use wasmbox_integration::netns::NetNs;
 use wasmbox_integration::process::peak_rss_kib;
-use wasmbox_integration::suite::{assert_clean, bind, import_compat, start, start_http, stop_http, work_dir};
+use wasmbox_integration::suite::{assert_clean, bind, import_compat, run_to_end, start, start_http, stop_http, work_dir};
 use wasmbox_integration::upstream::{TestCa, Upstream};
 use wasmbox_integration::{guests, http, ids, image, require_integration};
 
@@ -182,5 +182,36 @@ fn a_wasi_0_3_handlers_outbound_requests_follow_the_egress_rules() {
         "the denial is not in the container's log: {said}"
     );
     stop_http(&containerd, &id, &ns, ADDR);
+}
+
+/// The policy holds for 0.3 commands as for 0.2 ones: `wasmbox.dev/preopens` narrows the
+/// directories it gets, and `wasmbox.dev/timeout` ends it with 124.
+#[test]
+fn a_wasi_0_3_command_gets_only_its_policys_directories_and_ends_at_its_timeout() {
+    require_integration!();
+    let containerd = start();
+    let image = compat_image(&ids::image_ref("p3-preopens"), &guests::p3_command().unwrap())
+        .dir("/rw", 0o755)
+        .dir("/other", 0o755);
+    let image = containerd.import_image(image).unwrap();
+    let id = ids::container_id("p3-preopens");
+    let spec = RunSpec::new(&image, &id)
+        .flag("--annotation=wasmbox.dev/preopens=/rw")
+        .args(["/app.wasm", "preopens", "write:/rw/in.txt", "write:/other/out.txt"]);
+    let out = run_to_end(&containerd, &spec);
+    assert_eq!(out.code, 0, "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    for line in ["preopens ok /rw", "write:/rw/in.txt ok", "write:/other/out.txt err no preopen"] {
+        assert!(lines.contains(&line), "{line}: {out:?}");
+    }
+
+    let image = import_compat(&containerd, "p3-timeout", &guests::p3_args().unwrap());
+    let id = ids::container_id("p3-timeout");
+    let spec = RunSpec::new(&image, &id)
+        .flag("--annotation=wasmbox.dev/timeout=1s")
+        .args(["/app.wasm", "spinning"]);
+    let out = run_to_end(&containerd, &spec);
+    assert_eq!(out.code, 124, "{out:?}");
+    assert!(out.stderr.contains("timed out after 1s"), "the reason is on stderr: {out:?}");
 }
 
