@@ -5,6 +5,7 @@
 //   /fetch/SCHEME/AUTHORITY/PATH  sends a GET there through `wasi:http/client@0.3.0` and
 //           answers with the upstream's own response, or 502 with `denied`
 //           (HTTP-request-denied) or `error <tag>`;
+//   /trailers  answers as for any path, with a trailer `x-wasmbox-trailer: wasi 0.3`;
 //   /trap   traps;  /hang  answers only after an hour (wasi:clocks' `wait-for`).
 //
 // `handle` is async (the callback form): it returns the response as soon as it has one, then
@@ -30,7 +31,7 @@ static struct {
     uint8_t buf[65536];
     size_t len, off;
     // /echo: the request's body, its trailers, and how its consumption ended.
-    bool echo, in_done;
+    bool echo, in_done, with_trailers;
     wasi_http_types_stream_u8_t in;
     wasi_http_types_future_result_option_own_trailers_error_code_t in_trailers;
     wasi_http_types_future_result_void_error_code_writer_t in_result;
@@ -97,10 +98,18 @@ static bindings_callback_code_t step(void) {
     }
     if (st.responding && st.phase == 2) {
         if (st.echo) wasi_http_types_future_result_void_error_code_drop_writable(st.in_result);
-        wasi_http_types_result_option_own_trailers_error_code_t none = {.is_err = false};
-        none.val.ok.is_some = false;
+        wasi_http_types_result_option_own_trailers_error_code_t trailers = {.is_err = false};
+        trailers.val.ok.is_some = st.with_trailers;
+        if (st.with_trailers) {
+            wasi_http_types_own_fields_t fields = wasi_http_types_constructor_fields();
+            wasi_http_types_field_name_t name = {(uint8_t *)"x-wasmbox-trailer", 17};
+            wasi_http_types_field_value_t value = {(uint8_t *)"wasi 0.3", 8};
+            wasi_http_types_header_error_t err;
+            wasi_http_types_method_fields_append(wasi_http_types_borrow_fields(fields), &name, &value, &err);
+            trailers.val.ok.val = fields;
+        }
         st.phase = 3;
-        if (wasi_http_types_future_result_option_own_trailers_error_code_write(st.trailers, &none) == BLOCKED) {
+        if (wasi_http_types_future_result_option_own_trailers_error_code_write(st.trailers, &trailers) == BLOCKED) {
             bindings_waitable_join(st.trailers, st.set);
             return WAIT(st.set);
         }
@@ -238,6 +247,7 @@ bindings_callback_code_t exports_wasi_http_handler_handle(exports_wasi_http_hand
         wasi_http_types_request_drop_own(request);
         fetch(path.ptr + 7, path.len - 7);
     } else {
+        st.with_trailers = is(&path, "/trailers");
         wasi_http_types_request_drop_own(request);
         append("hello ", 6);
         append(path.ptr, path.len < sizeof st.buf - 64 ? path.len : sizeof st.buf - 64);

@@ -169,6 +169,32 @@ pub fn check_h2c(stream: TcpStream, requests: usize) -> Result<usize> {
     })
 }
 
+/// One GET of `path` over HTTP/2 with prior knowledge (h2c) on `stream`: the status, the body
+/// and the trailers (name, value) that followed it.
+pub fn h2c_get_with_trailers(stream: TcpStream, path: &str) -> Result<(u16, String, Vec<(String, String)>)> {
+    use http_body_util::BodyExt;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        stream.set_nonblocking(true)?;
+        let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::from_std(stream)?);
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .context("the HTTP/2 handshake (prior knowledge)")?;
+        tokio::spawn(connection);
+        let request = hyper::Request::get(format!("http://wasmbox-test{path}"))
+            .body(http_body_util::Empty::<hyper::body::Bytes>::new())?;
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let collected = response.into_body().collect().await?;
+        let trailers = collected
+            .trailers()
+            .map(|t| t.iter().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect())
+            .unwrap_or_default();
+        let body = String::from_utf8_lossy(&collected.to_bytes()).into_owned();
+        Ok((status, body, trailers))
+    })
+}
+
 /// The bytes of [`echo_stream`]'s body: offset `i` holds `i % 251`, so a lost, repeated or
 /// reordered chunk shows.
 fn pattern_byte(i: u64) -> u8 {

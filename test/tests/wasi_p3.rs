@@ -80,7 +80,7 @@ fn what_the_host_lacks_fails_create_with_one_line_naming_it() {
 }
 
 #[test]
-fn a_wasi_0_3_handler_answers_over_http1_and_h2c_and_drains_on_sigterm() {
+fn a_wasi_0_3_handler_answers_over_http1_and_h2c_with_trailers_and_drains_on_sigterm() {
     require_integration!();
     let containerd = start();
     let ns = NetNs::create("http-p3").unwrap();
@@ -91,6 +91,10 @@ fn a_wasi_0_3_handler_answers_over_http1_and_h2c_and_drains_on_sigterm() {
     // Every answer checked: "hello <path>" for its own path.
     assert_eq!(http::check_many(|| ns.connect_tcp(ADDR), 20, 10).unwrap(), 200);
     assert_eq!(http::check_h2c(ns.connect_tcp(ADDR).unwrap(), 100).unwrap(), 100);
+    // Trailers the handler sets after its body reach the client (HTTP/2 carries them).
+    let (status, body, trailers) = http::h2c_get_with_trailers(ns.connect_tcp(ADDR).unwrap(), "/trailers").unwrap();
+    assert_eq!((status, body.as_str()), (200, "hello /trailers\n"));
+    assert_eq!(trailers, [("x-wasmbox-trailer".to_string(), "wasi 0.3".to_string())]);
 
     stop_http(&containerd, &id, &ns, ADDR);
 }
