@@ -60,6 +60,21 @@ fn ctr_run_t_gives_a_wasm_guest_a_terminal() {
 }
 
 #[test]
+fn ctr_run_t_gives_a_wasi_0_3_command_a_terminal() {
+    require_integration!();
+    let containerd = start();
+    let image = containerd
+        .import_image(compat_image(&ids::image_ref("tty-p3"), &guests::p3_args().unwrap()))
+        .unwrap();
+    let id = ids::container_id("tty-p3");
+    let mut term = run_t(&containerd, &image, &id);
+    // Its stdout stream reaches the terminal; its status (the argument count) comes through.
+    term.expect("hello from wasi 0.3", START_TIMEOUT).unwrap();
+    assert_eq!(term.wait(STEP).unwrap(), 1, "the terminal showed:\n{}", term.output());
+    assert_clean(&containerd, &id);
+}
+
+#[test]
 fn ctr_run_t_gives_a_native_init_a_terminal_with_its_size() {
     require_integration!();
     let containerd = start();
