@@ -66,6 +66,33 @@ fn a_named_image_is_compiled_and_its_first_start_compiles_nothing() {
     run_without_compiling(&containerd, &image, "precompiled");
 }
 
+/// WASI 0.3 components go the same ways as 0.2 ones: a first start with no artifact compiles
+/// it (with Cranelift: components are not tiered, see docs/architecture.md), and an image
+/// compiled at pull time starts compiling nothing.
+#[test]
+fn a_wasi_0_3_component_is_compiled_at_its_first_start_or_at_pull_time() {
+    require_integration!();
+    let containerd = start_tiering_everything();
+    let wasm = guests::p3_args().unwrap();
+    let id = ids::container_id("p3-first");
+    let image = import_compat(&containerd, "p3-first", &wasm);
+    let out = containerd.run_rm(&image, &id, &[WASM_PATH, "x"]).unwrap();
+    assert_eq!((out.code, out.stdout.as_str()), (2, "hello from wasi 0.3\n/app.wasm\nx\n"), "{out:?}");
+    assert_ne!(containerd.log_lines_mentioning(SHIM_COMPILED[0]), "", "the first start compiled it");
+    assert_eq!(containerd.log_lines_mentioning(STARTED_ON_BASELINE), "", "components are not tiered");
+    assert_clean(&containerd, &id);
+
+    let containerd = start_tiering_everything();
+    let image = import_compat(&containerd, "p3-precompiled", &wasm);
+    let out = containerd.precompile(&[&image], COMPILE).unwrap();
+    assert!(out.status.success() && out.stdout_text().contains(&format!("{image}: compiled /app.wasm")), "{out:?}");
+    let id = ids::container_id("p3-precompiled");
+    let out = containerd.run_rm(&image, &id, &[WASM_PATH]).unwrap();
+    assert_eq!((out.code, out.stdout.as_str()), (1, "hello from wasi 0.3\n/app.wasm\n"), "{out:?}");
+    assert_shim_compiled_nothing(&containerd);
+    assert_clean(&containerd, &id);
+}
+
 #[test]
 fn images_without_wasm_are_left_alone_and_a_missing_one_is_an_error() {
     require_integration!();
