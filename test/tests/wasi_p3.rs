@@ -6,6 +6,7 @@
 use wasmbox_integration::ctr::RunSpec;
 use wasmbox_integration::image::compat_image;
 use wasmbox_integration::netns::NetNs;
+use wasmbox_integration::probe::assert_memory_budget;
 use wasmbox_integration::process::peak_rss_kib;
 use wasmbox_integration::suite::{assert_clean, bind, import_compat, run_to_end, start, start_http, stop_http, work_dir};
 use wasmbox_integration::upstream::{TestCa, Upstream};
@@ -217,5 +218,19 @@ fn a_wasi_0_3_command_gets_only_its_policys_directories_and_ends_at_its_timeout(
     let out = run_to_end(&containerd, &spec);
     assert_eq!(out.code, 124, "{out:?}");
     assert!(out.stderr.contains("timed out after 1s"), "the reason is on stderr: {out:?}");
+}
+
+/// The memory budget holds for 0.3 commands as for the rest: `memory.grow` fails inside the
+/// container's limit (the guest exits with the MiB it got), and the container is not OOM-killed.
+#[test]
+fn a_wasi_0_3_command_is_refused_memory_before_the_container_is_oom_killed() {
+    require_integration!();
+    let containerd = start();
+    let wasm = guests::build("p3_mem_grow", guests::Kind::Wat).unwrap();
+    let image = import_compat(&containerd, "p3-mem", &wasm);
+    let limit_mib = 64u64;
+    let id = ids::container_id("p3-mem");
+    let out = run_to_end(&containerd, &RunSpec::new(&image, &id).flag(&format!("--memory-limit={}", limit_mib << 20)));
+    assert_memory_budget(limit_mib, u64::try_from(out.code).unwrap_or_else(|_| panic!("{out:?}")));
 }
 
