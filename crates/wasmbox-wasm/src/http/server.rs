@@ -245,21 +245,22 @@ async fn handle(
 ) -> Result<Answer, Infallible> {
     let Ok(answer) = access_logged(server, req).await;
     Ok(answer.map(|body| {
-        InFlightBody {
+        Guarded {
             body,
-            _in_flight: in_flight,
+            _guard: in_flight,
         }
         .boxed_unsync()
     }))
 }
 
-/// A response body that keeps its request in flight until it is sent (or dropped).
-struct InFlightBody {
+/// A response body holding `_guard` until it is sent (or dropped): a request's place among
+/// the connection's requests in flight, or a 0.3 request's event loop (see `call_p3`).
+struct Guarded<G> {
     body: HyperOutgoingBody,
-    _in_flight: crate::http::connections::InFlight,
+    _guard: G,
 }
 
-impl hyper::body::Body for InFlightBody {
+impl<G: Unpin> hyper::body::Body for Guarded<G> {
     type Data = Bytes;
     type Error = <HyperOutgoingBody as hyper::body::Body>::Error;
 
@@ -456,9 +457,9 @@ async fn call_p3(
         };
         let response = a.with(|mut s| response.into_http(&mut s, request_io))?;
         let answer = response.map(|body| {
-            SentBody {
+            Guarded {
                 body,
-                _sent: sent_tx,
+                _guard: sent_tx,
             }
             .boxed_unsync()
         });
@@ -490,31 +491,4 @@ fn with_scheme(req: Request<Incoming>) -> Request<Incoming> {
         }
     }
     Request::from_parts(parts, body)
-}
-
-/// A 0.3 handler's response body; dropped (sent, or abandoned), it lets the request's event
-/// loop end.
-struct SentBody {
-    body: HyperOutgoingBody,
-    _sent: tokio::sync::oneshot::Sender<()>,
-}
-
-impl hyper::body::Body for SentBody {
-    type Data = Bytes;
-    type Error = wasmtime_wasi_http::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.body.size_hint()
-    }
 }
