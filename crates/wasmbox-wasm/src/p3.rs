@@ -17,10 +17,7 @@ const RUN: &str = "wasi:cli/run@0.3";
 
 /// Whether `component` is a WASI 0.3 command.
 pub fn is_command(engine: &Engine, component: &Component) -> bool {
-    component
-        .component_type()
-        .exports(engine)
-        .any(|(name, _)| name.starts_with(RUN))
+    crate::compile::kind::exports_interface(engine, component, RUN)
 }
 
 /// Links a 0.3 command against Wasmtime's WASI 0.3 and 0.2.

@@ -76,6 +76,20 @@ pub fn binary_kind(bytes: &[u8]) -> Option<FileKind> {
     }
 }
 
+
+/// Whether `component` exports an interface whose name starts with `prefix` (an interface and
+/// version, such as `wasi:cli/run@0.3`): what decides how a component is run or served.
+pub fn exports_interface(
+    engine: &wasmtime::Engine,
+    component: &wasmtime::component::Component,
+    prefix: &str,
+) -> bool {
+    component
+        .component_type()
+        .exports(engine)
+        .any(|(name, _)| name.starts_with(prefix))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::compile::kind::exports_interface;
 use crate::http::outbound::Outbound;
 use crate::policy::memory::Budget;
 
@@ -51,14 +52,7 @@ impl WasiHttpView for HttpState {
 
 /// Whether `component` is an HTTP handler (0.2 or 0.3) rather than a command.
 pub fn is_proxy(engine: &Engine, component: &Component) -> bool {
-    exports(engine, component, INCOMING_HANDLER) || exports(engine, component, HANDLER_P3)
-}
-
-fn exports(engine: &Engine, component: &Component, prefix: &str) -> bool {
-    component
-        .component_type()
-        .exports(engine)
-        .any(|(name, _)| name.starts_with(prefix))
+    exports_interface(engine, component, INCOMING_HANDLER) || exports_interface(engine, component, HANDLER_P3)
 }
 
 /// A linked handler, of either generation.
@@ -78,7 +72,7 @@ pub fn link(engine: &Engine, component: &Component) -> wasmtime::Result<HandlerP
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
     let pre = linker.instantiate_pre(component)?;
-    if exports(engine, component, HANDLER_P3) {
+    if exports_interface(engine, component, HANDLER_P3) {
         return Ok(HandlerPre::P3(ServicePre::new(pre)?));
     }
     Ok(HandlerPre::P2(ProxyPre::new(pre)?))
