@@ -129,10 +129,16 @@ static void append(const void *bytes, size_t n) {
     st.len += n;
 }
 
+// `v` in decimal at the end of `digits`; where it starts.
+static size_t decimal(char digits[12], size_t v) {
+    size_t i = 12;
+    do digits[--i] = (char)('0' + v % 10); while (v /= 10);
+    return i;
+}
+
 static void append_uint(uint32_t v) {
     char digits[12];
-    size_t i = sizeof digits;
-    do digits[--i] = (char)('0' + v % 10); while (v /= 10);
+    size_t i = decimal(digits, v);
     append(digits + i, sizeof digits - i);
 }
 
@@ -143,8 +149,7 @@ static void respond(wasi_http_types_status_code_t status) {
     if (!st.echo) {
         // Its length, so HTTP/1.1 clients need no chunked decoding.
         char digits[12];
-        size_t i = sizeof digits, v = st.len;
-        do digits[--i] = (char)('0' + v % 10); while (v /= 10);
+        size_t i = decimal(digits, st.len);
         wasi_http_types_field_name_t name = {(uint8_t *)"content-length", 14};
         wasi_http_types_field_value_t value = {(uint8_t *)digits + i, sizeof digits - i};
         wasi_http_types_header_error_t err;

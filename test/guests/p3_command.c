@@ -51,18 +51,27 @@ static bindings_waitable_status_t settle(uint32_t handle, bindings_waitable_stat
     return status;
 }
 
-// Writes all of `buf` to stdout through a fresh stream; waits for the write's result.
-static void write_stdout(const uint8_t *buf, size_t len) {
-    wasi_cli_stdin_stream_u8_writer_t writer;
-    wasi_cli_stdin_stream_u8_t reader = wasi_cli_stdin_stream_u8_new(&writer);
-    wasi_cli_stdout_future_result_void_error_code_t done = wasi_cli_stdout_write_via_stream(reader);
+// A stream<u8> type's `write` (each stream type has its own, of the same shape).
+typedef bindings_waitable_status_t (*stream_write_t)(uint32_t writer, const uint8_t *buf, size_t amt);
+
+// Writes all of `buf` through `writer`, waiting whenever the reader has not taken it yet; stops
+// early if the reader is gone.
+static void write_all(uint32_t writer, stream_write_t write, const uint8_t *buf, size_t len) {
     while (len > 0) {
-        bindings_waitable_status_t st = settle(writer, wasi_cli_stdin_stream_u8_write(writer, buf, len));
+        bindings_waitable_status_t st = settle(writer, write(writer, buf, len));
         uint32_t n = BINDINGS_WAITABLE_COUNT(st);
         buf += n;
         len -= n;
         if (BINDINGS_WAITABLE_STATE(st) == BINDINGS_WAITABLE_DROPPED) break;
     }
+}
+
+// Writes all of `buf` to stdout through a fresh stream; waits for the write's result.
+static void write_stdout(const uint8_t *buf, size_t len) {
+    wasi_cli_stdin_stream_u8_writer_t writer;
+    wasi_cli_stdin_stream_u8_t reader = wasi_cli_stdin_stream_u8_new(&writer);
+    wasi_cli_stdout_future_result_void_error_code_t done = wasi_cli_stdout_write_via_stream(reader);
+    write_all(writer, wasi_cli_stdin_stream_u8_write, buf, len);
     wasi_cli_stdin_stream_u8_drop_writable(writer);
     wasi_cli_stdout_result_void_error_code_t result;
     settle(done, wasi_cli_stdout_future_result_void_error_code_read(done, &result));
@@ -136,15 +145,7 @@ static void op_write(const char *op, const char *path) {
     wasi_filesystem_types_stream_u8_t reader = wasi_filesystem_types_stream_u8_new(&writer);
     wasi_filesystem_types_future_result_void_error_code_t done =
         wasi_filesystem_types_method_descriptor_write_via_stream(wasi_filesystem_types_borrow_descriptor(file), reader, 0);
-    const uint8_t *buf = (const uint8_t *)line;
-    size_t len = sizeof line - 1;
-    while (len > 0) {
-        bindings_waitable_status_t st = settle(writer, wasi_filesystem_types_stream_u8_write(writer, buf, len));
-        uint32_t n = BINDINGS_WAITABLE_COUNT(st);
-        buf += n;
-        len -= n;
-        if (BINDINGS_WAITABLE_STATE(st) == BINDINGS_WAITABLE_DROPPED) break;
-    }
+    write_all(writer, wasi_filesystem_types_stream_u8_write, (const uint8_t *)line, sizeof line - 1);
     wasi_filesystem_types_stream_u8_drop_writable(writer);
     wasi_filesystem_types_result_void_error_code_t result;
     settle(done, wasi_filesystem_types_future_result_void_error_code_read(done, &result));
