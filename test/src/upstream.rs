@@ -50,6 +50,46 @@ impl TestCa {
     }
 }
 
+/// What the egress tests serve on a namespace's loopback: a plain upstream (allowed by
+/// address), a TLS one (allowed by the name `upstream.test`, its certificate from a CA of the
+/// test's), and a port nothing allows; and the image files that reach and trust them.
+pub struct EgressUpstreams {
+    pub ca: TestCa,
+    pub plain: Upstream,
+    pub tls: Upstream,
+    pub other: TcpListener,
+}
+
+impl EgressUpstreams {
+    pub fn start(ns: &crate::netns::NetNs) -> Result<Self> {
+        let ca = TestCa::new(&["upstream.test"])?;
+        let plain = Upstream::start(ns.listen_tcp("127.0.0.1:0")?, None)?;
+        let tls = Upstream::start(ns.listen_tcp("127.0.0.1:0")?, Some(ca.server.clone()))?;
+        let other = ns.listen_tcp("127.0.0.1:0")?;
+        Ok(Self { ca, plain, tls, other })
+    }
+
+    /// The plain, TLS and unallowed ports.
+    pub fn ports(&self) -> Result<(u16, u16, u16)> {
+        Ok((self.plain.addr().port(), self.tls.addr().port(), self.other.local_addr()?.port()))
+    }
+
+    /// `image` with an /etc/hosts that names `upstream.test` (and `elsewhere.test`, which no
+    /// rule names) and the test CA as the container's CA bundle.
+    pub fn trusted_by(&self, image: wasmbox_image::ImageBuilder) -> wasmbox_image::ImageBuilder {
+        image
+            .file("/etc/hosts", b"127.0.0.1 localhost upstream.test\n127.0.0.2 elsewhere.test\n".to_vec(), 0o644)
+            .file("/etc/nsswitch.conf", b"hosts: files dns\n".to_vec(), 0o644)
+            .file("/etc/ssl/certs/ca-certificates.crt", self.ca.ca_pem.clone().into_bytes(), 0o644)
+    }
+
+    /// `ctr run`'s flag allowing exactly the plain upstream by address and the TLS one by name.
+    pub fn egress_flag(&self) -> Result<String> {
+        let (plain, tls, _) = self.ports()?;
+        Ok(format!("--annotation=wasmbox.dev/egress=http://127.0.0.1:{plain},https://upstream.test:{tls}"))
+    }
+}
+
 /// A server on a listener of the test's (e.g. one bound in a network namespace), until dropped.
 pub struct Upstream {
     addr: SocketAddr,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use wasmbox_integration::http;
 use wasmbox_integration::netns::NetNs;
-use wasmbox_integration::upstream::{TestCa, Upstream};
+use wasmbox_integration::upstream::EgressUpstreams;
 use wasmbox_integration::poll::wait_until;
 use wasmbox_integration::process::peak_rss_kib;
 use wasmbox_integration::suite::{assert_clean, import_compat, start, start_http, stop_http};
@@ -111,22 +111,12 @@ fn outbound_requests_follow_the_egress_rules() {
     let containerd = start();
     let ns = NetNs::create("http-egress").unwrap();
     let id = ids::container_id("http-egress");
-    let ca = TestCa::new(&["upstream.test"]).unwrap();
-    let plain = Upstream::start(ns.listen_tcp("127.0.0.1:0").unwrap(), None).unwrap();
-    let tls = Upstream::start(ns.listen_tcp("127.0.0.1:0").unwrap(), Some(ca.server.clone())).unwrap();
-    let other = ns.listen_tcp("127.0.0.1:0").unwrap();
-    let (plain_port, tls_port, other_port) = (plain.addr().port(), tls.addr().port(), other.local_addr().unwrap().port());
-
+    let upstreams = EgressUpstreams::start(&ns).unwrap();
+    let (plain_port, tls_port, other_port) = upstreams.ports().unwrap();
     let image = containerd
-        .import_image(
-            image::compat_image(&ids::image_ref(&id), &guests::http_hello().unwrap())
-                .file("/etc/hosts", b"127.0.0.1 localhost upstream.test\n127.0.0.2 elsewhere.test\n".to_vec(), 0o644)
-                .file("/etc/nsswitch.conf", b"hosts: files dns\n".to_vec(), 0o644)
-                .file("/etc/ssl/certs/ca-certificates.crt", ca.ca_pem.clone().into_bytes(), 0o644),
-        )
+        .import_image(upstreams.trusted_by(image::compat_image(&ids::image_ref(&id), &guests::http_hello().unwrap())))
         .unwrap();
-    let egress = format!("--annotation=wasmbox.dev/egress=http://127.0.0.1:{plain_port},https://upstream.test:{tls_port}");
-    let log = start_image(&containerd, &ns, &id, &image, &[&egress]);
+    let log = start_image(&containerd, &ns, &id, &image, &[&upstreams.egress_flag().unwrap()]);
 
     let mut client = http::Client::new(ns.connect_tcp(ADDR).unwrap()).unwrap();
     let mut fetch = |target: &str| client.get(&format!("/fetch/{target}"), false).unwrap();
