@@ -110,6 +110,16 @@ pub fn check_many(
     clients: usize,
     requests: usize,
 ) -> Result<usize> {
+    check_many_under("", connect, clients, requests)
+}
+
+/// As [`check_many`], every path under `prefix` (`/gather/16`: `/gather/16/client-0/...`).
+pub fn check_many_under(
+    prefix: &str,
+    connect: impl Fn() -> Result<TcpStream> + Sync,
+    clients: usize,
+    requests: usize,
+) -> Result<usize> {
     std::thread::scope(|s| {
         let threads: Vec<_> = (0..clients)
             .map(|c| {
@@ -117,7 +127,7 @@ pub fn check_many(
                 s.spawn(move || -> Result<usize> {
                     let mut client = Client::new(connect()?)?;
                     for r in 0..requests {
-                        let path = format!("/client-{c}/request-{r}");
+                        let path = format!("{prefix}/client-{c}/request-{r}");
                         let answer = client.get(&path, false)?;
                         if answer.status != 200 || answer.body != format!("hello {path}\n") {
                             bail!("client {c}: wrong answer to {path}: {answer:?}");

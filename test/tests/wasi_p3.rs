@@ -125,6 +125,30 @@ fn a_wasi_0_3_handler_that_traps_answers_500_and_one_past_its_timeout_504() {
     stop_http(&containerd, &id, &ns, ADDR);
 }
 
+/// One 0.3 instance serves many requests at once. With `wasmbox.dev/http-max-instances=1`, each
+/// `/gather/16/...` request waits in the guest until 16 have arrived in its instance: every one
+/// of the 16 is answered only if all 16 were in flight in that one instance together. The
+/// instance then goes on serving, and a request that traps it takes no other request down
+/// with it once the next instance is made.
+#[test]
+fn sixteen_requests_are_in_flight_in_one_wasi_0_3_instance_at_once() {
+    require_integration!();
+    let containerd = start();
+    let ns = NetNs::create("http-p3-many").unwrap();
+    let id = ids::container_id("http-p3-many");
+    let image = import_compat(&containerd, "http-p3-many", &guests::http_p3_hello().unwrap());
+    start_http(&containerd, &ns, &id, &image, ADDR, &["--annotation=wasmbox.dev/http-max-instances=1"]);
+
+    let connect = || ns.connect_tcp(ADDR);
+    assert_eq!(http::check_many_under("/gather/16", connect, 16, 1).unwrap(), 16);
+    assert_eq!(http::check_many(connect, 4, 25).unwrap(), 100);
+    let mut client = http::Client::new(ns.connect_tcp(ADDR).unwrap()).unwrap();
+    assert_eq!(client.get("/trap", false).unwrap().status, 500);
+    assert_eq!(http::check_many(connect, 4, 25).unwrap(), 100);
+
+    stop_http(&containerd, &id, &ns, ADDR);
+}
+
 /// As for 0.2 handlers (http.rs): a 100 MiB request body is echoed back while it streams in,
 /// through the guest's own streams, and the server's peak resident size stays within 32 MiB.
 #[test]

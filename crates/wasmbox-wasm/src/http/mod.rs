@@ -27,7 +27,9 @@
 pub mod connections;
 pub mod outbound;
 pub mod proxy;
+pub mod reuse;
 pub mod server;
+pub mod store;
 
 pub use proxy::{is_proxy, link, HandlerPre, HttpState, Pooled};
 pub use server::serve;

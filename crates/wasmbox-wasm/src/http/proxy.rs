@@ -20,15 +20,15 @@ use crate::policy::memory::Budget;
 const INCOMING_HANDLER: &str = "wasi:http/incoming-handler@0.2";
 const HANDLER_P3: &str = "wasi:http/handler@0.3";
 
-/// Store data of one request.
+/// Store data of one instance: of one request (0.2), or of the requests it serves (0.3).
 pub struct HttpState {
     pub(crate) ctx: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) http: WasiHttpCtx,
     pub(crate) outbound: Outbound,
     pub(crate) limits: Budget,
-    /// When this request's guest code is stopped.
-    pub(crate) deadline: Instant,
+    /// When this instance's guest code is stopped (None: by whoever serves it, not by time).
+    pub(crate) deadline: Option<Instant>,
 }
 
 impl WasiView for HttpState {

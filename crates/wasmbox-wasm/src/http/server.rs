@@ -2,42 +2,39 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime::Engine;
 use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi_http::handler::{ExpirationError, ProxyHandler, TrapOrPanicError};
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
-use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
+use wasmtime_wasi_http::WasiHttpView;
 
 use crate::http::outbound::Outbound;
-use crate::http::proxy::{HandlerPre, HttpState, Pooled};
+use crate::http::proxy::{HandlerPre, Pooled};
+use crate::http::reuse::Instances;
+use crate::http::store::Stores;
 use crate::outcome::Outcome;
-use crate::policy::memory::Budget;
 use crate::policy::network::Network;
 use crate::sandbox::Granted;
 use crate::sandbox::SandboxSpec;
 
 /// What every request's handler needs, shared by the connections.
 struct Server {
-    engine: Engine,
+    stores: Arc<Stores>,
     pre: HandlerPre,
-    sandbox: SandboxSpec,
-    /// Builds a request's WASI context. Preopening changes the process's working directory
-    /// for a moment (see `crate::run::wasi`), so contexts are built one at a time.
-    builder: Mutex<Box<dyn FnMut() -> wasmtime::Result<WasiCtx> + Send>>,
+    /// A 0.3 handler's instances, each serving many requests (a 0.2 handler's request gets a
+    /// fresh instance of `pre`).
+    reused: Option<ProxyHandler<Instances>>,
     timeout: Duration,
     access_log: bool,
-    /// Sends the handlers' outbound requests, within the egress policy.
-    outbound: Outbound,
-    /// One permit per handler that may run at once.
+    /// One permit per request that may be served at once.
     slots: Arc<tokio::sync::Semaphore>,
     /// The idle and header timeouts and the bound on open connections.
     connections: crate::policy::HttpConnections,
@@ -79,14 +76,55 @@ pub fn serve(
         .thread_name("wasmbox-http")
         .enable_all()
         .build()?;
-    let mut server = Server {
-        engine: engine.clone(),
-        pre: pre.clone(),
-        sandbox: sandbox.clone(),
-        builder: Mutex::new(build_ctx),
-        timeout: granted.policy.http_timeout,
+    let timeout = granted.policy.http_timeout;
+    let mut stores = Stores::new(
+        engine.clone(),
+        build_ctx,
+        Outbound::new(network.clone()),
+        sandbox.memory_limit,
+        timeout,
+    );
+    let mut pre = pre.clone();
+    // Instances from a pool when the component fits one (more memories or table elements
+    // per module than a pool slot holds do not): else from the engine every guest uses.
+    // Readiness too: the port accepts only once an instance was made, so a tcpSocket or
+    // httpGet probe tells the truth.
+    let pooled = match pooled {
+        Some(p) => {
+            let shared = std::mem::replace(&mut stores.engine, p.engine.clone());
+            let shared_pre = std::mem::replace(&mut pre, p.pre.clone());
+            match runtime.block_on(instance_check(&stores, &pre, timeout)) {
+                Ok(()) => true,
+                Err(e) => {
+                    log::info!("serving without the pooling allocator: {e:#}");
+                    (stores.engine, pre) = (shared, shared_pre);
+                    false
+                }
+            }
+        }
+        None => false,
+    };
+    if !pooled {
+        if let Err(e) = runtime.block_on(instance_check(&stores, &pre, timeout)) {
+            return Ok(Outcome::Failed(format!(
+                "the component cannot be instantiated: {e:#}"
+            )));
+        }
+    }
+    let stores = Arc::new(stores);
+    let instances = granted.policy.http_instances;
+    // Never more instances than requests at once: the pool holds that many.
+    let max_live = instances.max.map_or(concurrency, |m| m.min(concurrency));
+    let reused = match &pre {
+        HandlerPre::P3(p3) => Some(Instances::dispatcher(stores.clone(), p3.clone(), instances, timeout, max_live)),
+        HandlerPre::P2(_) => None,
+    };
+    let server = Arc::new(Server {
+        stores,
+        pre,
+        reused,
+        timeout,
         access_log: granted.policy.http_access_log,
-        outbound: Outbound::new(network.clone()),
         slots: Arc::new(tokio::sync::Semaphore::new(concurrency)),
         connections: crate::policy::HttpConnections {
             // Within the init's descriptor limit (the spec's rlimits): accept must never
@@ -97,34 +135,7 @@ pub fn serve(
             ),
             ..granted.policy.http_connections
         },
-    };
-    // Instances from a pool when the component fits one (more memories or table elements
-    // per module than a pool slot holds do not): else from the engine every guest uses.
-    // Readiness too: the port accepts only once an instance was made, so a tcpSocket or
-    // httpGet probe tells the truth.
-    let pooled = match pooled {
-        Some(p) => {
-            let shared = std::mem::replace(&mut server.engine, p.engine.clone());
-            let shared_pre = std::mem::replace(&mut server.pre, p.pre.clone());
-            match runtime.block_on(server.instance_check()) {
-                Ok(()) => true,
-                Err(e) => {
-                    log::info!("serving without the pooling allocator: {e:#}");
-                    (server.engine, server.pre) = (shared, shared_pre);
-                    false
-                }
-            }
-        }
-        None => false,
-    };
-    if !pooled {
-        if let Err(e) = runtime.block_on(server.instance_check()) {
-            return Ok(Outcome::Failed(format!(
-                "the component cannot be instantiated: {e:#}"
-            )));
-        }
-    }
-    let server = Arc::new(server);
+    });
     let listener = match std::net::TcpListener::bind(addr) {
         Ok(l) => l,
         Err(e) => {
@@ -161,7 +172,7 @@ async fn accept_loop(
 ) -> wasmtime::Result<Outcome> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     // The epoch only ends requests past their deadline (see `Server::call`).
-    let engine = server.engine.clone();
+    let engine = server.stores.engine.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(EPOCH_TICK);
         loop {
@@ -254,7 +265,7 @@ async fn handle(
 }
 
 /// A response body holding `_guard` until it is sent (or dropped): a request's place among
-/// the connection's requests in flight, or a 0.3 request's event loop (see `call_p3`).
+/// the connection's requests in flight, or a 0.3 request's place among those served at once.
 struct Guarded<G> {
     body: HyperOutgoingBody,
     _guard: G,
@@ -315,6 +326,25 @@ async fn respond(server: Arc<Server>, req: Request<Incoming>) -> Result<Answer, 
             Ok(Err(_)) => return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")),
             Err(_) => return Ok(timed_out(server.timeout)),
         };
+    if let Some(handler) = &server.reused {
+        let answer = tokio::time::timeout_at(
+            deadline.into(),
+            crate::http::reuse::handle(handler, req, deadline),
+        )
+        .await;
+        return Ok(match answer {
+            // The permit goes with the body: its request is served until the body was sent.
+            Ok(Ok(response)) => response.map(|body| {
+                Guarded {
+                    body,
+                    _guard: permit,
+                }
+                .boxed_unsync()
+            }),
+            Ok(Err(e)) => failed(e, server.timeout),
+            Err(_) => timed_out(server.timeout),
+        });
+    }
     let task = {
         let server = server.clone();
         tokio::spawn(async move {
@@ -359,6 +389,26 @@ async fn respond(server: Arc<Server>, req: Request<Incoming>) -> Result<Answer, 
     }
 }
 
+/// The answer to a 0.3 request that got no response.
+fn failed(e: wasmtime::Error, timeout: Duration) -> Answer {
+    if e.downcast_ref::<ExpirationError>().is_some() {
+        return timed_out(timeout);
+    }
+    if let Some(code) = e.downcast_ref::<wasmtime_wasi_http::p3::bindings::http::types::ErrorCode>() {
+        log::warn!("the handler answered with an error: {code:?}");
+    } else if e.downcast_ref::<TrapOrPanicError>().is_some() {
+        // Its instance failed: the instance's end logged why (see `reuse::Worker::drop`).
+        log::warn!("a request's instance failed before it responded");
+    } else {
+        log::error!("the handler failed: {e:?}");
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("wasmbox: request failed: {e:#}\n").as_bytes(),
+        );
+    }
+    plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n")
+}
+
 fn timed_out(after: Duration) -> Answer {
     log::warn!("a request timed out after {after:?} (wasmbox.dev/http-timeout)");
     plain(
@@ -367,57 +417,23 @@ fn timed_out(after: Duration) -> Answer {
     )
 }
 
+/// Makes (and drops) one instance, as a request would.
+async fn instance_check(stores: &Stores, pre: &HandlerPre, timeout: Duration) -> wasmtime::Result<()> {
+    let mut store = stores.store(Some(Instant::now() + timeout))?;
+    match pre {
+        HandlerPre::P2(pre) => pre.instantiate_async(&mut store).await.map(|_| ()),
+        HandlerPre::P3(pre) => pre.instantiate_async(&mut store).await.map(|_| ()),
+    }
+}
+
 impl Server {
-    /// Makes (and drops) one instance, as a request would.
-    async fn instance_check(&self) -> wasmtime::Result<()> {
-        let mut store = self.store(Instant::now() + self.timeout)?;
-        match &self.pre {
-            HandlerPre::P2(pre) => pre.instantiate_async(&mut store).await.map(|_| ()),
-            HandlerPre::P3(pre) => pre.instantiate_async(&mut store).await.map(|_| ()),
-        }
-    }
-
-    fn store(&self, deadline: Instant) -> wasmtime::Result<Store<HttpState>> {
-        let ctx = {
-            let mut build = self
-                .builder
-                .lock()
-                .map_err(|_| wasmtime::format_err!("the WASI context builder is poisoned"))?;
-            build()?
-        };
-        let state = HttpState {
-            ctx,
-            table: ResourceTable::new(),
-            http: WasiHttpCtx::new(),
-            outbound: self.outbound.clone(),
-            // Each instance within the container's limit; instances running at once are not
-            // counted together (the cgroup's limit still holds for the sum).
-            limits: Budget::new(None, self.sandbox.memory_limit),
-            deadline,
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
-        let timeout = self.timeout;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |s| {
-            if Instant::now() >= s.data().deadline {
-                return Err(wasmtime::format_err!(
-                    "the request timed out after {timeout:?}"
-                ));
-            }
-            // Other requests' tasks get the worker between ticks.
-            Ok(UpdateDeadline::Yield(1))
-        });
-        Ok(store)
-    }
-
-    /// One request, in a fresh instance; its guest code is stopped once `deadline` passed.
+    /// One request to a 0.2 handler, in a fresh instance; its guest code is stopped once
+    /// `deadline` passed.
     async fn call(&self, req: Request<Incoming>, tx: AnswerSender, deadline: Instant) -> wasmtime::Result<()> {
-        let mut store = self.store(deadline)?;
-        let pre = match &self.pre {
-            HandlerPre::P2(pre) => pre,
-            HandlerPre::P3(pre) => return call_p3(store, pre, req, tx, deadline).await,
+        let HandlerPre::P2(pre) = &self.pre else {
+            return Err(wasmtime::format_err!("a 0.3 handler's request is served by its instances"));
         };
+        let mut store = self.stores.store(Some(deadline))?;
         let proxy = pre.instantiate_async(&mut store).await?;
         let req = store
             .data_mut()
@@ -433,62 +449,3 @@ impl Server {
 
 /// Where a request's answer goes: a response, or the handler's error code.
 type AnswerSender = tokio::sync::oneshot::Sender<Result<Answer, ErrorCode>>;
-
-/// One request to a 0.3 handler, in a fresh instance. `handle` returns the response while the
-/// guest may still be writing its body (and trailers), so the store's event loop keeps running
-/// until hyper has taken the body or dropped it; all of it within `deadline`.
-async fn call_p3(
-    mut store: Store<HttpState>,
-    pre: &ServicePre<HttpState>,
-    req: Request<Incoming>,
-    tx: AnswerSender,
-    deadline: Instant,
-) -> wasmtime::Result<()> {
-    let service = pre.instantiate_async(&mut store).await?;
-    let (req, request_io) = wasmtime_wasi_http::p3::Request::from_http(&mut store.data_mut().outbound, with_scheme(req));
-    let (sent_tx, sent_rx) = tokio::sync::oneshot::channel::<()>();
-    let run = store.run_concurrent(async move |a| -> wasmtime::Result<()> {
-        let response = match service.handle(a, req).await? {
-            Ok(r) => r,
-            Err(code) => {
-                let _ = tx.send(Err(ErrorCode::InternalError(Some(format!("{code:?}")))));
-                return Ok(());
-            }
-        };
-        let response = a.with(|mut s| response.into_http(&mut s, request_io))?;
-        let answer = response.map(|body| {
-            Guarded {
-                body,
-                _guard: sent_tx,
-            }
-            .boxed_unsync()
-        });
-        if tx.send(Ok(answer)).is_ok() {
-            // Resolves (with an error) once hyper dropped the body: sent, or the client gone.
-            let _ = sent_rx.await;
-        }
-        Ok(())
-    });
-    match tokio::time::timeout_at(deadline.into(), run).await {
-        Ok(result) => result?,
-        Err(_) => Err(wasmtime::format_err!("the request's time is up")),
-    }
-}
-
-/// An HTTP/1.1 request's URI is a path: the guest sees the scheme and authority it came with.
-fn with_scheme(req: Request<Incoming>) -> Request<Incoming> {
-    let (mut parts, body) = req.into_parts();
-    if parts.uri.scheme().is_none() {
-        let authority = parts
-            .headers
-            .get(hyper::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost")
-            .to_string();
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-        if let Ok(uri) = hyper::Uri::builder().scheme("http").authority(authority).path_and_query(path).build() {
-            parts.uri = uri;
-        }
-    }
-    Request::from_parts(parts, body)
-}

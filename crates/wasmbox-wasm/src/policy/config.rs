@@ -83,6 +83,17 @@ pub struct HttpConfig {
     /// Open connections per container: the default and the cap of
     /// `wasmbox.dev/http-max-connections` (1024).
     pub max_connections: Option<usize>,
+    /// Requests one instance of a WASI 0.3 handler serves at once: the default and the cap of
+    /// `wasmbox.dev/http-instance-concurrency` (16).
+    pub instance_concurrency: Option<usize>,
+    /// Requests one instance of a 0.3 handler serves before it is dropped: the default and
+    /// the cap of `wasmbox.dev/http-instance-reuse` (128).
+    pub instance_reuse: Option<usize>,
+    /// How long an idle instance of a 0.3 handler is kept for the next request (`1s`).
+    pub instance_idle_timeout: Option<String>,
+    /// Live instances of a 0.3 handler: the default and the cap of
+    /// `wasmbox.dev/http-max-instances` (none: as many as requests run at once).
+    pub max_instances: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

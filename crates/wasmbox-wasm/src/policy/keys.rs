@@ -17,6 +17,9 @@ pub const HTTP_ACCESS_LOG: &str = "wasmbox.dev/http-access-log";
 pub const HTTP_HEADER_TIMEOUT: &str = "wasmbox.dev/http-header-timeout";
 pub const HTTP_IDLE_TIMEOUT: &str = "wasmbox.dev/http-idle-timeout";
 pub const HTTP_MAX_CONNECTIONS: &str = "wasmbox.dev/http-max-connections";
+pub const HTTP_MAX_INSTANCES: &str = "wasmbox.dev/http-max-instances";
+pub const HTTP_INSTANCE_CONCURRENCY: &str = "wasmbox.dev/http-instance-concurrency";
+pub const HTTP_INSTANCE_REUSE: &str = "wasmbox.dev/http-instance-reuse";
 
 /// The annotations this version understands; any other `wasmbox.dev/` key fails Create, so a
 /// typo is not silently ignored.
@@ -32,6 +35,9 @@ pub const KNOWN: &[&str] = &[
     HTTP_HEADER_TIMEOUT,
     HTTP_IDLE_TIMEOUT,
     HTTP_MAX_CONNECTIONS,
+    HTTP_MAX_INSTANCES,
+    HTTP_INSTANCE_CONCURRENCY,
+    HTTP_INSTANCE_REUSE,
 ];
 
 /// How long a request's head may take to arrive once its first byte did (hyper's default,
@@ -50,6 +56,12 @@ pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Handlers running at once per core, unless `wasmbox.dev/http-max-concurrency` says otherwise.
 pub const HTTP_CONCURRENCY_PER_CORE: usize = 16;
+
+/// A WASI 0.3 handler's instance: requests it serves at once, requests before it is dropped,
+/// and how long it is kept idle (`wasmtime serve`'s defaults for 0.3).
+pub const DEFAULT_HTTP_INSTANCE_CONCURRENCY: usize = 16;
+pub const DEFAULT_HTTP_INSTANCE_REUSE: usize = 128;
+pub const DEFAULT_HTTP_INSTANCE_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Where a `wasi:http/proxy` component is served unless `wasmbox.dev/http` says otherwise.
 pub const DEFAULT_HTTP: SocketAddr =

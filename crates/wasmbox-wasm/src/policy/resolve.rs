@@ -43,6 +43,9 @@ pub struct Policy {
     /// What the server keeps of idle and slow connections.
     #[serde(default)]
     pub http_connections: HttpConnections,
+    /// How instances of a WASI 0.3 handler are shared by requests.
+    #[serde(default)]
+    pub http_instances: HttpInstances,
 }
 
 /// The HTTP server's hold on connections that are not serving a request: idle keep-alive
@@ -63,6 +66,33 @@ impl Default for HttpConnections {
             header_timeout: DEFAULT_HTTP_HEADER_TIMEOUT,
             idle_timeout: DEFAULT_HTTP_IDLE_TIMEOUT,
             max_connections: DEFAULT_HTTP_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// How a WASI 0.3 handler's instances serve requests, as `wasmtime serve` does: each instance
+/// takes several requests at once and a number in turn, then is dropped. A 0.2 handler gets a
+/// fresh instance per request whatever these say (its calls cannot overlap, and it was not
+/// built to keep state between requests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpInstances {
+    /// Requests one instance serves at once.
+    pub concurrency: usize,
+    /// Requests one instance serves before it is dropped.
+    pub reuse: usize,
+    /// An instance with no request is dropped after this long.
+    pub idle_timeout: Duration,
+    /// Live instances at most (None: as many as requests run at once).
+    pub max: Option<usize>,
+}
+
+impl Default for HttpInstances {
+    fn default() -> Self {
+        Self {
+            concurrency: DEFAULT_HTTP_INSTANCE_CONCURRENCY,
+            reuse: DEFAULT_HTTP_INSTANCE_REUSE,
+            idle_timeout: DEFAULT_HTTP_INSTANCE_IDLE_TIMEOUT,
+            max: None,
         }
     }
 }
@@ -89,6 +119,7 @@ impl Default for Policy {
             http_max_concurrency_cap: None,
             http_access_log: false,
             http_connections: HttpConnections::default(),
+            http_instances: HttpInstances::default(),
         }
     }
 }
@@ -309,18 +340,32 @@ impl Policy {
             &http_config.idle_timeout,
             DEFAULT_HTTP_IDLE_TIMEOUT,
         )?;
-        if http_config.max_connections == Some(0) {
-            return Err(config_err(
-                "http.max_connections: not a whole number above 0".into(),
-            ));
-        }
-        let max_connections = count(
+        // A count whose value in the file is both the default and the cap of its annotation.
+        let operator_count = |annotation: &str, key: &str, configured: Option<usize>| {
+            if configured == Some(0) {
+                return Err(config_err(format!("{key}: not a whole number above 0")));
+            }
+            Ok(count(annotation, key, configured)?.or(configured))
+        };
+        let max_connections = operator_count(
             HTTP_MAX_CONNECTIONS,
             "http.max_connections",
             http_config.max_connections,
         )?
-        .or(http_config.max_connections)
         .unwrap_or(DEFAULT_HTTP_MAX_CONNECTIONS);
+        let http_instances = HttpInstances {
+            concurrency: operator_count(
+                HTTP_INSTANCE_CONCURRENCY,
+                "http.instance_concurrency",
+                http_config.instance_concurrency,
+            )?
+            .unwrap_or(DEFAULT_HTTP_INSTANCE_CONCURRENCY),
+            reuse: operator_count(HTTP_INSTANCE_REUSE, "http.instance_reuse", http_config.instance_reuse)?
+                .unwrap_or(DEFAULT_HTTP_INSTANCE_REUSE),
+            idle_timeout: config_duration(&http_config.instance_idle_timeout, "http.instance_idle_timeout")?
+                .unwrap_or(DEFAULT_HTTP_INSTANCE_IDLE_TIMEOUT),
+            max: operator_count(HTTP_MAX_INSTANCES, "http.max_instances", http_config.max_instances)?,
+        };
         Ok(Self {
             preopens,
             timeout,
@@ -337,6 +382,7 @@ impl Policy {
                 idle_timeout,
                 max_connections,
             },
+            http_instances,
         })
     }
 }
@@ -504,6 +550,43 @@ mod tests {
             OperatorConfig::parse("", "f").unwrap(),
             OperatorConfig::default()
         );
+    }
+
+    #[test]
+    fn a_wasi_0_3_handlers_instances_from_file_and_annotations() {
+        let p = Policy::new(None, "f", &ann(&[])).unwrap();
+        assert_eq!(p.http_instances, HttpInstances::default());
+        assert_eq!((p.http_instances.concurrency, p.http_instances.reuse, p.http_instances.max), (16, 128, None));
+        let config = OperatorConfig::parse(
+            "[http]\ninstance_concurrency = 8\ninstance_reuse = 10\ninstance_idle_timeout = \"250ms\"\nmax_instances = 4\n",
+            "ops.toml",
+        )
+        .unwrap();
+        let p = Policy::new(Some(&config), "ops.toml", &ann(&[])).unwrap();
+        let expected = HttpInstances {
+            concurrency: 8,
+            reuse: 10,
+            idle_timeout: Duration::from_millis(250),
+            max: Some(4),
+        };
+        assert_eq!(p.http_instances, expected);
+        let narrowed = [(HTTP_INSTANCE_CONCURRENCY, "2"), (HTTP_INSTANCE_REUSE, "1"), (HTTP_MAX_INSTANCES, "1")];
+        let p = Policy::new(Some(&config), "ops.toml", &ann(&narrowed)).unwrap();
+        assert_eq!(p.http_instances, HttpInstances { concurrency: 2, reuse: 1, max: Some(1), ..expected });
+        // A pod may narrow the operator's values, never widen them.
+        for (key, value, cap) in [
+            (HTTP_INSTANCE_CONCURRENCY, "9", "http.instance_concurrency (8)"),
+            (HTTP_INSTANCE_REUSE, "11", "http.instance_reuse (10)"),
+            (HTTP_MAX_INSTANCES, "5", "http.max_instances (4)"),
+        ] {
+            let e = Policy::new(Some(&config), "ops.toml", &ann(&[(key, value)])).unwrap_err().to_string();
+            assert!(e.contains(&format!("more than {cap} in ops.toml")) && e.contains(key), "{e}");
+        }
+        let e = Policy::new(None, "f", &ann(&[(HTTP_MAX_INSTANCES, "0")])).unwrap_err().to_string();
+        assert!(e.contains("not a whole number above 0"), "{e}");
+        let zero = OperatorConfig::parse("[http]\ninstance_reuse = 0\n", "ops.toml").unwrap();
+        let e = Policy::new(Some(&zero), "ops.toml", &ann(&[])).unwrap_err().to_string();
+        assert!(e.contains("http.instance_reuse: not a whole number above 0"), "{e}");
     }
 
     #[test]
