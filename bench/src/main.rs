@@ -225,9 +225,14 @@ fn measure(
         eprintln!("no --wasmtime given: the HTTP figures have no wasmtime serve baseline");
     }
     http_servers.push(native);
+    // The same for the WASI 0.3 handler (instances reused by both servers).
+    let mut http_p3_servers = vec![(&s.http_p3_wasm, serving::Port::Http)];
+    http_p3_servers.extend(s.http_p3_wasmtime.as_ref().map(|w| (w, serving::Port::InArgs)));
+    http_p3_servers.push(native);
     let servers = [
         ("p1", "preview 1 server", vec![(&s.server_wasm, serving::Port::Preopened), native], SERVING_CLIENTS),
         ("http", "wasi:http component", http_servers, HTTP_CLIENTS),
+        ("http3", "WASI 0.3 handler", http_p3_servers, HTTP_CLIENTS),
     ];
     let mut measured = Vec::new();
     for (prefix, what, subjects, clients) in servers {
@@ -241,7 +246,7 @@ fn measure(
         measured.push(serving::measure(containerd, prefix, &subjects, clients, o.serving_rounds, o.serving_seconds)?);
     }
     let mut measured = measured.into_iter();
-    let (serving, http_serving) = (measured.next(), measured.next());
+    let (serving, http_serving, http_p3_serving) = (measured.next(), measured.next(), measured.next());
 
     let mut density_runs = Vec::new();
     let mut anatomy = Vec::new();
@@ -302,6 +307,7 @@ fn measure(
         phases,
         serving,
         http_serving,
+        http_p3_serving,
         http_idle,
     })
 }

@@ -22,6 +22,8 @@ pub struct Results {
     pub serving: Option<Serving>,
     /// The HTTP component (wasi:http/proxy) against `wasmtime serve` and the native C server.
     pub http_serving: Option<Serving>,
+    /// The WASI 0.3 handler (wasi:http/service) against `wasmtime serve` and the native server.
+    pub http_p3_serving: Option<Serving>,
     /// Idle HTTP servers: the component under wasmbox, the native C server under runc.
     pub http_idle: Vec<DensityRun>,
 }
@@ -203,7 +205,7 @@ impl Results {
         // (figure, short name, wasm subject, [(baseline subject, its name, req/s target,
         // p99 target)]): req/s at least the target, p99 at most.
         let native = "native C server, runc";
-        let serving: [(Option<&crate::scenarios::serving::Serving>, &str, &str, &str, Vec<(&str, &str, Option<f64>, Option<f64>)>); 2] = [
+        let serving: [(Option<&crate::scenarios::serving::Serving>, &str, &str, &str, Vec<(&str, &str, Option<f64>, Option<f64>)>); 3] = [
             (self.serving.as_ref(), "serving", "p1/server-wasm", "preview 1 server", vec![("p1/server-runc", native, Some(0.5), None)]),
             (
                 self.http_serving.as_ref(),
@@ -211,6 +213,13 @@ impl Results {
                 "http/http-wasm",
                 "wasi:http hello",
                 vec![("http/http-wasmtime", "wasmtime serve, runc", Some(1.0), Some(1.2)), ("http/server-runc", native, None, None)],
+            ),
+            (
+                self.http_p3_serving.as_ref(),
+                "0.3 handler",
+                "http3/http-p3-wasm",
+                "WASI 0.3 hello handler",
+                vec![("http3/http-p3-wasmtime", "wasmtime serve, runc", Some(1.0), Some(1.0)), ("http3/server-runc", native, None, None)],
             ),
         ];
         for (sv, short, wasm, what, baselines) in serving {

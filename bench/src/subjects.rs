@@ -125,6 +125,10 @@ pub struct Subjects {
     pub http_wasm: Subject,
     /// The same component under `wasmtime serve`, natively under runc (`{port}` in its args).
     pub http_wasmtime: Option<Subject>,
+    /// The integration suite's WASI 0.3 hello handler (`test/guests/http_p3_hello.c`).
+    pub http_p3_wasm: Subject,
+    /// The same 0.3 handler under `wasmtime serve` (its default 0.3 instance reuse).
+    pub http_p3_wasmtime: Option<Subject>,
     /// One per large program, in the order given.
     pub large: Vec<Subject>,
 }
@@ -182,7 +186,12 @@ impl Subjects {
         server_runc.args = vec!["/server".into()];
         let http = wasmbox_integration::guests::http_hello()?;
         let http_wasm = import(containerd, "http-wasm", "/http.wasm", &http, WASMBOX_RUNTIME, "")?;
-        let http_wasmtime = wasmtime.map(|w| import_wasmtime_serve(containerd, w, &http)).transpose()?;
+        let http_wasmtime = wasmtime.map(|w| import_wasmtime_serve(containerd, "http", w, &http)).transpose()?;
+        let http_p3 = wasmbox_integration::guests::http_p3_hello()?;
+        let http_p3_wasm = import(containerd, "http-p3-wasm", "/http.wasm", &http_p3, WASMBOX_RUNTIME, "")?;
+        let http_p3_wasmtime = wasmtime
+            .map(|w| import_wasmtime_serve(containerd, "http-p3", w, &http_p3))
+            .transpose()?;
         let large = large
             .iter()
             .map(|p| {
@@ -216,6 +225,8 @@ impl Subjects {
             server_runc,
             http_wasm,
             http_wasmtime,
+            http_p3_wasm,
+            http_p3_wasmtime,
             large,
         })
     }
@@ -223,14 +234,16 @@ impl Subjects {
 
 /// An image with a static `wasmtime` and the component, serving it as `wasmtime serve` does
 /// (all of WASI linked, `-Scli`, as wasmbox links a handler), for runc.
-fn import_wasmtime_serve(containerd: &Containerd, wasmtime: &Path, component: &[u8]) -> Result<Subject> {
+/// (`<prefix>-wasmtime`).
+fn import_wasmtime_serve(containerd: &Containerd, prefix: &str, wasmtime: &Path, component: &[u8]) -> Result<Subject> {
     let binary = std::fs::read(wasmtime).with_context(|| format!("reading {}", wasmtime.display()))?;
-    let reference = "docker.io/library/wasmbox-bench-http-wasmtime:latest";
+    let label = format!("{prefix}-wasmtime");
+    let reference = format!("docker.io/library/wasmbox-bench-{label}:latest");
     let image = containerd
-        .import_image(compat_image_at(reference, "/wasmtime", &binary).file("/http.wasm", component.to_vec(), 0o644))
+        .import_image(compat_image_at(&reference, "/wasmtime", &binary).file("/http.wasm", component.to_vec(), 0o644))
         .with_context(|| format!("importing {reference}"))?;
     Ok(Subject {
-        label: "http-wasmtime".into(),
+        label,
         image,
         runtime: RUNC_RUNTIME,
         args: ["/wasmtime", "serve", "-Scli", "--addr", "127.0.0.1:{port}", "/http.wasm"].map(String::from).to_vec(),

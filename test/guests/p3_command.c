@@ -5,6 +5,8 @@
 //   preopens     "preopens ok NAME,NAME..." (the directories it was given)
 //   write:PATH   writes a line to PATH, below the preopen whose name is its longest prefix:
 //                "write:PATH ok", "write:PATH err <error-code>" or "write:PATH err no preopen"
+//   isatty       "isatty: I O E": 1 for each of stdin, stdout, stderr that is a terminal
+//   read-line    reads stdin to its first newline (or its end): "got: LINE"
 //   exit:N       exits with status N (after flushing what it printed)
 #include <stdint.h>
 #include <string.h>
@@ -160,6 +162,49 @@ static void op_write(const char *op, const char *path) {
     }
 }
 
+static void op_isatty(void) {
+    wasi_cli_terminal_stdin_own_terminal_input_t in;
+    wasi_cli_terminal_stdout_own_terminal_output_t out_;
+    wasi_cli_terminal_stderr_own_terminal_output_t err;
+    bool i = wasi_cli_terminal_stdin_get_terminal_stdin(&in);
+    bool o = wasi_cli_terminal_stdout_get_terminal_stdout(&out_);
+    bool e = wasi_cli_terminal_stderr_get_terminal_stderr(&err);
+    if (i) wasi_cli_terminal_input_terminal_input_drop_own(in);
+    if (o) wasi_cli_terminal_output_terminal_output_drop_own(out_);
+    if (e) wasi_cli_terminal_output_terminal_output_drop_own(err);
+    puts_("isatty: ");
+    put_uint(i);
+    puts_(" ");
+    put_uint(o);
+    puts_(" ");
+    put_uint(e);
+    puts_("\n");
+}
+
+static void op_read_line(void) {
+    // What was printed so far shows before the guest waits for input.
+    flush();
+    wasi_cli_stdin_tuple2_stream_u8_future_result_void_error_code_t in;
+    wasi_cli_stdin_read_via_stream(&in);
+    char line[256];
+    size_t len = 0;
+    bool done = false;
+    while (!done && len < sizeof line) {
+        uint8_t c;
+        bindings_waitable_status_t st = settle(in.f0, wasi_cli_stdin_stream_u8_read(in.f0, &c, 1));
+        if (BINDINGS_WAITABLE_COUNT(st) == 1) {
+            if (c == '\n' || c == '\r') done = true;
+            else line[len++] = (char)c;
+        }
+        if (BINDINGS_WAITABLE_STATE(st) == BINDINGS_WAITABLE_DROPPED) done = true;
+    }
+    wasi_cli_stdin_stream_u8_drop_readable(in.f0);
+    wasi_cli_stdout_future_result_void_error_code_drop_readable(in.f1);
+    puts_("got: ");
+    put(line, len);
+    puts_("\n");
+}
+
 bool exports_wasi_cli_run_run(void) {
     bindings_list_string_t args;
     wasi_cli_environment_get_arguments(&args);
@@ -187,6 +232,10 @@ bool exports_wasi_cli_run_run(void) {
         op[n] = 0;
         if (!strcmp(op, "preopens")) {
             op_preopens(op);
+        } else if (!strcmp(op, "isatty")) {
+            op_isatty();
+        } else if (!strcmp(op, "read-line")) {
+            op_read_line();
         } else if (!strncmp(op, "write:", 6)) {
             op_write(op, op + 6);
         } else if (!strncmp(op, "exit:", 5)) {

@@ -74,6 +74,26 @@ fn ctr_run_t_gives_a_wasi_0_3_command_a_terminal() {
     assert_clean(&containerd, &id);
 }
 
+/// The C 0.3 command: its stdin, stdout and stderr are the terminal (`wasi:cli/terminal-*`), and
+/// a line typed into the terminal reaches it through its stdin stream.
+#[test]
+fn ctr_run_t_gives_a_wasi_0_3_command_terminal_streams_and_input() {
+    require_integration!();
+    let containerd = start();
+    let image = containerd
+        .import_image(compat_image(&ids::image_ref("tty-p3-in"), &guests::p3_command().unwrap()))
+        .unwrap();
+    let id = ids::container_id("tty-p3-in");
+    containerd.track(&id);
+    let spec = RunSpec::new(&image, &id).flag("-t").args(["/app.wasm", "isatty", "read-line", "exit:7"]);
+    let mut term = Terminal::spawn(containerd.run_command(&spec), COLS, ROWS).unwrap();
+    term.expect("isatty: 1 1 1", START_TIMEOUT).unwrap();
+    term.send("hello tty\r").unwrap();
+    term.expect("got: hello tty", STEP).unwrap();
+    assert_eq!(term.wait(STEP).unwrap(), 7, "the terminal showed:\n{}", term.output());
+    assert_clean(&containerd, &id);
+}
+
 #[test]
 fn ctr_run_t_gives_a_native_init_a_terminal_with_its_size() {
     require_integration!();

@@ -1,8 +1,9 @@
-//! Serving a `wasi:http/proxy` component: a component that exports
-//! `wasi:http/incoming-handler@0.2.x` is served, not run. The container's init listens (in the
+//! Serving an HTTP handler: a component that exports `wasi:http/incoming-handler@0.2.x` or
+//! `wasi:http/handler@0.3.x` is served, not run. The container's init listens (in the
 //! container's network namespace) on `wasmbox.dev/http` (default `0.0.0.0:8080`) and calls the
-//! handler once per request, each in a fresh instance of the pre-linked component (as
-//! `wasmtime serve` does), with the WASI context the spec and policy grant.
+//! handler once per request with the WASI context the spec and policy grant: a 0.2 handler in
+//! a fresh instance of the pre-linked component per request, a 0.3 handler in instances that
+//! each serve many requests (see [`reuse`]), as `wasmtime serve` does.
 //!
 //! hyper serves HTTP/1.1 (keep-alive) and HTTP/2 over cleartext (prior knowledge) on the same
 //! port, on a tokio runtime; each request's handler is a task of that runtime, its guest code
@@ -17,10 +18,11 @@
 //! stops accepting, lets the requests in flight finish and exits 0 (SIGKILL, as kubelet sends
 //! after the grace period, ends it at once).
 //!
-//! Its parts: [`proxy`] (the 0.2 and 0.3 handler worlds: what a handler is, its store, its
-//! linking),
-//! [`connections`] (what the server keeps of each connection), [`outbound`] (the handlers'
-//! outbound requests, within the egress policy) and [`server`], which uses them all.
+//! Its parts: [`proxy`] (the 0.2 and 0.3 handler worlds: what a handler is, its store data, its
+//! linking), [`outbound`] (the handlers' outbound requests, within the egress policy),
+//! [`store`] (an instance's store), [`reuse`] (a 0.3 handler's instances),
+//! [`connections`] (what the server keeps of each connection) and [`server`], which uses them
+//! all.
 //!
 //! Uses [`crate::policy`], [`crate::sandbox`], [`crate::outcome`] and [`crate::compile::engine`].
 
