@@ -171,7 +171,8 @@ impl WorkerState for Worker {
 pub struct Expiry {
     timeout: Duration,
     idle: Duration,
-    at: Option<Instant>,
+    /// When the timer fires.
+    armed: Option<Instant>,
     timer: Pin<Box<tokio::time::Sleep>>,
 }
 
@@ -180,7 +181,7 @@ impl Expiry {
         Self {
             timeout,
             idle,
-            at: None,
+            armed: None,
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
         }
     }
@@ -194,11 +195,20 @@ impl WorkerExpiration for Expiry {
             WorkerStatus::Requests | WorkerStatus::PostReturn => this.timeout,
         };
         let at = since + after;
-        if this.at != Some(at) {
-            this.at = Some(at);
+        // The timer moves earlier at once; when it fires before a later `at` it is set again
+        // then (not on every request, each of which moves `at` a little later).
+        if this.armed.is_none_or(|armed| at < armed) {
             this.timer.as_mut().reset(at.into());
+            this.armed = Some(at);
         }
-        this.timer.as_mut().poll(cx)
+        while this.timer.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= at {
+                return Poll::Ready(());
+            }
+            this.timer.as_mut().reset(at.into());
+            this.armed = Some(at);
+        }
+        Poll::Pending
     }
 }
 

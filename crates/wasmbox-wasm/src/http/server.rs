@@ -70,7 +70,7 @@ pub fn serve(
     let allowed = granted.policy.http_concurrency(cores);
     let concurrency = pooled.map_or(allowed, |p| p.concurrency.min(allowed));
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores.min(4))
+        .worker_threads(workers(cores))
         // Wasmtime's WASI does file I/O on blocking threads.
         .max_blocking_threads(concurrency.max(1) + 8)
         .thread_name("wasmbox-http")
@@ -156,6 +156,22 @@ pub fn serve(
     // A handler past its deadline may still sleep in a host call: do not wait for it.
     runtime.shutdown_background();
     outcome
+}
+
+/// The server's runtime threads on a node with `cores` cores.
+fn workers(cores: usize) -> usize {
+    cores.min(4)
+}
+
+/// Lets the server's threads allocate each from a malloc arena of its own. The shim keeps one
+/// arena for all threads (it mostly sleeps; see its main.rs) and the init inherits that, but a
+/// server's threads allocate on every request and on one arena they queue on its lock. glibc
+/// fixes the number of arenas when a second thread first allocates, so this is called before
+/// the init starts any thread.
+pub fn allow_arenas() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: mallopt only changes allocator tuning, and is thread-safe.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, (workers(cores) + 1) as libc::c_int) };
 }
 
 /// Resolves once a termination signal arrived.
@@ -320,13 +336,18 @@ async fn respond(server: Arc<Server>, req: Request<Incoming>) -> Result<Answer, 
     let deadline = arrived + server.timeout;
     let (tx, rx) = tokio::sync::oneshot::channel();
     // Waits for a free slot (requests queue rather than fail); the permit goes with the call.
-    let permit =
-        match tokio::time::timeout(server.timeout, server.slots.clone().acquire_owned()).await {
+    // Most find one at once, without a timer.
+    let permit = match server.slots.clone().try_acquire_owned() {
+        Ok(p) => p,
+        Err(_) => match tokio::time::timeout(server.timeout, server.slots.clone().acquire_owned()).await {
             Ok(Ok(p)) => p,
             Ok(Err(_)) => return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")),
             Err(_) => return Ok(timed_out(server.timeout)),
-        };
+        },
+    };
     if let Some(handler) = &server.reused {
+        // The instance ends a request at its deadline too, unless its guest code keeps the
+        // instance busy; the client's answer never waits for that.
         let answer = tokio::time::timeout_at(
             deadline.into(),
             crate::http::reuse::handle(handler, req, deadline),

@@ -34,6 +34,9 @@ pub fn run(program: &Program, sandbox: &SandboxSpec, granted: Granted<'_>) -> i3
     // documented override when it builds the runtime. The guest's environment comes from the
     // spec, not from this process, and no other thread exists yet to race with the write.
     std::env::set_var("TOKIO_WORKER_THREADS", "1");
+    if let Code::HttpProxy { .. } = &program.code {
+        crate::http::server::allow_arenas();
+    }
     if let Err(e) = terminate::install(&program.engine) {
         log::warn!("cannot install signal handling: {e}");
     }
