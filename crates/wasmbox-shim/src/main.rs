@@ -27,6 +27,23 @@ const IDLE_CALL_THREAD: std::time::Duration = std::time::Duration::from_secs(1);
 /// The runtime name containerd knows this shim by.
 pub const RUNTIME_ID: &str = "io.containerd.wasmbox.v1";
 
+/// What `--help` prints: containerd starts the shim; people run `precompile`.
+const USAGE: &str = "\
+usage: containerd-shim-wasmbox-v1 [-v | --version | -h | --help]
+       containerd-shim-wasmbox-v1 precompile [--watch] [--address SOCKET] [--namespace NS] [IMAGE...]
+
+The containerd runtime v2 shim for WebAssembly (runtime type io.containerd.wasmbox.v1).
+containerd starts it, as for any runtime: `ctr run --runtime io.containerd.wasmbox.v1 IMAGE ID`,
+or a Kubernetes RuntimeClass whose handler's runtime_type is io.containerd.wasmbox.v1.
+
+Actions:
+  start, delete        containerd's shim actions (with -namespace, -id, -address, -bundle ...)
+  precompile           compiles images' wasm into the node's compile cache ahead of their
+                       first start (`containerd-shim-wasmbox-v1 precompile --help`)
+  -v, --version        prints the runtime type and version
+  -h, --help           prints this
+";
+
 /// True for the long-lived serving process (containerd-shim's `spawn` passes `-socket`; the
 /// `start` and `delete` actions don't).
 fn is_serving() -> bool {
@@ -50,6 +67,10 @@ fn main() {
     if args.nth(1).as_deref() == Some(helper::HELPER_ARG) {
         let request = args.next().unwrap_or_default();
         std::process::exit(helper::child::main(&request));
+    }
+    if std::env::args().skip(1).any(|a| a == "-h" || a == "--help" || a == "-help") {
+        print!("{USAGE}");
+        return;
     }
     if std::env::args().any(|a| a == "-v" || a == "--version") {
         println!("{RUNTIME_ID} {}", env!("CARGO_PKG_VERSION"));
