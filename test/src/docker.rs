@@ -107,7 +107,7 @@ pub fn skip_reason() -> Option<String> {
 macro_rules! require_docker {
     () => {
         if let Some(reason) = $crate::docker::skip_reason() {
-            eprintln!("SKIP {}: {}", module_path!(), reason);
+            $crate::settings::skip(&reason);
             return;
         }
     };

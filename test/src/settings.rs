@@ -1,5 +1,6 @@
 //! Where the suite finds its binaries, and whether it may run at all.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 /// The runtime type the shim registers as; containerd maps it to `containerd-shim-wasmbox-v1`.
@@ -47,12 +48,32 @@ pub fn skip_reason() -> Option<String> {
     None
 }
 
+/// Says that the running test skips (all or the rest of its checks) and why: on its stderr, and
+/// as a line in the file `WASMBOX_SKIPPED_LOG` names, if set (`make test` prints them after
+/// each stage). A test that returns early counts as passed in cargo's summary; this is how it
+/// is still seen.
+pub fn skip(reason: &str) {
+    // libtest names a test's thread after the test; the binary is the test file.
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .map(|s| s.rsplit_once('-').map_or(s.clone(), |(name, _hash)| name.to_string()))
+        .unwrap_or_default();
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    eprintln!("SKIP {binary}::{test}: {reason}");
+    if let Some(path) = std::env::var_os("WASMBOX_SKIPPED_LOG").filter(|v| !v.is_empty()) {
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "{binary}::{test}: {reason}");
+        }
+    }
+}
+
 /// Returns early from a test (after printing a skip line) when [`skip_reason`] says so.
 #[macro_export]
 macro_rules! require_integration {
     () => {
         if let Some(reason) = $crate::settings::skip_reason() {
-            eprintln!("SKIP {}: {}", module_path!(), reason);
+            $crate::settings::skip(&reason);
             return;
         }
     };

@@ -464,7 +464,7 @@ fn wasm_layer_image_runs_in_a_pod() {
     require_integration!();
     let version = tools::containerd_version().unwrap_or_else(|e| panic!("{e:#}"));
     if !version.stores_wasm_layers() {
-        eprintln!("SKIP: containerd {version} cannot store wasm layers; the shim is never asked");
+        wasmbox_integration::settings::skip(&format!("containerd {version} cannot store wasm layers; the shim is never asked"));
         return;
     }
     let containerd = start();

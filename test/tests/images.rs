@@ -220,7 +220,7 @@ fn wasm_layer_image_round_trips_through_a_registry() {
     if !version.stores_wasm_layers() {
         let err = format!("{:#}", imported.unwrap_err());
         assert!(err.contains(OLD_CONTAINERD_REFUSAL), "{err}");
-        eprintln!("SKIP the rest: containerd {version} cannot store wasm layers ({OLD_CONTAINERD_REFUSAL}); the shim is never asked");
+        wasmbox_integration::settings::skip(&format!("the rest: containerd {version} cannot store wasm layers ({OLD_CONTAINERD_REFUSAL}); the shim is never asked"));
         return;
     }
     imported.unwrap();
@@ -270,7 +270,7 @@ fn wasm_layer_component_runs() {
     require_integration!();
     let version = version();
     if !version.stores_wasm_layers() {
-        eprintln!("SKIP: containerd {version} cannot store wasm layers ({OLD_CONTAINERD_REFUSAL})");
+        wasmbox_integration::settings::skip(&format!("containerd {version} cannot store wasm layers ({OLD_CONTAINERD_REFUSAL})"));
         return;
     }
     let containerd = start();
@@ -300,7 +300,7 @@ fn wasm_layer_image_for_linux_amd64_needs_no_platform_flags() {
     require_integration!();
     let version = version();
     if !version.stores_wasm_layers() {
-        eprintln!("SKIP: containerd {version} cannot store wasm layers ({OLD_CONTAINERD_REFUSAL})");
+        wasmbox_integration::settings::skip(&format!("containerd {version} cannot store wasm layers ({OLD_CONTAINERD_REFUSAL})"));
         return;
     }
     let containerd = start();
@@ -386,7 +386,7 @@ fn cncf_artifact_round_trips_with_oras() {
             "{}",
             pull.stderr_text()
         );
-        eprintln!("SKIP the rest: containerd {version} cannot store wasm layers ({OLD_CONTAINERD_REFUSAL})");
+        wasmbox_integration::settings::skip(&format!("the rest: containerd {version} cannot store wasm layers ({OLD_CONTAINERD_REFUSAL})"));
         return;
     }
     assert!(pull.status.success(), "{}", pull.stderr_text());
@@ -465,7 +465,7 @@ fn wasm_layers_holding_machine_code_or_other_content_are_refused() {
     require_integration!();
     let version = version();
     if !version.stores_wasm_layers() {
-        eprintln!("SKIP: containerd {version} cannot store wasm layers ({OLD_CONTAINERD_REFUSAL})");
+        wasmbox_integration::settings::skip(&format!("containerd {version} cannot store wasm layers ({OLD_CONTAINERD_REFUSAL})"));
         return;
     }
     let containerd = start();

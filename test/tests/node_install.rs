@@ -195,7 +195,7 @@ fn node_install_containerd_1_7_default_config() {
 fn node_install_containerd_2_default_config() {
     require_integration!();
     if containerd_major() < 2 {
-        eprintln!("SKIP: containerd 1.x does not read version-3 configs");
+        wasmbox_integration::settings::skip(&format!("containerd 1.x does not read version-3 configs"));
         return;
     }
     round_trip(

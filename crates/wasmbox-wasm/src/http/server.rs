@@ -362,6 +362,9 @@ async fn respond(server: Arc<Server>, req: Request<Incoming>) -> Result<Answer, 
                 }
                 .boxed_unsync()
             }),
+            // No response by its deadline, whichever timer saw it first (the request's, or the
+            // one that drops an instance busy past it): the handler did not answer in time.
+            Ok(Err(_)) if Instant::now() >= deadline => timed_out(server.timeout),
             Ok(Err(e)) => failed(e, server.timeout),
             Err(_) => timed_out(server.timeout),
         });
