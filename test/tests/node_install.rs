@@ -277,6 +277,18 @@ fn node_install_without_a_config() {
     );
 }
 
+/// `--dry-run --no-restart` changes nothing and says it would not restart containerd.
+#[test]
+fn node_install_dry_run_with_no_restart_says_it_would_not_restart() {
+    require_integration!();
+    let major = containerd_major().to_string();
+    let node = Node::new(None);
+    let said = node.wasmbox("install", &["--containerd-version", &major, "--dry-run"]);
+    assert!(said.contains("restart: would not restart (--no-restart)"), "{said}");
+    assert!(!said.contains("would restart"), "{said}");
+    assert!(node.config(CONFIG).is_none(), "a dry run wrote the config");
+}
+
 #[test]
 fn node_install_k3s_templates() {
     require_integration!();

@@ -268,12 +268,13 @@ impl<'a> Node<'a> {
     fn restart(&self) -> Result<()> {
         let units = self.flavor.units();
         let what = units.join(" or ");
-        if self.args.dry_run {
-            println!("restart: would restart {what}");
+        if self.args.no_restart {
+            let verb = if self.args.dry_run { "would not restart" } else { "not restarting" };
+            println!("restart: {verb} (--no-restart): restart {what} to load the change");
             return Ok(());
         }
-        if self.args.no_restart {
-            println!("restart: not restarting (--no-restart): restart {what} to load the change");
+        if self.args.dry_run {
+            println!("restart: would restart {what}");
             return Ok(());
         }
         if !self.host(Path::new("/run/systemd/system")).is_dir() {
