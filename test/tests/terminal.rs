@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wasmbox_integration::ctr::RunSpec;
 use wasmbox_integration::image::{compat_image, native_image};
-use wasmbox_integration::suite::{assert_clean, kill_and_remove, start, START_TIMEOUT};
+use wasmbox_integration::suite::{assert_clean, import_compat, kill_and_remove, start, START_TIMEOUT};
 use wasmbox_integration::terminal::Terminal;
 use wasmbox_integration::{guests, ids, require_integration, Containerd};
 
@@ -40,21 +40,23 @@ fn converse(term: &mut Terminal, check_size: bool) {
     assert_eq!(term.wait(STEP).unwrap(), 7, "the guest's exit status; the terminal showed:\n{}", term.output());
 }
 
-fn run_t(containerd: &Containerd, image: &str, id: &str) -> Terminal {
+/// `ctr run -t` of `image`, with `args` in place of the image's (none: its own).
+fn run_t(containerd: &Containerd, image: &str, id: &str, args: &[&str]) -> Terminal {
     containerd.track(id);
-    let cmd = containerd.run_command(&RunSpec::new(image, id).flag("-t"));
-    Terminal::spawn(cmd, COLS, ROWS).unwrap()
+    let mut spec = RunSpec::new(image, id).flag("-t");
+    if !args.is_empty() {
+        spec = spec.args(args.iter().copied());
+    }
+    Terminal::spawn(containerd.run_command(&spec), COLS, ROWS).unwrap()
 }
 
 #[test]
 fn ctr_run_t_gives_a_wasm_guest_a_terminal() {
     require_integration!();
     let containerd = start();
-    let image = containerd
-        .import_image(compat_image(&ids::image_ref("tty-wasm"), &guests::tty().unwrap()))
-        .unwrap();
+    let image = import_compat(&containerd, "tty-wasm", &guests::tty().unwrap());
     let id = ids::container_id("tty-wasm");
-    let mut term = run_t(&containerd, &image, &id);
+    let mut term = run_t(&containerd, &image, &id, &[]);
     converse(&mut term, false);
     assert_clean(&containerd, &id);
 }
@@ -63,11 +65,9 @@ fn ctr_run_t_gives_a_wasm_guest_a_terminal() {
 fn ctr_run_t_gives_a_wasi_0_3_command_a_terminal() {
     require_integration!();
     let containerd = start();
-    let image = containerd
-        .import_image(compat_image(&ids::image_ref("tty-p3"), &guests::p3_args().unwrap()))
-        .unwrap();
+    let image = import_compat(&containerd, "tty-p3", &guests::p3_args().unwrap());
     let id = ids::container_id("tty-p3");
-    let mut term = run_t(&containerd, &image, &id);
+    let mut term = run_t(&containerd, &image, &id, &[]);
     // Its stdout stream reaches the terminal; its status (the argument count) comes through.
     term.expect("hello from wasi 0.3", START_TIMEOUT).unwrap();
     assert_eq!(term.wait(STEP).unwrap(), 1, "the terminal showed:\n{}", term.output());
@@ -80,13 +80,9 @@ fn ctr_run_t_gives_a_wasi_0_3_command_a_terminal() {
 fn ctr_run_t_gives_a_wasi_0_3_command_terminal_streams_and_input() {
     require_integration!();
     let containerd = start();
-    let image = containerd
-        .import_image(compat_image(&ids::image_ref("tty-p3-in"), &guests::p3_command().unwrap()))
-        .unwrap();
+    let image = import_compat(&containerd, "tty-p3-in", &guests::p3_command().unwrap());
     let id = ids::container_id("tty-p3-in");
-    containerd.track(&id);
-    let spec = RunSpec::new(&image, &id).flag("-t").args(["/app.wasm", "isatty", "read-line", "exit:7"]);
-    let mut term = Terminal::spawn(containerd.run_command(&spec), COLS, ROWS).unwrap();
+    let mut term = run_t(&containerd, &image, &id, &["/app.wasm", "isatty", "read-line", "exit:7"]);
     term.expect("isatty: 1 1 1", START_TIMEOUT).unwrap();
     term.send("hello tty\r").unwrap();
     term.expect("got: hello tty", STEP).unwrap();
@@ -102,7 +98,7 @@ fn ctr_run_t_gives_a_native_init_a_terminal_with_its_size() {
         .import_image(native_image(&ids::image_ref("tty-native"), &guests::native_tty().unwrap()))
         .unwrap();
     let id = ids::container_id("tty-native");
-    let mut term = run_t(&containerd, &image, &id);
+    let mut term = run_t(&containerd, &image, &id, &[]);
     converse(&mut term, true);
     assert_clean(&containerd, &id);
 }

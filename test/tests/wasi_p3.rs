@@ -10,7 +10,7 @@ use wasmbox_integration::probe::assert_memory_budget;
 use wasmbox_integration::process::peak_rss_kib;
 use wasmbox_integration::suite::{assert_clean, bind, import_compat, run_to_end, start, start_http, stop_http, work_dir};
 use wasmbox_integration::upstream::EgressUpstreams;
-use wasmbox_integration::{guests, http, ids, image, require_integration};
+use wasmbox_integration::{guests, http, ids, image, require_integration, Containerd};
 
 const ADDR: &str = "127.0.0.1:8080";
 
@@ -80,14 +80,21 @@ fn what_the_host_lacks_fails_create_with_one_line_naming_it() {
     }
 }
 
+/// The C 0.3 handler (`http_p3_hello.c`) served on [`ADDR`] with `flags`, in a network
+/// namespace named `name` of its own; the fixture, the namespace and the container's id.
+fn serve_hello(name: &str, flags: &[&str]) -> (Containerd, NetNs, String) {
+    let containerd = start();
+    let ns = NetNs::create(name).unwrap();
+    let id = ids::container_id(name);
+    let image = import_compat(&containerd, name, &guests::http_p3_hello().unwrap());
+    start_http(&containerd, &ns, &id, &image, ADDR, flags);
+    (containerd, ns, id)
+}
+
 #[test]
 fn a_wasi_0_3_handler_answers_over_http1_and_h2c_with_trailers_and_drains_on_sigterm() {
     require_integration!();
-    let containerd = start();
-    let ns = NetNs::create("http-p3").unwrap();
-    let id = ids::container_id("http-p3");
-    let image = import_compat(&containerd, "http-p3", &guests::http_p3_hello().unwrap());
-    start_http(&containerd, &ns, &id, &image, ADDR, &[]);
+    let (containerd, ns, id) = serve_hello("http-p3", &[]);
 
     // Every answer checked: "hello <path>" for its own path.
     assert_eq!(http::check_many(|| ns.connect_tcp(ADDR), 20, 10).unwrap(), 200);
@@ -103,11 +110,7 @@ fn a_wasi_0_3_handler_answers_over_http1_and_h2c_with_trailers_and_drains_on_sig
 #[test]
 fn a_wasi_0_3_handler_that_traps_answers_500_and_one_past_its_timeout_504() {
     require_integration!();
-    let containerd = start();
-    let ns = NetNs::create("http-p3-fail").unwrap();
-    let id = ids::container_id("http-p3-fail");
-    let image = import_compat(&containerd, "http-p3-fail", &guests::http_p3_hello().unwrap());
-    start_http(&containerd, &ns, &id, &image, ADDR, &["--annotation=wasmbox.dev/http-timeout=1s"]);
+    let (containerd, ns, id) = serve_hello("http-p3-fail", &["--annotation=wasmbox.dev/http-timeout=1s"]);
     let mut client = http::Client::new(ns.connect_tcp(ADDR).unwrap()).unwrap();
 
     let answer = client.get("/trap", false).unwrap();
@@ -133,11 +136,7 @@ fn a_wasi_0_3_handler_that_traps_answers_500_and_one_past_its_timeout_504() {
 #[test]
 fn sixteen_requests_are_in_flight_in_one_wasi_0_3_instance_at_once() {
     require_integration!();
-    let containerd = start();
-    let ns = NetNs::create("http-p3-many").unwrap();
-    let id = ids::container_id("http-p3-many");
-    let image = import_compat(&containerd, "http-p3-many", &guests::http_p3_hello().unwrap());
-    start_http(&containerd, &ns, &id, &image, ADDR, &["--annotation=wasmbox.dev/http-max-instances=1"]);
+    let (containerd, ns, id) = serve_hello("http-p3-many", &["--annotation=wasmbox.dev/http-max-instances=1"]);
 
     let connect = || ns.connect_tcp(ADDR);
     assert_eq!(http::check_many_under("/gather/16", connect, 16, 1).unwrap(), 16);
@@ -154,11 +153,7 @@ fn sixteen_requests_are_in_flight_in_one_wasi_0_3_instance_at_once() {
 #[test]
 fn a_100_mib_body_streams_both_ways_through_a_wasi_0_3_handler_in_constant_memory() {
     require_integration!();
-    let containerd = start();
-    let ns = NetNs::create("http-p3-echo").unwrap();
-    let id = ids::container_id("http-p3-echo");
-    let image = import_compat(&containerd, "http-p3-echo", &guests::http_p3_hello().unwrap());
-    start_http(&containerd, &ns, &id, &image, ADDR, &[]);
+    let (containerd, ns, id) = serve_hello("http-p3-echo", &[]);
     let pid = containerd.task(&id).unwrap().expect("the task").pid;
     assert_eq!(http::echo_stream(ns.connect_tcp(ADDR).unwrap(), "/echo", 1 << 20).unwrap(), 1 << 20);
     let before = peak_rss_kib(pid);

@@ -157,11 +157,7 @@ impl WorkerState for Worker {
     fn drop(&self, _store: Store<HttpState>, result: wasmtime::Result<()>) {
         if let Err(e) = result {
             // Its requests without a response answered 500 (or 504): why is in the log.
-            log::error!("a handler instance failed: {e:?}");
-            let _ = std::io::Write::write_all(
-                &mut std::io::stderr(),
-                format!("wasmbox: request failed: {e:#}\n").as_bytes(),
-            );
+            crate::http::store::report_failure("a handler instance failed", &e);
         }
     }
 }

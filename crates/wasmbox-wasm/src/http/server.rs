@@ -11,7 +11,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use wasmtime::Engine;
 use wasmtime_wasi::WasiCtx;
-use wasmtime_wasi_http::handler::{ExpirationError, ProxyHandler, TrapOrPanicError};
+use wasmtime_wasi_http::handler::{ProxyHandler, TrapOrPanicError};
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView;
@@ -19,7 +19,7 @@ use wasmtime_wasi_http::WasiHttpView;
 use crate::http::outbound::Outbound;
 use crate::http::proxy::{HandlerPre, Pooled};
 use crate::http::reuse::Instances;
-use crate::http::store::Stores;
+use crate::http::store::{report_failure, Stores};
 use crate::outcome::Outcome;
 use crate::policy::network::Network;
 use crate::sandbox::Granted;
@@ -365,7 +365,7 @@ async fn respond(server: Arc<Server>, req: Request<Incoming>) -> Result<Answer, 
             // No response by its deadline, whichever timer saw it first (the request's, or the
             // one that drops an instance busy past it): the handler did not answer in time.
             Ok(Err(_)) if Instant::now() >= deadline => timed_out(server.timeout),
-            Ok(Err(e)) => failed(e, server.timeout),
+            Ok(Err(e)) => failed(e),
             Err(_) => timed_out(server.timeout),
         });
     }
@@ -395,13 +395,7 @@ async fn respond(server: Arc<Server>, req: Request<Incoming>) -> Result<Answer, 
         // No response: the handler trapped or returned without setting one.
         Err(_) => {
             match task.await {
-                Ok(Err(e)) => {
-                    log::error!("the handler failed: {e:?}");
-                    let _ = std::io::Write::write_all(
-                        &mut std::io::stderr(),
-                        format!("wasmbox: request failed: {e:#}\n").as_bytes(),
-                    );
-                }
+                Ok(Err(e)) => report_failure("the handler failed", &e),
                 Ok(Ok(())) => log::warn!("the handler returned without a response"),
                 Err(e) => log::error!("the handler's thread: {e}"),
             }
@@ -413,22 +407,16 @@ async fn respond(server: Arc<Server>, req: Request<Incoming>) -> Result<Answer, 
     }
 }
 
-/// The answer to a 0.3 request that got no response.
-fn failed(e: wasmtime::Error, timeout: Duration) -> Answer {
-    if e.downcast_ref::<ExpirationError>().is_some() {
-        return timed_out(timeout);
-    }
+/// The answer to a 0.3 request that got no response before its deadline (one past it timed
+/// out, whatever the error: see `respond`).
+fn failed(e: wasmtime::Error) -> Answer {
     if let Some(code) = e.downcast_ref::<wasmtime_wasi_http::p3::bindings::http::types::ErrorCode>() {
         log::warn!("the handler answered with an error: {code:?}");
     } else if e.downcast_ref::<TrapOrPanicError>().is_some() {
         // Its instance failed: the instance's end logged why (see `reuse::Worker::drop`).
         log::warn!("a request's instance failed before it responded");
     } else {
-        log::error!("the handler failed: {e:?}");
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            format!("wasmbox: request failed: {e:#}\n").as_bytes(),
-        );
+        report_failure("the handler failed", &e);
     }
     plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n")
 }

@@ -13,6 +13,16 @@ use crate::http::outbound::Outbound;
 use crate::http::proxy::HttpState;
 use crate::policy::memory::Budget;
 
+/// Says why a request (or an instance and its requests) failed: in the shim's log as `what`,
+/// and on the container's stderr (`wasmbox: request failed: ...`), where kubectl logs shows it.
+pub fn report_failure(what: &str, e: &wasmtime::Error) {
+    log::error!("{what}: {e:?}");
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("wasmbox: request failed: {e:#}\n").as_bytes(),
+    );
+}
+
 /// Makes the stores of one handler's instances.
 pub struct Stores {
     pub engine: Engine,
