@@ -71,7 +71,9 @@ fn engine() -> &'static Result<Engine, String> {
 /// when a request needs it.
 fn baseline_engine() -> &'static Result<Engine, String> {
     static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
-    ENGINE.get_or_init(|| wasmbox_wasm::compile::engine::new_baseline_engine().map_err(|e| e.to_string()))
+    ENGINE.get_or_init(|| {
+        wasmbox_wasm::compile::engine::new_baseline_engine().map_err(|e| e.to_string())
+    })
 }
 
 /// Does the per-shim startup work before the zygote forks helpers.
@@ -99,6 +101,15 @@ fn chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// The seccomp profile of the container in `bundle` (an exec's must run under it too).
+fn container_seccomp(
+    bundle: &std::path::Path,
+) -> Result<Option<oci_spec::runtime::LinuxSeccomp>, String> {
+    let spec = oci_spec::runtime::Spec::load(bundle.join("config.json"))
+        .map_err(|e| format!("read the container's spec: {e}"))?;
+    Ok(spec.linux().as_ref().and_then(|l| l.seccomp().clone()))
 }
 
 /// Runs the helper; returns the process exit code.
@@ -137,7 +148,11 @@ fn run(request_json: &str) -> Result<i32, (String, bool)> {
     let (executor, to_init) = match &req.wasm {
         None => (WasmboxExecutor::native(), None),
         Some(w) => {
-            let engine = if w.baseline { baseline_engine() } else { engine() };
+            let engine = if w.baseline {
+                baseline_engine()
+            } else {
+                engine()
+            };
             let engine = engine.as_ref().map_err(|e| fail(e.clone()))?;
             let kind = if w.component {
                 FileKind::Component
@@ -162,6 +177,11 @@ fn run(request_json: &str) -> Result<i32, (String, bool)> {
                 argv0: w.guest_path.clone(),
                 guest_fs: init_end,
                 policy: w.policy.clone(),
+                seccomp_log: wasmbox_container::confine::Confinement::log_mode_requested(),
+                exec_seccomp: match &req.exec {
+                    Some(_) => container_seccomp(&req.bundle).map_err(fail)?,
+                    None => None,
+                },
             });
             (executor, Some(to_init))
         }

@@ -65,6 +65,21 @@ pub fn run(program: &Program, sandbox: &SandboxSpec, granted: Granted<'_>) -> i3
     outcome.exit_status()
 }
 
+/// Whether the guest gets sockets: its own network namespace (a component's wasi:sockets, a
+/// module's socket calls), preopened listeners, or an HTTP server.
+pub fn uses_network(
+    program: &Program,
+    sandbox: &SandboxSpec,
+    policy: &crate::policy::Policy,
+) -> bool {
+    sandbox.network
+        || match &program.code {
+            Code::HttpProxy { .. } => true,
+            Code::Module { .. } => !policy.listen.is_empty(),
+            Code::Component(_) | Code::ComponentP3(_) => false,
+        }
+}
+
 /// Stops guest code at the next epoch check once a termination signal arrived.
 pub(crate) fn arm_epoch<T: 'static>(store: &mut Store<T>) {
     store.set_epoch_deadline(1);

@@ -1,0 +1,191 @@
+//! Defense in depth, seen from the node: a wasm container's process (its init, and a wasm
+//! exec) runs under a seccomp filter of its own on top of the spec's, with no_new_privs and
+//! only the capabilities its guest can reach through WASI; a native container of the same pod
+//! keeps exactly what the spec gives it, as under runc. The filter's denials themselves are
+//! unit-tested (`wasmbox-container`'s `confine`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use wasmbox_integration::config::{CRI_NAMESPACE, CRI_WASMBOX_HANDLER};
+use wasmbox_integration::cri::api::ContainerState;
+use wasmbox_integration::cri::{self, task, Cri, Pod};
+use wasmbox_integration::cri_stream::ExecStream;
+use wasmbox_integration::poll::wait_until;
+use wasmbox_integration::{guests, ids, image, require_integration, Containerd};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Capabilities a wasm process with network may keep: DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER,
+/// FSETID and NET_BIND_SERVICE.
+const REACHABLE: u64 = 1 << 1 | 1 << 2 | 1 << 3 | 1 << 4 | 1 << 10;
+
+/// The fields of `/proc/<pid>/status` this test reads.
+#[derive(Debug, PartialEq, Eq)]
+struct Confined {
+    seccomp_mode: String,
+    filters: u32,
+    no_new_privs: String,
+    effective: u64,
+    permitted: u64,
+    bounding: u64,
+}
+
+fn confined(pid: u32) -> Confined {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("status of {pid}: {e}"));
+    let fields: HashMap<&str, &str> = text
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k, v.trim()))
+        .collect();
+    let field = |k: &str| {
+        fields
+            .get(k)
+            .copied()
+            .unwrap_or_else(|| panic!("no {k} in status of {pid}:\n{text}"))
+    };
+    let caps = |k: &str| u64::from_str_radix(field(k), 16).unwrap_or_else(|e| panic!("{k}: {e}"));
+    Confined {
+        seccomp_mode: field("Seccomp").into(),
+        filters: field("Seccomp_filters").parse().unwrap(),
+        no_new_privs: field("NoNewPrivs").into(),
+        effective: caps("CapEff"),
+        permitted: caps("CapPrm"),
+        bounding: caps("CapBnd"),
+    }
+}
+
+/// The pids of container `id`'s processes (`ctr task ps`).
+fn task_pids(containerd: &Containerd, id: &str) -> Vec<u32> {
+    let out = containerd
+        .ctr_in(CRI_NAMESPACE, ["task", "ps", id])
+        .unwrap();
+    out.stdout_text()
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn wasm_processes_run_confined_and_native_ones_as_the_spec_says() {
+    require_integration!();
+    let containerd = cri::start_with_pod_network()
+        .unwrap_or_else(|e| panic!("containerd with CRI and CNI: {e:#}"));
+    let cri = Cri::connect(&containerd).unwrap_or_else(|e| panic!("CRI client: {e:#}"));
+    let app = cri::import_image(
+        &containerd,
+        image::compat_image(&ids::image_ref("confine-app"), &guests::idle().unwrap()).file(
+            "/idle.wasm",
+            guests::idle().unwrap().to_vec(),
+            0o644,
+        ),
+    )
+    .unwrap();
+    let sidecar = cri::import_image(
+        &containerd,
+        image::native_image_at(
+            &ids::image_ref("confine-sidecar"),
+            "/wait",
+            &guests::native_wait().unwrap(),
+        ),
+    )
+    .unwrap();
+    // A pod network of its own: the wasm container's guest may use sockets (and so keeps
+    // NET_BIND_SERVICE), as in most pods.
+    let mut pod = Pod::run_in_pod_network(&cri, &containerd, "confine", CRI_WASMBOX_HANDLER, &[])
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e:#}"));
+    let mut ids = Vec::new();
+    let mut logs = Vec::new();
+    for (name, image) in [("app", &app), ("sidecar", &sidecar)] {
+        let mut config = cri::container_config(name, image);
+        cri::in_pod_network(&mut config);
+        logs.push(pod.log_path(&config));
+        cri::with_runtime_default_seccomp(&mut config);
+        let id = pod
+            .create_container(&config)
+            .unwrap_or_else(|e| panic!("CreateContainer {name}: {e:#}"));
+        cri.start_container(&id)
+            .unwrap_or_else(|e| panic!("StartContainer {name}: {e:#}"));
+        cri.wait_container_state(&id, ContainerState::ContainerRunning, TIMEOUT)
+            .unwrap_or_else(|e| panic!("{name} running: {e:#}"));
+        ids.push(id);
+    }
+    // A process the filter stopped says why in its log.
+    let pid_of = |i: usize| {
+        task(&containerd, &ids[i])
+            .map(|t| t.pid)
+            .unwrap_or_else(|| {
+                let status = cri.container_status(&ids[i]).map(|s| s.exit_code);
+                let log = std::fs::read_to_string(&logs[i]).unwrap_or_default();
+                panic!(
+                    "container {} is not running (exit code {status:?}); its log:\n{log}",
+                    ids[i]
+                )
+            })
+    };
+    let (app_pid, sidecar_pid) = (pid_of(0), pid_of(1));
+
+    // The native sidecar, once exec'd: the spec's filter and capabilities, nothing more.
+    let native = wait_until("the sidecar to exec its entrypoint", TIMEOUT, || {
+        let exe = std::fs::read_link(format!("/proc/{sidecar_pid}/exe")).ok()?;
+        exe.ends_with("wait").then(|| confined(sidecar_pid))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        native.seccomp_mode, "2",
+        "the runtime default profile is a filter: {native:?}"
+    );
+    assert_eq!(native.no_new_privs, "0", "{native:?}");
+    assert_ne!(
+        native.effective & !REACHABLE,
+        0,
+        "the spec grants more than the wasm process keeps: {native:?}"
+    );
+
+    // The wasm init, once its guest runs (confined before its first instruction): one filter
+    // more, no_new_privs, and the spec's capabilities narrowed to what WASI can reach.
+    let expected = Confined {
+        seccomp_mode: "2".into(),
+        filters: native.filters + 1,
+        no_new_privs: "1".into(),
+        effective: native.effective & REACHABLE,
+        permitted: native.permitted & REACHABLE,
+        bounding: native.bounding & REACHABLE,
+    };
+    let mut last = None;
+    let wasm = wait_until("the wasm init to confine itself", TIMEOUT, || {
+        let now = confined(app_pid);
+        let done = now == expected;
+        last = Some(now);
+        done.then_some(())
+    });
+    if let Err(e) = wasm {
+        panic!("{e:#}: the wasm init has {last:?}, expected {expected:?}");
+    }
+
+    // A wasm exec (kubectl exec of a wasm program) is confined the same way.
+    let url = cri
+        .exec(&ids[0], &["/idle.wasm"], false, false)
+        .unwrap_or_else(|e| panic!("Exec: {e:#}"));
+    let _exec = ExecStream::connect(&url, TIMEOUT).unwrap_or_else(|e| panic!("exec stream: {e:#}"));
+    let mut last = None;
+    let exec = wait_until("the wasm exec to confine itself", TIMEOUT, || {
+        let pid = task_pids(&containerd, &ids[0])
+            .into_iter()
+            .find(|p| *p != app_pid)?;
+        let now = confined(pid);
+        let done = now == expected;
+        last = Some(now);
+        done.then_some(())
+    });
+    if let Err(e) = exec {
+        panic!("{e:#}: the wasm exec has {last:?}, expected {expected:?}");
+    }
+
+    pod.stop_and_remove()
+        .unwrap_or_else(|e| panic!("stopping and removing the pod: {e:#}"));
+    pod.assert_nothing_left()
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
