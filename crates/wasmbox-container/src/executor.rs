@@ -80,20 +80,39 @@ pub struct WasmWorkload {
     pub exec_seccomp: Option<libcontainer::oci_spec::runtime::LinuxSeccomp>,
 }
 
+/// The container's seccomp profile for a native exec, which libcontainer's tenant builder
+/// leaves out (runc applies it): installed by the executor before the exec'd program runs.
+pub struct ExecProfile {
+    pub seccomp: libcontainer::oci_spec::runtime::LinuxSeccomp,
+    /// The exec's own capabilities, when the helper raised them (`CAP_SYS_ADMIN`, which
+    /// installing a filter without no_new_privs needs): restored once the filter is in.
+    pub capabilities: Option<libcontainer::oci_spec::runtime::LinuxCapabilities>,
+}
+
 /// Runs the wasm workload if there is one, else execs natively.
 #[derive(Clone, Default)]
 pub struct WasmboxExecutor {
     wasm: Option<Arc<WasmWorkload>>,
+    exec_profile: Option<Arc<ExecProfile>>,
 }
 
 impl WasmboxExecutor {
     pub fn native() -> Self {
-        Self { wasm: None }
+        Self::default()
+    }
+
+    /// A native exec that installs the container's profile first.
+    pub fn native_exec(profile: ExecProfile) -> Self {
+        Self {
+            wasm: None,
+            exec_profile: Some(Arc::new(profile)),
+        }
     }
 
     pub fn wasm(workload: WasmWorkload) -> Self {
         Self {
             wasm: Some(Arc::new(workload)),
+            exec_profile: None,
         }
     }
 }
@@ -167,8 +186,28 @@ impl Executor for WasmboxExecutor {
             drop(fs.namespace);
             std::process::exit(status);
         }
+        if let Some(profile) = &self.exec_profile {
+            install_exec_profile(profile).map_err(ExecutorError::Other)?;
+        }
         exec_native(spec)
     }
+}
+
+/// Installs the container's profile on a native exec, as runc does for `runc exec`: before
+/// the exec's capabilities are final when it has no no_new_privs.
+fn install_exec_profile(profile: &ExecProfile) -> Result<(), String> {
+    let notify = libcontainer::seccomp::initialize_seccomp(&profile.seccomp)
+        .map_err(|e| format!("the container's seccomp profile: {e}"))?;
+    if let Some(fd) = notify {
+        let _ = nix::unistd::close(fd);
+        return Err("the container's seccomp profile has a notify listener, which exec does not support".into());
+    }
+    if let Some(caps) = &profile.capabilities {
+        let syscall = libcontainer::syscall::syscall::create_syscall();
+        libcontainer::capabilities::drop_privileges(caps, syscall.as_ref())
+            .map_err(|e| format!("restore the exec's capabilities: {e}"))?;
+    }
+    Ok(())
 }
 
 /// The file execve will run for `arg0`, or runc's kind of message why there is none.

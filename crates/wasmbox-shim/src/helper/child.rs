@@ -3,11 +3,12 @@
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use wasmbox_container::create::{create, CreateRequest as ContainerRequest, Stdio};
 use wasmbox_container::exec::{exec, ExecRequest};
-use wasmbox_container::executor::{WasmWorkload, WasmboxExecutor};
+use wasmbox_container::executor::{ExecProfile, WasmWorkload, WasmboxExecutor};
 use wasmbox_container::guest_fs;
 use wasmbox_wasm::compile::engine::Engine;
 use wasmbox_wasm::compile::kind::FileKind;
@@ -112,6 +113,46 @@ fn container_seccomp(
     Ok(spec.linux().as_ref().and_then(|l| l.seccomp().clone()))
 }
 
+/// The executor of a native exec into the container in `bundle`: it installs the container's
+/// seccomp profile, which libcontainer leaves out of an exec (runc applies it). Without
+/// no_new_privs that needs CAP_SYS_ADMIN after libcontainer set the exec's capabilities, so
+/// the process is given a copy of its spec with it (and CAP_SETPCAP, to drop it from the
+/// bounding set) raised, which the executor takes back to the exec's own once the filter is
+/// in: the path of that copy is returned.
+fn native_exec(bundle: &Path, process: &Path) -> Result<(WasmboxExecutor, Option<PathBuf>), String> {
+    use oci_spec::runtime::{Capability, Process};
+    let Some(seccomp) = container_seccomp(bundle)? else {
+        return Ok((WasmboxExecutor::native(), None));
+    };
+    let text = std::fs::read_to_string(process).map_err(|e| format!("read the exec's process: {e}"))?;
+    let mut spec: Process = serde_json::from_str(&text).map_err(|e| format!("the exec's process: {e}"))?;
+    let own = spec.capabilities().clone();
+    let raise = match &own {
+        // no_new_privs lets the filter in unprivileged; without capabilities in the spec the
+        // process keeps all of them.
+        _ if spec.no_new_privileges() == Some(true) => None,
+        None => None,
+        Some(caps) => Some(caps.clone()),
+    };
+    let Some(mut raised) = raise else {
+        return Ok((WasmboxExecutor::native_exec(ExecProfile { seccomp, capabilities: None }), None));
+    };
+    let add = |set: &Option<oci_spec::runtime::Capabilities>| {
+        let mut set = set.clone().unwrap_or_default();
+        set.extend([Capability::SysAdmin, Capability::Setpcap]);
+        Some(set)
+    };
+    raised.set_effective(add(raised.effective()));
+    raised.set_permitted(add(raised.permitted()));
+    raised.set_bounding(add(raised.bounding()));
+    spec.set_capabilities(Some(raised));
+    let path = process.with_extension("raised.json");
+    let json = serde_json::to_vec(&spec).map_err(|e| format!("the exec's process: {e}"))?;
+    std::fs::write(&path, json).map_err(|e| format!("write {}: {e}", path.display()))?;
+    let profile = ExecProfile { seccomp, capabilities: own };
+    Ok((WasmboxExecutor::native_exec(profile), Some(path)))
+}
+
 /// Runs the helper; returns the process exit code.
 pub fn main(request_json: &str) -> i32 {
     init_logger();
@@ -145,8 +186,18 @@ fn run(request_json: &str) -> Result<i32, (String, bool)> {
         .try_clone_to_owned()
         .map_err(|e| fail(format!("stdin: {e}")))?;
 
+    // A native exec's process, with capabilities raised to install the container's profile
+    // (see `native_exec`); removed once the exec runs.
+    let mut raised_process = None;
     let (executor, to_init) = match &req.wasm {
-        None => (WasmboxExecutor::native(), None),
+        None => match &req.exec {
+            Some(x) => {
+                let (executor, raised) = native_exec(&req.bundle, &x.process).map_err(fail)?;
+                raised_process = raised;
+                (executor, None)
+            }
+            None => (WasmboxExecutor::native(), None),
+        },
         Some(w) => {
             let engine = if w.baseline {
                 baseline_engine()
@@ -204,12 +255,15 @@ fn run(request_json: &str) -> Result<i32, (String, bool)> {
         Some(x) => exec(ExecRequest {
             id: &req.id,
             root: &req.root,
-            process: &x.process,
+            process: raised_process.as_deref().unwrap_or(&x.process),
             stdio,
             executor,
         }),
+    };
+    if let Some(path) = &raised_process {
+        let _ = std::fs::remove_file(path);
     }
-    .map_err(|e| fail(chain(&e)))?;
+    let pid = pid.map_err(|e| fail(chain(&e)))?;
     if let Some(to_init) = to_init {
         // The container exists with every mount in place: give its init (or the exec'd
         // process) the guest's tree.
