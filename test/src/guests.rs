@@ -90,6 +90,10 @@ pub fn hello() -> Result<Arc<Vec<u8>>> {
 pub fn trap() -> Result<Arc<Vec<u8>>> {
     build("trap", Kind::Wat)
 }
+/// `write_then_trap.wat`: a line on stdout, then a trap.
+pub fn write_then_trap() -> Result<Arc<Vec<u8>>> {
+    build("write_then_trap", Kind::Wat)
+}
 /// `features.wat`: every proposal wasmbox enables; exits 42 when all work.
 pub fn features() -> Result<Arc<Vec<u8>>> {
     build("features", Kind::Wat)

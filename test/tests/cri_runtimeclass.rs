@@ -1094,3 +1094,41 @@ fn pod_annotations_are_judged_on_the_wasm_container_only() {
     pod.assert_nothing_left()
         .unwrap_or_else(|e| panic!("{e:#}"));
 }
+
+/// `kubectl logs` of a guest that wrote to stdout and then trapped shows its output before the
+/// trap's message, every time (CRI reads stdout and stderr apart: the order is ours to keep).
+#[test]
+fn a_trapping_guests_output_comes_before_its_trap_in_the_log() {
+    require_integration!();
+    let containerd = start();
+    let cri = connect(&containerd);
+    let image = cri::import_image(
+        &containerd,
+        image::compat_image(&ids::image_ref("cri-trap-order"), &guests::write_then_trap().unwrap()),
+    )
+    .unwrap();
+    let pod = Pod::run(&cri, &containerd, "cri-trap-order", CRI_WASMBOX_HANDLER);
+    let mut pod = must(&containerd, "RunPodSandbox", "RunPodSandbox", pod);
+    for i in 0..8 {
+        let config = cri::container_config(&format!("trap-{i}"), &image);
+        let id = must(&containerd, &pod.id.clone(), "CreateContainer", pod.create_container(&config));
+        must(&containerd, &id, "StartContainer", cri.start_container(&id));
+        let exited = cri.wait_container_state(&id, ContainerState::ContainerExited, EXIT_TIMEOUT);
+        assert_eq!(must(&containerd, &id, "exit", exited).exit_code, 134, "{id}");
+        let path = pod.log_path(&config);
+        let mut last = Vec::new();
+        let complete = wait_until(&format!("{} to hold the trap", path.display()), LOG_TIMEOUT, || {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            last = cri::log_messages(&cri::parse_log(&text).ok()?);
+            last.iter().any(|(stream, line)| stream == "stderr" && line.starts_with("wasmbox: ")).then_some(())
+        });
+        complete.unwrap_or_else(|e| panic!("{e:#}: {last:?}"));
+        assert_eq!(
+            last.first().map(|(s, l)| (s.as_str(), l.as_str())),
+            Some(("stdout", "written before the trap")),
+            "round {i}: the guest's output is not first: {last:?}"
+        );
+    }
+    must(&containerd, &pod.id.clone(), "stopping and removing the pod", pod.stop_and_remove());
+    pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
+}

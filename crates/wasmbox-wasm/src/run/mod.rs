@@ -7,6 +7,7 @@
 //! module puts them together with [`crate::p1`], [`crate::p2`] and [`crate::http`].
 
 pub mod invoke;
+mod ordering;
 pub mod program;
 pub mod wasi;
 
@@ -50,6 +51,9 @@ pub fn run(program: &Program, sandbox: &SandboxSpec, granted: Granted<'_>) -> i3
         Err(e) => Outcome::Trapped(format!("{e:?}")),
     };
     let _ = std::io::stdout().flush();
+    if matches!(outcome, Outcome::Trapped(_) | Outcome::Failed(_) | Outcome::TimedOut(_)) {
+        ordering::let_stdout_reader_catch_up();
+    }
     match &outcome {
         Outcome::Trapped(msg) => {
             let _ = writeln!(std::io::stderr(), "wasmbox: {}: {msg}", program.guest_path);
