@@ -107,8 +107,11 @@ docker exec "$node" containerd config dump | grep -q 'runtimes.wasmbox\]' \
 
 # --- 3. RuntimeClass and image -------------------------------------------------------------------
 kctl apply -f deploy/runtimeclass.yaml
-# The RuntimeClass schedules to nodes with this label (deploy/daemonset.yaml sets it).
-kctl label node "$node" wasmbox.dev/runtime=installed
+# The RuntimeClass schedules to nodes with its handler's label: the patch deploy/daemonset.yaml
+# sends, made from the node's containerd config.
+docker exec "$node" cat /etc/containerd/config.toml > "$work/node-config.toml"
+kctl patch node "$node" --type merge \
+    -p "$(target/release/wasmbox node labels --config "$work/node-config.toml")"
 kind load image-archive "$image_tar" --name "$cluster"
 
 # --- 4. the pod ----------------------------------------------------------------------------------

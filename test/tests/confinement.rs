@@ -186,11 +186,16 @@ fn wasm_processes_run_confined_and_native_ones_as_the_spec_says() {
 
     // A native exec (kubectl exec into the sidecar) runs under the container's profile with
     // its capabilities, as runc runs it: libcontainer alone would leave the profile out.
-    let url = cri.exec(&ids[1], &["/wait"], false, false).unwrap_or_else(|e| panic!("Exec: {e:#}"));
-    let _native_exec = ExecStream::connect(&url, TIMEOUT).unwrap_or_else(|e| panic!("exec stream: {e:#}"));
+    let url = cri
+        .exec(&ids[1], &["/wait"], false, false)
+        .unwrap_or_else(|e| panic!("Exec: {e:#}"));
+    let _native_exec =
+        ExecStream::connect(&url, TIMEOUT).unwrap_or_else(|e| panic!("exec stream: {e:#}"));
     let mut last = None;
     let exec = wait_until("the native exec to run", TIMEOUT, || {
-        let pid = task_pids(&containerd, &ids[1]).into_iter().find(|p| *p != sidecar_pid)?;
+        let pid = task_pids(&containerd, &ids[1])
+            .into_iter()
+            .find(|p| *p != sidecar_pid)?;
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
         let now = confined(pid);
         let done = exe.ends_with("wait") && now == native;

@@ -1104,24 +1104,42 @@ fn a_trapping_guests_output_comes_before_its_trap_in_the_log() {
     let cri = connect(&containerd);
     let image = cri::import_image(
         &containerd,
-        image::compat_image(&ids::image_ref("cri-trap-order"), &guests::write_then_trap().unwrap()),
+        image::compat_image(
+            &ids::image_ref("cri-trap-order"),
+            &guests::write_then_trap().unwrap(),
+        ),
     )
     .unwrap();
     let pod = Pod::run(&cri, &containerd, "cri-trap-order", CRI_WASMBOX_HANDLER);
     let mut pod = must(&containerd, "RunPodSandbox", "RunPodSandbox", pod);
     for i in 0..8 {
         let config = cri::container_config(&format!("trap-{i}"), &image);
-        let id = must(&containerd, &pod.id.clone(), "CreateContainer", pod.create_container(&config));
+        let id = must(
+            &containerd,
+            &pod.id.clone(),
+            "CreateContainer",
+            pod.create_container(&config),
+        );
         must(&containerd, &id, "StartContainer", cri.start_container(&id));
         let exited = cri.wait_container_state(&id, ContainerState::ContainerExited, EXIT_TIMEOUT);
-        assert_eq!(must(&containerd, &id, "exit", exited).exit_code, 134, "{id}");
+        assert_eq!(
+            must(&containerd, &id, "exit", exited).exit_code,
+            134,
+            "{id}"
+        );
         let path = pod.log_path(&config);
         let mut last = Vec::new();
-        let complete = wait_until(&format!("{} to hold the trap", path.display()), LOG_TIMEOUT, || {
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            last = cri::log_messages(&cri::parse_log(&text).ok()?);
-            last.iter().any(|(stream, line)| stream == "stderr" && line.starts_with("wasmbox: ")).then_some(())
-        });
+        let complete = wait_until(
+            &format!("{} to hold the trap", path.display()),
+            LOG_TIMEOUT,
+            || {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                last = cri::log_messages(&cri::parse_log(&text).ok()?);
+                last.iter()
+                    .any(|(stream, line)| stream == "stderr" && line.starts_with("wasmbox: "))
+                    .then_some(())
+            },
+        );
         complete.unwrap_or_else(|e| panic!("{e:#}: {last:?}"));
         assert_eq!(
             last.first().map(|(s, l)| (s.as_str(), l.as_str())),
@@ -1129,6 +1147,66 @@ fn a_trapping_guests_output_comes_before_its_trap_in_the_log() {
             "round {i}: the guest's output is not first: {last:?}"
         );
     }
-    must(&containerd, &pod.id.clone(), "stopping and removing the pod", pod.stop_and_remove());
-    pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
+    must(
+        &containerd,
+        &pod.id.clone(),
+        "stopping and removing the pod",
+        pod.stop_and_remove(),
+    );
+    pod.assert_nothing_left()
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+/// The labels `wasmbox node labels` gives a node name exactly the wasmbox handlers its
+/// containerd runs pods with (here the test's config: `wasmbox` and `wasmbox-strict`); a
+/// handler without a label is one CRI refuses, which is what a RuntimeClass's nodeSelector on
+/// the label keeps pods away from.
+#[test]
+fn node_labels_name_the_handlers_cri_runs_pods_with() {
+    require_integration!();
+    let containerd = start();
+    let cri = connect(&containerd);
+    let config = containerd.paths().config.to_string_lossy().into_owned();
+    let out = tools::run_ok(
+        &tools::wasmbox_cli(),
+        &["node", "labels", "--config", &config],
+    )
+    .unwrap_or_else(|e| panic!("wasmbox node labels: {e:#}"));
+    let patch: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let labels = patch
+        .pointer("/metadata/labels")
+        .and_then(|l| l.as_object())
+        .cloned()
+        .unwrap_or_default();
+    let mut handlers: Vec<&str> = labels
+        .iter()
+        .filter(|(_, v)| v.as_str() == Some("true"))
+        .filter_map(|(k, _)| k.strip_prefix("handler.wasmbox.dev/"))
+        .collect();
+    handlers.sort();
+    assert_eq!(
+        handlers,
+        [CRI_WASMBOX_HANDLER, CRI_WASMBOX_STRICT_HANDLER],
+        "{out}"
+    );
+    for handler in handlers {
+        let pod = Pod::run(&cri, &containerd, &format!("label-{handler}"), handler);
+        let mut pod = must(&containerd, "RunPodSandbox", handler, pod);
+        must(
+            &containerd,
+            &pod.id.clone(),
+            "stopping and removing the pod",
+            pod.stop_and_remove(),
+        );
+        pod.assert_nothing_left()
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    }
+    let err = Pod::run(&cri, &containerd, "label-absent", "wasmbox-absent")
+        .err()
+        .expect("an unlabelled handler");
+    assert!(
+        format!("{err:#}").contains("no runtime for \"wasmbox-absent\" is configured"),
+        "{err:#}"
+    );
 }

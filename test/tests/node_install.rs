@@ -339,3 +339,54 @@ fn node_install_k3s_templates() {
         assert_eq!(node.config(&path).as_deref(), Some(original.as_str()));
     }
 }
+
+/// The node labels follow what install and uninstall do: one per handler in the config, the
+/// stale ones of a handler the config no longer has removed, and before an uninstall the
+/// labels of what goes (deploy/daemonset.yaml sends these patches).
+#[test]
+fn node_labels_follow_the_installed_handlers() {
+    require_integration!();
+    let major = containerd_major().to_string();
+    let node = Node::new(None);
+    node.wasmbox(
+        "install",
+        &[
+            "--containerd-version",
+            &major,
+            "--handler",
+            "wasmbox",
+            "--handler",
+            "wasmbox-strict:/etc/wasmbox/strict.toml",
+        ],
+    );
+    let object = node.path("/node.json");
+    let stale =
+        r#"{"metadata":{"labels":{"kubernetes.io/os":"linux","handler.wasmbox.dev/old":"true"}}}"#;
+    fs::write(&object, stale).unwrap();
+    let object = object.to_string_lossy().into_owned();
+    let patch = |extra: &[&str]| -> serde_json::Value {
+        let out = node.wasmbox("labels", extra);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    assert_eq!(
+        patch(&["--node", &object]),
+        serde_json::json!({"metadata": {"labels": {
+            "handler.wasmbox.dev/old": null,
+            "handler.wasmbox.dev/wasmbox": "true",
+            "handler.wasmbox.dev/wasmbox-strict": "true",
+            "wasmbox.dev/runtime": "installed",
+        }}})
+    );
+    // Before `uninstall --handler wasmbox-strict`, then before removing everything.
+    assert_eq!(
+        patch(&["--uninstalling", "--handler", "wasmbox-strict"]),
+        serde_json::json!({"metadata": {"labels": {"handler.wasmbox.dev/wasmbox-strict": null}}})
+    );
+    node.wasmbox("uninstall", &["--handler", "wasmbox-strict"]);
+    assert_eq!(
+        patch(&["--uninstalling"]),
+        serde_json::json!({"metadata": {"labels": {"handler.wasmbox.dev/wasmbox": null, "wasmbox.dev/runtime": null}}})
+    );
+    node.wasmbox("uninstall", &[]);
+    assert_eq!(patch(&[]), serde_json::json!({"metadata": {"labels": {}}}));
+}

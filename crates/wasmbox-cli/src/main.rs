@@ -41,6 +41,8 @@ enum NodeCommand {
     Install(node::InstallArgs),
     /// Remove what install added, and the shim.
     Uninstall(node::UninstallArgs),
+    /// The node labels that say which wasmbox handlers the node has (a JSON merge patch).
+    Labels(node::LabelsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +73,7 @@ fn main() {
         Command::Node(NodeCommand::Uninstall(args)) => {
             node::uninstall(&args, node_matches("uninstall"))
         }
+        Command::Node(NodeCommand::Labels(args)) => node::labels(&args, node_matches("labels")),
     };
     if let Err(e) = result {
         eprintln!("wasmbox: {e:#}");

@@ -10,6 +10,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgMatches, Args};
+use wasmbox_node::labels::{configured_handlers, handler_label, label_changes, RUNTIME_LABEL};
 use wasmbox_node::{
     choose_template, classify, containerd_major, install_config, install_template, under_root,
     uninstall_config, uninstall_template, Change, Flavor, Handler, Target, DEFAULT_HANDLER,
@@ -78,6 +79,102 @@ containerd. A version-1 config install upgraded stays version 2.")]
 pub struct UninstallArgs {
     #[command(flatten)]
     node: NodeArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Prints the JSON merge patch that makes the node's labels say which wasmbox handlers its
+containerd has: handler.wasmbox.dev/NAME=true for every runtime in the config whose type is
+io.containerd.wasmbox.v1, wasmbox.dev/runtime=installed while there is any, and the removal of
+such labels for handlers the config no longer has (given the node's labels with --node).
+A RuntimeClass selects nodes with its handler's label. deploy/daemonset.yaml sends the patch.")]
+pub struct LabelsArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// The Node object as the API server returns it, in JSON (- for stdin): only the labels
+    /// that change are in the patch, and stale handler labels are removed.
+    #[arg(long = "node", value_name = "FILE")]
+    node_object: Option<PathBuf>,
+    /// The labels for after `wasmbox node uninstall` with the same flags (its --handler ones
+    /// go, or every handler without --handler): send them before uninstalling, so no pod is
+    /// scheduled to a handler that is going away.
+    #[arg(long)]
+    uninstalling: bool,
+}
+
+/// `wasmbox node labels`: see [`LabelsArgs`].
+pub fn labels(args: &LabelsArgs, matches: Option<&ArgMatches>) -> Result<()> {
+    let node = Node::new(&args.node);
+    let mut present = Vec::new();
+    // The files install edits: the config, or k3s's and rke2's templates.
+    for edit in node.uninstall_edits() {
+        if let Some(text) = node.read(&edit.path)? {
+            let found = configured_handlers(&text)
+                .with_context(|| format!("reading {}", edit.path.display()))?;
+            present.extend(found);
+        }
+    }
+    present.sort();
+    present.dedup();
+    let mut current = match &args.node_object {
+        Some(path) => node_labels(path)?,
+        None => Default::default(),
+    };
+    if args.uninstalling {
+        // What goes is labelled now, whether or not the Node was given.
+        for h in &present {
+            current
+                .entry(handler_label(h))
+                .or_insert_with(|| "true".into());
+        }
+        if !present.is_empty() {
+            current
+                .entry(RUNTIME_LABEL.into())
+                .or_insert_with(|| "installed".into());
+        }
+        let going: Vec<String> = handlers(&args.node, matches)?
+            .into_iter()
+            .map(|h| h.name)
+            .collect();
+        if going.is_empty() {
+            present.clear();
+        } else {
+            present.retain(|h| !going.contains(h));
+        }
+    }
+    let changes: serde_json::Map<String, serde_json::Value> = label_changes(&present, &current)
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k,
+                v.map_or(serde_json::Value::Null, serde_json::Value::String),
+            )
+        })
+        .collect();
+    println!(
+        "{}",
+        serde_json::json!({ "metadata": { "labels": changes } })
+    );
+    Ok(())
+}
+
+/// The labels of a Node object (JSON, `-` for stdin).
+fn node_labels(path: &Path) -> Result<std::collections::BTreeMap<String, String>> {
+    let text = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("reading the Node from stdin")?
+    } else {
+        fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    let object: serde_json::Value =
+        serde_json::from_str(&text).context("the Node object is not JSON")?;
+    let labels = object
+        .pointer("/metadata/labels")
+        .and_then(|l| l.as_object());
+    Ok(labels
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect())
 }
 
 /// The handlers of the command line: each --config-path belongs to the --handler before it.

@@ -200,7 +200,10 @@ fn install_exec_profile(profile: &ExecProfile) -> Result<(), String> {
         .map_err(|e| format!("the container's seccomp profile: {e}"))?;
     if let Some(fd) = notify {
         let _ = nix::unistd::close(fd);
-        return Err("the container's seccomp profile has a notify listener, which exec does not support".into());
+        return Err(
+            "the container's seccomp profile has a notify listener, which exec does not support"
+                .into(),
+        );
     }
     if let Some(caps) = &profile.capabilities {
         let syscall = libcontainer::syscall::syscall::create_syscall();

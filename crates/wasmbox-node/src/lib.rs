@@ -11,6 +11,7 @@
 //! user wrote carries [`KEY_MARKER`] as a trailing comment. Uninstall removes exactly those.
 
 mod config;
+pub mod labels;
 mod paths;
 mod template;
 mod v1;

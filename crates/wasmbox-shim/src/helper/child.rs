@@ -119,13 +119,18 @@ fn container_seccomp(
 /// the process is given a copy of its spec with it (and CAP_SETPCAP, to drop it from the
 /// bounding set) raised, which the executor takes back to the exec's own once the filter is
 /// in: the path of that copy is returned.
-fn native_exec(bundle: &Path, process: &Path) -> Result<(WasmboxExecutor, Option<PathBuf>), String> {
+fn native_exec(
+    bundle: &Path,
+    process: &Path,
+) -> Result<(WasmboxExecutor, Option<PathBuf>), String> {
     use oci_spec::runtime::{Capability, Process};
     let Some(seccomp) = container_seccomp(bundle)? else {
         return Ok((WasmboxExecutor::native(), None));
     };
-    let text = std::fs::read_to_string(process).map_err(|e| format!("read the exec's process: {e}"))?;
-    let mut spec: Process = serde_json::from_str(&text).map_err(|e| format!("the exec's process: {e}"))?;
+    let text =
+        std::fs::read_to_string(process).map_err(|e| format!("read the exec's process: {e}"))?;
+    let mut spec: Process =
+        serde_json::from_str(&text).map_err(|e| format!("the exec's process: {e}"))?;
     let own = spec.capabilities().clone();
     let raise = match &own {
         // no_new_privs lets the filter in unprivileged; without capabilities in the spec the
@@ -135,7 +140,13 @@ fn native_exec(bundle: &Path, process: &Path) -> Result<(WasmboxExecutor, Option
         Some(caps) => Some(caps.clone()),
     };
     let Some(mut raised) = raise else {
-        return Ok((WasmboxExecutor::native_exec(ExecProfile { seccomp, capabilities: None }), None));
+        return Ok((
+            WasmboxExecutor::native_exec(ExecProfile {
+                seccomp,
+                capabilities: None,
+            }),
+            None,
+        ));
     };
     let add = |set: &Option<oci_spec::runtime::Capabilities>| {
         let mut set = set.clone().unwrap_or_default();
@@ -149,7 +160,10 @@ fn native_exec(bundle: &Path, process: &Path) -> Result<(WasmboxExecutor, Option
     let path = process.with_extension("raised.json");
     let json = serde_json::to_vec(&spec).map_err(|e| format!("the exec's process: {e}"))?;
     std::fs::write(&path, json).map_err(|e| format!("write {}: {e}", path.display()))?;
-    let profile = ExecProfile { seccomp, capabilities: own };
+    let profile = ExecProfile {
+        seccomp,
+        capabilities: own,
+    };
     Ok((WasmboxExecutor::native_exec(profile), Some(path)))
 }
 

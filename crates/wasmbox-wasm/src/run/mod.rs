@@ -51,7 +51,10 @@ pub fn run(program: &Program, sandbox: &SandboxSpec, granted: Granted<'_>) -> i3
         Err(e) => Outcome::Trapped(format!("{e:?}")),
     };
     let _ = std::io::stdout().flush();
-    if matches!(outcome, Outcome::Trapped(_) | Outcome::Failed(_) | Outcome::TimedOut(_)) {
+    if matches!(
+        outcome,
+        Outcome::Trapped(_) | Outcome::Failed(_) | Outcome::TimedOut(_)
+    ) {
         ordering::let_stdout_reader_catch_up();
     }
     match &outcome {
