@@ -5,10 +5,12 @@
 //! - [`exits`]: the one reaper of the shim (subreaper), and exits not claimed yet;
 //! - [`stdio`]: stdin forwarding and the hold on output FIFOs until their output is read;
 //! - [`console`]: a terminal's master, copied to and from the stdio FIFOs;
-//! - [`rootfs`]: mounting and unmounting the bundle's rootfs.
+//! - [`rootfs`]: mounting and unmounting the bundle's rootfs ([`idmap`]: the id-mapped layers
+//!   of a user-namespaced pod's).
 
 pub mod console;
 pub mod exits;
+pub mod idmap;
 pub mod rootfs;
 pub mod stdio;
 pub mod task;

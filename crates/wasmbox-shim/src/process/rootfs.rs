@@ -5,15 +5,12 @@ use std::path::Path;
 use containerd_shim::protos::api::Mount;
 use nix::mount::{umount2, MntFlags};
 
+use super::idmap;
+
 /// Mounts `mounts` (in order) on `target`. Returns whether anything was mounted.
 pub fn mount(mounts: &[Mount], target: &Path) -> Result<bool, String> {
     for (i, m) in mounts.iter().enumerate() {
-        let result = containerd_shim::mount::mount_rootfs(
-            Some(m.type_.as_str()).filter(|t| !t.is_empty()),
-            Some(m.source.as_str()).filter(|s| !s.is_empty()),
-            &m.options,
-            target,
-        );
+        let result = mount_one(m, target);
         if let Err(e) = result {
             // Undo the ones that worked, so a failed Create leaves nothing mounted.
             for _ in 0..i {
@@ -28,6 +25,29 @@ pub fn mount(mounts: &[Mount], target: &Path) -> Result<bool, String> {
         }
     }
     Ok(!mounts.is_empty())
+}
+
+/// One mount; an overlay whose options ask for id mappings gets id-mapped lower layers
+/// (see [`super::idmap`]).
+fn mount_one(m: &Mount, target: &Path) -> Result<(), String> {
+    let kind = Some(m.type_.as_str()).filter(|t| !t.is_empty());
+    let source = Some(m.source.as_str()).filter(|s| !s.is_empty());
+    let Some(req) = idmap::requested(&m.options)? else {
+        return containerd_shim::mount::mount_rootfs(kind, source, &m.options, target)
+            .map_err(|e| e.to_string());
+    };
+    let scratch = target.with_file_name(format!(
+        "{}-idmapped",
+        target
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    let lowers = idmap::MappedLowers::new(&req, &scratch)?;
+    let mounted = containerd_shim::mount::mount_rootfs(kind, source, &lowers.options, target)
+        .map_err(|e| e.to_string());
+    drop(lowers);
+    mounted
 }
 
 /// Unmounts `target` (falling back to a lazy unmount when busy). Errors are logged: this
