@@ -211,3 +211,86 @@ fn wasm_processes_run_confined_and_native_ones_as_the_spec_says() {
     pod.assert_nothing_left()
         .unwrap_or_else(|e| panic!("{e:#}"));
 }
+
+/// A native exec as a non-root user (the container's `runAsUser`) gets the container's profile
+/// and exactly the init's capabilities too: the capabilities raised to install the profile are
+/// all taken back, whoever the exec runs as.
+#[test]
+fn a_native_exec_as_another_user_runs_like_its_containers_init() {
+    require_integration!();
+    let containerd = cri::start().unwrap_or_else(|e| panic!("containerd with CRI: {e:#}"));
+    let cri = Cri::connect(&containerd).unwrap_or_else(|e| panic!("CRI client: {e:#}"));
+    let image = cri::import_image(
+        &containerd,
+        image::native_image_at(
+            &ids::image_ref("confine-user"),
+            "/wait",
+            &guests::native_wait().unwrap(),
+        ),
+    )
+    .unwrap();
+    let mut pod = Pod::run(&cri, &containerd, "confine-user", CRI_WASMBOX_HANDLER)
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e:#}"));
+    let mut config = cri::container_config("user", &image);
+    cri::with_runtime_default_seccomp(&mut config);
+    if let Some(sc) = config
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+    {
+        sc.run_as_user = Some(cri::api::Int64Value { value: 1000 });
+    }
+    let id = pod
+        .create_container(&config)
+        .unwrap_or_else(|e| panic!("CreateContainer: {e:#}"));
+    cri.start_container(&id)
+        .unwrap_or_else(|e| panic!("StartContainer: {e:#}"));
+    cri.wait_container_state(&id, ContainerState::ContainerRunning, TIMEOUT)
+        .unwrap_or_else(|e| panic!("running: {e:#}"));
+    let init = task(&containerd, &id).expect("the container's task").pid;
+    let uid = |pid: u32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .map(str::to_string)
+    };
+    let settled = wait_until("the init to exec its entrypoint", TIMEOUT, || {
+        let exe = std::fs::read_link(format!("/proc/{init}/exe")).ok()?;
+        exe.ends_with("wait").then(|| confined(init))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(settled.seccomp_mode, "2", "{settled:?}");
+    assert_eq!(
+        uid(init)
+            .as_deref()
+            .and_then(|l| l.split_whitespace().nth(1)),
+        Some("1000")
+    );
+
+    let url = cri
+        .exec(&id, &["/wait"], false, false)
+        .unwrap_or_else(|e| panic!("Exec: {e:#}"));
+    let _exec = ExecStream::connect(&url, TIMEOUT).unwrap_or_else(|e| panic!("exec stream: {e:#}"));
+    let mut last = None;
+    let same = wait_until("the exec to run as its container's init", TIMEOUT, || {
+        let pid = task_pids(&containerd, &id)
+            .into_iter()
+            .find(|p| *p != init)?;
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+        let now = (confined(pid), uid(pid));
+        let done = exe.ends_with("wait") && now == (confined(init), uid(init));
+        last = Some(now);
+        done.then_some(())
+    });
+    if let Err(e) = same {
+        panic!(
+            "{e:#}: the exec has {last:?}, the init {:?}",
+            (confined(init), uid(init))
+        );
+    }
+    pod.stop_and_remove()
+        .unwrap_or_else(|e| panic!("stopping and removing the pod: {e:#}"));
+    pod.assert_nothing_left()
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
