@@ -99,11 +99,7 @@ fn panels(r: &Results) -> Vec<Panel> {
             unit: "ms (log scale)".into(),
             bars: vec![
                 bar("first start\n(cache empty)", l.first.summary, OTHER),
-                bar(
-                    "first start after\npull-time compile",
-                    l.after_pull.summary,
-                    WASM,
-                ),
+                bar("first start after\npull-time compile", l.after_pull.summary, WASM),
                 bar("later start\n(cache warm)", l.later.summary, WASM),
                 bar("wasm hello", r.cold_start.wasm.summary, WASM),
             ],
@@ -170,11 +166,7 @@ fn panels(r: &Results) -> Vec<Panel> {
             Some(Bar {
                 label: wrap(&c.short),
                 value: Summary::of(&[ratio]),
-                color: if c.passes() == Some(true) {
-                    OTHER
-                } else {
-                    TARGET
-                },
+                color: if c.passes() == Some(true) { OTHER } else { TARGET },
                 target: Some(target),
             })
         })

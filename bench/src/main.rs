@@ -183,8 +183,7 @@ fn measure(
             "{}: {} first starts after a pull-time compile",
             program.name, o.first_runs
         ));
-        let (after_pull, pull_compile) =
-            first_start::after_pull_compile(containerd, subject, o.first_runs)?;
+        let (after_pull, pull_compile) = first_start::after_pull_compile(containerd, subject, o.first_runs)?;
         large_results.push(Large {
             program: program.name.clone(),
             label: program.label.clone(),
@@ -228,19 +227,10 @@ fn measure(
     http_servers.push(native);
     // The same for the WASI 0.3 handler (instances reused by both servers).
     let mut http_p3_servers = vec![(&s.http_p3_wasm, serving::Port::Http)];
-    http_p3_servers.extend(
-        s.http_p3_wasmtime
-            .as_ref()
-            .map(|w| (w, serving::Port::InArgs)),
-    );
+    http_p3_servers.extend(s.http_p3_wasmtime.as_ref().map(|w| (w, serving::Port::InArgs)));
     http_p3_servers.push(native);
     let servers = [
-        (
-            "p1",
-            "preview 1 server",
-            vec![(&s.server_wasm, serving::Port::Preopened), native],
-            SERVING_CLIENTS,
-        ),
+        ("p1", "preview 1 server", vec![(&s.server_wasm, serving::Port::Preopened), native], SERVING_CLIENTS),
         ("http", "wasi:http component", http_servers, HTTP_CLIENTS),
         ("http3", "WASI 0.3 handler", http_p3_servers, HTTP_CLIENTS),
     ];
@@ -253,18 +243,10 @@ fn measure(
             "serving: {what}, {clients} clients, {} interleaved {} s load runs per server",
             o.serving_rounds, o.serving_seconds
         ));
-        measured.push(serving::measure(
-            containerd,
-            prefix,
-            &subjects,
-            clients,
-            o.serving_rounds,
-            o.serving_seconds,
-        )?);
+        measured.push(serving::measure(containerd, prefix, &subjects, clients, o.serving_rounds, o.serving_seconds)?);
     }
     let mut measured = measured.into_iter();
-    let (serving, http_serving, http_p3_serving) =
-        (measured.next(), measured.next(), measured.next());
+    let (serving, http_serving, http_p3_serving) = (measured.next(), measured.next(), measured.next());
 
     let mut density_runs = Vec::new();
     let mut anatomy = Vec::new();
@@ -307,18 +289,9 @@ fn measure(
         for round in 0..o.density_rounds {
             for subject in [&s.http_wasm, &native_http] {
                 interrupt::check()?;
-                step(&format!(
-                    "idle HTTP servers: {} {}, round {}/{}",
-                    o.http_idle,
-                    subject.label,
-                    round + 1,
-                    o.density_rounds
-                ));
+                step(&format!("idle HTTP servers: {} {}, round {}/{}", o.http_idle, subject.label, round + 1, o.density_rounds));
                 let (run, _) = density::measure(containerd, subject, o.http_idle, round, o.settle)?;
-                eprintln!(
-                    "    per container: PSS {:.0} KiB, {} threads",
-                    run.pss_kib_per_container, run.threads_per_container
-                );
+                eprintln!("    per container: PSS {:.0} KiB, {} threads", run.pss_kib_per_container, run.threads_per_container);
                 http_idle.push(run);
             }
         }
@@ -362,13 +335,8 @@ fn probe_phases(
     )];
     std::fs::write(rootfs.path().join("hello.wasm"), &guests.hello.wasm)?;
     for l in large {
-        wasms.push((
-            format!("{}-wasm", l.label),
-            l.guest_path.clone(),
-            l.args.clone(),
-        ));
-        let files =
-            std::iter::once((&l.guest_path, &l.bytes)).chain(l.files.iter().map(|(p, b)| (p, b)));
+        wasms.push((format!("{}-wasm", l.label), l.guest_path.clone(), l.args.clone()));
+        let files = std::iter::once((&l.guest_path, &l.bytes)).chain(l.files.iter().map(|(p, b)| (p, b)));
         for (path, bytes) in files {
             let host = rootfs.path().join(path.trim_start_matches('/'));
             if let Some(dir) = host.parent() {

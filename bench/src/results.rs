@@ -205,81 +205,36 @@ impl Results {
         // (figure, short name, wasm subject, [(baseline subject, its name, req/s target,
         // p99 target)]): req/s at least the target, p99 at most.
         let native = "native C server, runc";
-        let serving: [(
-            Option<&crate::scenarios::serving::Serving>,
-            &str,
-            &str,
-            &str,
-            Vec<(&str, &str, Option<f64>, Option<f64>)>,
-        ); 3] = [
-            (
-                self.serving.as_ref(),
-                "serving",
-                "p1/server-wasm",
-                "preview 1 server",
-                vec![("p1/server-runc", native, Some(0.5), None)],
-            ),
+        let serving: [(Option<&crate::scenarios::serving::Serving>, &str, &str, &str, Vec<(&str, &str, Option<f64>, Option<f64>)>); 3] = [
+            (self.serving.as_ref(), "serving", "p1/server-wasm", "preview 1 server", vec![("p1/server-runc", native, Some(0.5), None)]),
             (
                 self.http_serving.as_ref(),
                 "HTTP component",
                 "http/http-wasm",
                 "wasi:http hello",
-                vec![
-                    (
-                        "http/http-wasmtime",
-                        "wasmtime serve, runc",
-                        Some(1.0),
-                        Some(1.2),
-                    ),
-                    ("http/server-runc", native, None, None),
-                ],
+                vec![("http/http-wasmtime", "wasmtime serve, runc", Some(1.0), Some(1.2)), ("http/server-runc", native, None, None)],
             ),
             (
                 self.http_p3_serving.as_ref(),
                 "0.3 handler",
                 "http3/http-p3-wasm",
                 "WASI 0.3 hello handler",
-                vec![
-                    (
-                        "http3/http-p3-wasmtime",
-                        "wasmtime serve, runc",
-                        Some(1.0),
-                        Some(1.0),
-                    ),
-                    ("http3/server-runc", native, None, None),
-                ],
+                vec![("http3/http-p3-wasmtime", "wasmtime serve, runc", Some(1.0), Some(1.0)), ("http3/server-runc", native, None, None)],
             ),
         ];
         for (sv, short, wasm, what, baselines) in serving {
             let Some(sv) = sv else { continue };
-            let series =
-                |subject: &str, f: &dyn Fn(&crate::scenarios::serving::ServingRun) -> f64| {
-                    let samples: Vec<f64> = sv
-                        .runs
-                        .iter()
-                        .filter(|r| r.subject == subject)
-                        .map(f)
-                        .collect();
-                    (!samples.is_empty()).then(|| crate::stats::Series::new("", samples).summary)
-                };
-            let Some(value_rps) = series(wasm, &|r| r.requests_per_s) else {
-                continue;
+            let series = |subject: &str, f: &dyn Fn(&crate::scenarios::serving::ServingRun) -> f64| {
+                let samples: Vec<f64> = sv.runs.iter().filter(|r| r.subject == subject).map(f).collect();
+                (!samples.is_empty()).then(|| crate::stats::Series::new("", samples).summary)
             };
-            let Some(value_p99) = series(wasm, &|r| r.p99_ms) else {
-                continue;
-            };
+            let Some(value_rps) = series(wasm, &|r| r.requests_per_s) else { continue };
+            let Some(value_p99) = series(wasm, &|r| r.p99_ms) else { continue };
             for (baseline, name, rps_target, p99_target) in baselines {
-                let (Some(rps), Some(p99)) = (
-                    series(baseline, &|r| r.requests_per_s),
-                    series(baseline, &|r| r.p99_ms),
-                ) else {
+                let (Some(rps), Some(p99)) = (series(baseline, &|r| r.requests_per_s), series(baseline, &|r| r.p99_ms)) else {
                     continue;
                 };
-                let vs = if name == native {
-                    String::new()
-                } else {
-                    format!(" vs {}", name.split(',').next().unwrap_or(name))
-                };
+                let vs = if name == native { String::new() } else { format!(" vs {}", name.split(',').next().unwrap_or(name)) };
                 rows.push(Comparison {
                     figure: format!("{what}: requests/s, {} keep-alive clients", sv.clients),
                     short: format!("{short} req/s{vs}"),
@@ -304,12 +259,7 @@ impl Results {
         }
         if !self.http_idle.is_empty() {
             let pss = |subject: &str| {
-                let samples = self
-                    .http_idle
-                    .iter()
-                    .filter(|r| r.subject == subject)
-                    .map(|r| r.pss_kib_per_container / KIB_PER_MIB)
-                    .collect();
+                let samples = self.http_idle.iter().filter(|r| r.subject == subject).map(|r| r.pss_kib_per_container / KIB_PER_MIB).collect();
                 Series::new("MiB", samples).summary
             };
             let n = self.http_idle[0].n;
@@ -329,20 +279,8 @@ impl Results {
             // (figure, short name, unit, value per run, target)
             type PerRun = fn(&DensityRun) -> f64;
             let figures: [(&str, &str, &'static str, PerRun, Option<f64>); 3] = [
-                (
-                    "PSS per idle container",
-                    "PSS",
-                    "MiB",
-                    |r| r.pss_kib_per_container / KIB_PER_MIB,
-                    Some(0.8),
-                ),
-                (
-                    "threads per idle container",
-                    "threads",
-                    "",
-                    |r| r.threads_per_container,
-                    Some(1.0),
-                ),
+                ("PSS per idle container", "PSS", "MiB", |r| r.pss_kib_per_container / KIB_PER_MIB, Some(0.8)),
+                ("threads per idle container", "threads", "", |r| r.threads_per_container, Some(1.0)),
                 (
                     "MemAvailable drop per container",
                     "MemAvailable",

@@ -101,10 +101,6 @@ mod tests {
         assert!(meets(0.8, 0.8));
         assert!(!meets(0.81, 0.8));
         assert!(!meets(f64::NAN, 0.8));
-        assert!(
-            meets_at_least(0.5, 0.5)
-                && !meets_at_least(0.49, 0.5)
-                && !meets_at_least(f64::NAN, 0.5)
-        );
+        assert!(meets_at_least(0.5, 0.5) && !meets_at_least(0.49, 0.5) && !meets_at_least(f64::NAN, 0.5));
     }
 }

@@ -87,13 +87,9 @@ impl LargeProgram {
         p.expect = "42".into();
         let lib = prefix.join("lib");
         for entry in walkdir(&lib)? {
-            let rel = entry
-                .strip_prefix(&lib)
-                .context("walking the standard library")?;
-            let bytes =
-                std::fs::read(&entry).with_context(|| format!("reading {}", entry.display()))?;
-            p.files
-                .push((format!("/usr/local/lib/{}", rel.display()), bytes));
+            let rel = entry.strip_prefix(&lib).context("walking the standard library")?;
+            let bytes = std::fs::read(&entry).with_context(|| format!("reading {}", entry.display()))?;
+            p.files.push((format!("/usr/local/lib/{}", rel.display()), bytes));
         }
         Ok(p)
     }
@@ -184,45 +180,15 @@ impl Subjects {
             RUNC_RUNTIME,
             "",
         )?;
-        let server_wasm = import(
-            containerd,
-            "server-wasm",
-            "/server.wasm",
-            &guests.server.wasm,
-            WASMBOX_RUNTIME,
-            "",
-        )?;
-        let mut server_runc = import(
-            containerd,
-            "server-runc",
-            "/server",
-            &guests.server.native,
-            RUNC_RUNTIME,
-            "",
-        )?;
+        let server_wasm = import(containerd, "server-wasm", "/server.wasm", &guests.server.wasm, WASMBOX_RUNTIME, "")?;
+        let mut server_runc = import(containerd, "server-runc", "/server", &guests.server.native, RUNC_RUNTIME, "")?;
         // Its port comes after this (see scenarios::serving).
         server_runc.args = vec!["/server".into()];
         let http = wasmbox_integration::guests::http_hello()?;
-        let http_wasm = import(
-            containerd,
-            "http-wasm",
-            "/http.wasm",
-            &http,
-            WASMBOX_RUNTIME,
-            "",
-        )?;
-        let http_wasmtime = wasmtime
-            .map(|w| import_wasmtime_serve(containerd, "http", w, &http))
-            .transpose()?;
+        let http_wasm = import(containerd, "http-wasm", "/http.wasm", &http, WASMBOX_RUNTIME, "")?;
+        let http_wasmtime = wasmtime.map(|w| import_wasmtime_serve(containerd, "http", w, &http)).transpose()?;
         let http_p3 = wasmbox_integration::guests::http_p3_hello()?;
-        let http_p3_wasm = import(
-            containerd,
-            "http-p3-wasm",
-            "/http.wasm",
-            &http_p3,
-            WASMBOX_RUNTIME,
-            "",
-        )?;
+        let http_p3_wasm = import(containerd, "http-p3-wasm", "/http.wasm", &http_p3, WASMBOX_RUNTIME, "")?;
         let http_p3_wasmtime = wasmtime
             .map(|w| import_wasmtime_serve(containerd, "http-p3", w, &http_p3))
             .transpose()?;
@@ -231,10 +197,12 @@ impl Subjects {
             .map(|p| {
                 let label = format!("{}-wasm", p.label);
                 let reference = format!("docker.io/library/wasmbox-bench-{label}:latest");
-                let image = p.files.iter().fold(
-                    compat_image_at(&reference, &p.guest_path, &p.bytes),
-                    |b, (path, bytes)| b.file(path, bytes.clone(), 0o644),
-                );
+                let image = p
+                    .files
+                    .iter()
+                    .fold(compat_image_at(&reference, &p.guest_path, &p.bytes), |b, (path, bytes)| {
+                        b.file(path, bytes.clone(), 0o644)
+                    });
                 let image = containerd
                     .import_image(image)
                     .with_context(|| format!("importing {reference}"))?;
@@ -242,9 +210,7 @@ impl Subjects {
                     label,
                     image,
                     runtime: WASMBOX_RUNTIME,
-                    args: std::iter::once(p.guest_path.clone())
-                        .chain(p.args.iter().cloned())
-                        .collect(),
+                    args: std::iter::once(p.guest_path.clone()).chain(p.args.iter().cloned()).collect(),
                     expect: p.expect.clone(),
                     timeout: COMPILE_RUN_TIMEOUT,
                 })
@@ -269,37 +235,18 @@ impl Subjects {
 /// An image with a static `wasmtime` and the component, serving it as `wasmtime serve` does
 /// (all of WASI linked, `-Scli`, as wasmbox links a handler), for runc.
 /// (`<prefix>-wasmtime`).
-fn import_wasmtime_serve(
-    containerd: &Containerd,
-    prefix: &str,
-    wasmtime: &Path,
-    component: &[u8],
-) -> Result<Subject> {
-    let binary =
-        std::fs::read(wasmtime).with_context(|| format!("reading {}", wasmtime.display()))?;
+fn import_wasmtime_serve(containerd: &Containerd, prefix: &str, wasmtime: &Path, component: &[u8]) -> Result<Subject> {
+    let binary = std::fs::read(wasmtime).with_context(|| format!("reading {}", wasmtime.display()))?;
     let label = format!("{prefix}-wasmtime");
     let reference = format!("docker.io/library/wasmbox-bench-{label}:latest");
     let image = containerd
-        .import_image(compat_image_at(&reference, "/wasmtime", &binary).file(
-            "/http.wasm",
-            component.to_vec(),
-            0o644,
-        ))
+        .import_image(compat_image_at(&reference, "/wasmtime", &binary).file("/http.wasm", component.to_vec(), 0o644))
         .with_context(|| format!("importing {reference}"))?;
     Ok(Subject {
         label,
         image,
         runtime: RUNC_RUNTIME,
-        args: [
-            "/wasmtime",
-            "serve",
-            "-Scli",
-            "--addr",
-            "127.0.0.1:{port}",
-            "/http.wasm",
-        ]
-        .map(String::from)
-        .to_vec(),
+        args: ["/wasmtime", "serve", "-Scli", "--addr", "127.0.0.1:{port}", "/http.wasm"].map(String::from).to_vec(),
         expect: String::new(),
         timeout: RUN_TIMEOUT,
     })

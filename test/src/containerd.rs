@@ -16,9 +16,7 @@ use nix::unistd::Pid;
 
 use crate::config::{CriConfig, Paths, CRI_NAMESPACE};
 use crate::poll::wait_until;
-use crate::process::{
-    daemon_path, kill_and_wait, processes, run_captured, wait_with_deadline, ProcInfo,
-};
+use crate::process::{daemon_path, kill_and_wait, processes, run_captured, wait_with_deadline, ProcInfo};
 use crate::{cgroups, mounts, settings, shim_socket};
 
 /// How long containerd may take to answer `ctr version` after it starts.
@@ -87,12 +85,7 @@ impl Containerd {
         fixture.paths.create_dirs()?;
         if fixture.options.cri.is_some() {
             fixture.paths.create_cni_dirs()?;
-            if let Some(network) = fixture
-                .options
-                .cri
-                .as_ref()
-                .and_then(|c| c.pod_network.as_ref())
-            {
+            if let Some(network) = fixture.options.cri.as_ref().and_then(|c| c.pod_network.as_ref()) {
                 fixture.paths.install_pod_network(network)?;
             }
             std::fs::write(fixture.paths.strict_config(), crate::config::STRICT_CONFIG)?;
@@ -212,10 +205,7 @@ impl Containerd {
 
     fn path_env(&self) -> OsString {
         // Shim first so containerd resolves `containerd-shim-wasmbox-v1` to the build under test.
-        daemon_path(vec![
-            self.options.shim_dir.clone(),
-            self.options.containerd_dir.clone(),
-        ])
+        daemon_path(vec![self.options.shim_dir.clone(), self.options.containerd_dir.clone()])
     }
 
     fn launch(&mut self) -> Result<()> {
@@ -346,12 +336,8 @@ impl Containerd {
             eprintln!("stopping containerd: {e:#}");
         }
         // Background compiles outlive their shim by design; not this fixture's cache.
-        let shims: Vec<i32> = self
-            .shim_processes()
-            .iter()
-            .chain(&self.background_compiles())
-            .map(|p| p.pid)
-            .collect();
+        let shims: Vec<i32> =
+            self.shim_processes().iter().chain(&self.background_compiles()).map(|p| p.pid).collect();
         if !shims.is_empty() {
             if let Err(e) = kill_and_wait(&shims, STOP_TIMEOUT) {
                 eprintln!("killing shims {shims:?}: {e:#}");
@@ -366,15 +352,8 @@ impl Containerd {
             }
         }
         // CNI removes a pod's veth with the pod; the bridge is the fixture's to remove.
-        if let Some(network) = self
-            .options
-            .cri
-            .as_ref()
-            .and_then(|c| c.pod_network.as_ref())
-        {
-            let _ = std::process::Command::new("ip")
-                .args(["link", "delete", &network.bridge])
-                .status();
+        if let Some(network) = self.options.cri.as_ref().and_then(|c| c.pod_network.as_ref()) {
+            let _ = std::process::Command::new("ip").args(["link", "delete", &network.bridge]).status();
             // libcni's result cache (containerd has no setting for it), when nothing else is in it.
             let _ = std::fs::remove_dir("/var/lib/cni/results");
             let _ = std::fs::remove_dir("/var/lib/cni");

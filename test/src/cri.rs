@@ -58,10 +58,7 @@ pub fn start_with_pod_network() -> Result<Containerd> {
     let pid = std::process::id();
     let plugins = crate::tools::cni_plugins();
     if !plugins.join("bridge").is_file() {
-        bail!(
-            "no CNI plugins in {} (run `make cni`, or set WASMBOX_CNI_DIR)",
-            plugins.display()
-        );
+        bail!("no CNI plugins in {} (run `make cni`, or set WASMBOX_CNI_DIR)", plugins.display());
     }
     start_with(Some(crate::config::PodNetwork {
         bridge: format!("wbx{}-{n}", pid % 100_000),
@@ -303,12 +300,7 @@ impl Cri {
 
     /// `ExecSync` (what exec probes use): runs `cmd` in the container; (exit code, stdout,
     /// stderr).
-    pub fn exec_sync(
-        &self,
-        id: &str,
-        cmd: &[&str],
-        timeout_secs: i64,
-    ) -> Result<(i32, String, String)> {
+    pub fn exec_sync(&self, id: &str, cmd: &[&str], timeout_secs: i64) -> Result<(i32, String, String)> {
         let mut c = self.runtime();
         let r = self.call(
             "ExecSync",
@@ -344,11 +336,7 @@ impl Cri {
     }
 
     /// `UpdateContainerResources`: kubelet's in-place pod resize.
-    pub fn update_container_resources(
-        &self,
-        id: &str,
-        resources: api::LinuxContainerResources,
-    ) -> Result<()> {
+    pub fn update_container_resources(&self, id: &str, resources: api::LinuxContainerResources) -> Result<()> {
         let mut c = self.runtime();
         self.call(
             "UpdateContainerResources",
@@ -530,11 +518,7 @@ pub fn container_config(name: &str, image: &str) -> api::ContainerConfig {
 /// Puts a container of a pod that has a network of its own (not the host's) into that
 /// network, as kubelet does for a pod without `hostNetwork`.
 pub fn in_pod_network(config: &mut api::ContainerConfig) {
-    if let Some(sc) = config
-        .linux
-        .as_mut()
-        .and_then(|l| l.security_context.as_mut())
-    {
+    if let Some(sc) = config.linux.as_mut().and_then(|l| l.security_context.as_mut()) {
         sc.namespace_options = Some(namespace_options_with(api::NamespaceMode::Pod));
     }
 }
@@ -583,14 +567,7 @@ impl<'a> Pod<'a> {
         handler: &str,
         annotations: &[(&str, &str)],
     ) -> Result<Self> {
-        Self::run_with(
-            cri,
-            containerd,
-            test,
-            handler,
-            annotations,
-            api::NamespaceMode::Node,
-        )
+        Self::run_with(cri, containerd, test, handler, annotations, api::NamespaceMode::Node)
     }
 
     /// A pod with a network of its own (CNI, see [`start_with_pod_network`]) and `annotations`;
@@ -602,14 +579,7 @@ impl<'a> Pod<'a> {
         handler: &str,
         annotations: &[(&str, &str)],
     ) -> Result<Self> {
-        Self::run_with(
-            cri,
-            containerd,
-            test,
-            handler,
-            annotations,
-            api::NamespaceMode::Pod,
-        )
+        Self::run_with(cri, containerd, test, handler, annotations, api::NamespaceMode::Pod)
     }
 
     fn run_with(
@@ -626,18 +596,12 @@ impl<'a> Pod<'a> {
         // Like kubelet's /kubepods/besteffort/pod<uid>, unique so parallel tests never share it.
         let cgroup_parent = format!("/{name}");
         let mut config = pod_config(&name, &log_dir, &cgroup_parent);
-        if let Some(sc) = config
-            .linux
-            .as_mut()
-            .and_then(|l| l.security_context.as_mut())
-        {
+        if let Some(sc) = config.linux.as_mut().and_then(|l| l.security_context.as_mut()) {
             sc.namespace_options = Some(namespace_options_with(network));
         }
-        config.annotations.extend(
-            annotations
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
+        config
+            .annotations
+            .extend(annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         // Built first, so that a failed RunPodSandbox is cleaned up by drop as well.
         let mut pod = Self {
             cri,
@@ -669,11 +633,7 @@ impl<'a> Pod<'a> {
     /// The pod's IP (from PodSandboxStatus), for a pod with a network of its own.
     pub fn ip(&self) -> Result<String> {
         let status = self.cri.pod_sandbox_status(&self.id)?;
-        let ip = status
-            .network
-            .as_ref()
-            .map(|n| n.ip.clone())
-            .unwrap_or_default();
+        let ip = status.network.as_ref().map(|n| n.ip.clone()).unwrap_or_default();
         if ip.is_empty() {
             bail!("pod {} has no IP: {status:?}", self.id);
         }

@@ -36,11 +36,7 @@ impl ExecStream {
         let ws_url = url
             .strip_prefix("http://")
             .map(|rest| format!("ws://{rest}"))
-            .ok_or_else(|| {
-                anyhow!(
-                    "exec URL {url} is not plain http (TLS streaming is off in the test's config)"
-                )
-            })?;
+            .ok_or_else(|| anyhow!("exec URL {url} is not plain http (TLS streaming is off in the test's config)"))?;
         let mut request = ws_url.as_str().into_client_request().context("exec URL")?;
         request
             .headers_mut()
@@ -50,15 +46,11 @@ impl ExecStream {
             .authority()
             .map(|a| a.as_str().to_string())
             .ok_or_else(|| anyhow!("exec URL {url} has no host"))?;
-        let addr = host
-            .parse()
-            .with_context(|| format!("exec URL host {host}"))?;
-        let tcp = TcpStream::connect_timeout(&addr, timeout)
-            .with_context(|| format!("connect to {host}"))?;
+        let addr = host.parse().with_context(|| format!("exec URL host {host}"))?;
+        let tcp = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connect to {host}"))?;
         tcp.set_read_timeout(Some(timeout))?;
         tcp.set_write_timeout(Some(timeout))?;
-        let (ws, _) = tungstenite::client(request, tcp)
-            .map_err(|e| anyhow!("websocket handshake with {url}: {e}"))?;
+        let (ws, _) = tungstenite::client(request, tcp).map_err(|e| anyhow!("websocket handshake with {url}: {e}"))?;
         Ok(Self {
             ws,
             stdout: Vec::new(),
@@ -71,18 +63,14 @@ impl ExecStream {
     pub fn send(&mut self, bytes: &[u8]) -> Result<()> {
         let mut frame = vec![0u8];
         frame.extend_from_slice(bytes);
-        self.ws
-            .send(Message::Binary(frame.into()))
-            .context("send stdin")
+        self.ws.send(Message::Binary(frame.into())).context("send stdin")
     }
 
     /// Reads one message; false once the server has closed the stream.
     fn read_one(&mut self) -> Result<bool> {
         let message = match self.ws.read() {
             Ok(m) => m,
-            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
-                return Ok(false)
-            }
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => return Ok(false),
             Err(e) => bail!("exec stream: {e}"),
         };
         let data = match message {
@@ -125,10 +113,7 @@ impl ExecStream {
                 bail!("the exec stream did not end within {timeout:?}");
             }
         }
-        let status = self
-            .status
-            .clone()
-            .ok_or_else(|| anyhow!("the exec stream ended without a status"))?;
+        let status = self.status.clone().ok_or_else(|| anyhow!("the exec stream ended without a status"))?;
         Ok(ExecResult {
             stdout: String::from_utf8_lossy(&self.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&self.stderr).into_owned(),
@@ -140,15 +125,11 @@ impl ExecStream {
 /// The exit code in a remote-command status: `{"status":"Success"}` or a failure whose cause
 /// `ExitCode` carries the code.
 pub fn exit_code(status: &str) -> Result<i32> {
-    let v: serde_json::Value =
-        serde_json::from_str(status).with_context(|| format!("exec status {status}"))?;
+    let v: serde_json::Value = serde_json::from_str(status).with_context(|| format!("exec status {status}"))?;
     if v["status"] == "Success" {
         return Ok(0);
     }
-    let causes = v["details"]["causes"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let causes = v["details"]["causes"].as_array().cloned().unwrap_or_default();
     causes
         .iter()
         .find(|c| c["reason"] == "ExitCode")
@@ -163,10 +144,7 @@ mod tests {
 
     #[test]
     fn reads_exit_codes_from_statuses() {
-        assert_eq!(
-            exit_code(r#"{"metadata":{},"status":"Success"}"#).unwrap(),
-            0
-        );
+        assert_eq!(exit_code(r#"{"metadata":{},"status":"Success"}"#).unwrap(), 0);
         let failed = r#"{"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code: error executing command [/x], exit code 3","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}}"#;
         assert_eq!(exit_code(failed).unwrap(), 3);
         assert!(exit_code(r#"{"status":"Failure","message":"no such container"}"#).is_err());

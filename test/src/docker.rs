@@ -384,11 +384,7 @@ impl<'c> Dockerd<'c> {
             .collect();
         let mut cmd = self.docker_command();
         cmd.args(&args);
-        run_ok(
-            &format!("docker {}", shown.join(" ")),
-            &mut cmd,
-            DOCKER_TIMEOUT,
-        )
+        run_ok(&format!("docker {}", shown.join(" ")), &mut cmd, DOCKER_TIMEOUT)
     }
 
     /// The daemon's version (`28.5.2+dfsg4` reads as 28.5.2).

@@ -69,12 +69,7 @@ pub fn build(name: &str, kind: Kind) -> Result<Arc<Vec<u8>>> {
         Kind::ComponentP2 => component_p2(name)?,
         Kind::HttpComponent => http_component(name)?,
         Kind::CommandP3 => command_p3(name)?,
-        Kind::HttpComponentP3 => bindings_component(
-            name,
-            &wasi_p3_wit()?,
-            "bindings",
-            wit_bindgen_c::Opts::default(),
-        )?,
+        Kind::HttpComponentP3 => bindings_component(name, &wasi_p3_wit()?, "bindings", wit_bindgen_c::Opts::default())?,
     });
     cache
         .lock()
@@ -200,18 +195,13 @@ pub fn wasi_http_wit() -> Result<PathBuf> {
         .context("neither CARGO_HOME nor HOME is set")?;
     let crate_dir = format!("wasmtime-wasi-http-{WASMTIME_WASI_HTTP_VERSION}");
     let registries = home.join("registry/src");
-    for entry in std::fs::read_dir(&registries)
-        .with_context(|| format!("reading {}", registries.display()))?
-    {
+    for entry in std::fs::read_dir(&registries).with_context(|| format!("reading {}", registries.display()))? {
         let wit = entry?.path().join(&crate_dir).join("wit");
         if wit.join("world.wit").is_file() {
             return Ok(wit);
         }
     }
-    bail!(
-        "no {crate_dir}/wit under {} (build the workspace first)",
-        registries.display()
-    )
+    bail!("no {crate_dir}/wit under {} (build the workspace first)", registries.display())
 }
 
 /// The `wasmtime-wasi-http` version in Cargo.lock (a unit test keeps them equal).
@@ -221,16 +211,9 @@ pub const WASMTIME_WASI_HTTP_VERSION: &str = "48.0.8";
 /// beside its 0.2 one.
 pub fn wasi_p3_wit() -> Result<PathBuf> {
     let p2 = wasi_http_wit()?;
-    let dir = p2
-        .parent()
-        .map(|d| d.join("src/p3/wit"))
-        .unwrap_or_default();
+    let dir = p2.parent().map(|d| d.join("src/p3/wit")).unwrap_or_default();
     if !dir.join("world.wit").is_file() {
-        bail!(
-            "no WASI 0.3 WIT at {} (beside {})",
-            dir.display(),
-            p2.display()
-        );
+        bail!("no WASI 0.3 WIT at {} (beside {})", dir.display(), p2.display());
     }
     Ok(dir)
 }
@@ -245,21 +228,11 @@ fn command_p3(name: &str) -> Result<Vec<u8>> {
 }
 
 fn http_component(name: &str) -> Result<Vec<u8>> {
-    bindings_component(
-        name,
-        &wasi_http_wit()?,
-        "bindings",
-        wit_bindgen_c::Opts::default(),
-    )
+    bindings_component(name, &wasi_http_wit()?, "bindings", wit_bindgen_c::Opts::default())
 }
 
 /// `<name>.c` with C bindings of `world` (in the WIT at `wit`), as a reactor component.
-fn bindings_component(
-    name: &str,
-    wit: &Path,
-    world: &str,
-    opts: wit_bindgen_c::Opts,
-) -> Result<Vec<u8>> {
+fn bindings_component(name: &str, wit: &Path, world: &str, opts: wit_bindgen_c::Opts) -> Result<Vec<u8>> {
     use wit_bindgen_core::wit_parser::Resolve;
     let mut resolve = Resolve::default();
     let (pkg, _) = resolve.push_dir(wit)?;
@@ -275,20 +248,12 @@ fn bindings_component(
     let module = match wasip2_module(
         name,
         Wasip2Start::Reactor,
-        &[
-            bindings.path().join("bindings.c"),
-            bindings.path().join("bindings_component_type.o"),
-        ],
+        &[bindings.path().join("bindings.c"), bindings.path().join("bindings_component_type.o")],
         Some(bindings.path()),
     ) {
         Ok(m) => m,
         // The generated names are in bindings.h: keep it for whoever fixes the source.
-        Err(e) => {
-            return Err(e.context(format!(
-                "the bindings are kept in {}",
-                bindings.keep().display()
-            )))
-        }
+        Err(e) => return Err(e.context(format!("the bindings are kept in {}", bindings.keep().display()))),
     };
     componentize_with(name, &module, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER)
 }
@@ -302,12 +267,7 @@ enum Wasip2Start {
 
 /// Compiles and links `<name>.c` (plus `extra` sources or objects) against the wasm32-wasip2
 /// sysroot with `wasip2_alloc.c` in place of the libc's allocator; `include` adds a header dir.
-fn wasip2_module(
-    name: &str,
-    start: Wasip2Start,
-    extra: &[PathBuf],
-    include: Option<&Path>,
-) -> Result<Vec<u8>> {
+fn wasip2_module(name: &str, start: Wasip2Start, extra: &[PathBuf], include: Option<&Path>) -> Result<Vec<u8>> {
     let src = source(name, "c")?;
     let alloc = source("wasip2_alloc", "c")?;
     let sysroot = wasip2_sysroot();
@@ -325,18 +285,11 @@ fn wasip2_module(
         // One clang call compiles and links (clang drives wasm-ld); -nostdlib keeps it off
         // Debian 12's preview 1 libc and start files.
         let mut cmd = Command::new("clang");
-        cmd.args([
-            "--target=wasm32-wasi",
-            "-O2",
-            "-Wall",
-            "-nostdinc",
-            "-nostdlib",
-            "-isystem",
-        ])
-        .arg(sysroot.join("include/wasm32-wasip2"))
-        // clang's own headers (stddef.h, ...), which -nostdinc drops too.
-        .arg("-isystem")
-        .arg(&headers);
+        cmd.args(["--target=wasm32-wasi", "-O2", "-Wall", "-nostdinc", "-nostdlib", "-isystem"])
+            .arg(sysroot.join("include/wasm32-wasip2"))
+            // clang's own headers (stddef.h, ...), which -nostdinc drops too.
+            .arg("-isystem")
+            .arg(&headers);
         if let Some(dir) = include {
             // Generated bindings define helpers a guest need not use.
             cmd.arg("-Wno-unused-function").arg("-I").arg(dir);
@@ -482,15 +435,9 @@ mod tests {
 
     #[test]
     fn the_wasi_http_wit_is_the_locked_wasmtime_wasi_http() {
-        let lock =
-            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock"))
-                .unwrap();
-        let entry =
-            format!("name = \"wasmtime-wasi-http\"\nversion = \"{WASMTIME_WASI_HTTP_VERSION}\"");
-        assert!(
-            lock.contains(&entry),
-            "Cargo.lock has another wasmtime-wasi-http than {WASMTIME_WASI_HTTP_VERSION}"
-        );
+        let lock = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock")).unwrap();
+        let entry = format!("name = \"wasmtime-wasi-http\"\nversion = \"{WASMTIME_WASI_HTTP_VERSION}\"");
+        assert!(lock.contains(&entry), "Cargo.lock has another wasmtime-wasi-http than {WASMTIME_WASI_HTTP_VERSION}");
     }
 
     #[test]
@@ -527,3 +474,5 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &b));
     }
 }
+
+

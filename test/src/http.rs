@@ -139,10 +139,7 @@ pub fn check_many_under(
             .collect();
         threads
             .into_iter()
-            .map(|t| {
-                t.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a client thread panicked")))
-            })
+            .map(|t| t.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a client thread panicked"))))
             .sum()
     })
 }
@@ -151,16 +148,13 @@ pub fn check_many_under(
 /// over `stream`, every answer checked as in [`check_many`]; the number answered.
 pub fn check_h2c(stream: TcpStream, requests: usize) -> Result<usize> {
     use http_body_util::BodyExt;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         stream.set_nonblocking(true)?;
         let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::from_std(stream)?);
-        let (sender, connection) =
-            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
-                .await
-                .context("the HTTP/2 handshake (prior knowledge)")?;
+        let (sender, connection) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .context("the HTTP/2 handshake (prior knowledge)")?;
         tokio::spawn(connection);
         let mut tasks = Vec::new();
         for r in 0..requests {
@@ -172,10 +166,7 @@ pub fn check_h2c(stream: TcpStream, requests: usize) -> Result<usize> {
                 let response = sender.send_request(request).await?;
                 let (status, version) = (response.status(), response.version());
                 let body = response.into_body().collect().await?.to_bytes();
-                if status != 200
-                    || version != hyper::Version::HTTP_2
-                    || body != format!("hello {path}\n")
-                {
+                if status != 200 || version != hyper::Version::HTTP_2 || body != format!("hello {path}\n") {
                     bail!("wrong answer to {path}: {status} {version:?} {body:?}");
                 }
                 Ok(())
@@ -190,21 +181,15 @@ pub fn check_h2c(stream: TcpStream, requests: usize) -> Result<usize> {
 
 /// One GET of `path` over HTTP/2 with prior knowledge (h2c) on `stream`: the status, the body
 /// and the trailers (name, value) that followed it.
-pub fn h2c_get_with_trailers(
-    stream: TcpStream,
-    path: &str,
-) -> Result<(u16, String, Vec<(String, String)>)> {
+pub fn h2c_get_with_trailers(stream: TcpStream, path: &str) -> Result<(u16, String, Vec<(String, String)>)> {
     use http_body_util::BodyExt;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         stream.set_nonblocking(true)?;
         let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::from_std(stream)?);
-        let (mut sender, connection) =
-            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
-                .await
-                .context("the HTTP/2 handshake (prior knowledge)")?;
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .context("the HTTP/2 handshake (prior knowledge)")?;
         tokio::spawn(connection);
         let request = hyper::Request::get(format!("http://wasmbox-test{path}"))
             .body(http_body_util::Empty::<hyper::body::Bytes>::new())?;
@@ -213,16 +198,7 @@ pub fn h2c_get_with_trailers(
         let collected = response.into_body().collect().await?;
         let trailers = collected
             .trailers()
-            .map(|t| {
-                t.iter()
-                    .map(|(k, v)| {
-                        (
-                            k.to_string(),
-                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                        )
-                    })
-                    .collect()
-            })
+            .map(|t| t.iter().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect())
             .unwrap_or_default();
         let body = String::from_utf8_lossy(&collected.to_bytes()).into_owned();
         Ok((status, body, trailers))
@@ -248,8 +224,7 @@ impl hyper::body::Body for Pattern {
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<std::result::Result<hyper::body::Frame<Self::Data>, Self::Error>>>
-    {
+    ) -> std::task::Poll<Option<std::result::Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
         if self.sent == self.size {
             return std::task::Poll::Ready(None);
         }
@@ -269,15 +244,11 @@ impl hyper::body::Body for Pattern {
 /// received. Neither side is ever held whole in memory here.
 pub fn echo_stream(stream: TcpStream, path: &str, size: u64) -> Result<u64> {
     use http_body_util::BodyExt;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         stream.set_nonblocking(true)?;
         let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::from_std(stream)?);
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-            .await
-            .context("the HTTP/1.1 handshake")?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.context("the HTTP/1.1 handshake")?;
         tokio::spawn(connection);
         let request = hyper::Request::post(path)
             .header("host", "wasmbox-test")
@@ -290,24 +261,10 @@ pub fn echo_stream(stream: TcpStream, path: &str, size: u64) -> Result<u64> {
         }
         let mut body = response.into_body();
         let mut received = 0u64;
-        while let Some(frame) = tokio::time::timeout(ANSWER_TIMEOUT, body.frame())
-            .await
-            .context("the answer stalled")?
-        {
-            let Ok(data) = frame?.into_data() else {
-                continue;
-            };
-            if let Some(bad) = data
-                .iter()
-                .enumerate()
-                .find(|(i, b)| **b != pattern_byte(received + *i as u64))
-            {
-                bail!(
-                    "byte {} of the answer is {}, not {}",
-                    received + bad.0 as u64,
-                    bad.1,
-                    pattern_byte(received + bad.0 as u64)
-                );
+        while let Some(frame) = tokio::time::timeout(ANSWER_TIMEOUT, body.frame()).await.context("the answer stalled")? {
+            let Ok(data) = frame?.into_data() else { continue };
+            if let Some(bad) = data.iter().enumerate().find(|(i, b)| **b != pattern_byte(received + *i as u64)) {
+                bail!("byte {} of the answer is {}, not {}", received + bad.0 as u64, bad.1, pattern_byte(received + bad.0 as u64));
             }
             received += data.len() as u64;
         }

@@ -29,18 +29,12 @@ pub fn find(containerd: &Containerd, id: &str, shim_binary: &str) -> Vec<String>
     let bundle = containerd.paths().bundle(containerd.namespace(), id);
     let gone = !bundle.exists();
     let binary = crate::settings::shim_dir().join(shim_binary);
-    let shared =
-        shim_socket::shared_socket_paths(containerd.address(), containerd.namespace(), &binary, 8);
+    let shared = shim_socket::shared_socket_paths(containerd.address(), containerd.namespace(), &binary, 8);
     let is_shared = |p: &crate::process::ProcInfo| {
-        shared.iter().any(|s| {
-            p.argv
-                .iter()
-                .any(|a| a.trim_start_matches("unix://") == s.to_string_lossy())
-        })
+        shared.iter().any(|s| p.argv.iter().any(|a| a.trim_start_matches("unix://") == s.to_string_lossy()))
     };
     for p in processes() {
-        if p.program() == shim_binary && p.argv.iter().any(|a| a == id) && !(gone && is_shared(&p))
-        {
+        if p.program() == shim_binary && p.argv.iter().any(|a| a == id) && !(gone && is_shared(&p)) {
             found.push(format!("shim process {} {:?}", p.pid, p.argv));
         }
     }
@@ -64,10 +58,7 @@ pub fn find(containerd: &Containerd, id: &str, shim_binary: &str) -> Vec<String>
         // The lock a shim holds on its name while it serves (see the shim's socket.rs).
         let lock = PathBuf::from(format!("{}.lock", s.display()));
         if lock.exists() && !shim_socket::is_live(s) {
-            found.push(format!(
-                "lock of a dead shared shim's name {}",
-                lock.display()
-            ));
+            found.push(format!("lock of a dead shared shim's name {}", lock.display()));
         }
     }
     found

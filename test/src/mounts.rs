@@ -93,18 +93,10 @@ impl Tmpfs {
     /// Mounts a tmpfs of `bytes` bytes.
     pub fn mount(bytes: u64) -> anyhow::Result<Self> {
         use anyhow::Context;
-        let dir = tempfile::Builder::new()
-            .prefix("wbx-tmpfs-")
-            .tempdir_in("/tmp")?;
+        let dir = tempfile::Builder::new().prefix("wbx-tmpfs-").tempdir_in("/tmp")?;
         let options = format!("size={bytes},mode=0700");
-        nix::mount::mount(
-            Some("tmpfs"),
-            dir.path(),
-            Some("tmpfs"),
-            nix::mount::MsFlags::empty(),
-            Some(options.as_str()),
-        )
-        .with_context(|| format!("mounting a tmpfs at {}", dir.path().display()))?;
+        nix::mount::mount(Some("tmpfs"), dir.path(), Some("tmpfs"), nix::mount::MsFlags::empty(), Some(options.as_str()))
+            .with_context(|| format!("mounting a tmpfs at {}", dir.path().display()))?;
         Ok(Self { dir })
     }
 
@@ -129,13 +121,7 @@ impl Tmpfs {
     /// Makes it read-only.
     pub fn remount_read_only(&self) -> anyhow::Result<()> {
         use nix::mount::MsFlags;
-        nix::mount::mount(
-            None::<&str>,
-            self.path(),
-            None::<&str>,
-            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-            None::<&str>,
-        )?;
+        nix::mount::mount(None::<&str>, self.path(), None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None::<&str>)?;
         Ok(())
     }
 }

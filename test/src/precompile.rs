@@ -31,13 +31,7 @@ impl Containerd {
 
     /// Runs `precompile IMAGE...` (in the tests' namespace) to its end.
     pub fn precompile(&self, images: &[&str], timeout: Duration) -> Result<Captured> {
-        run_captured(
-            self.precompile_command()
-                .args(["--namespace", NAMESPACE])
-                .args(images),
-            None,
-            timeout,
-        )
+        run_captured(self.precompile_command().args(["--namespace", NAMESPACE]).args(images), None, timeout)
     }
 
     /// Starts `precompile --watch` on every namespace, its output in a file of the fixture's
@@ -54,10 +48,7 @@ impl Containerd {
             .stderr(file)
             .spawn()
             .context("starting precompile --watch")?;
-        Ok(ImageWatcher {
-            child: KillOnDrop(child),
-            log,
-        })
+        Ok(ImageWatcher { child: KillOnDrop(child), log })
     }
 }
 
@@ -82,13 +73,9 @@ impl ImageWatcher {
                 return Some(Err(anyhow::anyhow!("the watcher exited ({status})")));
             }
             let text = std::fs::read_to_string(log).unwrap_or_default();
-            text.lines()
-                .find(|l| l.contains(needle))
-                .map(|l| Ok(l.to_string()))
+            text.lines().find(|l| l.contains(needle)).map(|l| Ok(l.to_string()))
         });
-        found
-            .and_then(|r| r)
-            .with_context(|| format!("watcher log:\n{}", self.log()))
+        found.and_then(|r| r).with_context(|| format!("watcher log:\n{}", self.log()))
     }
 
     /// True while the watcher runs.
@@ -110,14 +97,8 @@ impl Containerd {
     pub fn hold_compile(&self, image: &str, wasm: &[u8]) -> Result<HeldCompile> {
         use nix::fcntl::{Flock, FlockArg};
         let out = self.precompile(&[image], Duration::from_secs(120))?;
-        anyhow::ensure!(
-            out.status.success(),
-            "precompile {image}: {}",
-            out.stderr_text()
-        );
-        let module = crate::suite::cache_artifacts(self, Some(wasm))
-            .pop()
-            .context("the module's artifact")?;
+        anyhow::ensure!(out.status.success(), "precompile {image}: {}", out.stderr_text());
+        let module = crate::suite::cache_artifacts(self, Some(wasm)).pop().context("the module's artifact")?;
         let cache = &self.paths().cache;
         std::fs::remove_file(cache.join(&module))?;
         std::fs::create_dir_all(cache.join("compiling"))?;

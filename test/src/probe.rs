@@ -66,10 +66,7 @@ mod tests {
 
     #[test]
     fn reads_the_mem_grow_line() {
-        assert_eq!(
-            mem_grow_reached("memory.grow refused at 61 MiB\n"),
-            Some(61)
-        );
+        assert_eq!(mem_grow_reached("memory.grow refused at 61 MiB\n"), Some(61));
         assert_eq!(mem_grow_reached("killed"), None);
         assert_memory_budget(64, 61);
     }
@@ -89,10 +86,7 @@ pub fn mem_grow_reached(line: &str) -> Option<u64> {
 /// when measured; 3 MiB allowed).
 pub fn assert_memory_budget(limit_mib: u64, reached_mib: u64) {
     let reserve = 2.max(limit_mib / 32);
-    assert!(
-        reached_mib < limit_mib,
-        "limit {limit_mib} MiB: reached {reached_mib} MiB"
-    );
+    assert!(reached_mib < limit_mib, "limit {limit_mib} MiB: reached {reached_mib} MiB");
     assert!(
         reached_mib + reserve + 3 >= limit_mib,
         "limit {limit_mib} MiB: the guest only got {reached_mib} MiB"

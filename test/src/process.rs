@@ -59,14 +59,7 @@ pub fn daemon_path(first: Vec<std::path::PathBuf>) -> std::ffi::OsString {
     if let Some(path) = std::env::var_os("PATH") {
         dirs.extend(std::env::split_paths(&path));
     }
-    for d in [
-        "/usr/local/sbin",
-        "/usr/local/bin",
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-    ] {
+    for d in ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
         dirs.push(std::path::PathBuf::from(d));
     }
     std::env::join_paths(dirs).expect("PATH entries contain no ':'")
@@ -164,10 +157,7 @@ pub fn thread_names(pid: i32) -> Vec<String> {
     let Ok(tasks) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };
-    let mut tids: Vec<i32> = tasks
-        .flatten()
-        .filter_map(|t| t.file_name().to_str()?.parse().ok())
-        .collect();
+    let mut tids: Vec<i32> = tasks.flatten().filter_map(|t| t.file_name().to_str()?.parse().ok()).collect();
     tids.sort_unstable();
     tids.into_iter()
         .filter_map(|tid| std::fs::read_to_string(format!("{dir}/{tid}/comm")).ok())

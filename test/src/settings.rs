@@ -57,19 +57,12 @@ pub fn skip(reason: &str) {
     let binary = std::env::current_exe()
         .ok()
         .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .map(|s| {
-            s.rsplit_once('-')
-                .map_or(s.clone(), |(name, _hash)| name.to_string())
-        })
+        .map(|s| s.rsplit_once('-').map_or(s.clone(), |(name, _hash)| name.to_string()))
         .unwrap_or_default();
     let test = std::thread::current().name().unwrap_or("?").to_string();
     eprintln!("SKIP {binary}::{test}: {reason}");
     if let Some(path) = std::env::var_os("WASMBOX_SKIPPED_LOG").filter(|v| !v.is_empty()) {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
             let _ = writeln!(f, "{binary}::{test}: {reason}");
         }
     }

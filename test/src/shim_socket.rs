@@ -39,24 +39,12 @@ pub const DEFAULT_CONTAINERS_PER_SHIM: usize = 16;
 /// Socket paths of the first `slots` shared shims (containers outside pods) that `shim_binary`
 /// would start for this containerd with no handler config and the default limit: the shim
 /// names them `wasmbox-shared:<binary's dev:ino:size:mtime>:<config>:<limit>:<slot>`.
-pub fn shared_socket_paths(
-    address: &Path,
-    namespace: &str,
-    shim_binary: &Path,
-    slots: usize,
-) -> Vec<PathBuf> {
+pub fn shared_socket_paths(address: &Path, namespace: &str, shim_binary: &Path, slots: usize) -> Vec<PathBuf> {
     use std::os::unix::fs::MetadataExt;
     let Ok(m) = std::fs::metadata(shim_binary) else {
         return Vec::new();
     };
-    let identity = format!(
-        "{}:{}:{}:{}.{}:",
-        m.dev(),
-        m.ino(),
-        m.size(),
-        m.mtime(),
-        m.mtime_nsec()
-    );
+    let identity = format!("{}:{}:{}:{}.{}:", m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec());
     (0..slots)
         .map(|slot| {
             let group = format!("wasmbox-shared:{identity}:{DEFAULT_CONTAINERS_PER_SHIM}:{slot}");

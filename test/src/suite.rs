@@ -32,15 +32,9 @@ pub fn start_tiering_everything() -> Containerd {
 /// bytes only (one per compiler), when given.
 pub fn cache_artifacts(containerd: &Containerd, module: Option<&[u8]>) -> Vec<String> {
     use sha2::Digest;
-    let digest = module
-        .map(|m| hex::encode(sha2::Sha256::digest(m)))
-        .unwrap_or_default();
+    let digest = module.map(|m| hex::encode(sha2::Sha256::digest(m))).unwrap_or_default();
     let mut found: Vec<String> = std::fs::read_dir(&containerd.paths().cache)
-        .map(|dir| {
-            dir.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
+        .map(|dir| dir.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     found.retain(|n| n.starts_with(&digest) && n.ends_with(".cwasm"));
     found.sort();
@@ -79,10 +73,7 @@ pub fn run_to_end(containerd: &Containerd, spec: &RunSpec) -> RunOutput {
 
 /// A wasmbox config file (the runtime's ConfigPath) with `text`, for one test.
 pub fn config_file(containerd: &Containerd, name: &str, text: &str) -> PathBuf {
-    let path = containerd
-        .paths()
-        .work
-        .join(format!("{}.toml", ids::container_id(name)));
+    let path = containerd.paths().work.join(format!("{}.toml", ids::container_id(name)));
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -158,32 +149,19 @@ pub fn start_spinning_spec(containerd: &Containerd, spec: RunSpec) -> TaskInfo {
 
 /// A fresh directory under the fixture's work dir, for a test's bind mounts.
 pub fn work_dir(containerd: &Containerd, name: &str) -> PathBuf {
-    let dir = containerd
-        .paths()
-        .work
-        .join(format!("{name}-{}", ids::container_id("d")));
+    let dir = containerd.paths().work.join(format!("{name}-{}", ids::container_id("d")));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
 /// `ctr run`'s flag that bind-mounts `src` at `dst` (`mode`: `ro` or `rw`).
 pub fn bind(src: &Path, dst: &str, mode: &str) -> String {
-    format!(
-        "--mount=type=bind,src={},dst={dst},options=rbind:{mode}",
-        src.display()
-    )
+    format!("--mount=type=bind,src={},dst={dst},options=rbind:{mode}", src.display())
 }
 
 /// Starts an HTTP handler's `image` detached in `ns`, served on `addr` (`wasmbox.dev/http`),
 /// with `flags`; returns its log once the port accepts.
-pub fn start_http(
-    containerd: &Containerd,
-    ns: &NetNs,
-    id: &str,
-    image: &str,
-    addr: &str,
-    flags: &[&str],
-) -> PathBuf {
+pub fn start_http(containerd: &Containerd, ns: &NetNs, id: &str, image: &str, addr: &str, flags: &[&str]) -> PathBuf {
     let mut spec = RunSpec::new(image, id)
         .flag(&ns.ctr_flag())
         .flag(&format!("--annotation=wasmbox.dev/http={addr}"));
@@ -191,18 +169,8 @@ pub fn start_http(
         spec = spec.flag(f);
     }
     let log = start_logged(containerd, spec);
-    wait_until(
-        &format!("the handler's server on {addr}"),
-        START_TIMEOUT,
-        || ns.connect_tcp(addr).ok(),
-    )
-    .unwrap_or_else(|e| {
-        panic!(
-            "{e:#}\nlog: {:?}\n{}",
-            std::fs::read_to_string(&log),
-            containerd.log_tail(40)
-        )
-    });
+    wait_until(&format!("the handler's server on {addr}"), START_TIMEOUT, || ns.connect_tcp(addr).ok())
+        .unwrap_or_else(|e| panic!("{e:#}\nlog: {:?}\n{}", std::fs::read_to_string(&log), containerd.log_tail(40)));
     log
 }
 
@@ -210,6 +178,5 @@ pub fn start_http(
 pub fn stop_http(containerd: &Containerd, id: &str, ns: &NetNs, addr: &str) {
     let (exit, _) = signal_and_remove(containerd, id, "SIGTERM");
     assert_eq!(exit.exit_status(), Some(0), "{exit:?}");
-    ns.listen_tcp(addr)
-        .expect("the handler's port is still taken after it ended");
+    ns.listen_tcp(addr).expect("the handler's port is still taken after it ended");
 }

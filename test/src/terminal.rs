@@ -65,10 +65,7 @@ impl Terminal {
 
     /// Reads what arrives within `wait`.
     fn read_some(&mut self, wait: Duration) -> Result<Chunk> {
-        let mut pfd = [nix::poll::PollFd::new(
-            self.master.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
+        let mut pfd = [nix::poll::PollFd::new(self.master.as_fd(), nix::poll::PollFlags::POLLIN)];
         let timeout = nix::poll::PollTimeout::try_from(wait).unwrap_or(nix::poll::PollTimeout::MAX);
         match nix::poll::poll(&mut pfd, timeout) {
             Ok(_) | Err(nix::Error::EINTR) => {}
@@ -97,12 +94,7 @@ impl Terminal {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || self.read_some(left)? == Chunk::Closed {
-                bail!(
-                    "{:?} did not appear on the terminal of {}; it shows:\n{}",
-                    text,
-                    self.what,
-                    self.output
-                );
+                bail!("{:?} did not appear on the terminal of {}; it shows:\n{}", text, self.what, self.output);
             }
         }
     }
@@ -130,11 +122,7 @@ impl Terminal {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                bail!(
-                    "{} did not exit within {timeout:?}; the terminal shows:\n{}",
-                    self.what,
-                    self.output
-                );
+                bail!("{} did not exit within {timeout:?}; the terminal shows:\n{}", self.what, self.output);
             }
             if self.read_some(left.min(Duration::from_millis(100)))? == Chunk::Closed {
                 break;

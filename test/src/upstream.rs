@@ -29,14 +29,11 @@ impl TestCa {
         use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "wasmbox test CA");
+        ca_params.distinguished_name.push(DnType::CommonName, "wasmbox test CA");
         let ca_key = KeyPair::generate()?;
         let ca = ca_params.self_signed(&ca_key)?;
         let key = KeyPair::generate()?;
-        let cert = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?
-            .signed_by(&key, &ca, &ca_key)?;
+        let cert = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?.signed_by(&key, &ca, &ca_key)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let server = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
@@ -69,46 +66,27 @@ impl EgressUpstreams {
         let plain = Upstream::start(ns.listen_tcp("127.0.0.1:0")?, None)?;
         let tls = Upstream::start(ns.listen_tcp("127.0.0.1:0")?, Some(ca.server.clone()))?;
         let other = ns.listen_tcp("127.0.0.1:0")?;
-        Ok(Self {
-            ca,
-            plain,
-            tls,
-            other,
-        })
+        Ok(Self { ca, plain, tls, other })
     }
 
     /// The plain, TLS and unallowed ports.
     pub fn ports(&self) -> Result<(u16, u16, u16)> {
-        Ok((
-            self.plain.addr().port(),
-            self.tls.addr().port(),
-            self.other.local_addr()?.port(),
-        ))
+        Ok((self.plain.addr().port(), self.tls.addr().port(), self.other.local_addr()?.port()))
     }
 
     /// `image` with an /etc/hosts that names `upstream.test` (and `elsewhere.test`, which no
     /// rule names) and the test CA as the container's CA bundle.
     pub fn trusted_by(&self, image: wasmbox_image::ImageBuilder) -> wasmbox_image::ImageBuilder {
         image
-            .file(
-                "/etc/hosts",
-                b"127.0.0.1 localhost upstream.test\n127.0.0.2 elsewhere.test\n".to_vec(),
-                0o644,
-            )
+            .file("/etc/hosts", b"127.0.0.1 localhost upstream.test\n127.0.0.2 elsewhere.test\n".to_vec(), 0o644)
             .file("/etc/nsswitch.conf", b"hosts: files dns\n".to_vec(), 0o644)
-            .file(
-                "/etc/ssl/certs/ca-certificates.crt",
-                self.ca.ca_pem.clone().into_bytes(),
-                0o644,
-            )
+            .file("/etc/ssl/certs/ca-certificates.crt", self.ca.ca_pem.clone().into_bytes(), 0o644)
     }
 
     /// `ctr run`'s flag allowing exactly the plain upstream by address and the TLS one by name.
     pub fn egress_flag(&self) -> Result<String> {
         let (plain, tls, _) = self.ports()?;
-        Ok(format!(
-            "--annotation=wasmbox.dev/egress=http://127.0.0.1:{plain},https://upstream.test:{tls}"
-        ))
+        Ok(format!("--annotation=wasmbox.dev/egress=http://127.0.0.1:{plain},https://upstream.test:{tls}"))
     }
 }
 
@@ -138,15 +116,8 @@ impl Upstream {
                         });
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        let mut fds = [nix::poll::PollFd::new(
-                            listener.as_fd(),
-                            nix::poll::PollFlags::POLLIN,
-                        )];
-                        let _ = nix::poll::poll(
-                            &mut fds,
-                            nix::poll::PollTimeout::try_from(STOP_POLL)
-                                .unwrap_or(nix::poll::PollTimeout::ZERO),
-                        );
+                        let mut fds = [nix::poll::PollFd::new(listener.as_fd(), nix::poll::PollFlags::POLLIN)];
+                        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(STOP_POLL).unwrap_or(nix::poll::PollTimeout::ZERO));
                     }
                     Err(e) => eprintln!("upstream accept: {e}"),
                 }
@@ -178,10 +149,7 @@ fn answer(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>) -> Result<(
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     match tls {
         None => answer_on(stream),
-        Some(config) => answer_on(rustls::StreamOwned::new(
-            rustls::ServerConnection::new(config)?,
-            stream,
-        )),
+        Some(config) => answer_on(rustls::StreamOwned::new(rustls::ServerConnection::new(config)?, stream)),
     }
 }
 
@@ -199,11 +167,7 @@ fn answer_on(stream: impl Read + Write) -> Result<()> {
     }
     let body = format!("pong {path}");
     let stream = reader.get_mut();
-    write!(
-        stream,
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
+    write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
     stream.flush()?;
     Ok(())
 }

@@ -1,9 +1,7 @@
 //! Broken images fail with an error a user can act on, printed by ctr, and leave nothing behind.
 
 use wasmbox_integration::suite::{run_to_end, start};
-use wasmbox_integration::{
-    guests, ids, image, require_integration, Containerd, RunOutput, RunSpec,
-};
+use wasmbox_integration::{guests, ids, image, require_integration, Containerd, RunOutput, RunSpec};
 
 /// Runs `image` expecting failure; cleans up a container ctr may have kept, checks leftovers.
 fn run_expecting_failure(containerd: &Containerd, image: &str, test: &str) -> RunOutput {
@@ -80,42 +78,12 @@ fn entrypoints_that_cannot_run_say_why() {
     let containerd = start();
     let elf = guests::native_hello().unwrap();
     let cases: Vec<(&str, &str, Option<Vec<u8>>, &str)> = vec![
-        (
-            "text",
-            "/x",
-            Some(b"echo hello\n".to_vec()),
-            "exec /x: exec format error",
-        ),
-        (
-            "empty",
-            "/x",
-            Some(Vec::new()),
-            "exec /x: exec format error (it is empty",
-        ),
-        (
-            "binary",
-            "/x",
-            Some(b"MZ\x90\x00\x03\x00\x00\x00".to_vec()),
-            "exec /x: exec format error",
-        ),
-        (
-            "not-wasm",
-            "/app.wasm",
-            Some(b"hello, world\n".to_vec()),
-            "/app.wasm: not a WebAssembly module (it starts with \"hello, world\\n\")",
-        ),
-        (
-            "elf-wasm",
-            "/app.wasm",
-            Some(elf.to_vec()),
-            "/app.wasm: refused: holds ELF machine code",
-        ),
-        (
-            "cwasm",
-            "/app.cwasm",
-            Some(elf.to_vec()),
-            "/app.cwasm: refused: holds ELF machine code",
-        ),
+        ("text", "/x", Some(b"echo hello\n".to_vec()), "exec /x: exec format error"),
+        ("empty", "/x", Some(Vec::new()), "exec /x: exec format error (it is empty"),
+        ("binary", "/x", Some(b"MZ\x90\x00\x03\x00\x00\x00".to_vec()), "exec /x: exec format error"),
+        ("not-wasm", "/app.wasm", Some(b"hello, world\n".to_vec()), "/app.wasm: not a WebAssembly module (it starts with \"hello, world\\n\")"),
+        ("elf-wasm", "/app.wasm", Some(elf.to_vec()), "/app.wasm: refused: holds ELF machine code"),
+        ("cwasm", "/app.cwasm", Some(elf.to_vec()), "/app.cwasm: refused: holds ELF machine code"),
         ("directory", "/data", None, "exec /data: is a directory"),
     ];
     for (name, path, content, expected) in cases {
@@ -126,21 +94,11 @@ fn entrypoints_that_cannot_run_say_why() {
         };
         let image = containerd.import_image(built).unwrap();
         let out = run_expecting_failure(&containerd, &image, &format!("bad-{name}"));
-        assert!(
-            out.stderr.contains(expected),
-            "{name}: expected {expected:?} in ctr's output: {out:?}"
-        );
+        assert!(out.stderr.contains(expected), "{name}: expected {expected:?} in ctr's output: {out:?}");
         // One clear line: no doubled words or prefixes from wrapped errors.
         for doubled in ["error error", "error: error", ": :"] {
-            assert!(
-                !out.stderr.contains(doubled),
-                "{name}: {doubled:?} in {out:?}"
-            );
+            assert!(!out.stderr.contains(doubled), "{name}: {doubled:?} in {out:?}");
         }
-        assert_eq!(
-            out.stderr.matches(expected).count(),
-            1,
-            "{name}: said once: {out:?}"
-        );
+        assert_eq!(out.stderr.matches(expected).count(), 1, "{name}: said once: {out:?}");
     }
 }

@@ -5,11 +5,9 @@
 use wasmbox_integration::ctr::RunSpec;
 use wasmbox_integration::image::{compat_image, native_image_at};
 use wasmbox_integration::poll::wait_until;
-use wasmbox_integration::probe::Probe;
 use wasmbox_integration::process::run_captured;
-use wasmbox_integration::suite::{
-    config_file, import_compat, kill_and_remove, run_to_end, start, START_TIMEOUT,
-};
+use wasmbox_integration::probe::Probe;
+use wasmbox_integration::suite::{config_file, import_compat, kill_and_remove, run_to_end, start, START_TIMEOUT};
 use wasmbox_integration::{guests, ids, require_integration, Containerd};
 
 fn annotation(key: &str, value: &str) -> String {
@@ -47,13 +45,7 @@ fn preopens_annotation_narrows_the_guests_filesystem() {
     let containerd = start();
     let image = probe_image(&containerd, "cap-preopens");
     let id = ids::container_id("cap-preopens");
-    let mut ops = vec![
-        "preopens",
-        "read:/data/hello.txt",
-        "list:/data",
-        "create:/data/new",
-        "create:/scratch/new",
-    ];
+    let mut ops = vec!["preopens", "read:/data/hello.txt", "list:/data", "create:/data/new", "create:/scratch/new"];
     ops.extend_from_slice(ESCAPES);
     // Links made at run time in the writable preopen: a hard link to a file outside cannot be
     // named, and symlinks out of it lead nowhere (the kernel's lookup is the preopen's).
@@ -130,32 +122,13 @@ fn bad_annotations_and_config_files_fail_create_with_their_name() {
         let out = run_to_end(&containerd, &spec);
         assert_ne!(out.code, 0, "{name}: {out:?}");
         for e in expect {
-            assert!(
-                out.stderr.contains(e),
-                "{name}: ctr should show {e:?}: {out:?}"
-            );
+            assert!(out.stderr.contains(e), "{name}: ctr should show {e:?}: {out:?}");
         }
     };
-    fails(
-        "cap-typo",
-        &[annotation("wasmbox.dev/preopen", "/data")],
-        &["wasmbox.dev/preopen", "unknown wasmbox annotation"],
-    );
-    fails(
-        "cap-badtime",
-        &[annotation("wasmbox.dev/timeout", "soon")],
-        &["wasmbox.dev/timeout", "not a duration"],
-    );
-    fails(
-        "cap-nodir",
-        &[annotation("wasmbox.dev/preopens", "/nope")],
-        &["\"/nope\" is not a directory in the container"],
-    );
-    fails(
-        "cap-egress",
-        &[annotation("wasmbox.dev/egress", "db:http")],
-        &["wasmbox.dev/egress", "is not a port"],
-    );
+    fails("cap-typo", &[annotation("wasmbox.dev/preopen", "/data")], &["wasmbox.dev/preopen", "unknown wasmbox annotation"]);
+    fails("cap-badtime", &[annotation("wasmbox.dev/timeout", "soon")], &["wasmbox.dev/timeout", "not a duration"]);
+    fails("cap-nodir", &[annotation("wasmbox.dev/preopens", "/nope")], &["\"/nope\" is not a directory in the container"]);
+    fails("cap-egress", &[annotation("wasmbox.dev/egress", "db:http")], &["wasmbox.dev/egress", "is not a port"]);
 
     let bad = config_file(&containerd, "cap-badconf", "[egress]\ndefualt = \"deny\"\n");
     fails(
@@ -169,35 +142,17 @@ fn bad_annotations_and_config_files_fail_create_with_their_name() {
         &[format!("--runtime-config-path={}", missing.display())],
         &[&missing.display().to_string(), "No such file"],
     );
-    let capped = config_file(
-        &containerd,
-        "cap-capped",
-        "[limits]\nmax_timeout = \"10s\"\n",
-    );
+    let capped = config_file(&containerd, "cap-capped", "[limits]\nmax_timeout = \"10s\"\n");
     fails(
         "cap-capped",
-        &[
-            format!("--runtime-config-path={}", capped.display()),
-            annotation("wasmbox.dev/timeout", "1h"),
-        ],
+        &[format!("--runtime-config-path={}", capped.display()), annotation("wasmbox.dev/timeout", "1h")],
         &["limits.max_timeout (10s)", &capped.display().to_string()],
     );
     // A good file changes nothing for a guest it does not restrict.
-    let good = config_file(
-        &containerd,
-        "cap-goodconf",
-        "[egress]\ndefault = \"allow\"\n[limits]\nmax_timeout = \"1h\"\n",
-    );
+    let good = config_file(&containerd, "cap-goodconf", "[egress]\ndefault = \"allow\"\n[limits]\nmax_timeout = \"1h\"\n");
     let id = ids::container_id("cap-goodconf");
-    let out = run_to_end(
-        &containerd,
-        &RunSpec::new(&image, &id).flag(&format!("--runtime-config-path={}", good.display())),
-    );
-    assert_eq!(
-        (out.code, out.stdout.as_str()),
-        (0, "hello from wasm\n"),
-        "{out:?}"
-    );
+    let out = run_to_end(&containerd, &RunSpec::new(&image, &id).flag(&format!("--runtime-config-path={}", good.display())));
+    assert_eq!((out.code, out.stdout.as_str()), (0, "hello from wasm\n"), "{out:?}");
 }
 
 #[test]
@@ -206,25 +161,15 @@ fn a_guest_past_its_timeout_ends_with_124() {
     let containerd = start();
     let image = import_compat(&containerd, "cap-timeout", &guests::spin().unwrap());
     // From the annotation, and from the operator's default.
-    let default = config_file(
-        &containerd,
-        "cap-timeout-default",
-        "[limits]\ndefault_timeout = \"1s\"\n",
-    );
+    let default = config_file(&containerd, "cap-timeout-default", "[limits]\ndefault_timeout = \"1s\"\n");
     for (name, flag) in [
         ("cap-timeout", annotation("wasmbox.dev/timeout", "1s")),
-        (
-            "cap-timeout-default",
-            format!("--runtime-config-path={}", default.display()),
-        ),
+        ("cap-timeout-default", format!("--runtime-config-path={}", default.display())),
     ] {
         let id = ids::container_id(name);
         let out = run_to_end(&containerd, &RunSpec::new(&image, &id).flag(&flag));
         assert_eq!(out.code, 124, "{name}: {out:?}");
-        assert!(
-            out.stderr.contains("timed out after 1s"),
-            "{name}: the reason is on stderr: {out:?}"
-        );
+        assert!(out.stderr.contains("timed out after 1s"), "{name}: the reason is on stderr: {out:?}");
     }
 }
 
@@ -236,13 +181,9 @@ fn a_guest_past_its_timeout_ends_with_124() {
 fn symlinks_swapped_during_a_walk_never_lead_out() {
     require_integration!();
     let containerd = start();
-    let image = native_image_at(
-        &ids::image_ref("cap-race"),
-        "/swap",
-        &guests::native_swap().unwrap(),
-    )
-    .file("/app.wasm", guests::fs_probe().unwrap().to_vec(), 0o644)
-    .dir("/scratch", 0o777);
+    let image = native_image_at(&ids::image_ref("cap-race"), "/swap", &guests::native_swap().unwrap())
+        .file("/app.wasm", guests::fs_probe().unwrap().to_vec(), 0o644)
+        .dir("/scratch", 0o777);
     let image = containerd.import_image(image).unwrap();
     let id = ids::container_id("cap-race");
     let log = containerd.paths().work.join(format!("{id}.log"));
@@ -251,17 +192,9 @@ fn symlinks_swapped_during_a_walk_never_lead_out() {
         .flag(&format!("--log-uri=file://{}", log.display()));
     containerd.run_detached(&spec).unwrap();
     wait_until("the swapper to start swapping", START_TIMEOUT, || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("swapping")
-            .then_some(())
+        std::fs::read_to_string(&log).unwrap_or_default().contains("swapping").then_some(())
     })
-    .unwrap_or_else(|e| {
-        panic!(
-            "{e:#}: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        )
-    });
+    .unwrap_or_else(|e| panic!("{e:#}: {}", std::fs::read_to_string(&log).unwrap_or_default()));
 
     let op = "readloop:20000:/scratch/x/f";
     let mut cmd = containerd.ctr_command();
@@ -277,14 +210,7 @@ fn symlinks_swapped_during_a_walk_never_lead_out() {
             .unwrap_or_else(|| panic!("no {name} in {counts:?}"))
     };
     eprintln!("{op}: {counts}");
-    assert_eq!(
-        (count("secret"), count("other")),
-        (0, 0),
-        "a walk led out of the preopen: {counts}"
-    );
-    assert!(
-        count("inside") > 0,
-        "the directory was never seen, so nothing raced: {counts}"
-    );
+    assert_eq!((count("secret"), count("other")), (0, 0), "a walk led out of the preopen: {counts}");
+    assert!(count("inside") > 0, "the directory was never seen, so nothing raced: {counts}");
     kill_and_remove(&containerd, &id);
 }

@@ -6,12 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use wasmbox_integration::config::{
-    CRI_RUNC_HANDLER, CRI_WASMBOX_HANDLER, CRI_WASMBOX_STRICT_HANDLER,
-};
+use wasmbox_integration::cri_stream::ExecStream;
+use wasmbox_integration::config::{CRI_RUNC_HANDLER, CRI_WASMBOX_HANDLER, CRI_WASMBOX_STRICT_HANDLER};
 use wasmbox_integration::cri::api::{ContainerState, PodSandboxState};
 use wasmbox_integration::cri::{self, task, Cri, Pod};
-use wasmbox_integration::cri_stream::ExecStream;
 use wasmbox_integration::poll::wait_until;
 use wasmbox_integration::process::{processes, ProcInfo};
 use wasmbox_integration::settings::{RUNC_SHIM_BINARY, WASMBOX_SHIM_BINARY};
@@ -457,9 +455,7 @@ fn wasm_layer_image_runs_in_a_pod() {
     require_integration!();
     let version = tools::containerd_version().unwrap_or_else(|e| panic!("{e:#}"));
     if !version.stores_wasm_layers() {
-        wasmbox_integration::settings::skip(&format!(
-            "containerd {version} cannot store wasm layers; the shim is never asked"
-        ));
+        wasmbox_integration::settings::skip(&format!("containerd {version} cannot store wasm layers; the shim is never asked"));
         return;
     }
     let containerd = start();
@@ -512,84 +508,36 @@ fn pod_annotations_and_a_strict_runtime_class_shape_the_guest() {
     require_integration!();
     let containerd = start();
     let cri = connect(&containerd);
-    let probe = cri::import_image(
-        &containerd,
-        image::compat_image(
-            &ids::image_ref("cri-cap-probe"),
-            &guests::fs_probe().unwrap(),
-        ),
-    )
-    .unwrap();
-    let spin = cri::import_image(
-        &containerd,
-        image::compat_image(&ids::image_ref("cri-cap-spin"), &guests::spin().unwrap()),
-    )
-    .unwrap();
+    let probe = cri::import_image(&containerd, image::compat_image(&ids::image_ref("cri-cap-probe"), &guests::fs_probe().unwrap()))
+        .unwrap();
+    let spin = cri::import_image(&containerd, image::compat_image(&ids::image_ref("cri-cap-spin"), &guests::spin().unwrap()))
+        .unwrap();
 
     // `wasmbox.dev/preopens: none` on the pod: the guest has no filesystem.
-    let pod = Pod::run_annotated(
-        &cri,
-        &containerd,
-        "cri-cap-none",
-        CRI_WASMBOX_HANDLER,
-        &[("wasmbox.dev/preopens", "none")],
-    );
+    let pod = Pod::run_annotated(&cri, &containerd, "cri-cap-none", CRI_WASMBOX_HANDLER, &[("wasmbox.dev/preopens", "none")]);
     let mut pod = must(&containerd, "RunPodSandbox", "RunPodSandbox", pod);
     let mut config = cri::container_config("probe", &probe);
     config.args = vec!["preopens".into(), "read:/app.wasm".into()];
-    let id = must(
-        &containerd,
-        &pod.id.clone(),
-        "CreateContainer",
-        pod.create_container(&config),
-    );
+    let id = must(&containerd, &pod.id.clone(), "CreateContainer", pod.create_container(&config));
     must(&containerd, &id, "StartContainer", cri.start_container(&id));
     let exited = cri.wait_container_state(&id, ContainerState::ContainerExited, EXIT_TIMEOUT);
     assert_eq!(must(&containerd, &id, "probe", exited).exit_code, 0);
-    assert_log(
-        &pod.log_path(&config),
-        &[
-            ("stdout", "preopens ok "),
-            ("stdout", "read:/app.wasm err ENOTCAPABLE"),
-        ],
-    );
-    must(
-        &containerd,
-        &pod.id.clone(),
-        "stopping and removing the pod",
-        pod.stop_and_remove(),
-    );
-    pod.assert_nothing_left()
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_log(&pod.log_path(&config), &[("stdout", "preopens ok "), ("stdout", "read:/app.wasm err ENOTCAPABLE")]);
+    must(&containerd, &pod.id.clone(), "stopping and removing the pod", pod.stop_and_remove());
+    pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
 
     // The strict RuntimeClass: its file ends a spinning guest after 1 s (exit 124).
-    let pod = Pod::run(
-        &cri,
-        &containerd,
-        "cri-cap-strict",
-        CRI_WASMBOX_STRICT_HANDLER,
-    );
+    let pod = Pod::run(&cri, &containerd, "cri-cap-strict", CRI_WASMBOX_STRICT_HANDLER);
     let mut pod = must(&containerd, "RunPodSandbox", "RunPodSandbox", pod);
     let config = cri::container_config("spin", &spin);
-    let id = must(
-        &containerd,
-        &pod.id.clone(),
-        "CreateContainer",
-        pod.create_container(&config),
-    );
+    let id = must(&containerd, &pod.id.clone(), "CreateContainer", pod.create_container(&config));
     must(&containerd, &id, "StartContainer", cri.start_container(&id));
     let exited = cri.wait_container_state(&id, ContainerState::ContainerExited, EXIT_TIMEOUT);
     assert_eq!(must(&containerd, &id, "spin", exited).exit_code, 124);
     let log = std::fs::read_to_string(pod.log_path(&config)).unwrap_or_default();
     assert!(log.contains("timed out after 1s"), "{log}");
-    must(
-        &containerd,
-        &pod.id.clone(),
-        "stopping and removing the pod",
-        pod.stop_and_remove(),
-    );
-    pod.assert_nothing_left()
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    must(&containerd, &pod.id.clone(), "stopping and removing the pod", pod.stop_and_remove());
+    pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// The fixture itself, with containerd's own runtime: a runc pod from the same pause image and
@@ -636,11 +584,7 @@ fn volume_entrypoint_and_memory_limits_in_a_pod() {
     let cri = connect(&containerd);
     let modules = containerd.paths().work.join(ids::container_id("hostpath"));
     std::fs::create_dir_all(&modules).unwrap();
-    std::fs::write(
-        modules.join("hello.wasm"),
-        guests::hello().unwrap().as_slice(),
-    )
-    .unwrap();
+    std::fs::write(modules.join("hello.wasm"), guests::hello().unwrap().as_slice()).unwrap();
     let bare = cri::import_image(
         &containerd,
         image::image_without_entrypoint_file(&ids::image_ref("cri-volume"), "/modules/hello.wasm"),
@@ -671,17 +615,8 @@ fn volume_entrypoint_and_memory_limits_in_a_pod() {
         configs.push((c, Some(limit_mib)));
     }
     for (config, limit) in &configs {
-        let name = config
-            .metadata
-            .as_ref()
-            .map(|m| m.name.clone())
-            .unwrap_or_default();
-        let id = must(
-            &containerd,
-            &pod_id,
-            "CreateContainer",
-            pod.create_container(config),
-        );
+        let name = config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+        let id = must(&containerd, &pod_id, "CreateContainer", pod.create_container(config));
         must(&containerd, &id, "StartContainer", cri.start_container(&id));
         let exited = cri.wait_container_state(&id, ContainerState::ContainerExited, EXIT_TIMEOUT);
         let exited = must(&containerd, &id, &name, exited);
@@ -700,18 +635,11 @@ fn volume_entrypoint_and_memory_limits_in_a_pod() {
             Some(())
         });
         must(&containerd, &id, "log", logged);
-        let reached = probe::mem_grow_reached(&line)
-            .unwrap_or_else(|| panic!("{name}: unexpected log line {line:?}"));
+        let reached = probe::mem_grow_reached(&line).unwrap_or_else(|| panic!("{name}: unexpected log line {line:?}"));
         probe::assert_memory_budget(*limit_mib, reached);
     }
-    must(
-        &containerd,
-        &pod_id,
-        "stopping and removing the pod",
-        pod.stop_and_remove(),
-    );
-    pod.assert_nothing_left()
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    must(&containerd, &pod_id, "stopping and removing the pod", pod.stop_and_remove());
+    pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// The memory.limit_in_bytes (v1) or memory.max (v2) file of a CRI container's cgroup.
@@ -726,18 +654,11 @@ fn memory_limit_file(pod: &Pod, id: &str) -> PathBuf {
 /// Waits until CRI's log of a running container has `n` lines; returns them.
 fn log_lines(path: &Path, n: usize) -> Vec<String> {
     let mut got = Vec::new();
-    let done = wait_until(
-        &format!("{n} lines in {}", path.display()),
-        EXIT_TIMEOUT,
-        || {
-            let text = std::fs::read_to_string(path).ok()?;
-            got = cri::log_messages(&cri::parse_log(&text).ok()?)
-                .into_iter()
-                .map(|(_, l)| l)
-                .collect();
-            (got.len() >= n).then_some(())
-        },
-    );
+    let done = wait_until(&format!("{n} lines in {}", path.display()), EXIT_TIMEOUT, || {
+        let text = std::fs::read_to_string(path).ok()?;
+        got = cri::log_messages(&cri::parse_log(&text).ok()?).into_iter().map(|(_, l)| l).collect();
+        (got.len() >= n).then_some(())
+    });
     done.unwrap_or_else(|e| panic!("{e:#}: {got:?}"));
     got
 }
@@ -778,31 +699,16 @@ fn update_container_resources_moves_the_guests_memory_limit() {
     if let Some(l) = config.linux.as_mut() {
         l.resources = Some(resources(64, 50_000));
     }
-    let id = must(
-        &containerd,
-        &pod_id,
-        "CreateContainer",
-        pod.create_container(&config),
-    );
+    let id = must(&containerd, &pod_id, "CreateContainer", pod.create_container(&config));
     must(&containerd, &id, "StartContainer", cri.start_container(&id));
     let running = cri.wait_container_state(&id, ContainerState::ContainerRunning, EXIT_TIMEOUT);
     must(&containerd, &id, "running", running);
     let limit_file = memory_limit_file(&pod, &id);
-    let limit = || {
-        std::fs::read_to_string(&limit_file)
-            .unwrap()
-            .trim()
-            .to_string()
-    };
+    let limit = || std::fs::read_to_string(&limit_file).unwrap().trim().to_string();
     assert_eq!(limit(), (64u64 << 20).to_string());
 
     // Lowered before the guest grows: it is refused below the new limit.
-    must(
-        &containerd,
-        &id,
-        "UpdateContainerResources",
-        cri.update_container_resources(&id, resources(32, 30_000)),
-    );
+    must(&containerd, &id, "UpdateContainerResources", cri.update_container_resources(&id, resources(32, 30_000)));
     assert_eq!(limit(), (32u64 << 20).to_string());
     // The CPU quota reached the cgroup too (v1 cpu.cfs_quota_us, v2 cpu.max).
     let quota = wasmbox_integration::cgroups::candidate_dirs_at(&pod.cgroup_path(&id))
@@ -817,12 +723,7 @@ fn update_container_resources_moves_the_guests_memory_limit() {
     probe::assert_memory_budget(32, first);
 
     // Raised: the same guest, refused before, grows into the new room.
-    must(
-        &containerd,
-        &id,
-        "UpdateContainerResources",
-        cri.update_container_resources(&id, resources(128, 30_000)),
-    );
+    must(&containerd, &id, "UpdateContainerResources", cri.update_container_resources(&id, resources(128, 30_000)));
     assert_eq!(limit(), (128u64 << 20).to_string());
     std::fs::write(triggers.join("two"), "").unwrap();
     let second = probe::mem_grow_reached(&log_lines(&log, 2)[1]).expect("second line");
@@ -831,14 +732,8 @@ fn update_container_resources_moves_the_guests_memory_limit() {
     let exited = cri.wait_container_state(&id, ContainerState::ContainerExited, EXIT_TIMEOUT);
     let exited = must(&containerd, &id, "exit", exited);
     assert_eq!(exited.exit_code, 0, "{exited:?}");
-    must(
-        &containerd,
-        &pod_id,
-        "stopping and removing the pod",
-        pod.stop_and_remove(),
-    );
-    pod.assert_nothing_left()
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    must(&containerd, &pod_id, "stopping and removing the pod", pod.stop_and_remove());
+    pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// Exec probes and `kubectl exec` through CRI (`ExecSync`, and `Exec` with containerd's
@@ -860,12 +755,8 @@ fn exec_sync_into_a_wasm_container_and_a_native_sidecar() {
     .unwrap();
     let sidecar = cri::import_image(
         &containerd,
-        image::native_image_at(
-            &ids::image_ref("cri-exec-sidecar"),
-            "/wait",
-            &guests::native_wait().unwrap(),
-        )
-        .file("/hello", guests::native_hello().unwrap().to_vec(), 0o755),
+        image::native_image_at(&ids::image_ref("cri-exec-sidecar"), "/wait", &guests::native_wait().unwrap())
+            .file("/hello", guests::native_hello().unwrap().to_vec(), 0o755),
     )
     .unwrap();
     let pod = Pod::run(&cri, &containerd, "cri-exec", CRI_WASMBOX_HANDLER);
@@ -874,12 +765,7 @@ fn exec_sync_into_a_wasm_container_and_a_native_sidecar() {
     let mut ids = Vec::new();
     for (name, image) in [("app", &app), ("sidecar", &sidecar)] {
         let config = cri::container_config(name, image);
-        let id = must(
-            &containerd,
-            &pod_id,
-            "CreateContainer",
-            pod.create_container(&config),
-        );
+        let id = must(&containerd, &pod_id, "CreateContainer", pod.create_container(&config));
         must(&containerd, &id, "StartContainer", cri.start_container(&id));
         let running = cri.wait_container_state(&id, ContainerState::ContainerRunning, EXIT_TIMEOUT);
         must(&containerd, &id, "running", running);
@@ -891,60 +777,26 @@ fn exec_sync_into_a_wasm_container_and_a_native_sidecar() {
     let healthy = cri.exec_sync(app_id, &["/health.wasm", "0"], 30);
     assert_eq!(must(&containerd, app_id, "ExecSync", healthy).0, 0);
     let failing = cri.exec_sync(app_id, &["/health.wasm", "1"], 30);
-    assert_eq!(
-        must(&containerd, app_id, "ExecSync", failing).0,
-        1,
-        "a failing probe fails"
-    );
+    assert_eq!(must(&containerd, app_id, "ExecSync", failing).0, 1, "a failing probe fails");
     for id in [app_id, sidecar_id] {
-        let out = must(
-            &containerd,
-            id,
-            "ExecSync",
-            cri.exec_sync(id, &["/hello"], 30),
-        );
-        assert_eq!(
-            (out.0, out.1.as_str()),
-            (0, "hello from native\n"),
-            "{id}: {out:?}"
-        );
+        let out = must(&containerd, id, "ExecSync", cri.exec_sync(id, &["/hello"], 30));
+        assert_eq!((out.0, out.1.as_str()), (0, "hello from native\n"), "{id}: {out:?}");
     }
     // Nothing to run: the error says so.
-    let err = cri
-        .exec_sync(app_id, &["/bin/sh", "-c", "true"], 30)
-        .expect_err("no shell in the image");
-    assert!(
-        format!("{err:#}").contains("no /bin/sh in this image"),
-        "{err:#}"
-    );
+    let err = cri.exec_sync(app_id, &["/bin/sh", "-c", "true"], 30).expect_err("no shell in the image");
+    assert!(format!("{err:#}").contains("no /bin/sh in this image"), "{err:#}");
     // A probe that hangs is ended at its timeout and reported as such, as kubelet expects.
-    let err = cri
-        .exec_sync(app_id, &["/app.wasm"], 2)
-        .expect_err("a hanging probe times out");
+    let err = cri.exec_sync(app_id, &["/app.wasm"], 2).expect_err("a hanging probe times out");
     assert!(format!("{err:#}").contains("timeout"), "{err:#}");
 
     // `kubectl exec` (CRI Exec and the streaming server): output and exit codes...
     let stream = |id: &str, cmd: &[&str], stdin: bool, tty: bool| {
         let url = must(&containerd, id, "Exec", cri.exec(id, cmd, stdin, tty));
-        must(
-            &containerd,
-            id,
-            "exec stream",
-            ExecStream::connect(&url, EXIT_TIMEOUT),
-        )
+        must(&containerd, id, "exec stream", ExecStream::connect(&url, EXIT_TIMEOUT))
     };
     for id in [app_id, sidecar_id] {
-        let done = must(
-            &containerd,
-            id,
-            "exec stream",
-            stream(id, &["/hello"], false, false).finish(EXIT_TIMEOUT),
-        );
-        assert_eq!(
-            (done.stdout.as_str(), done.exit_code),
-            ("hello from native\n", 0),
-            "{id}: {done:?}"
-        );
+        let done = must(&containerd, id, "exec stream", stream(id, &["/hello"], false, false).finish(EXIT_TIMEOUT));
+        assert_eq!((done.stdout.as_str(), done.exit_code), ("hello from native\n", 0), "{id}: {done:?}");
     }
     let done = stream(app_id, &["/health.wasm", "3"], false, false).finish(EXIT_TIMEOUT);
     assert_eq!(must(&containerd, app_id, "exec stream", done).exit_code, 3);
@@ -956,19 +808,10 @@ fn exec_sync_into_a_wasm_container_and_a_native_sidecar() {
         .and_then(|_| it.expect_stdout("got: hello tty", EXIT_TIMEOUT))
         .and_then(|_| it.send(b"exit\r"));
     must(&containerd, app_id, "exec -it", talk);
-    assert_eq!(
-        must(&containerd, app_id, "exec -it", it.finish(EXIT_TIMEOUT)).exit_code,
-        7
-    );
+    assert_eq!(must(&containerd, app_id, "exec -it", it.finish(EXIT_TIMEOUT)).exit_code, 7);
 
-    must(
-        &containerd,
-        &pod_id,
-        "stopping and removing the pod",
-        pod.stop_and_remove(),
-    );
-    pod.assert_nothing_left()
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    must(&containerd, &pod_id, "stopping and removing the pod", pod.stop_and_remove());
+    pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// Pod annotations reach every container of the pod, the pause container included; the
@@ -981,32 +824,15 @@ fn pod_annotations_are_judged_on_the_wasm_container_only() {
     require_integration!();
     let containerd = start();
     let cri = connect(&containerd);
-    let probe = cri::import_image(
-        &containerd,
-        image::compat_image(
-            &ids::image_ref("cri-ann-probe"),
-            &guests::fs_probe().unwrap(),
-        ),
-    )
-    .unwrap();
+    let probe = cri::import_image(&containerd, image::compat_image(&ids::image_ref("cri-ann-probe"), &guests::fs_probe().unwrap()))
+        .unwrap();
     let data = containerd.paths().work.join(ids::container_id("ann-data"));
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("x"), b"x").unwrap();
 
     // The pause container has no /data: the annotation is the wasm container's.
-    let pod = Pod::run_annotated(
-        &cri,
-        &containerd,
-        "cri-ann-data",
-        CRI_WASMBOX_HANDLER,
-        &[("wasmbox.dev/preopens", "/data:ro")],
-    );
-    let mut pod = must(
-        &containerd,
-        "RunPodSandbox",
-        "RunPodSandbox with wasmbox.dev/preopens",
-        pod,
-    );
+    let pod = Pod::run_annotated(&cri, &containerd, "cri-ann-data", CRI_WASMBOX_HANDLER, &[("wasmbox.dev/preopens", "/data:ro")]);
+    let mut pod = must(&containerd, "RunPodSandbox", "RunPodSandbox with wasmbox.dev/preopens", pod);
     assert_pause_runs_natively(&containerd, &pod);
     let mut config = cri::container_config("probe", &probe);
     config.args = vec!["preopens".into(), "read:/data/x".into()];
@@ -1016,83 +842,30 @@ fn pod_annotations_are_judged_on_the_wasm_container_only() {
         readonly: true,
         ..Default::default()
     }];
-    let id = must(
-        &containerd,
-        &pod.id.clone(),
-        "CreateContainer",
-        pod.create_container(&config),
-    );
+    let id = must(&containerd, &pod.id.clone(), "CreateContainer", pod.create_container(&config));
     must(&containerd, &id, "StartContainer", cri.start_container(&id));
     let exited = cri.wait_container_state(&id, ContainerState::ContainerExited, EXIT_TIMEOUT);
     assert_eq!(must(&containerd, &id, "probe", exited).exit_code, 0);
-    assert_log(
-        &pod.log_path(&config),
-        &[
-            ("stdout", "preopens ok /data"),
-            ("stdout", "read:/data/x ok x"),
-        ],
-    );
-    must(
-        &containerd,
-        &pod.id.clone(),
-        "stopping and removing the pod",
-        pod.stop_and_remove(),
-    );
-    pod.assert_nothing_left()
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_log(&pod.log_path(&config), &[("stdout", "preopens ok /data"), ("stdout", "read:/data/x ok x")]);
+    must(&containerd, &pod.id.clone(), "stopping and removing the pod", pod.stop_and_remove());
+    pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
 
     // A misspelled key: the pod still comes up; the wasm container's start names the key.
-    let pod = Pod::run_annotated(
-        &cri,
-        &containerd,
-        "cri-ann-typo",
-        CRI_WASMBOX_HANDLER,
-        &[("wasmbox.dev/egres", "none")],
-    );
-    let mut pod = must(
-        &containerd,
-        "RunPodSandbox",
-        "RunPodSandbox with a misspelled annotation",
-        pod,
-    );
+    let pod = Pod::run_annotated(&cri, &containerd, "cri-ann-typo", CRI_WASMBOX_HANDLER, &[("wasmbox.dev/egres", "none")]);
+    let mut pod = must(&containerd, "RunPodSandbox", "RunPodSandbox with a misspelled annotation", pod);
     assert_pause_runs_natively(&containerd, &pod);
-    let id = must(
-        &containerd,
-        &pod.id.clone(),
-        "CreateContainer",
-        pod.create_container(&cri::container_config("typo", &probe)),
-    );
-    let err = cri
-        .start_container(&id)
-        .expect_err("the wasm container's start should fail");
+    let id = must(&containerd, &pod.id.clone(), "CreateContainer", pod.create_container(&cri::container_config("typo", &probe)));
+    let err = cri.start_container(&id).expect_err("the wasm container's start should fail");
     let message = format!("{err:#}");
-    assert!(
-        message.contains("wasmbox.dev/egres") && message.contains("unknown wasmbox annotation"),
-        "{message}"
-    );
+    assert!(message.contains("wasmbox.dev/egres") && message.contains("unknown wasmbox annotation"), "{message}");
     let status = cri.container_status(&id).unwrap();
     assert_eq!(status.reason, "StartError", "{status:?}");
     assert!(status.message.contains("wasmbox.dev/egres"), "{status:?}");
     let sandbox = cri.pod_sandbox_status(&pod.id).unwrap();
-    assert_eq!(
-        sandbox.state,
-        PodSandboxState::SandboxReady as i32,
-        "{sandbox:?}"
-    );
-    must(
-        &containerd,
-        &id,
-        "RemoveContainer",
-        cri.remove_container(&id),
-    );
-    must(
-        &containerd,
-        &pod.id.clone(),
-        "stopping and removing the pod",
-        pod.stop_and_remove(),
-    );
-    pod.assert_nothing_left()
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(sandbox.state, PodSandboxState::SandboxReady as i32, "{sandbox:?}");
+    must(&containerd, &id, "RemoveContainer", cri.remove_container(&id));
+    must(&containerd, &pod.id.clone(), "stopping and removing the pod", pod.stop_and_remove());
+    pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// `kubectl logs` of a guest that wrote to stdout and then trapped shows its output before the

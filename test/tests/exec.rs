@@ -27,29 +27,18 @@ fn start_wasm_container(containerd: &Containerd, name: &str) -> String {
     let image = containerd.import_image(image).unwrap();
     let id = ids::container_id(name);
     containerd.run_detached(&RunSpec::new(&image, &id)).unwrap();
-    containerd
-        .wait_task_status(&id, "RUNNING", START_TIMEOUT)
-        .unwrap();
+    containerd.wait_task_status(&id, "RUNNING", START_TIMEOUT).unwrap();
     id
 }
 
 /// `ctr task exec --exec-id EXEC ID ARGS...` with `stdin`; (stdout, stderr, exit code).
-fn exec(
-    containerd: &Containerd,
-    id: &str,
-    exec_id: &str,
-    extra: &[&str],
-    args: &[&str],
-    stdin: &[u8],
-) -> (String, String, i32) {
+fn exec(containerd: &Containerd, id: &str, exec_id: &str, extra: &[&str], args: &[&str], stdin: &[u8]) -> (String, String, i32) {
     let mut cmd = containerd.ctr_command();
-    cmd.args(["task", "exec", "--exec-id", exec_id])
-        .args(extra)
-        .arg(id)
-        .args(args);
+    cmd.args(["task", "exec", "--exec-id", exec_id]).args(extra).arg(id).args(args);
     let out = run_captured(&mut cmd, Some(stdin), EXEC_TIMEOUT).unwrap();
     (out.stdout_text(), out.stderr_text(), out.code())
 }
+
 
 #[test]
 fn exec_runs_native_and_wasm_programs_in_a_wasm_container() {
@@ -63,59 +52,28 @@ fn exec_runs_native_and_wasm_programs_in_a_wasm_container() {
     let (_, err, code) = exec(&containerd, &id, "exit", &[], &["/exit.wasm", "3"], b"");
     assert_eq!(code, 3, "the exec's exit code: {err}");
 
-    let (out, err, code) = exec(
-        &containerd,
-        &id,
-        "stdin",
-        &[],
-        &["/echo.wasm"],
-        b"through stdin\n",
-    );
+    let (out, err, code) = exec(&containerd, &id, "stdin", &[], &["/echo.wasm"], b"through stdin\n");
     assert_eq!((out.as_str(), code), ("through stdin\n", 0), "{err}");
 
-    let (out, err, code) = exec(
-        &containerd,
-        &id,
-        "args",
-        &[],
-        &["/args.wasm", "one", "two words"],
-        b"",
-    );
+    let (out, err, code) = exec(&containerd, &id, "args", &[], &["/args.wasm", "one", "two words"], b"");
     assert_eq!(code, 0, "{err}");
-    assert!(
-        out.contains("arg[1]=one") && out.contains("arg[2]=two words"),
-        "{out}"
-    );
+    assert!(out.contains("arg[1]=one") && out.contains("arg[2]=two words"), "{out}");
 
     // A WASI 0.3 command runs as an exec too (its status is its argument count).
     let (out, err, code) = exec(&containerd, &id, "p3", &[], &["/p3.wasm", "x"], b"");
-    assert_eq!(
-        (out.as_str(), code),
-        ("hello from wasi 0.3\n/p3.wasm\nx\n", 2),
-        "{err}"
-    );
+    assert_eq!((out.as_str(), code), ("hello from wasi 0.3\n/p3.wasm\nx\n", 2), "{err}");
 
     // Nothing runnable: said clearly, and the container is unharmed.
     let (_, err, code) = exec(&containerd, &id, "sh", &[], &["sh", "-c", "true"], b"");
     assert_ne!(code, 0);
-    assert!(
-        err.contains("no sh in this image; exec a binary or a wasm module that is in it"),
-        "{err}"
-    );
+    assert!(err.contains("no sh in this image; exec a binary or a wasm module that is in it"), "{err}");
 
     // An exec is killed on its own; the container keeps running.
     let mut cmd = containerd.ctr_command();
-    cmd.args([
-        "task",
-        "exec",
-        "--exec-id",
-        "spin",
-        id.as_str(),
-        "/spin.wasm",
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
+    cmd.args(["task", "exec", "--exec-id", "spin", id.as_str(), "/spin.wasm"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let mut spinning = cmd.spawn().unwrap();
     wait_until("the exec to run", EXEC_TIMEOUT, || {
         let ps = containerd.ctr_ok(["task", "ps", id.as_str()]).ok()?;
@@ -123,20 +81,9 @@ fn exec_runs_native_and_wasm_programs_in_a_wasm_container() {
     })
     .unwrap();
     containerd
-        .ctr_ok([
-            "task",
-            "kill",
-            "--exec-id",
-            "spin",
-            "--signal",
-            "SIGKILL",
-            id.as_str(),
-        ])
+        .ctr_ok(["task", "kill", "--exec-id", "spin", "--signal", "SIGKILL", id.as_str()])
         .unwrap();
-    let status = wait_until("ctr task exec to end", EXEC_TIMEOUT, || {
-        spinning.try_wait().ok().flatten()
-    })
-    .unwrap();
+    let status = wait_until("ctr task exec to end", EXEC_TIMEOUT, || spinning.try_wait().ok().flatten()).unwrap();
     assert_eq!(status.code(), Some(137), "{status:?}");
     assert_eq!(containerd.task(&id).unwrap().unwrap().status, "RUNNING");
     kill_and_remove(&containerd, &id);
@@ -146,18 +93,12 @@ fn exec_runs_native_and_wasm_programs_in_a_wasm_container() {
 fn exec_runs_a_native_program_in_a_native_container() {
     require_integration!();
     let containerd = start();
-    let image = native_image_at(
-        &ids::image_ref("exec-native"),
-        "/wait",
-        &guests::native_wait().unwrap(),
-    )
-    .file("/hello", guests::native_hello().unwrap().to_vec(), 0o755);
+    let image = native_image_at(&ids::image_ref("exec-native"), "/wait", &guests::native_wait().unwrap())
+        .file("/hello", guests::native_hello().unwrap().to_vec(), 0o755);
     let image = containerd.import_image(image).unwrap();
     let id = ids::container_id("exec-native");
     containerd.run_detached(&RunSpec::new(&image, &id)).unwrap();
-    containerd
-        .wait_task_status(&id, "RUNNING", START_TIMEOUT)
-        .unwrap();
+    containerd.wait_task_status(&id, "RUNNING", START_TIMEOUT).unwrap();
     let (out, err, code) = exec(&containerd, &id, "hello", &[], &["/hello"], b"");
     assert_eq!((out.as_str(), code), ("hello from native\n", 0), "{err}");
     kill_and_remove(&containerd, &id);
@@ -168,11 +109,7 @@ fn fds(pid: i32) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| {
             d.flatten()
-                .map(|e| {
-                    std::fs::read_link(e.path())
-                        .map(|l| l.display().to_string())
-                        .unwrap_or_default()
-                })
+                .map(|e| std::fs::read_link(e.path()).map(|l| l.display().to_string()).unwrap_or_default())
                 .collect()
         })
         .unwrap_or_default();
@@ -198,15 +135,7 @@ fn parallel_execs(containerd: &Containerd, id: &str, prefix: &str, n: usize) {
     let handles: Vec<_> = (0..n)
         .map(|i| {
             let mut cmd = containerd.ctr_command();
-            cmd.args([
-                "task",
-                "exec",
-                "--exec-id",
-                &format!("{prefix}{i}"),
-                id,
-                "/exit.wasm",
-                "5",
-            ]);
+            cmd.args(["task", "exec", "--exec-id", &format!("{prefix}{i}"), id, "/exit.wasm", "5"]);
             std::thread::spawn(move || {
                 let mut cmd = cmd;
                 run_captured(&mut cmd, Some(&b""[..]), EXEC_TIMEOUT).map(|o| o.code())
@@ -230,21 +159,13 @@ fn five_hundred_execs_and_twenty_at_once_leak_nothing() {
     // ones after them run every call on each of those threads (their stacks and the
     // allocator's free lists reach their size, measured converging within ~100 execs).
     for i in 0..10 {
-        let program: &[&str] = if i % 2 == 0 {
-            &["/hello"]
-        } else {
-            &["/exit.wasm", "7"]
-        };
+        let program: &[&str] = if i % 2 == 0 { &["/hello"] } else { &["/exit.wasm", "7"] };
         let (_, err, code) = exec(&containerd, &id, &format!("warm{i}"), &[], program, b"");
         assert_eq!(code, if i % 2 == 0 { 0 } else { 7 }, "{err}");
     }
     parallel_execs(&containerd, &id, "warmpar", 20);
     for i in 10..110 {
-        let program: &[&str] = if i % 2 == 0 {
-            &["/hello"]
-        } else {
-            &["/exit.wasm", "7"]
-        };
+        let program: &[&str] = if i % 2 == 0 { &["/hello"] } else { &["/exit.wasm", "7"] };
         let (_, err, code) = exec(&containerd, &id, &format!("warm{i}"), &[], program, b"");
         assert_eq!(code, if i % 2 == 0 { 0 } else { 7 }, "{err}");
     }
@@ -254,11 +175,7 @@ fn five_hundred_execs_and_twenty_at_once_leak_nothing() {
     let rss = rss_kib(shim);
 
     for i in 0..500 {
-        let program: &[&str] = if i % 2 == 0 {
-            &["/hello"]
-        } else {
-            &["/exit.wasm", "7"]
-        };
+        let program: &[&str] = if i % 2 == 0 { &["/hello"] } else { &["/exit.wasm", "7"] };
         let (_, err, code) = exec(&containerd, &id, &format!("seq{i}"), &[], program, b"");
         assert_eq!(code, if i % 2 == 0 { 0 } else { 7 }, "exec {i}: {err}");
     }
@@ -268,47 +185,26 @@ fn five_hundred_execs_and_twenty_at_once_leak_nothing() {
     let ps = containerd.ctr_ok(["task", "ps", id.as_str()]).unwrap();
     assert_eq!(ps.lines().skip(1).count(), 1, "{ps}");
     let mut fds_after = Vec::new();
-    let settled = wait_until(
-        "the shim's descriptors to settle",
-        Duration::from_secs(10),
-        || {
-            fds_after = fds(shim);
-            (fds_after.len() <= fds_before.len()).then_some(())
-        },
-    );
+    let settled = wait_until("the shim's descriptors to settle", Duration::from_secs(10), || {
+        fds_after = fds(shim);
+        (fds_after.len() <= fds_before.len()).then_some(())
+    });
     assert!(settled.is_ok(), "shim fds {fds_before:?} -> {fds_after:?}");
     // Calls run on a pool whose idle threads end after a second: wait for the burst's to go.
     let mut threads_after = 0;
-    let settled = wait_until(
-        "the shim's threads to settle",
-        Duration::from_secs(10),
-        || {
-            threads_after = threads(shim);
-            (threads_after <= threads_before).then_some(())
-        },
-    );
-    assert!(
-        settled.is_ok(),
-        "shim threads {threads_before} -> {threads_after}"
-    );
+    let settled = wait_until("the shim's threads to settle", Duration::from_secs(10), || {
+        threads_after = threads(shim);
+        (threads_after <= threads_before).then_some(())
+    });
+    assert!(settled.is_ok(), "shim threads {threads_before} -> {threads_after}");
     // Memory may move by allocator noise, not by what 520 execs would leak.
     let rss_after = rss_kib(shim);
-    assert!(
-        rss_after <= rss + 2048,
-        "shim RSS {rss} KiB -> {rss_after} KiB"
-    );
+    assert!(rss_after <= rss + 2048, "shim RSS {rss} KiB -> {rss_after} KiB");
     // No exec process (or zombie) is left among the shim's children: only the init (and the
     // zygote, which a shim that may serve more containers keeps).
     let children = wasmbox_integration::process::children_of(shim);
-    let others: Vec<_> = children
-        .iter()
-        .filter(|(_, comm)| comm != "wasmbox-zygote")
-        .collect();
-    assert_eq!(
-        others.len(),
-        1,
-        "only the init (and the zygote) are the shim's children: {children:?}"
-    );
+    let others: Vec<_> = children.iter().filter(|(_, comm)| comm != "wasmbox-zygote").collect();
+    assert_eq!(others.len(), 1, "only the init (and the zygote) are the shim's children: {children:?}");
     kill_and_remove(&containerd, &id);
 }
 
@@ -347,16 +243,12 @@ fn every_line_of_many_concurrent_execs_arrives() {
                     let (program, expected): (Vec<String>, String) = if i % 4 == 3 {
                         (vec!["/hello".into()], "hello from native".into())
                     } else {
-                        (
-                            vec!["/args.wasm".into(), exec_id.clone()],
-                            format!("arg[1]={exec_id}"),
-                        )
+                        (vec!["/args.wasm".into(), exec_id.clone()], format!("arg[1]={exec_id}"))
                     };
                     let mut cmd = std::process::Command::new("nice");
                     let ctr = containerd.ctr_command();
                     cmd.arg("-n19").arg(ctr.get_program()).args(ctr.get_args());
-                    cmd.args(["task", "exec", "--exec-id", &exec_id, &id])
-                        .args(&program);
+                    cmd.args(["task", "exec", "--exec-id", &exec_id, &id]).args(&program);
                     s.spawn(move || {
                         let out = run_captured(&mut cmd, Some(&b""[..]), EXEC_TIMEOUT).unwrap();
                         (exec_id, expected, out.stdout_text(), out.code())

@@ -14,12 +14,7 @@ use wasmbox_integration::{guests, ids, require_integration, Containerd, RunOutpu
 /// Runs `spec` (with `--rm`) to the end, expects exit 0, checks nothing is left.
 fn run_ok(containerd: &Containerd, spec: &RunSpec) -> RunOutput {
     let out = containerd.run(spec).unwrap();
-    assert_eq!(
-        out.code,
-        0,
-        "{out:?}\ncontainerd log:\n{}",
-        containerd.log_lines_mentioning(&spec.id)
-    );
+    assert_eq!(out.code, 0, "{out:?}\ncontainerd log:\n{}", containerd.log_lines_mentioning(&spec.id));
     assert_clean(containerd, &spec.id);
     out
 }
@@ -76,10 +71,7 @@ fn guest_root_is_the_containers_filesystem_without_proc_sys_dev() {
         "list:/dev",
     ];
     ops.extend_from_slice(UNREACHABLE);
-    let out = run_ok(
-        &containerd,
-        &RunSpec::new(&image, &id).args(["/app.wasm"]).args(&ops),
-    );
+    let out = run_ok(&containerd, &RunSpec::new(&image, &id).args(["/app.wasm"]).args(&ops));
     let p = Probe::parse(&out.stdout);
 
     // The guest finds one preopen, named "/".
@@ -153,11 +145,7 @@ fn read_only_root_and_mounts_fail_writes_with_erofs_and_hide_proc_mounted_elsewh
     let p = Probe::parse(&out.stdout);
 
     // The kernel answers, as under runc: EROFS, not a permission error.
-    for op in [
-        "create:/out.txt",
-        "create:/tmp/out.txt",
-        "create:/data/new.txt",
-    ] {
+    for op in ["create:/out.txt", "create:/tmp/out.txt", "create:/data/new.txt"] {
         assert_eq!(p.err(op), "EROFS", "{op}");
     }
     assert_eq!(p.ok("read:/data/file.txt"), "from a read-only volume");
@@ -181,32 +169,16 @@ fn the_environment_is_the_specs_without_a_pwd_nobody_needs() {
     // A preview 1 module at "/" needs no PWD, and gets none.
     let image = probe_image(&containerd, "fs-env");
     let id = ids::container_id("fs-env");
-    let out = run_ok(
-        &containerd,
-        &RunSpec::new(&image, &id).args(["/app.wasm", "env:PWD"]),
-    );
-    assert_eq!(
-        Probe::parse(&out.stdout).err("env:PWD"),
-        "ENOENT",
-        "{out:?}"
-    );
+    let out = run_ok(&containerd, &RunSpec::new(&image, &id).args(["/app.wasm", "env:PWD"]));
+    assert_eq!(Probe::parse(&out.stdout).err("env:PWD"), "ENOENT", "{out:?}");
     // A component has its initial cwd: away from "/" it gets no PWD either.
-    let component = compat_image(
-        &ids::image_ref("fs-env-component"),
-        &guests::fs_probe_component().unwrap(),
-    )
-    .dir("/work", 0o755);
+    let component = compat_image(&ids::image_ref("fs-env-component"), &guests::fs_probe_component().unwrap())
+        .dir("/work", 0o755);
     let image = containerd.import_image(component).unwrap();
     let id = ids::container_id("fs-env-component");
-    let spec = RunSpec::new(&image, &id)
-        .flag("--cwd=/work")
-        .args(["/app.wasm", "env:PWD"]);
+    let spec = RunSpec::new(&image, &id).flag("--cwd=/work").args(["/app.wasm", "env:PWD"]);
     let out = run_ok(&containerd, &spec);
-    assert_eq!(
-        Probe::parse(&out.stdout).err("env:PWD"),
-        "ENOENT",
-        "{out:?}"
-    );
+    assert_eq!(Probe::parse(&out.stdout).err("env:PWD"), "ENOENT", "{out:?}");
 }
 
 #[test]
@@ -264,58 +236,26 @@ fn entrypoints_from_a_mounted_volume_run_as_wasm_and_are_cached() {
     let modules = work_dir(&containerd, "modules");
     let hello = guests::hello().unwrap();
     std::fs::write(modules.join("hello.wasm"), hello.as_slice()).unwrap();
-    std::fs::copy(
-        guests::sources_dir().join("hello.wat"),
-        modules.join("hello.wat"),
-    )
-    .unwrap();
+    std::fs::copy(guests::sources_dir().join("hello.wat"), modules.join("hello.wat")).unwrap();
     // The image does not have the file: only the volume does.
     let image = containerd
-        .import_image(image_without_entrypoint_file(
-            &ids::image_ref("vol-entry"),
-            "/modules/hello.wasm",
-        ))
+        .import_image(image_without_entrypoint_file(&ids::image_ref("vol-entry"), "/modules/hello.wasm"))
         .unwrap();
-    for (i, entry) in [
-        "/modules/hello.wasm",
-        "/modules/hello.wat",
-        "/modules/hello.wasm",
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (i, entry) in ["/modules/hello.wasm", "/modules/hello.wat", "/modules/hello.wasm"].iter().enumerate() {
         let id = ids::container_id("vol-entry");
-        let spec = RunSpec::new(&image, &id)
-            .flag(&bind(&modules, "/modules", "ro"))
-            .args([*entry]);
+        let spec = RunSpec::new(&image, &id).flag(&bind(&modules, "/modules", "ro")).args([*entry]);
         let out = run_ok(&containerd, &spec);
-        assert_eq!(
-            out.stdout, "hello from wasm\n",
-            "{entry} (run {i}): {out:?}"
-        );
+        assert_eq!(out.stdout, "hello from wasm\n", "{entry} (run {i}): {out:?}");
     }
     // One compile for the module, however often it runs.
-    let before = std::fs::read_dir(&containerd.paths().cache)
-        .unwrap()
-        .count();
-    assert!(
-        cache_entries(&containerd, &digest(&hello)) >= 1,
-        "the module is in the cache"
-    );
+    let before = std::fs::read_dir(&containerd.paths().cache).unwrap().count();
+    assert!(cache_entries(&containerd, &digest(&hello)) >= 1, "the module is in the cache");
     let id = ids::container_id("vol-entry");
     run_ok(
         &containerd,
-        &RunSpec::new(&image, &id)
-            .flag(&bind(&modules, "/modules", "ro"))
-            .args(["/modules/hello.wasm"]),
+        &RunSpec::new(&image, &id).flag(&bind(&modules, "/modules", "ro")).args(["/modules/hello.wasm"]),
     );
-    assert_eq!(
-        std::fs::read_dir(&containerd.paths().cache)
-            .unwrap()
-            .count(),
-        before,
-        "no new compile"
-    );
+    assert_eq!(std::fs::read_dir(&containerd.paths().cache).unwrap().count(), before, "no new compile");
 }
 
 #[test]
@@ -323,10 +263,7 @@ fn memory_growth_is_refused_before_the_container_is_oom_killed() {
     require_integration!();
     let containerd = start();
     let image = containerd
-        .import_image(compat_image(
-            &ids::image_ref("mem-grow"),
-            &guests::mem_grow().unwrap(),
-        ))
+        .import_image(compat_image(&ids::image_ref("mem-grow"), &guests::mem_grow().unwrap()))
         .unwrap();
     for limit_mib in [16u64, 64, 256] {
         let id = ids::container_id("mem-grow");
@@ -334,16 +271,11 @@ fn memory_growth_is_refused_before_the_container_is_oom_killed() {
         let out = containerd.run(&spec).unwrap();
         // Exit 0 with the guest's own line: it saw memory.grow fail and the container lived.
         assert_eq!(out.code, 0, "limit {limit_mib} MiB: {out:?}");
-        let reached =
-            mem_grow_reached(&out.stdout).unwrap_or_else(|| panic!("unexpected output: {out:?}"));
+        let reached = mem_grow_reached(&out.stdout).unwrap_or_else(|| panic!("unexpected output: {out:?}"));
         // For the record (docs/architecture.md): what the runtime itself took.
         eprintln!(
             "limit {limit_mib} MiB: the guest reached {reached} MiB; {}",
-            containerd
-                .log_lines_mentioning("memory budget")
-                .lines()
-                .last()
-                .unwrap_or_default()
+            containerd.log_lines_mentioning("memory budget").lines().last().unwrap_or_default()
         );
         assert_memory_budget(limit_mib, reached);
         assert_clean(&containerd, &id);

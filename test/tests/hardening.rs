@@ -6,12 +6,8 @@ use std::time::Duration;
 
 use wasmbox_integration::mounts::Tmpfs;
 use wasmbox_integration::poll::wait_until;
-use wasmbox_integration::suite::{
-    assert_clean, config_file, import_compat, run_to_end, START_TIMEOUT,
-};
-use wasmbox_integration::{
-    guests, ids, require_integration, shim_socket, Containerd, FixtureOptions, RunOutput, RunSpec,
-};
+use wasmbox_integration::suite::{assert_clean, config_file, import_compat, run_to_end, START_TIMEOUT};
+use wasmbox_integration::{guests, ids, require_integration, shim_socket, Containerd, FixtureOptions, RunOutput, RunSpec};
 
 /// What the hello guest prints.
 const HELLO: &str = "hello from wasm";
@@ -19,36 +15,24 @@ const HELLO: &str = "hello from wasm";
 const TTRPC_MAX: usize = 4 << 20;
 
 /// Runs `n` containers of `image` at once (`ctr run --rm`), each to its end.
-fn run_at_once(
-    containerd: &Containerd,
-    image: &str,
-    name: &str,
-    n: usize,
-) -> Vec<(String, RunOutput)> {
+fn run_at_once(containerd: &Containerd, image: &str, name: &str, n: usize) -> Vec<(String, RunOutput)> {
     std::thread::scope(|s| {
         let runs: Vec<_> = (0..n)
             .map(|_| {
                 let id = ids::container_id(name);
                 s.spawn(move || {
-                    let out = containerd
-                        .run(&RunSpec::new(image, &id))
-                        .unwrap_or_else(|e| panic!("ctr run {id}: {e:#}"));
+                    let out = containerd.run(&RunSpec::new(image, &id)).unwrap_or_else(|e| panic!("ctr run {id}: {e:#}"));
                     (id, out)
                 })
             })
             .collect();
-        runs.into_iter()
-            .map(|r| r.join().expect("a run's thread"))
-            .collect()
+        runs.into_iter().map(|r| r.join().expect("a run's thread")).collect()
     })
 }
 
 fn start_with_env(env: &[(&str, &str)]) -> Containerd {
     Containerd::start_with(FixtureOptions {
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         ..FixtureOptions::default()
     })
     .unwrap_or_else(|e| panic!("starting a private containerd: {e:#}"))
@@ -90,17 +74,9 @@ fn first_starts_of_one_module_at_once_compile_it_once() {
         assert_clean(&containerd, &id);
     }
     let compiles = containerd.log_lines_mentioning("compiled /app.wasm");
-    assert_eq!(
-        compiles.lines().count(),
-        1,
-        "one compile of the module:\n{compiles}"
-    );
+    assert_eq!(compiles.lines().count(), 1, "one compile of the module:\n{compiles}");
     let trampolines = containerd.log_lines_mentioning("compiled the WASI trampoline");
-    assert_eq!(
-        trampolines.lines().count(),
-        1,
-        "one compile of the trampoline:\n{trampolines}"
-    );
+    assert_eq!(trampolines.lines().count(), 1, "one compile of the trampoline:\n{trampolines}");
 }
 
 /// Runs a hello, then two idle containers (sharing a shim), with the cache at `cache`; checks
@@ -108,71 +84,34 @@ fn first_starts_of_one_module_at_once_compile_it_once() {
 fn runs_without_a_writable_cache(cache: &std::path::Path, cause: &str) {
     let containerd = start_with_env(&[("WASMBOX_CACHE_DIR", &cache.display().to_string())]);
     let hello = import_compat(&containerd, "nocache-hello", &guests::hello().unwrap());
-    let out = run_to_end(
-        &containerd,
-        &RunSpec::new(&hello, &ids::container_id("nocache-hello")),
-    );
-    assert!(
-        out.code == 0 && out.stdout.contains(HELLO),
-        "{out:?}\n{}",
-        containerd.log_tail(30)
-    );
-    let warnings = || {
-        containerd
-            .log_lines_mentioning("cannot be written")
-            .lines()
-            .filter(|l| l.contains(cause))
-            .count()
-    };
-    let before = wait_until(
-        "the hello's shim to say why",
-        Duration::from_secs(10),
-        || {
-            let n = warnings();
-            (n > 0).then_some(n)
-        },
-    )
+    let out = run_to_end(&containerd, &RunSpec::new(&hello, &ids::container_id("nocache-hello")));
+    assert!(out.code == 0 && out.stdout.contains(HELLO), "{out:?}\n{}", containerd.log_tail(30));
+    let warnings = || containerd.log_lines_mentioning("cannot be written").lines().filter(|l| l.contains(cause)).count();
+    let before = wait_until("the hello's shim to say why", Duration::from_secs(10), || {
+        let n = warnings();
+        (n > 0).then_some(n)
+    })
     .unwrap_or_else(|e| panic!("{e:#}\n{}", containerd.log_tail(30)));
 
     let idle = import_compat(&containerd, "nocache-idle", &guests::idle().unwrap());
     let started: Vec<String> = (0..2)
         .map(|_| {
             let id = ids::container_id("nocache-idle");
-            containerd
-                .run_detached(&RunSpec::new(&idle, &id))
-                .unwrap_or_else(|e| panic!("{e:#}\n{}", containerd.log_tail(30)));
-            containerd
-                .wait_task_status(&id, "RUNNING", START_TIMEOUT)
-                .unwrap();
+            containerd.run_detached(&RunSpec::new(&idle, &id)).unwrap_or_else(|e| panic!("{e:#}\n{}", containerd.log_tail(30)));
+            containerd.wait_task_status(&id, "RUNNING", START_TIMEOUT).unwrap();
             id
         })
         .collect();
-    let socket_of =
-        |id: &str| shim_socket::of_bundle(&containerd.paths().bundle(containerd.namespace(), id));
-    assert_eq!(
-        socket_of(&started[0]),
-        socket_of(&started[1]),
-        "the two share a shim"
-    );
-    wait_until(
-        "the idle containers' shim to say why",
-        Duration::from_secs(10),
-        || (warnings() > before).then_some(()),
-    )
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", containerd.log_tail(30)));
+    let socket_of = |id: &str| shim_socket::of_bundle(&containerd.paths().bundle(containerd.namespace(), id));
+    assert_eq!(socket_of(&started[0]), socket_of(&started[1]), "the two share a shim");
+    wait_until("the idle containers' shim to say why", Duration::from_secs(10), || (warnings() > before).then_some(()))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", containerd.log_tail(30)));
     // Both starts (two compiles, the module and the trampoline, in the first): one line.
-    assert_eq!(
-        warnings(),
-        before + 1,
-        "{}",
-        containerd.log_lines_mentioning("cannot be written")
-    );
+    assert_eq!(warnings(), before + 1, "{}", containerd.log_lines_mentioning("cannot be written"));
     // Leftover checks look at the whole fixture: remove both before checking.
     for id in &started {
         containerd.kill_task(id, "SIGKILL").unwrap();
-        containerd
-            .wait_task_status(id, "STOPPED", Duration::from_secs(10))
-            .unwrap();
+        containerd.wait_task_status(id, "STOPPED", Duration::from_secs(10)).unwrap();
         containerd.delete_container(id).unwrap();
     }
     for id in &started {
@@ -197,9 +136,7 @@ fn a_full_compile_cache_does_not_stop_containers() {
 fn a_read_only_compile_cache_does_not_stop_containers() {
     require_integration!();
     let tmpfs = Tmpfs::mount(1 << 20).unwrap_or_else(|e| panic!("{e:#}"));
-    tmpfs
-        .remount_read_only()
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    tmpfs.remount_read_only().unwrap_or_else(|e| panic!("{e:#}"));
     runs_without_a_writable_cache(&tmpfs.path().join("cache"), "Read-only file system");
 }
 
@@ -209,24 +146,11 @@ fn assert_short_error(out: &RunOutput, names: &[&str], long: usize) {
     assert_ne!(out.code, 0, "{out:?}");
     let shown = &out.stderr[..out.stderr.len().min(2000)];
     for name in names {
-        assert!(
-            out.stderr.contains(name),
-            "the error should name {name}: {shown}"
-        );
+        assert!(out.stderr.contains(name), "the error should name {name}: {shown}");
     }
-    assert!(
-        out.stderr.contains(&format!("({long} bytes)")),
-        "the error should say how long the value was: {shown}"
-    );
-    assert!(
-        out.stderr.len() < 16 << 10,
-        "the error quotes the whole value ({} bytes): {shown}",
-        out.stderr.len()
-    );
-    assert!(
-        !out.stderr.contains("exceed maximum message size"),
-        "{shown}"
-    );
+    assert!(out.stderr.contains(&format!("({long} bytes)")), "the error should say how long the value was: {shown}");
+    assert!(out.stderr.len() < 16 << 10, "the error quotes the whole value ({} bytes): {shown}", out.stderr.len());
+    assert!(!out.stderr.contains("exceed maximum message size"), "{shown}");
 }
 
 /// A value far longer than any error should quote: a 3 MiB operator-config value and a
@@ -238,51 +162,23 @@ fn errors_quote_only_a_prefix_of_long_values() {
     let containerd = wasmbox_integration::suite::start();
     let hello = import_compat(&containerd, "long-hello", &guests::hello().unwrap());
     let long = 3 << 20;
-    assert!(
-        long < TTRPC_MAX && 2 * long > TTRPC_MAX,
-        "a value whose quote twice would not fit"
-    );
+    assert!(long < TTRPC_MAX && 2 * long > TTRPC_MAX, "a value whose quote twice would not fit");
     let value = "x".repeat(long);
 
-    let config = config_file(
-        &containerd,
-        "long-value",
-        &format!("[limits]\ndefault_timeout = \"{value}\"\n"),
-    );
+    let config = config_file(&containerd, "long-value", &format!("[limits]\ndefault_timeout = \"{value}\"\n"));
     let spec = RunSpec::new(&hello, &ids::container_id("long-config"))
         .flag(&format!("--runtime-config-path={}", config.display()));
     let out = run_to_end(&containerd, &spec);
-    assert_short_error(
-        &out,
-        &[&config.display().to_string(), "limits.default_timeout"],
-        long,
-    );
+    assert_short_error(&out, &[&config.display().to_string(), "limits.default_timeout"], long);
 
     // A value that breaks the file's syntax: the parser's message must not quote the line.
-    let broken = config_file(
-        &containerd,
-        "long-syntax",
-        &format!("[limits]\ndefault_timeout = \"{value}\n"),
-    );
+    let broken = config_file(&containerd, "long-syntax", &format!("[limits]\ndefault_timeout = \"{value}\n"));
     let spec = RunSpec::new(&hello, &ids::container_id("long-syntax"))
         .flag(&format!("--runtime-config-path={}", broken.display()));
     let out = run_to_end(&containerd, &spec);
-    assert_ne!(
-        out.code,
-        0,
-        "{:?}",
-        &out.stderr[..out.stderr.len().min(2000)]
-    );
-    assert!(
-        out.stderr.contains(&broken.display().to_string()) && out.stderr.contains("line 2"),
-        "{:?}",
-        &out.stderr[..out.stderr.len().min(2000)]
-    );
-    assert!(
-        out.stderr.len() < 16 << 10,
-        "{} bytes of error",
-        out.stderr.len()
-    );
+    assert_ne!(out.code, 0, "{:?}", &out.stderr[..out.stderr.len().min(2000)]);
+    assert!(out.stderr.contains(&broken.display().to_string()) && out.stderr.contains("line 2"), "{:?}", &out.stderr[..out.stderr.len().min(2000)]);
+    assert!(out.stderr.len() < 16 << 10, "{} bytes of error", out.stderr.len());
 
     let annotation = "y".repeat(100 << 10);
     let spec = RunSpec::new(&hello, &ids::container_id("long-annotation"))
@@ -304,35 +200,20 @@ const HELD: Duration = Duration::from_secs(60);
 
 /// `ctr run -d` of `image` as container `id`, as a child process (it outlives a containerd
 /// restart), its Create held at the module's compile (see `Containerd::hold_compile`).
-fn start_held_create(
-    containerd: &Containerd,
-    image: &str,
-    id: &str,
-    ctr_flags: &[&str],
-) -> std::process::Child {
+fn start_held_create(containerd: &Containerd, image: &str, id: &str, ctr_flags: &[&str]) -> std::process::Child {
     containerd.track(id);
     // This Create's line, not an earlier one's.
     const WAITING: &str = "waiting for the compile under way";
     let before = containerd.log_lines_mentioning(WAITING).lines().count();
     let mut cmd = containerd.ctr_command();
     cmd.args(ctr_flags)
-        .args([
-            "run",
-            "-d",
-            "--null-io",
-            "--runtime",
-            wasmbox_integration::settings::WASMBOX_RUNTIME,
-            image,
-            id,
-        ])
+        .args(["run", "-d", "--null-io", "--runtime", wasmbox_integration::settings::WASMBOX_RUNTIME, image, id])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let child = cmd.spawn().expect("ctr run -d");
     wait_until("the Create to wait for the held compile", HELD, || {
-        let created = !containerd
-            .log_lines_mentioning(&format!("create {id} "))
-            .is_empty();
+        let created = !containerd.log_lines_mentioning(&format!("create {id} ")).is_empty();
         (created && containerd.log_lines_mentioning(WAITING).lines().count() > before).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", containerd.log_tail(40)));
@@ -342,16 +223,8 @@ fn start_held_create(
 /// Fails unless nothing is left of `id`, and no shim of this containerd runs.
 fn assert_nothing_left(containerd: &Containerd, id: &str) {
     assert_clean(containerd, id);
-    wait_until("every shim to exit", Duration::from_secs(20), || {
-        containerd.shim_processes().is_empty().then_some(())
-    })
-    .unwrap_or_else(|e| {
-        panic!(
-            "{e}: {:?}\n{}",
-            containerd.shim_processes(),
-            containerd.log_tail(40)
-        )
-    });
+    wait_until("every shim to exit", Duration::from_secs(20), || containerd.shim_processes().is_empty().then_some(()))
+        .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", containerd.shim_processes(), containerd.log_tail(40)));
 }
 
 /// A Create held at its compile, given up by containerd (`restart`: containerd restarted under
@@ -361,19 +234,14 @@ fn a_given_up_create_leaves_nothing(name: &str, ctr_flags: &[&str], restart: boo
     let mut containerd = wasmbox_integration::suite::start();
     let wasm = guests::idle().unwrap();
     let image = import_compat(&containerd, name, &wasm);
-    let held = containerd
-        .hold_compile(&image, &wasm)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let held = containerd.hold_compile(&image, &wasm).unwrap_or_else(|e| panic!("{e:#}"));
     let id = ids::container_id(name);
     let run = start_held_create(&containerd, &image, &id, ctr_flags);
     if restart {
         containerd.restart().unwrap_or_else(|e| panic!("{e:#}"));
     }
     let out = run.wait_with_output().unwrap();
-    assert!(
-        !out.status.success(),
-        "the run's Create was given up: {out:?}"
-    );
+    assert!(!out.status.success(), "the run's Create was given up: {out:?}");
     // ctr may find it gone already.
     let _ = containerd.delete_container(&id);
     // The Create goes on, finds itself given up and undoes itself (its log may no longer
@@ -407,15 +275,7 @@ fn execs_at_once(containerd: &Containerd, id: &str, prefix: &str, n: usize) {
                 let exec_id = format!("{prefix}-{i}");
                 s.spawn(move || {
                     let out = containerd
-                        .ctr([
-                            "task",
-                            "exec",
-                            "--exec-id",
-                            &exec_id,
-                            id,
-                            "/args.wasm",
-                            &exec_id,
-                        ])
+                        .ctr(["task", "exec", "--exec-id", &exec_id, id, "/args.wasm", &exec_id])
                         .unwrap_or_else(|e| panic!("{e:#}"));
                     (exec_id, out)
                 })
@@ -424,11 +284,7 @@ fn execs_at_once(containerd: &Containerd, id: &str, prefix: &str, n: usize) {
         for run in runs {
             let (exec_id, out) = run.join().unwrap();
             assert_eq!(out.code(), 0, "{exec_id}: {}", out.stderr_text());
-            assert!(
-                out.stdout_text().contains(&format!("arg[1]={exec_id}\n")),
-                "{exec_id}: {:?}",
-                out.stdout_text()
-            );
+            assert!(out.stdout_text().contains(&format!("arg[1]={exec_id}\n")), "{exec_id}: {:?}", out.stdout_text());
         }
     });
 }
@@ -445,11 +301,8 @@ fn a_soak_of_bursts_execs_restarts_and_given_up_creates_leaks_nothing() {
     let trap = import_compat(&containerd, "soak-trap", &guests::trap().unwrap());
     let idle = containerd
         .import_image(
-            wasmbox_integration::image::compat_image(
-                &ids::image_ref("soak-idle"),
-                &guests::idle().unwrap(),
-            )
-            .file("/args.wasm", guests::args_env().unwrap().to_vec(), 0o644),
+            wasmbox_integration::image::compat_image(&ids::image_ref("soak-idle"), &guests::idle().unwrap())
+                .file("/args.wasm", guests::args_env().unwrap().to_vec(), 0o644),
         )
         .unwrap();
     for round in 0..3 {
@@ -457,10 +310,7 @@ fn a_soak_of_bursts_execs_restarts_and_given_up_creates_leaks_nothing() {
             let hellos = s.spawn(|| run_at_once(&containerd, &hello, "soak-hello", 8));
             let traps = run_at_once(&containerd, &trap, "soak-trap", 4);
             for (id, out) in hellos.join().unwrap() {
-                assert!(
-                    out.code == 0 && out.stdout.contains(HELLO),
-                    "round {round}: {id}: {out:?}"
-                );
+                assert!(out.code == 0 && out.stdout.contains(HELLO), "round {round}: {id}: {out:?}");
             }
             for (id, out) in traps {
                 assert_eq!(out.code, 134, "round {round}: {id}: {out:?}");
@@ -468,34 +318,19 @@ fn a_soak_of_bursts_execs_restarts_and_given_up_creates_leaks_nothing() {
         });
         let id = ids::container_id("soak-idle");
         containerd.run_detached(&RunSpec::new(&idle, &id)).unwrap();
-        let before = containerd
-            .wait_task_status(&id, "RUNNING", START_TIMEOUT)
-            .unwrap();
+        let before = containerd.wait_task_status(&id, "RUNNING", START_TIMEOUT).unwrap();
         execs_at_once(&containerd, &id, &format!("r{round}a"), 10);
         containerd.restart().unwrap_or_else(|e| panic!("{e:#}"));
-        let after = containerd
-            .wait_task_status(&id, "RUNNING", START_TIMEOUT)
-            .unwrap();
-        assert_eq!(
-            before.pid, after.pid,
-            "the container runs on across the restart"
-        );
+        let after = containerd.wait_task_status(&id, "RUNNING", START_TIMEOUT).unwrap();
+        assert_eq!(before.pid, after.pid, "the container runs on across the restart");
         execs_at_once(&containerd, &id, &format!("r{round}b"), 10);
         containerd.kill_task(&id, "SIGKILL").unwrap();
-        containerd
-            .wait_task_status(&id, "STOPPED", Duration::from_secs(10))
-            .unwrap();
+        containerd.wait_task_status(&id, "STOPPED", Duration::from_secs(10)).unwrap();
         containerd.delete_container(&id).unwrap();
 
         // A Create given up in a restart.
-        let given_up = import_compat(
-            &containerd,
-            &format!("soak-given-up-{round}"),
-            &guests::idle().unwrap(),
-        );
-        let held = containerd
-            .hold_compile(&given_up, &guests::idle().unwrap())
-            .unwrap_or_else(|e| panic!("{e:#}"));
+        let given_up = import_compat(&containerd, &format!("soak-given-up-{round}"), &guests::idle().unwrap());
+        let held = containerd.hold_compile(&given_up, &guests::idle().unwrap()).unwrap_or_else(|e| panic!("{e:#}"));
         let id = ids::container_id("soak-given-up");
         let run = start_held_create(&containerd, &given_up, &id, &[]);
         containerd.restart().unwrap_or_else(|e| panic!("{e:#}"));
@@ -507,8 +342,6 @@ fn a_soak_of_bursts_execs_restarts_and_given_up_creates_leaks_nothing() {
     for id in containerd.tracked_ids() {
         assert_clean(&containerd, &id);
     }
-    let fifos: Vec<_> = std::fs::read_dir(&containerd.paths().fifo)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let fifos: Vec<_> = std::fs::read_dir(&containerd.paths().fifo).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     assert!(fifos.is_empty(), "FIFOs left: {fifos:?}");
 }

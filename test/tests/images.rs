@@ -270,9 +270,7 @@ fn wasm_layer_component_runs() {
     require_integration!();
     let version = version();
     if !version.stores_wasm_layers() {
-        wasmbox_integration::settings::skip(&format!(
-            "containerd {version} cannot store wasm layers ({OLD_CONTAINERD_REFUSAL})"
-        ));
+        wasmbox_integration::settings::skip(&format!("containerd {version} cannot store wasm layers ({OLD_CONTAINERD_REFUSAL})"));
         return;
     }
     let containerd = start();
@@ -302,9 +300,7 @@ fn wasm_layer_image_for_linux_amd64_needs_no_platform_flags() {
     require_integration!();
     let version = version();
     if !version.stores_wasm_layers() {
-        wasmbox_integration::settings::skip(&format!(
-            "containerd {version} cannot store wasm layers ({OLD_CONTAINERD_REFUSAL})"
-        ));
+        wasmbox_integration::settings::skip(&format!("containerd {version} cannot store wasm layers ({OLD_CONTAINERD_REFUSAL})"));
         return;
     }
     let containerd = start();
@@ -390,9 +386,7 @@ fn cncf_artifact_round_trips_with_oras() {
             "{}",
             pull.stderr_text()
         );
-        wasmbox_integration::settings::skip(&format!(
-            "the rest: containerd {version} cannot store wasm layers ({OLD_CONTAINERD_REFUSAL})"
-        ));
+        wasmbox_integration::settings::skip(&format!("the rest: containerd {version} cannot store wasm layers ({OLD_CONTAINERD_REFUSAL})"));
         return;
     }
     assert!(pull.status.success(), "{}", pull.stderr_text());
@@ -471,9 +465,7 @@ fn wasm_layers_holding_machine_code_or_other_content_are_refused() {
     require_integration!();
     let version = version();
     if !version.stores_wasm_layers() {
-        wasmbox_integration::settings::skip(&format!(
-            "containerd {version} cannot store wasm layers ({OLD_CONTAINERD_REFUSAL})"
-        ));
+        wasmbox_integration::settings::skip(&format!("containerd {version} cannot store wasm layers ({OLD_CONTAINERD_REFUSAL})"));
         return;
     }
     let containerd = start();

@@ -195,9 +195,7 @@ fn node_install_containerd_1_7_default_config() {
 fn node_install_containerd_2_default_config() {
     require_integration!();
     if containerd_major() < 2 {
-        wasmbox_integration::settings::skip(&format!(
-            "containerd 1.x does not read version-3 configs"
-        ));
+        wasmbox_integration::settings::skip(&format!("containerd 1.x does not read version-3 configs"));
         return;
     }
     round_trip(
@@ -286,10 +284,7 @@ fn node_install_dry_run_with_no_restart_says_it_would_not_restart() {
     let major = containerd_major().to_string();
     let node = Node::new(None);
     let said = node.wasmbox("install", &["--containerd-version", &major, "--dry-run"]);
-    assert!(
-        said.contains("restart: would not restart (--no-restart)"),
-        "{said}"
-    );
+    assert!(said.contains("restart: would not restart (--no-restart)"), "{said}");
     assert!(!said.contains("would restart"), "{said}");
     assert!(node.config(CONFIG).is_none(), "a dry run wrote the config");
 }

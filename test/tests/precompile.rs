@@ -12,9 +12,7 @@ use wasmbox_integration::cri::{self, Cri, Pod};
 use wasmbox_integration::image::{self, WASM_PATH};
 use wasmbox_integration::process::KillOnDrop;
 use wasmbox_integration::registry::Registry;
-use wasmbox_integration::suite::{
-    assert_clean, cache_artifacts, import_compat, start_tiering_everything,
-};
+use wasmbox_integration::suite::{assert_clean, cache_artifacts, import_compat, start_tiering_everything};
 use wasmbox_integration::{guests, ids, require_integration, Containerd};
 
 const COMPILE: Duration = Duration::from_secs(120);
@@ -25,11 +23,7 @@ const STARTED_ON_BASELINE: &str = "started on the baseline tier";
 /// Fails the test if the shim compiled anything (the first start found its artifacts).
 fn assert_shim_compiled_nothing(containerd: &Containerd) {
     for needle in SHIM_COMPILED.iter().chain([&STARTED_ON_BASELINE]) {
-        assert_eq!(
-            containerd.log_lines_mentioning(needle),
-            "",
-            "the first start found its artifacts"
-        );
+        assert_eq!(containerd.log_lines_mentioning(needle), "", "the first start found its artifacts");
     }
     assert!(containerd.background_compiles().is_empty());
 }
@@ -37,9 +31,7 @@ fn assert_shim_compiled_nothing(containerd: &Containerd) {
 /// Runs the files guest of `image` and checks that the shim compiled nothing for it.
 fn run_without_compiling(containerd: &Containerd, image: &str, test: &str) {
     let id = ids::container_id(test);
-    let out = containerd
-        .run_rm(image, &id, &[WASM_PATH, "/tmp/note.txt"])
-        .unwrap();
+    let out = containerd.run_rm(image, &id, &[WASM_PATH, "/tmp/note.txt"]).unwrap();
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(out.stdout, "read back: written by the files guest\n");
     assert_shim_compiled_nothing(containerd);
@@ -67,21 +59,10 @@ fn a_named_image_is_compiled_and_its_first_start_compiles_nothing() {
     let out = containerd.precompile(&[&image], COMPILE).unwrap();
 
     assert!(out.status.success(), "{out:?}");
-    assert!(
-        out.stdout_text()
-            .contains(&format!("{image}: compiled /app.wasm")),
-        "{out:?}"
-    );
-    assert_eq!(
-        cache_artifacts(&containerd, None).len(),
-        2,
-        "the module's and the WASI trampoline's"
-    );
+    assert!(out.stdout_text().contains(&format!("{image}: compiled /app.wasm")), "{out:?}");
+    assert_eq!(cache_artifacts(&containerd, None).len(), 2, "the module's and the WASI trampoline's");
     let again = containerd.precompile(&[&image], COMPILE).unwrap();
-    assert!(
-        again.stdout_text().contains("is compiled already"),
-        "{again:?}"
-    );
+    assert!(again.stdout_text().contains("is compiled already"), "{again:?}");
     run_without_compiling(&containerd, &image, "precompiled");
 }
 
@@ -96,40 +77,18 @@ fn a_wasi_0_3_component_is_compiled_at_its_first_start_or_at_pull_time() {
     let id = ids::container_id("p3-first");
     let image = import_compat(&containerd, "p3-first", &wasm);
     let out = containerd.run_rm(&image, &id, &[WASM_PATH, "x"]).unwrap();
-    assert_eq!(
-        (out.code, out.stdout.as_str()),
-        (2, "hello from wasi 0.3\n/app.wasm\nx\n"),
-        "{out:?}"
-    );
-    assert_ne!(
-        containerd.log_lines_mentioning(SHIM_COMPILED[0]),
-        "",
-        "the first start compiled it"
-    );
-    assert_eq!(
-        containerd.log_lines_mentioning(STARTED_ON_BASELINE),
-        "",
-        "components are not tiered"
-    );
+    assert_eq!((out.code, out.stdout.as_str()), (2, "hello from wasi 0.3\n/app.wasm\nx\n"), "{out:?}");
+    assert_ne!(containerd.log_lines_mentioning(SHIM_COMPILED[0]), "", "the first start compiled it");
+    assert_eq!(containerd.log_lines_mentioning(STARTED_ON_BASELINE), "", "components are not tiered");
     assert_clean(&containerd, &id);
 
     let containerd = start_tiering_everything();
     let image = import_compat(&containerd, "p3-precompiled", &wasm);
     let out = containerd.precompile(&[&image], COMPILE).unwrap();
-    assert!(
-        out.status.success()
-            && out
-                .stdout_text()
-                .contains(&format!("{image}: compiled /app.wasm")),
-        "{out:?}"
-    );
+    assert!(out.status.success() && out.stdout_text().contains(&format!("{image}: compiled /app.wasm")), "{out:?}");
     let id = ids::container_id("p3-precompiled");
     let out = containerd.run_rm(&image, &id, &[WASM_PATH]).unwrap();
-    assert_eq!(
-        (out.code, out.stdout.as_str()),
-        (1, "hello from wasi 0.3\n/app.wasm\n"),
-        "{out:?}"
-    );
+    assert_eq!((out.code, out.stdout.as_str()), (1, "hello from wasi 0.3\n/app.wasm\n"), "{out:?}");
     assert_shim_compiled_nothing(&containerd);
     assert_clean(&containerd, &id);
 }
@@ -139,10 +98,7 @@ fn images_without_wasm_are_left_alone_and_a_missing_one_is_an_error() {
     require_integration!();
     let containerd = Containerd::start().unwrap();
     let native = containerd
-        .import_image(image::native_image(
-            &ids::image_ref("precompile-native"),
-            &guests::native_hello().unwrap(),
-        ))
+        .import_image(image::native_image(&ids::image_ref("precompile-native"), &guests::native_hello().unwrap()))
         .unwrap();
     let missing = ids::image_ref("precompile-missing");
 
@@ -151,10 +107,7 @@ fn images_without_wasm_are_left_alone_and_a_missing_one_is_an_error() {
     assert!(out.stdout_text().contains("nothing to compile"), "{out:?}");
     let out = containerd.precompile(&[&missing], COMPILE).unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(
-        out.stderr_text().contains(&missing) && out.stderr_text().contains("not found"),
-        "{out:?}"
-    );
+    assert!(out.stderr_text().contains(&missing) && out.stderr_text().contains("not found"), "{out:?}");
     assert!(cache_artifacts(&containerd, None).is_empty());
 }
 
@@ -165,40 +118,20 @@ fn the_watcher_compiles_each_image_pulled_and_goes_on_after_a_bad_one() {
     let present = import_compat(&containerd, "watch-present", &guests::hello().unwrap());
     let mut watcher = containerd.watch_images().unwrap();
     // Images already on the node first, then events.
-    watcher
-        .wait_for_line(&format!("{present}: compiled"), COMPILE)
-        .unwrap();
-    watcher
-        .wait_for_line("watching containerd", COMPILE)
-        .unwrap();
+    watcher.wait_for_line(&format!("{present}: compiled"), COMPILE).unwrap();
+    watcher.wait_for_line("watching containerd", COMPILE).unwrap();
 
-    let bad = import_compat(
-        &containerd,
-        "watch-bad",
-        b"\0asm\x01\0\0\0not a valid module",
-    );
+    let bad = import_compat(&containerd, "watch-bad", b"\0asm\x01\0\0\0not a valid module");
     let native = containerd
-        .import_image(image::native_image(
-            &ids::image_ref("watch-native"),
-            &guests::native_hello().unwrap(),
-        ))
+        .import_image(image::native_image(&ids::image_ref("watch-native"), &guests::native_hello().unwrap()))
         .unwrap();
     let image = import_compat(&containerd, "watch-pulled", &guests::files().unwrap());
 
-    let line = watcher
-        .wait_for_line(&format!("{image}: compiled"), COMPILE)
-        .unwrap();
+    let line = watcher.wait_for_line(&format!("{image}: compiled"), COMPILE).unwrap();
     assert!(line.contains("/app.wasm"), "{line}");
     let log = watcher.log();
-    assert!(
-        log.lines().any(|l| l.contains(&bad) && l.contains("warn")),
-        "the bad image is reported:\n{log}"
-    );
-    assert!(
-        log.lines()
-            .any(|l| l.contains(&native) && l.contains("not a wasm image")),
-        "{log}"
-    );
+    assert!(log.lines().any(|l| l.contains(&bad) && l.contains("warn")), "the bad image is reported:\n{log}");
+    assert!(log.lines().any(|l| l.contains(&native) && l.contains("not a wasm image")), "{log}");
     assert!(watcher.is_running());
     run_without_compiling(&containerd, &image, "watch-pulled");
 }
@@ -209,27 +142,15 @@ fn an_image_pulled_from_a_registry_is_compiled_before_its_first_start() {
     let containerd = start_tiering_everything();
     let registry = Registry::start().unwrap();
     let reference = registry.reference("wasmbox/precompiled:v1");
-    containerd
-        .import_image(image::compat_image(&reference, &guests::files().unwrap()))
-        .unwrap();
-    containerd
-        .ctr_ok(["image", "push", "--plain-http", &reference])
-        .unwrap();
-    containerd
-        .ctr_ok(["image", "rm", "--sync", &reference])
-        .unwrap();
+    containerd.import_image(image::compat_image(&reference, &guests::files().unwrap())).unwrap();
+    containerd.ctr_ok(["image", "push", "--plain-http", &reference]).unwrap();
+    containerd.ctr_ok(["image", "rm", "--sync", &reference]).unwrap();
     let mut watcher = containerd.watch_images().unwrap();
-    watcher
-        .wait_for_line("watching containerd", COMPILE)
-        .unwrap();
+    watcher.wait_for_line("watching containerd", COMPILE).unwrap();
 
-    containerd
-        .ctr_ok(["image", "pull", "--plain-http", &reference])
-        .unwrap();
+    containerd.ctr_ok(["image", "pull", "--plain-http", &reference]).unwrap();
 
-    watcher
-        .wait_for_line(&format!("{reference}: compiled"), COMPILE)
-        .unwrap();
+    watcher.wait_for_line(&format!("{reference}: compiled"), COMPILE).unwrap();
     run_without_compiling(&containerd, &reference, "precompile-pulled");
 }
 
@@ -240,16 +161,12 @@ fn the_watcher_follows_a_containerd_restart() {
     require_integration!();
     let mut containerd = Containerd::start().unwrap();
     let mut watcher = containerd.watch_images().unwrap();
-    watcher
-        .wait_for_line("watching containerd", COMPILE)
-        .unwrap();
+    watcher.wait_for_line("watching containerd", COMPILE).unwrap();
 
     containerd.restart().unwrap();
     let image = import_compat(&containerd, "watch-restart", &guests::files().unwrap());
 
-    watcher
-        .wait_for_line(&format!("{image}: compiled"), COMPILE)
-        .unwrap();
+    watcher.wait_for_line(&format!("{image}: compiled"), COMPILE).unwrap();
     assert!(watcher.is_running());
     run_without_compiling(&containerd, &image, "watch-restart");
 }
@@ -262,36 +179,17 @@ fn a_cri_image_is_compiled_before_its_pod_starts() {
     let containerd = cri::start().unwrap_or_else(|e| panic!("starting containerd with CRI: {e:#}"));
     let cri = Cri::connect(&containerd).unwrap();
     let mut watcher = containerd.watch_images().unwrap();
-    watcher
-        .wait_for_line("watching containerd", COMPILE)
+    watcher.wait_for_line("watching containerd", COMPILE).unwrap();
+    let hello = cri::import_image(&containerd, image::compat_image(&ids::image_ref("cri-precompiled"), &guests::hello().unwrap()))
         .unwrap();
-    let hello = cri::import_image(
-        &containerd,
-        image::compat_image(
-            &ids::image_ref("cri-precompiled"),
-            &guests::hello().unwrap(),
-        ),
-    )
-    .unwrap();
-    watcher
-        .wait_for_line(&format!("k8s.io/{hello}: compiled"), COMPILE)
-        .unwrap();
+    watcher.wait_for_line(&format!("k8s.io/{hello}: compiled"), COMPILE).unwrap();
 
     let mut pod = Pod::run(&cri, &containerd, "cri-precompiled", CRI_WASMBOX_HANDLER).unwrap();
-    let id = pod
-        .create_container(&cri::container_config("hello", &hello))
-        .unwrap();
+    let id = pod.create_container(&cri::container_config("hello", &hello)).unwrap();
     cri.start_container(&id).unwrap();
-    let exited = cri
-        .wait_container_state(&id, ContainerState::ContainerExited, COMPILE)
-        .unwrap();
+    let exited = cri.wait_container_state(&id, ContainerState::ContainerExited, COMPILE).unwrap();
 
-    assert_eq!(
-        exited.exit_code,
-        0,
-        "{exited:?}\n{}",
-        containerd.log_lines_mentioning(&id)
-    );
+    assert_eq!(exited.exit_code, 0, "{exited:?}\n{}", containerd.log_lines_mentioning(&id));
     assert_shim_compiled_nothing(&containerd);
     // It runs the shim's binary on containerd's socket: not a leftover of the pod.
     drop(watcher);
@@ -308,17 +206,9 @@ fn a_start_waits_for_the_compile_under_way() {
     let containerd = Containerd::start().unwrap();
     let wasm = guests::files().unwrap();
     let image = import_compat(&containerd, "precompile-wait", &wasm);
-    let mut held = containerd
-        .hold_compile(&image, &wasm)
-        .unwrap_or_else(|e| panic!("{e:#}"))
-        .lock;
+    let mut held = containerd.hold_compile(&image, &wasm).unwrap_or_else(|e| panic!("{e:#}")).lock;
     // The lock names its holder, which the waiting start raises from SCHED_IDLE: a stand-in.
-    let compile = KillOnDrop(
-        Command::new("chrt")
-            .args(["--idle", "0", "sleep", "600"])
-            .spawn()
-            .unwrap(),
-    );
+    let compile = KillOnDrop(Command::new("chrt").args(["--idle", "0", "sleep", "600"]).spawn().unwrap());
     write!(*held, "{}", compile.0.id()).unwrap();
     wasmbox_integration::poll::wait_until("chrt to set SCHED_IDLE", COMPILE, || {
         (sched_policy(compile.0.id()) == SCHED_IDLE).then_some(())
@@ -327,39 +217,21 @@ fn a_start_waits_for_the_compile_under_way() {
 
     let id = ids::container_id("precompile-wait");
     std::thread::scope(|s| {
-        let run = s.spawn(|| {
-            containerd
-                .run_rm(&image, &id, &[WASM_PATH, "/tmp/note.txt"])
-                .unwrap()
-        });
+        let run = s.spawn(|| containerd.run_rm(&image, &id, &[WASM_PATH, "/tmp/note.txt"]).unwrap());
         wasmbox_integration::poll::wait_until("the start to wait for the compile", COMPILE, || {
-            (!containerd
-                .log_lines_mentioning("waiting for the compile under way")
-                .is_empty())
-            .then_some(())
+            (!containerd.log_lines_mentioning("waiting for the compile under way").is_empty()).then_some(())
         })
         .unwrap_or_else(|e| panic!("{e}\n{}", containerd.log_tail(40)));
-        assert!(
-            !run.is_finished(),
-            "the start goes on only when the compile ends"
-        );
-        assert_eq!(
-            sched_policy(compile.0.id()),
-            SCHED_OTHER,
-            "the compile waited for runs at normal priority"
-        );
+        assert!(!run.is_finished(), "the start goes on only when the compile ends");
+        assert_eq!(sched_policy(compile.0.id()), SCHED_OTHER, "the compile waited for runs at normal priority");
         drop(held);
         let out = run.join().unwrap();
         assert_eq!(out.code, 0, "{out:?}");
     });
 
     drop(compile);
-    assert!(!containerd
-        .log_lines_mentioning("the compile under way ended")
-        .is_empty());
+    assert!(!containerd.log_lines_mentioning("the compile under way ended").is_empty());
     // Nobody made it meanwhile: the start compiled it itself.
-    assert!(!containerd
-        .log_lines_mentioning("compiled /app.wasm")
-        .is_empty());
+    assert!(!containerd.log_lines_mentioning("compiled /app.wasm").is_empty());
     assert_clean(&containerd, &id);
 }

@@ -31,10 +31,7 @@ fn current_wasm_proposals_run() {
 
     let out = containerd.run_rm(&image, &id, &[]).unwrap();
 
-    assert_eq!(
-        out.code, 42,
-        "the number of the failed check, or Create's error: {out:?}"
-    );
+    assert_eq!(out.code, 42, "the number of the failed check, or Create's error: {out:?}");
     assert_clean(&containerd, &id);
 }
 

@@ -14,38 +14,25 @@ fn guest_reads_its_image_files_but_not_proc_sys_or_dev() {
     let containerd = start();
     let module = guests::cat_file().unwrap();
     let image = containerd
-        .import_image(compat_image(&ids::image_ref("cat"), &module).file(
-            "/data/greeting.txt",
-            b"hello from the image\n".to_vec(),
-            0o644,
-        ))
+        .import_image(
+            compat_image(&ids::image_ref("cat"), &module)
+                .file("/data/greeting.txt", b"hello from the image\n".to_vec(), 0o644),
+        )
         .unwrap();
 
     let id = ids::container_id("cat-own");
-    let out = containerd
-        .run_rm(&image, &id, &["/app.wasm", "/data/greeting.txt"])
-        .unwrap();
+    let out = containerd.run_rm(&image, &id, &["/app.wasm", "/data/greeting.txt"]).unwrap();
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(out.stdout, "hello from the image\n");
     assert_clean(&containerd, &id);
 
     // The peer's measured hole: a guest reading the runtime's environment through /proc.
-    for path in [
-        "/proc/1/environ",
-        "/proc/self/mounts",
-        "/sys/kernel/hostname",
-        "/dev/null",
-    ] {
+    for path in ["/proc/1/environ", "/proc/self/mounts", "/sys/kernel/hostname", "/dev/null"] {
         let id = ids::container_id("cat-denied");
-        let out = containerd
-            .run_rm(&image, &id, &["/app.wasm", path])
-            .unwrap();
+        let out = containerd.run_rm(&image, &id, &["/app.wasm", path]).unwrap();
         assert_eq!(out.code, 1, "{path} must not be readable: {out:?}");
         assert!(out.stdout.is_empty(), "{path} leaked: {:?}", out.stdout);
-        assert!(
-            out.stderr.contains(path),
-            "the guest's error names {path}: {out:?}"
-        );
+        assert!(out.stderr.contains(path), "the guest's error names {path}: {out:?}");
         assert_clean(&containerd, &id);
     }
 }
@@ -58,10 +45,7 @@ fn read_only_root_refuses_writes() {
     let id = ids::container_id("read-only");
     let spec = RunSpec::new(&image, &id).flag("--read-only").flag("--rm");
     let out = containerd.run(&spec).unwrap();
-    assert_eq!(
-        out.code, 1,
-        "a write to a read-only root must fail: {out:?}"
-    );
+    assert_eq!(out.code, 1, "a write to a read-only root must fail: {out:?}");
     assert!(out.stderr.contains("open for writing"), "{out:?}");
     assert_clean(&containerd, &id);
 
@@ -111,12 +95,7 @@ fn run_publishes_create_start_exit_and_delete_events() {
         .filter(|e| e.container_id() == Some(id.as_str()))
         .map(|e| e.topic.as_str())
         .collect();
-    for topic in [
-        "/tasks/create",
-        "/tasks/start",
-        "/tasks/exit",
-        "/tasks/delete",
-    ] {
+    for topic in ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"] {
         assert!(topics.contains(&topic), "no {topic} for {id}: {topics:?}");
     }
     assert_clean(&containerd, &id);
@@ -138,22 +117,18 @@ fn a_killed_shim_takes_its_container_with_it() {
 
     kill_and_wait(&shims, Duration::from_secs(10)).unwrap();
     // containerd notices the dead shim, runs its `delete` action and reaps the task.
-    wasmbox_integration::poll::wait_until(
-        "the container's process to die",
-        Duration::from_secs(30),
-        || (!is_alive(task.pid as i32)).then_some(()),
-    )
+    wasmbox_integration::poll::wait_until("the container's process to die", Duration::from_secs(30), || {
+        (!is_alive(task.pid as i32)).then_some(())
+    })
     .unwrap();
     // containerd then drops the task (or shows it STOPPED, depending on the version).
-    wasmbox_integration::poll::wait_until(
-        "containerd to see the task gone",
-        Duration::from_secs(30),
-        || match containerd.task(&id) {
+    wasmbox_integration::poll::wait_until("containerd to see the task gone", Duration::from_secs(30), || {
+        match containerd.task(&id) {
             Ok(None) => Some(()),
             Ok(Some(t)) if t.status == "STOPPED" => Some(()),
             _ => None,
-        },
-    )
+        }
+    })
     .unwrap();
     let _ = containerd.delete_task(&id);
     containerd.delete_container(&id).unwrap();

@@ -9,15 +9,15 @@
 use std::path::Path;
 use std::time::Duration;
 
-use wasmbox_image::ImageBuilder;
-use wasmbox_integration::config::CRI_WASMBOX_HANDLER;
-use wasmbox_integration::cri::api::ContainerState;
-use wasmbox_integration::cri::{self, Cri, Pod};
 use wasmbox_integration::ctr::RunSpec;
 use wasmbox_integration::http::{self, Client};
 use wasmbox_integration::netns::NetNs;
 use wasmbox_integration::poll::wait_until;
 use wasmbox_integration::suite::{run_to_end, signal_and_remove, start, start_logged};
+use wasmbox_image::ImageBuilder;
+use wasmbox_integration::config::CRI_WASMBOX_HANDLER;
+use wasmbox_integration::cri::api::ContainerState;
+use wasmbox_integration::cri::{self, Cri, Pod};
 use wasmbox_integration::{guests, ids, image, require_integration, Containerd};
 
 const LISTEN: &str = "wasmbox.dev/listen";
@@ -194,18 +194,11 @@ fn a_listener_that_cannot_be_bound_ends_the_guest_with_the_reason() {
 #[test]
 fn a_preview1_server_answers_on_its_pod_ip_through_cri() {
     require_integration!();
-    let containerd = cri::start_with_pod_network()
-        .unwrap_or_else(|e| panic!("containerd with CRI and CNI: {e:#}"));
+    let containerd = cri::start_with_pod_network().unwrap_or_else(|e| panic!("containerd with CRI and CNI: {e:#}"));
     let cri = Cri::connect(&containerd).unwrap();
     let image = cri::import_image(&containerd, server_image_builder("serve-cri")).unwrap();
-    let mut pod = Pod::run_in_pod_network(
-        &cri,
-        &containerd,
-        "serve-cri",
-        CRI_WASMBOX_HANDLER,
-        &[(LISTEN, "tcp:8080")],
-    )
-    .unwrap_or_else(|e| panic!("RunPodSandbox: {e:#}\n{}", containerd.log_tail(40)));
+    let mut pod = Pod::run_in_pod_network(&cri, &containerd, "serve-cri", CRI_WASMBOX_HANDLER, &[(LISTEN, "tcp:8080")])
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e:#}\n{}", containerd.log_tail(40)));
     let addr = format!("{}:8080", pod.ip().unwrap());
     let mut config = cri::container_config("server", &image);
     cri::in_pod_network(&mut config);
@@ -213,28 +206,17 @@ fn a_preview1_server_answers_on_its_pod_ip_through_cri() {
     let id = pod.create_container(&config).unwrap();
     cri.start_container(&id).unwrap();
     let connect = || std::net::TcpStream::connect(&addr).map_err(anyhow::Error::from);
-    wait_until(&format!("the server on {addr}"), START_TIMEOUT, || {
-        connect().ok()
-    })
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", containerd.log_lines_mentioning(&id)));
+    wait_until(&format!("the server on {addr}"), START_TIMEOUT, || connect().ok())
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", containerd.log_lines_mentioning(&id)));
 
     let answered = http::check_many(connect, CLIENTS, REQUESTS_PER_CLIENT).unwrap();
     assert_eq!(answered, CLIENTS * REQUESTS_PER_CLIENT);
-    let answer = Client::new(connect().unwrap())
-        .unwrap()
-        .get("/file", false)
-        .unwrap();
+    let answer = Client::new(connect().unwrap()).unwrap().get("/file", false).unwrap();
     assert_eq!(answer.body, GREETING);
 
     // kubelet's stop: SIGTERM, then the pod goes; nothing is left.
     cri.stop_container(&id, 10).unwrap();
-    let status = cri
-        .wait_container_state(
-            &id,
-            ContainerState::ContainerExited,
-            Duration::from_secs(30),
-        )
-        .unwrap();
+    let status = cri.wait_container_state(&id, ContainerState::ContainerExited, Duration::from_secs(30)).unwrap();
     assert_eq!(status.exit_code, 143, "{status:?}");
     pod.stop_and_remove().unwrap();
     pod.assert_nothing_left().unwrap();

@@ -11,11 +11,7 @@ fn shim(args: &[&str]) -> (i32, String, String) {
         .output()
         .unwrap_or_else(|e| panic!("running the shim (build it first): {e}"));
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (
-        out.status.code().unwrap_or(-1),
-        text(&out.stdout),
-        text(&out.stderr),
-    )
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
 }
 
 #[test]
@@ -24,16 +20,10 @@ fn help_lists_the_actions_and_version_names_the_runtime() {
         let (code, stdout, stderr) = shim(&[flag]);
         assert_eq!(code, 0, "{flag}: {stderr}");
         for action in ["start, delete", "precompile", "--version", WASMBOX_RUNTIME] {
-            assert!(
-                stdout.contains(action),
-                "{flag} does not mention {action}:\n{stdout}"
-            );
+            assert!(stdout.contains(action), "{flag} does not mention {action}:\n{stdout}");
         }
     }
     let (code, stdout, stderr) = shim(&["--version"]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(
-        stdout.starts_with(&format!("{WASMBOX_RUNTIME} ")),
-        "{stdout}"
-    );
+    assert!(stdout.starts_with(&format!("{WASMBOX_RUNTIME} ")), "{stdout}");
 }

@@ -3,9 +3,7 @@
 use std::time::Duration;
 
 use wasmbox_integration::ctr::RunSpec;
-use wasmbox_integration::suite::{
-    import_compat, signal_and_remove, start, start_spinning, start_spinning_spec,
-};
+use wasmbox_integration::suite::{import_compat, signal_and_remove, start, start_spinning, start_spinning_spec};
 use wasmbox_integration::{guests, ids, require_integration, Containerd, TaskInfo};
 
 /// The promise: kill to exit event within this long.
@@ -20,20 +18,11 @@ fn kill_spinning_guest(containerd: &Containerd, signal: &str, expected_status: u
 }
 
 /// Kills spinning task `id` with `signal` and checks how it ended (see [`kill_spinning_guest`]).
-fn kill_spun(
-    containerd: &Containerd,
-    id: &str,
-    task: TaskInfo,
-    signal: &str,
-    expected_status: u32,
-) {
+fn kill_spun(containerd: &Containerd, id: &str, task: TaskInfo, signal: &str, expected_status: u32) {
     assert!(task.pid > 0, "{task:?}");
 
     let (exit, took) = signal_and_remove(containerd, id, signal);
-    eprintln!(
-        "{signal}: exit status {:?} after {took:?}",
-        exit.exit_status()
-    );
+    eprintln!("{signal}: exit status {:?} after {took:?}", exit.exit_status());
 
     assert_eq!(exit.exit_status(), Some(expected_status), "{exit:?}");
     assert!(
@@ -62,9 +51,6 @@ fn sigterm_stops_a_spinning_wasi_0_3_command_with_143() {
     let containerd = start();
     let image = import_compat(&containerd, "p3-spin", &guests::p3_args().unwrap());
     let id = ids::container_id("p3-spin");
-    let task = start_spinning_spec(
-        &containerd,
-        RunSpec::new(&image, &id).args(["/app.wasm", "spinning"]),
-    );
+    let task = start_spinning_spec(&containerd, RunSpec::new(&image, &id).args(["/app.wasm", "spinning"]));
     kill_spun(&containerd, &id, task, "SIGTERM", 143);
 }

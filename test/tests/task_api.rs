@@ -25,21 +25,13 @@ fn an_idle_tasks_shim_keeps_no_thread_per_call_or_connection() {
     }
     let shim = containerd.shim_of(&id).expect("the task's shim");
     let mut names = Vec::new();
-    let idle = wait_until(
-        "the shim's call threads to end",
-        Duration::from_secs(10),
-        || {
-            names = thread_names(shim);
-            names.iter().all(|n| n != "wasmbox-call").then_some(())
-        },
-    );
+    let idle = wait_until("the shim's call threads to end", Duration::from_secs(10), || {
+        names = thread_names(shim);
+        names.iter().all(|n| n != "wasmbox-call").then_some(())
+    });
     assert!(idle.is_ok(), "threads of the idle shim: {names:?}");
     names.sort();
-    assert_eq!(
-        names,
-        ["containerd-shim", "wasmbox-ctr-log"],
-        "threads of the idle shim"
-    );
+    assert_eq!(names, ["containerd-shim", "wasmbox-ctr-log"], "threads of the idle shim");
     kill_and_remove(&containerd, &id);
     assert_clean(&containerd, &id);
 }
@@ -97,12 +89,7 @@ fn ls_ps_and_metrics_describe_a_running_task() {
 /// CPU time (user + system, clock ticks) the process `pid` has used so far.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
     // After the command: state is field 3, utime 14 and stime 15 (1-based, as in proc(5)).
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
@@ -124,52 +111,30 @@ fn pause_freezes_the_guest_resume_thaws_it_and_a_paused_task_can_be_killed() {
     let id = ids::container_id("pause");
     let task = start_spinning(&containerd, &id);
     let mut events = EventStream::start(&containerd, Duration::from_secs(10)).unwrap();
-    assert!(
-        ticks_in_window(task.pid) > 0,
-        "the guest spins while running"
-    );
+    assert!(ticks_in_window(task.pid) > 0, "the guest spins while running");
 
     containerd.ctr_ok(["task", "pause", id.as_str()]).unwrap();
-    containerd
-        .wait_task_status(&id, "PAUSED", Duration::from_secs(10))
-        .unwrap();
+    containerd.wait_task_status(&id, "PAUSED", Duration::from_secs(10)).unwrap();
     assert_eq!(ticks_in_window(task.pid), 0, "a paused guest uses no CPU");
     // Pausing twice is refused, as with runc.
-    assert!(
-        containerd
-            .ctr(["task", "pause", id.as_str()])
-            .unwrap()
-            .code()
-            != 0
-    );
+    assert!(containerd.ctr(["task", "pause", id.as_str()]).unwrap().code() != 0);
 
     containerd.ctr_ok(["task", "resume", id.as_str()]).unwrap();
-    containerd
-        .wait_task_status(&id, "RUNNING", Duration::from_secs(10))
-        .unwrap();
-    assert!(
-        ticks_in_window(task.pid) > 0,
-        "the guest spins again after resume"
-    );
+    containerd.wait_task_status(&id, "RUNNING", Duration::from_secs(10)).unwrap();
+    assert!(ticks_in_window(task.pid) > 0, "the guest spins again after resume");
     for topic in ["/tasks/paused", "/tasks/resumed"] {
         events
-            .next_matching(Duration::from_secs(10), |e| {
-                e.topic == topic && e.container_id() == Some(id.as_str())
-            })
+            .next_matching(Duration::from_secs(10), |e| e.topic == topic && e.container_id() == Some(id.as_str()))
             .unwrap_or_else(|e| panic!("no {topic} event: {e:#}"));
     }
 
     // Killed while paused: it dies (the freezer is thawed for SIGKILL).
     containerd.ctr_ok(["task", "pause", id.as_str()]).unwrap();
-    containerd
-        .wait_task_status(&id, "PAUSED", Duration::from_secs(10))
-        .unwrap();
+    containerd.wait_task_status(&id, "PAUSED", Duration::from_secs(10)).unwrap();
     containerd.kill_task(&id, "SIGKILL").unwrap();
     let exit = events.wait_exit(&id, Duration::from_secs(10)).unwrap();
     assert_eq!(exit.exit_status(), Some(137), "{exit:?}");
-    containerd
-        .wait_task_status(&id, "STOPPED", Duration::from_secs(10))
-        .unwrap();
+    containerd.wait_task_status(&id, "STOPPED", Duration::from_secs(10)).unwrap();
     containerd.delete_container(&id).unwrap();
     assert_clean(&containerd, &id);
 }

@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use wasmbox_integration::ctr::RunSpec;
 use wasmbox_integration::image::{compat_image, native_image};
-use wasmbox_integration::suite::{
-    assert_clean, import_compat, kill_and_remove, start, START_TIMEOUT,
-};
+use wasmbox_integration::suite::{assert_clean, import_compat, kill_and_remove, start, START_TIMEOUT};
 use wasmbox_integration::terminal::Terminal;
 use wasmbox_integration::{guests, ids, require_integration, Containerd};
 
@@ -31,28 +29,15 @@ fn converse(term: &mut Terminal, check_size: bool) {
         loop {
             term.send("size\r").unwrap();
             from = term.expect_from(from, "size: ", STEP).unwrap();
-            let shown = term.output()[from - "size: ".len()..]
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_string();
+            let shown = term.output()[from - "size: ".len()..].lines().next().unwrap_or_default().to_string();
             if shown.trim_end() == want {
                 break;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the terminal's size never became {want}: {}",
-                term.output()
-            );
+            assert!(std::time::Instant::now() < deadline, "the terminal's size never became {want}: {}", term.output());
         }
     }
     term.send("exit\r").unwrap();
-    assert_eq!(
-        term.wait(STEP).unwrap(),
-        7,
-        "the guest's exit status; the terminal showed:\n{}",
-        term.output()
-    );
+    assert_eq!(term.wait(STEP).unwrap(), 7, "the guest's exit status; the terminal showed:\n{}", term.output());
 }
 
 /// `ctr run -t` of `image`, with `args` in place of the image's (none: its own).
@@ -85,12 +70,7 @@ fn ctr_run_t_gives_a_wasi_0_3_command_a_terminal() {
     let mut term = run_t(&containerd, &image, &id, &[]);
     // Its stdout stream reaches the terminal; its status (the argument count) comes through.
     term.expect("hello from wasi 0.3", START_TIMEOUT).unwrap();
-    assert_eq!(
-        term.wait(STEP).unwrap(),
-        1,
-        "the terminal showed:\n{}",
-        term.output()
-    );
+    assert_eq!(term.wait(STEP).unwrap(), 1, "the terminal showed:\n{}", term.output());
     assert_clean(&containerd, &id);
 }
 
@@ -102,21 +82,11 @@ fn ctr_run_t_gives_a_wasi_0_3_command_terminal_streams_and_input() {
     let containerd = start();
     let image = import_compat(&containerd, "tty-p3-in", &guests::p3_command().unwrap());
     let id = ids::container_id("tty-p3-in");
-    let mut term = run_t(
-        &containerd,
-        &image,
-        &id,
-        &["/app.wasm", "isatty", "read-line", "exit:7"],
-    );
+    let mut term = run_t(&containerd, &image, &id, &["/app.wasm", "isatty", "read-line", "exit:7"]);
     term.expect("isatty: 1 1 1", START_TIMEOUT).unwrap();
     term.send("hello tty\r").unwrap();
     term.expect("got: hello tty", STEP).unwrap();
-    assert_eq!(
-        term.wait(STEP).unwrap(),
-        7,
-        "the terminal showed:\n{}",
-        term.output()
-    );
+    assert_eq!(term.wait(STEP).unwrap(), 7, "the terminal showed:\n{}", term.output());
     assert_clean(&containerd, &id);
 }
 
@@ -125,10 +95,7 @@ fn ctr_run_t_gives_a_native_init_a_terminal_with_its_size() {
     require_integration!();
     let containerd = start();
     let image = containerd
-        .import_image(native_image(
-            &ids::image_ref("tty-native"),
-            &guests::native_tty().unwrap(),
-        ))
+        .import_image(native_image(&ids::image_ref("tty-native"), &guests::native_tty().unwrap()))
         .unwrap();
     let id = ids::container_id("tty-native");
     let mut term = run_t(&containerd, &image, &id, &[]);
@@ -146,9 +113,7 @@ fn ctr_task_exec_t_of_wasm_and_native_programs() {
     let image = containerd.import_image(image).unwrap();
     let id = ids::container_id("tty-exec");
     containerd.run_detached(&RunSpec::new(&image, &id)).unwrap();
-    containerd
-        .wait_task_status(&id, "RUNNING", START_TIMEOUT)
-        .unwrap();
+    containerd.wait_task_status(&id, "RUNNING", START_TIMEOUT).unwrap();
 
     for (exec_id, program, size) in [("wasm", "/tty.wasm", false), ("native", "/tty", true)] {
         let mut cmd = containerd.ctr_command();
@@ -157,9 +122,6 @@ fn ctr_task_exec_t_of_wasm_and_native_programs() {
         converse(&mut term, size);
     }
     // The container is unharmed by its execs.
-    assert_eq!(
-        containerd.task(&id).unwrap().map(|t| t.status),
-        Some("RUNNING".to_string())
-    );
+    assert_eq!(containerd.task(&id).unwrap().map(|t| t.status), Some("RUNNING".to_string()));
     kill_and_remove(&containerd, &id);
 }

@@ -6,9 +6,7 @@
 use std::time::Duration;
 
 use wasmbox_integration::image::WASM_PATH;
-use wasmbox_integration::suite::{
-    assert_clean, cache_artifacts, import_compat, start_tiering_everything,
-};
+use wasmbox_integration::suite::{assert_clean, cache_artifacts, import_compat, start_tiering_everything};
 use wasmbox_integration::{guests, ids, require_integration};
 
 const STARTED_ON_BASELINE: &str = "started on the baseline tier";
@@ -25,42 +23,24 @@ fn the_first_start_runs_baseline_code_and_the_next_runs_cranelifts() {
     let image = import_compat(&containerd, "tiered", &wasm);
     let run = |note: &str| {
         let id = ids::container_id("tiered");
-        let out = containerd
-            .run_rm(&image, &id, &[WASM_PATH, "/tmp/note.txt"])
-            .unwrap();
+        let out = containerd.run_rm(&image, &id, &[WASM_PATH, "/tmp/note.txt"]).unwrap();
         assert_eq!(out.code, 0, "{note}: {out:?}");
-        assert_eq!(
-            out.stdout, "read back: written by the files guest\n",
-            "{note}"
-        );
+        assert_eq!(out.stdout, "read back: written by the files guest\n", "{note}");
         assert_clean(&containerd, &id);
     };
 
     run("first start");
     let baseline_starts = containerd.log_lines_mentioning(STARTED_ON_BASELINE);
-    assert_eq!(
-        baseline_starts.lines().count(),
-        1,
-        "the first start is on the baseline tier:\n{}",
-        containerd.log_tail(40)
-    );
+    assert_eq!(baseline_starts.lines().count(), 1, "the first start is on the baseline tier:\n{}", containerd.log_tail(40));
     containerd.wait_for_background_compiles(BACKGROUND).unwrap();
     let artifacts = cache_artifacts(&containerd, Some(&wasm));
-    assert_eq!(
-        artifacts.len(),
-        2,
-        "Winch's and, from the background, Cranelift's: {artifacts:?}"
-    );
+    assert_eq!(artifacts.len(), 2, "Winch's and, from the background, Cranelift's: {artifacts:?}");
     let locks: Vec<_> = std::fs::read_dir(containerd.paths().cache.join("compiling"))
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(
-        locks,
-        ["node.lock"],
-        "the module's compile lock goes with its compile"
-    );
+    assert_eq!(locks, ["node.lock"], "the module's compile lock goes with its compile");
 
     run("second start");
     assert_eq!(
@@ -68,11 +48,7 @@ fn the_first_start_runs_baseline_code_and_the_next_runs_cranelifts() {
         baseline_starts,
         "the second start runs Cranelift's artifact"
     );
-    assert_eq!(
-        cache_artifacts(&containerd, Some(&wasm)),
-        artifacts,
-        "nothing more compiled"
-    );
+    assert_eq!(cache_artifacts(&containerd, Some(&wasm)), artifacts, "nothing more compiled");
     assert!(containerd.background_compiles().is_empty());
 }
 
@@ -88,25 +64,14 @@ fn modules_the_baseline_compiler_refuses_are_compiled_by_cranelift_at_once() {
 
     let out = containerd.run_rm(&image, &id, &[]).unwrap();
 
-    assert_eq!(
-        out.code, 42,
-        "the number of the failed check, or Create's error: {out:?}"
-    );
+    assert_eq!(out.code, 42, "the number of the failed check, or Create's error: {out:?}");
     assert!(
-        !containerd
-            .log_lines_mentioning(REFUSED_BY_BASELINE)
-            .is_empty(),
+        !containerd.log_lines_mentioning(REFUSED_BY_BASELINE).is_empty(),
         "{}",
         containerd.log_tail(40)
     );
-    assert!(containerd
-        .log_lines_mentioning(STARTED_ON_BASELINE)
-        .is_empty());
-    assert_eq!(
-        cache_artifacts(&containerd, Some(&wasm)).len(),
-        1,
-        "Cranelift's only"
-    );
+    assert!(containerd.log_lines_mentioning(STARTED_ON_BASELINE).is_empty());
+    assert_eq!(cache_artifacts(&containerd, Some(&wasm)).len(), 1, "Cranelift's only");
     assert!(containerd.background_compiles().is_empty());
     assert_clean(&containerd, &id);
 }
@@ -122,17 +87,8 @@ fn a_trap_on_the_baseline_tier_fails_the_task_and_is_reported() {
     let out = containerd.run_rm(&image, &id, &[]).unwrap();
 
     assert_ne!(out.code, 0, "{out:?}");
-    assert!(
-        out.stderr.to_lowercase().contains("unreachable"),
-        "trap message expected on stderr: {out:?}"
-    );
-    assert_eq!(
-        containerd
-            .log_lines_mentioning(STARTED_ON_BASELINE)
-            .lines()
-            .count(),
-        1
-    );
+    assert!(out.stderr.to_lowercase().contains("unreachable"), "trap message expected on stderr: {out:?}");
+    assert_eq!(containerd.log_lines_mentioning(STARTED_ON_BASELINE).lines().count(), 1);
     containerd.wait_for_background_compiles(BACKGROUND).unwrap();
     assert_clean(&containerd, &id);
 }

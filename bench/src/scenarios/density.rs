@@ -128,13 +128,7 @@ fn start_and_measure(
     }
     let first = containers.first().context("no containers")?;
     let own_shim = serving_shim(first, &shims, &children, &in_containers);
-    let anatomy = describe(
-        subject,
-        &Members {
-            shim: own_shim,
-            container: first.clone(),
-        },
-    )?;
+    let anatomy = describe(subject, &Members { shim: own_shim, container: first.clone() })?;
     let per = |v: f64| v / n as f64;
     let run = DensityRun {
         subject: subject.label.clone(),
@@ -174,11 +168,7 @@ fn container_processes(containerd: &Containerd, shims: &[ProcInfo], id: &str) ->
 
 /// The shims and every descendant of theirs outside the containers (a zygote or helper,
 /// should one still be there): what the containers keep alive beside their own processes.
-fn shim_side(
-    shims: &[ProcInfo],
-    children: &HashMap<i32, Vec<i32>>,
-    containers: &BTreeSet<i32>,
-) -> Vec<i32> {
+fn shim_side(shims: &[ProcInfo], children: &HashMap<i32, Vec<i32>>, containers: &BTreeSet<i32>) -> Vec<i32> {
     let mut side = Vec::new();
     let mut todo: Vec<i32> = shims.iter().map(|p| p.pid).collect();
     while let Some(pid) = todo.pop() {
@@ -192,19 +182,11 @@ fn shim_side(
 }
 
 /// The shim-side processes of the shim that is the parent of one of `container`'s processes.
-fn serving_shim(
-    container: &[i32],
-    shims: &[ProcInfo],
-    children: &HashMap<i32, Vec<i32>>,
-    in_containers: &BTreeSet<i32>,
-) -> Vec<i32> {
+fn serving_shim(container: &[i32], shims: &[ProcInfo], children: &HashMap<i32, Vec<i32>>, in_containers: &BTreeSet<i32>) -> Vec<i32> {
     let shim = shims.iter().find(|s| {
-        children
-            .get(&s.pid)
-            .is_some_and(|kids| kids.iter().any(|k| container.contains(k)))
+        children.get(&s.pid).is_some_and(|kids| kids.iter().any(|k| container.contains(k)))
     });
-    shim.map(|s| shim_side(std::slice::from_ref(s), children, in_containers))
-        .unwrap_or_default()
+    shim.map(|s| shim_side(std::slice::from_ref(s), children, in_containers)).unwrap_or_default()
 }
 
 fn describe(subject: &Subject, m: &Members) -> Result<Anatomy> {

@@ -31,11 +31,7 @@ pub fn first_starts(containerd: &Containerd, large: &Subject, runs: usize) -> Re
 }
 
 /// First starts after a pull-time compile: (the starts in ms, the compiles in s).
-pub fn after_pull_compile(
-    containerd: &Containerd,
-    large: &Subject,
-    runs: usize,
-) -> Result<(Series, Series)> {
+pub fn after_pull_compile(containerd: &Containerd, large: &Subject, runs: usize) -> Result<(Series, Series)> {
     let (mut starts, mut compiles) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
     for i in 0..runs {
         interrupt::check()?;

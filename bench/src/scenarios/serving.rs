@@ -90,20 +90,14 @@ pub fn measure(
                 // The subject's arguments with the port in them.
                 Port::InArgs => {
                     let mut s = (*subject).clone();
-                    s.args = s
-                        .args
-                        .iter()
-                        .map(|a| a.replace("{port}", &port.to_string()))
-                        .collect();
+                    s.args = s.args.iter().map(|a| a.replace("{port}", &port.to_string())).collect();
                     s.spec(&id)
                 }
                 _ => subject.spec(&id),
             }
             .flag(&ns.ctr_flag());
             spec = match how {
-                Port::Preopened => spec.flag(&format!(
-                    "--annotation=wasmbox.dev/listen=tcp:127.0.0.1:{port}"
-                )),
+                Port::Preopened => spec.flag(&format!("--annotation=wasmbox.dev/listen=tcp:127.0.0.1:{port}")),
                 Port::Http => spec.flag(&format!("--annotation=wasmbox.dev/http=127.0.0.1:{port}")),
                 // After the subject's own args (the program): the port.
                 Port::Argument => spec.args([port.to_string()]),
@@ -114,11 +108,9 @@ pub fn measure(
                 .with_context(|| format!("starting {}", subject.label))?;
             started.push(id);
             let addr = format!("127.0.0.1:{port}");
-            wait_until(
-                &format!("{} to accept on {addr}", subject.label),
-                READY_TIMEOUT,
-                || ns.connect_tcp(&addr).ok(),
-            )?;
+            wait_until(&format!("{} to accept on {addr}", subject.label), READY_TIMEOUT, || {
+                ns.connect_tcp(&addr).ok()
+            })?;
             servers.push((format!("{prefix}/{}", subject.label), port));
         }
         // A short warm-up of each (page faults, connection setup), not counted.
@@ -130,10 +122,7 @@ pub fn measure(
             for (label, port) in &servers {
                 interrupt::check()?;
                 let (rps, p50, p99) = load(&wrk, &ns, *port, clients, seconds)?;
-                eprintln!(
-                    "    {label} round {}: {rps:.0} requests/s, p50 {p50:.3} ms, p99 {p99:.3} ms",
-                    round + 1
-                );
+                eprintln!("    {label} round {}: {rps:.0} requests/s, p50 {p50:.3} ms, p99 {p99:.3} ms", round + 1);
                 runs.push(ServingRun {
                     subject: label.clone(),
                     round,
@@ -158,13 +147,7 @@ pub fn measure(
 }
 
 /// One `wrk` run in the namespace: (requests/s, p50 ms, p99 ms).
-fn load(
-    wrk: &Path,
-    ns: &NetNs,
-    port: usize,
-    clients: usize,
-    seconds: u64,
-) -> Result<(f64, f64, f64)> {
+fn load(wrk: &Path, ns: &NetNs, port: usize, clients: usize, seconds: u64) -> Result<(f64, f64, f64)> {
     // Two load threads, one per core, as the server side has the machine's other processes.
     let libs = wrk
         .parent()
@@ -174,12 +157,7 @@ fn load(
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", ns.name()])
         .arg(wrk)
-        .args([
-            "-t2",
-            &format!("-c{clients}"),
-            &format!("-d{seconds}s"),
-            "--latency",
-        ])
+        .args(["-t2", &format!("-c{clients}"), &format!("-d{seconds}s"), "--latency"])
         .arg(format!("http://127.0.0.1:{port}/bench"))
         .env("LD_LIBRARY_PATH", libs);
     let out = run_captured(&mut cmd, None, Duration::from_secs(seconds + 60))?;
@@ -193,10 +171,7 @@ fn load(
 /// Reads requests/s and the 50% and 99% latencies from `wrk --latency`'s report; errors when
 /// wrk counted socket errors or non-2xx answers (a broken server is not fast).
 pub fn parse_wrk(text: &str) -> Result<(f64, f64, f64)> {
-    if let Some(line) = text
-        .lines()
-        .find(|l| l.contains("Socket errors") || l.contains("Non-2xx"))
-    {
+    if let Some(line) = text.lines().find(|l| l.contains("Socket errors") || l.contains("Non-2xx")) {
         bail!("wrk saw errors: {}", line.trim());
     }
     let rps = text
@@ -218,9 +193,7 @@ pub fn parse_wrk(text: &str) -> Result<(f64, f64, f64)> {
 
 /// wrk's durations: `812.00us`, `1.23ms`, `2.00s`, `1.00m`.
 fn duration_ms(v: &str) -> Result<f64> {
-    let split = v
-        .find(|c: char| c.is_ascii_alphabetic())
-        .context("no unit")?;
+    let split = v.find(|c: char| c.is_ascii_alphabetic()).context("no unit")?;
     let (n, unit) = v.split_at(split);
     let n: f64 = n.parse().with_context(|| format!("{v:?}"))?;
     Ok(match unit {
@@ -255,14 +228,8 @@ Transfer/sec:      5.01MB
     fn reads_wrks_report() {
         let (rps, p50, p99) = parse_wrk(REPORT).unwrap();
         assert_eq!(rps, 47780.12);
-        assert!(
-            (p50 - 0.398).abs() < 1e-9 && (p99 - 1.02).abs() < 1e-9,
-            "{p50} {p99}"
-        );
-        let broken = REPORT.replace(
-            "Requests/sec",
-            "  Non-2xx or 3xx responses: 3\nRequests/sec",
-        );
+        assert!((p50 - 0.398).abs() < 1e-9 && (p99 - 1.02).abs() < 1e-9, "{p50} {p99}");
+        let broken = REPORT.replace("Requests/sec", "  Non-2xx or 3xx responses: 3\nRequests/sec");
         assert!(parse_wrk(&broken).is_err());
         assert_eq!(duration_ms("2.00s").unwrap(), 2000.0);
     }

@@ -366,11 +366,7 @@ impl<'a> Node<'a> {
         let units = self.flavor.units();
         let what = units.join(" or ");
         if self.args.no_restart {
-            let verb = if self.args.dry_run {
-                "would not restart"
-            } else {
-                "not restarting"
-            };
+            let verb = if self.args.dry_run { "would not restart" } else { "not restarting" };
             println!("restart: {verb} (--no-restart): restart {what} to load the change");
             return Ok(());
         }

@@ -33,28 +33,19 @@ pub fn memory_files_from(cgroup: &str, mountinfo: &str) -> Option<(PathBuf, Path
         })
         .collect();
     let join = |mount_point: &str, root: &str, path: &str| {
-        let rel = path
-            .strip_prefix(root)
-            .unwrap_or(path)
-            .trim_start_matches('/');
+        let rel = path.strip_prefix(root).unwrap_or(path).trim_start_matches('/');
         let mut dir = PathBuf::from(mount_point);
         if !rel.is_empty() {
             dir.push(rel);
         }
         dir
     };
-    if let Some((_, path)) = lines
-        .iter()
-        .find(|(c, _)| c.split(',').any(|c| c == "memory"))
-    {
+    if let Some((_, path)) = lines.iter().find(|(c, _)| c.split(',').any(|c| c == "memory")) {
         let m = mounts
             .iter()
             .find(|m| m.fstype == "cgroup" && m.super_options.split(',').any(|o| o == "memory"))?;
         let dir = join(&m.mount_point, &m.root, path);
-        return Some((
-            dir.join("memory.usage_in_bytes"),
-            dir.join("memory.limit_in_bytes"),
-        ));
+        return Some((dir.join("memory.usage_in_bytes"), dir.join("memory.limit_in_bytes")));
     }
     let (_, path) = lines.iter().find(|(c, _)| c.is_empty())?;
     let m = mounts.iter().find(|m| m.fstype == "cgroup2")?;
@@ -75,14 +66,8 @@ mod tests {
 36 30 0:32 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw
 ";
         let (usage, limit) = memory_files_from(cgroup, mountinfo).unwrap();
-        assert_eq!(
-            usage,
-            PathBuf::from("/sys/fs/cgroup/memory/default/c1/memory.usage_in_bytes")
-        );
-        assert_eq!(
-            limit,
-            PathBuf::from("/sys/fs/cgroup/memory/default/c1/memory.limit_in_bytes")
-        );
+        assert_eq!(usage, PathBuf::from("/sys/fs/cgroup/memory/default/c1/memory.usage_in_bytes"));
+        assert_eq!(limit, PathBuf::from("/sys/fs/cgroup/memory/default/c1/memory.limit_in_bytes"));
     }
 
     #[test]
@@ -90,22 +75,14 @@ mod tests {
         let cgroup = "0::/kubepods/pod1/c1\n";
         let mountinfo = "36 30 0:32 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n";
         let (usage, limit) = memory_files_from(cgroup, mountinfo).unwrap();
-        assert_eq!(
-            usage,
-            PathBuf::from("/sys/fs/cgroup/kubepods/pod1/c1/memory.current")
-        );
-        assert_eq!(
-            limit,
-            PathBuf::from("/sys/fs/cgroup/kubepods/pod1/c1/memory.max")
-        );
+        assert_eq!(usage, PathBuf::from("/sys/fs/cgroup/kubepods/pod1/c1/memory.current"));
+        assert_eq!(limit, PathBuf::from("/sys/fs/cgroup/kubepods/pod1/c1/memory.max"));
         assert!(memory_files_from(cgroup, "").is_none());
     }
 
     #[test]
     fn detects_systemd_paths() {
-        assert!(is_systemd_path(Some(
-            "kubepods-besteffort.slice:cri-containerd:abc"
-        )));
+        assert!(is_systemd_path(Some("kubepods-besteffort.slice:cri-containerd:abc")));
         assert!(is_systemd_path(Some("system.slice:wasmbox:abc")));
         assert!(!is_systemd_path(Some("/default/abc")));
         assert!(!is_systemd_path(Some("/kubepods/besteffort/pod1/abc")));

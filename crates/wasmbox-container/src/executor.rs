@@ -49,15 +49,10 @@ fn close_what_exec_would(keep: &[RawFd]) {
         // No /proc in this container: try the usual range.
         Err(_) => (3..4096).collect(),
     };
-    for fd in open
-        .into_iter()
-        .filter(|fd| *fd > 2 && !keep.contains(fd) && !registered.contains(fd))
-    {
-        let cloexec = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_ok_and(|f| {
-            nix::fcntl::FdFlag::from_bits_truncate(f).contains(nix::fcntl::FdFlag::FD_CLOEXEC)
-        });
-        let pipe =
-            nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO);
+    for fd in open.into_iter().filter(|fd| *fd > 2 && !keep.contains(fd) && !registered.contains(fd)) {
+        let cloexec = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD)
+            .is_ok_and(|f| nix::fcntl::FdFlag::from_bits_truncate(f).contains(nix::fcntl::FdFlag::FD_CLOEXEC));
+        let pipe = nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO);
         if cloexec && pipe {
             let _ = nix::unistd::close(fd);
         }
@@ -118,11 +113,7 @@ impl WasmboxExecutor {
 }
 
 fn args(spec: &Spec) -> Option<&Vec<String>> {
-    spec.process()
-        .as_ref()?
-        .args()
-        .as_ref()
-        .filter(|a| !a.is_empty())
+    spec.process().as_ref()?.args().as_ref().filter(|a| !a.is_empty())
 }
 
 fn env(spec: &Spec) -> Vec<String> {
@@ -138,9 +129,9 @@ impl Executor for WasmboxExecutor {
             // Resolved, compiled and linked before the container was created.
             return Ok(());
         }
-        let arg0 = args(spec).map(|a| a[0].clone()).ok_or_else(|| {
-            ExecutorValidationError::ArgValidationError("the spec's process has no args".into())
-        })?;
+        let arg0 = args(spec)
+            .map(|a| a[0].clone())
+            .ok_or_else(|| ExecutorValidationError::ArgValidationError("the spec's process has no args".into()))?;
         let cwd = spec
             .process()
             .as_ref()
@@ -155,11 +146,9 @@ impl Executor for WasmboxExecutor {
 
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
         if let Some(w) = &self.wasm {
-            let sandbox = SandboxSpec::from_spec(spec, &w.argv0)
-                .map_err(|e| ExecutorError::Other(e.to_string()))?;
+            let sandbox = SandboxSpec::from_spec(spec, &w.argv0).map_err(|e| ExecutorError::Other(e.to_string()))?;
             close_what_exec_would(&[w.guest_fs.as_raw_fd()]);
-            let fs = guest_fs::receive(w.guest_fs.as_raw_fd())
-                .map_err(|e| ExecutorError::Other(e.to_string()))?;
+            let fs = guest_fs::receive(w.guest_fs.as_raw_fd()).map_err(|e| ExecutorError::Other(e.to_string()))?;
             // `ps` shows the guest's command line, as it would a native process's.
             crate::proctitle::set(&sandbox.args.join(" "));
             let confinement = Confinement {
@@ -174,12 +163,8 @@ impl Executor for WasmboxExecutor {
                 .apply(w.exec_seccomp.as_ref(), &report)
                 .map_err(|e| ExecutorError::Other(format!("confine the wasm process: {e}")))?;
             let granted = Granted {
-                dirs: Some(GuestDirs {
-                    root: fs.root.as_fd(),
-                }),
-                memory: fs
-                    .memory
-                    .map(|(usage, limit)| MemoryCgroup { usage, limit }),
+                dirs: Some(GuestDirs { root: fs.root.as_fd() }),
+                memory: fs.memory.map(|(usage, limit)| MemoryCgroup { usage, limit }),
                 policy: &w.policy,
             };
             let status = wasmbox_wasm::run::run(&w.program, &sandbox, granted);
@@ -227,13 +212,10 @@ fn find_executable(arg0: &str, env: &[String], cwd: &str) -> Result<String, Stri
                 Err(_) => format!("entrypoint {arg0:?} not found in the container"),
             });
         }
-        return Err(format!(
-            "exec: {arg0:?}: executable file not found in $PATH"
-        ));
+        return Err(format!("exec: {arg0:?}: executable file not found in $PATH"));
     };
     let mut head = [0u8; 16];
-    let Ok(n) = std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head))
-    else {
+    let Ok(n) = std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head)) else {
         // Executable but not readable by this user: only the kernel can tell.
         return Ok(path.clone());
     };
@@ -264,9 +246,5 @@ fn exec_native(spec: &Spec) -> Result<(), ExecutorError> {
     // execv, not execvp: no fallback to /bin/sh for a file the kernel cannot exec. The process
     // environment was set from the spec by libcontainer.
     let err = nix::unistd::execv(&cpath, &cargs).unwrap_err();
-    Err(ExecutorError::Other(format!(
-        "exec {}: {}",
-        args[0],
-        err.desc()
-    )))
+    Err(ExecutorError::Other(format!("exec {}: {}", args[0], err.desc())))
 }

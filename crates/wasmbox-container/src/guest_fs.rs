@@ -42,27 +42,9 @@ pub const HIDDEN_DIRS: [&str; 3] = ["/proc", "/sys", "/dev"];
 /// Filesystem types that expose the kernel, other processes or devices: detached wherever
 /// they are mounted (e.g. a bind of the host's `/proc` or `/sys/fs/cgroup` to `/host`).
 const PSEUDO_FS: &[&str] = &[
-    "proc",
-    "sysfs",
-    "devtmpfs",
-    "devpts",
-    "mqueue",
-    "cgroup",
-    "cgroup2",
-    "securityfs",
-    "debugfs",
-    "tracefs",
-    "bpf",
-    "configfs",
-    "fusectl",
-    "pstore",
-    "efivarfs",
-    "binfmt_misc",
-    "nsfs",
-    "autofs",
-    "selinuxfs",
-    "rpc_pipefs",
-    "hugetlbfs",
+    "proc", "sysfs", "devtmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "securityfs", "debugfs",
+    "tracefs", "bpf", "configfs", "fusectl", "pstore", "efivarfs", "binfmt_misc", "nsfs", "autofs",
+    "selinuxfs", "rpc_pipefs", "hugetlbfs",
 ];
 
 /// Errors building or receiving the guest's filesystem.
@@ -85,12 +67,9 @@ fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> GuestFsError {
 
 /// True for `/proc`, `/sys`, `/dev` and anything below them.
 pub fn is_hidden(path: &str) -> bool {
-    HIDDEN_DIRS.iter().any(|h| {
-        path == *h
-            || path
-                .strip_prefix(h)
-                .is_some_and(|rest| rest.starts_with('/'))
-    })
+    HIDDEN_DIRS
+        .iter()
+        .any(|h| path == *h || path.strip_prefix(h).is_some_and(|rest| rest.starts_with('/')))
 }
 
 /// What to do in the copy of the container's mount namespace.
@@ -151,11 +130,7 @@ pub struct GuestFs {
 const HAS_MEMORY: u8 = 1;
 
 fn open_dir_path(path: &str) -> Result<OwnedFd, nix::Error> {
-    let fd = nix::fcntl::open(
-        path,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
+    let fd = nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
     // SAFETY: `open` returned a fresh descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -165,11 +140,7 @@ fn open_dir_path(path: &str) -> Result<OwnedFd, nix::Error> {
 /// caller (they are host paths). Runs in the create helper. Entering a mount namespace needs
 /// a single-threaded process, and the helper may have threads (Wasmtime compiles in
 /// parallel), so the work is done in a forked child; glibc keeps malloc usable after fork.
-pub fn build(
-    init_pid: i32,
-    memory: Option<(File, File)>,
-    to_init: BorrowedFd<'_>,
-) -> Result<(), GuestFsError> {
+pub fn build(init_pid: i32, memory: Option<(File, File)>, to_init: BorrowedFd<'_>) -> Result<(), GuestFsError> {
     let mut text = String::new();
     File::open(format!("/proc/{init_pid}/mountinfo"))
         .and_then(|mut f| f.read_to_string(&mut text))
@@ -196,8 +167,7 @@ pub fn build(
         }
         nix::unistd::ForkResult::Parent { child } => {
             drop(err_w);
-            let status =
-                nix::sys::wait::waitpid(child, None).map_err(sys("wait for the builder"))?;
+            let status = nix::sys::wait::waitpid(child, None).map_err(sys("wait for the builder"))?;
             let mut message = String::new();
             let _ = File::from(err_r).read_to_string(&mut message);
             match status {
@@ -205,9 +175,7 @@ pub fn build(
                 _ if !message.is_empty() => Err(GuestFsError::Other(
                     message.trim_start_matches("guest filesystem: ").to_string(),
                 )),
-                other => Err(GuestFsError::Other(format!(
-                    "the builder ended with {other:?}"
-                ))),
+                other => Err(GuestFsError::Other(format!("the builder ended with {other:?}"))),
             }
         }
     }
@@ -222,18 +190,11 @@ fn in_copy(
     memory: Option<&(File, File)>,
     to_init: BorrowedFd<'_>,
 ) -> Result<(), GuestFsError> {
-    nix::sched::setns(ns.as_fd(), CloneFlags::CLONE_NEWNS)
-        .map_err(sys("enter the container's mount namespace"))?;
+    nix::sched::setns(ns.as_fd(), CloneFlags::CLONE_NEWNS).map_err(sys("enter the container's mount namespace"))?;
     nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(sys("unshare a mount namespace"))?;
     // Private first: nothing done here may propagate to the container or the host.
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(sys("make the copy private"))?;
+    nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(sys("make the copy private"))?;
     for m in &plan.detach {
         match nix::mount::umount2(m.as_str(), MntFlags::MNT_DETACH) {
             // Gone with its parent, or shadowed: either way not reachable.
@@ -286,14 +247,8 @@ fn cover(dir: &str) -> Result<(), GuestFsError> {
         _ => return Ok(()),
     }
     let flags = MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
-    nix::mount::mount(
-        Some("wasmbox-hidden"),
-        dir,
-        Some("tmpfs"),
-        flags,
-        Some("mode=0555,size=4k"),
-    )
-    .map_err(sys(format!("cover {dir}")))
+    nix::mount::mount(Some("wasmbox-hidden"), dir, Some("tmpfs"), flags, Some("mode=0555,size=4k"))
+        .map_err(sys(format!("cover {dir}")))
 }
 
 /// Remounts `path` with `nodev,nosuid`, keeping its other flags (read-only stays read-only).
@@ -305,13 +260,8 @@ fn harden(path: &str) -> Result<(), GuestFsError> {
         Err(e) => return Err(sys(format!("statvfs {path}"))(e)),
     };
     let kept = MsFlags::from_bits_truncate(st.flags().bits() as libc::c_ulong)
-        & (MsFlags::MS_RDONLY
-            | MsFlags::MS_NOEXEC
-            | MsFlags::MS_NOATIME
-            | MsFlags::MS_NODIRATIME
-            | MsFlags::MS_RELATIME);
-    let flags =
-        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NODEV | MsFlags::MS_NOSUID | kept;
+        & (MsFlags::MS_RDONLY | MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME | MsFlags::MS_NODIRATIME | MsFlags::MS_RELATIME);
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NODEV | MsFlags::MS_NOSUID | kept;
     match nix::mount::mount(None::<&str>, path, None::<&str>, flags, None::<&str>) {
         Ok(()) | Err(nix::Error::ENOENT) => Ok(()),
         Err(e) => Err(sys(format!("remount {path} nodev,nosuid"))(e)),
@@ -323,41 +273,25 @@ pub fn receive(from_helper: RawFd) -> Result<GuestFs, GuestFsError> {
     let mut payload = [0u8; 1];
     let mut iov = [IoSliceMut::new(&mut payload)];
     let mut cmsg = nix::cmsg_space!([RawFd; 4]);
-    let msg = nix::sys::socket::recvmsg::<()>(
-        from_helper,
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(sys("receive the guest's filesystem"))?;
+    let msg = nix::sys::socket::recvmsg::<()>(from_helper, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
+        .map_err(sys("receive the guest's filesystem"))?;
     let mut fds: Vec<OwnedFd> = Vec::new();
     for c in msg.cmsgs().map_err(sys("read the control message"))? {
         if let ControlMessageOwned::ScmRights(raw) = c {
             // SAFETY: SCM_RIGHTS installed these descriptors in this process just now.
-            fds.extend(
-                raw.into_iter()
-                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-            );
+            fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
         }
     }
     if msg.bytes != 1 {
-        return Err(GuestFsError::Other(
-            "the create helper sent no filesystem".into(),
-        ));
+        return Err(GuestFsError::Other("the create helper sent no filesystem".into()));
     }
     let flags = payload[0];
     let expected = 2 + 2 * usize::from(flags & HAS_MEMORY != 0);
     if fds.len() != expected {
-        return Err(GuestFsError::Other(format!(
-            "expected {expected} descriptors, got {}",
-            fds.len()
-        )));
+        return Err(GuestFsError::Other(format!("expected {expected} descriptors, got {}", fds.len())));
     }
     let mut it = fds.into_iter();
-    let mut next = || {
-        it.next()
-            .ok_or_else(|| GuestFsError::Other("descriptor missing".into()))
-    };
+    let mut next = || it.next().ok_or_else(|| GuestFsError::Other("descriptor missing".into()));
     let root = next()?;
     let namespace = next()?;
     let memory = if flags & HAS_MEMORY != 0 {
@@ -403,15 +337,7 @@ mod tests {
     #[test]
     fn drops_proc_sys_dev_and_pseudo_filesystems_anywhere() {
         let p = plan(&parse_mountinfo(MOUNTINFO));
-        for m in [
-            "/proc",
-            "/dev",
-            "/dev/pts",
-            "/dev/shm",
-            "/sys",
-            "/sys/fs/cgroup",
-            "/host proc",
-        ] {
+        for m in ["/proc", "/dev", "/dev/pts", "/dev/shm", "/sys", "/sys/fs/cgroup", "/host proc"] {
             assert!(p.detach.contains(&m.to_string()), "{m} must go: {p:?}");
         }
         // Children first, so a parent's detach never strands a child we still want gone.

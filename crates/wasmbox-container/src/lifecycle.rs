@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use libcgroups::common::{create_cgroup_manager, CgroupConfig, CgroupManager, ControllerOpt};
+use oci_spec::runtime::LinuxResources;
 use libcgroups::stats::Stats;
 use libcontainer::container::Container;
 use libcontainer::signal::Signal;
-use oci_spec::runtime::LinuxResources;
 
 use crate::ContainerError;
 
@@ -42,9 +42,7 @@ impl Handle {
 
     fn load(&self) -> Result<Container, ContainerError> {
         if !self.exists() {
-            return Err(ContainerError::NotFound {
-                id: self.id.clone(),
-            });
+            return Err(ContainerError::NotFound { id: self.id.clone() });
         }
         Container::load(self.dir()).map_err(|source| self.lc(source))
     }
@@ -61,9 +59,7 @@ impl Handle {
         self.load()?
             .pid()
             .map(|p| p.as_raw())
-            .ok_or(ContainerError::NotFound {
-                id: self.id.clone(),
-            })
+            .ok_or(ContainerError::NotFound { id: self.id.clone() })
     }
 
     /// Lets the init run its workload.
@@ -147,13 +143,10 @@ impl Handle {
 
     /// Every process in the container's cgroup.
     pub fn pids(&self) -> Result<Vec<i32>, ContainerError> {
-        let pids = self
-            .cgroup()?
-            .get_all_pids()
-            .map_err(|e| ContainerError::Cgroup {
-                id: self.id.clone(),
-                message: e.to_string(),
-            })?;
+        let pids = self.cgroup()?.get_all_pids().map_err(|e| ContainerError::Cgroup {
+            id: self.id.clone(),
+            message: e.to_string(),
+        })?;
         Ok(pids.into_iter().map(|p| p.as_raw()).collect())
     }
 

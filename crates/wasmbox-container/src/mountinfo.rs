@@ -16,12 +16,7 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
             let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -66,9 +61,6 @@ mod tests {
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].root, "/sub");
         assert_eq!(e[0].mount_point, "/sys/fs/cgroup/my mem");
-        assert_eq!(
-            (e[0].fstype.as_str(), e[0].super_options.as_str()),
-            ("cgroup", "rw,memory")
-        );
+        assert_eq!((e[0].fstype.as_str(), e[0].super_options.as_str()), ("cgroup", "rw,memory"));
     }
 }

@@ -12,11 +12,11 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use containerd_shim::protos::api::Envelope;
 use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::protos::shim::events::ForwardRequest;
 use containerd_shim::protos::shim_async::{Client, EventsClient};
 use containerd_shim::protos::ttrpc::context;
+use containerd_shim::protos::api::Envelope;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 /// How long one event may wait for containerd to come back.

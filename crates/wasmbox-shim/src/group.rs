@@ -85,21 +85,9 @@ pub fn slot_group(key: &str, slot: usize) -> String {
 /// replaced binary, or under another handler, never join a shim of the old one.
 pub fn binary_identity(config: Option<&Path>) -> String {
     let exe = std::fs::metadata("/proc/self/exe")
-        .map(|m| {
-            format!(
-                "{}:{}:{}:{}.{}",
-                m.dev(),
-                m.ino(),
-                m.size(),
-                m.mtime(),
-                m.mtime_nsec()
-            )
-        })
+        .map(|m| format!("{}:{}:{}:{}.{}", m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
         .unwrap_or_default();
-    format!(
-        "{exe}:{}",
-        config.map(|p| p.display().to_string()).unwrap_or_default()
-    )
+    format!("{exe}:{}", config.map(|p| p.display().to_string()).unwrap_or_default())
 }
 
 /// The limit the serving process was started with (pods: none).
@@ -209,12 +197,7 @@ impl Admission {
     /// admitted container is still to come. From then on nobody is admitted.
     pub fn should_exit(&mut self, tasks: usize, now: Instant) -> bool {
         self.expire(now);
-        if self.exiting
-            || !self.exit_wanted
-            || tasks > 0
-            || !self.reserved.is_empty()
-            || !self.creating.is_empty()
-        {
+        if self.exiting || !self.exit_wanted || tasks > 0 || !self.reserved.is_empty() || !self.creating.is_empty() {
             return false;
         }
         self.exiting = true;
@@ -238,10 +221,7 @@ mod tests {
 
     #[test]
     fn pods_keep_their_shim_and_a_limit_of_one_gives_each_its_own() {
-        assert_eq!(
-            placement("c", Some("pod1"), 16, "x"),
-            Placement::Pod("pod1".into())
-        );
+        assert_eq!(placement("c", Some("pod1"), 16, "x"), Placement::Pod("pod1".into()));
         assert_eq!(placement("c", Some(""), 1, "x"), Placement::Own("c".into()));
         assert_eq!(placement("c", None, 0, "x"), Placement::Own("c".into()));
     }
@@ -260,10 +240,7 @@ mod tests {
 
     #[test]
     fn identity_names_the_config() {
-        assert_ne!(
-            binary_identity(None),
-            binary_identity(Some(Path::new("/etc/x.toml")))
-        );
+        assert_ne!(binary_identity(None), binary_identity(Some(Path::new("/etc/x.toml"))));
         assert_eq!(binary_identity(None), binary_identity(None));
     }
 
@@ -277,11 +254,7 @@ mod tests {
         // Asking again for a held place is not a second place.
         assert_eq!(a.reserve("b", 1, now), Ok(()));
         a.creating("a");
-        assert_eq!(
-            a.reserve("c", 1, now),
-            Err(Refusal::Full),
-            "a Create under way holds its place"
-        );
+        assert_eq!(a.reserve("c", 1, now), Err(Refusal::Full), "a Create under way holds its place");
         a.created("a");
         assert_eq!(a.reserve("c", 2, now), Err(Refusal::Full));
         assert_eq!(a.reserve("c", 1, now), Ok(()));
@@ -291,19 +264,13 @@ mod tests {
     fn exits_only_when_wanted_and_nobody_is_left_or_coming() {
         let now = Instant::now();
         let mut a = Admission::new(16, RESERVATION_TTL);
-        assert!(
-            !a.should_exit(0, now),
-            "a fresh shim waits for its first Create"
-        );
+        assert!(!a.should_exit(0, now), "a fresh shim waits for its first Create");
         a.reserve("a", 0, now).unwrap();
         a.want_exit();
         assert!(!a.should_exit(0, now), "a container is on its way");
         a.creating("a");
         let later = now + RESERVATION_TTL * 10;
-        assert!(
-            !a.should_exit(0, later),
-            "a Create under way (compiling) does not lapse"
-        );
+        assert!(!a.should_exit(0, later), "a Create under way (compiling) does not lapse");
         a.created("a");
         assert!(!a.should_exit(1, now), "a task is left");
         assert!(a.should_exit(0, now));
@@ -321,10 +288,7 @@ mod tests {
         assert!(a.abandon("a"));
         assert!(!a.should_exit(0, now), "its Create is still under way");
         assert!(a.created("a"), "the Create learns it was given up");
-        assert!(
-            a.should_exit(0, now),
-            "nothing is left and containerd sends no Shutdown"
-        );
+        assert!(a.should_exit(0, now), "nothing is left and containerd sends no Shutdown");
         let mut b = Admission::new(16, RESERVATION_TTL);
         b.creating("b");
         assert!(!b.created("b"));

@@ -16,13 +16,7 @@ use log::{LevelFilter, Log, Metadata, Record};
 static SINK: Mutex<Option<(RawFd, PathBuf)>> = Mutex::new(None);
 
 /// Log targets whose debug and trace records are dropped.
-const NOISY: &[&str] = &[
-    "cranelift",
-    "wasmtime",
-    "regalloc2",
-    "wasmparser",
-    "wasm_encoder",
-];
+const NOISY: &[&str] = &["cranelift", "wasmtime", "regalloc2", "wasmparser", "wasm_encoder"];
 
 struct Quiet {
     inner: FifoLogger,
@@ -58,11 +52,7 @@ pub fn init(debug: bool) {
             }
             let inner = FifoLogger::with_file(file);
             if log::set_boxed_logger(Box::new(Quiet { inner })).is_ok() {
-                log::set_max_level(if debug {
-                    LevelFilter::Debug
-                } else {
-                    LevelFilter::Info
-                });
+                log::set_max_level(if debug { LevelFilter::Debug } else { LevelFilter::Info });
             }
         }
         // Nothing to log to: containerd will still see errors in replies.
@@ -96,11 +86,7 @@ pub fn task_gone(bundle: &Path, next: Option<&Path>) {
 fn move_to(fd: RawFd, fifo: &Path) -> nix::Result<()> {
     use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
     // Non-blocking open fails (ENXIO) rather than waits when nobody reads the fifo.
-    let new = open(
-        fifo,
-        OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )?;
+    let new = open(fifo, OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?;
     let moved = fcntl(new, FcntlArg::F_SETFL(OFlag::empty()))
         .and_then(|_| nix::unistd::dup3(new, fd, OFlag::O_CLOEXEC))
         .map(drop);
@@ -118,11 +104,7 @@ pub fn init_stderr() {
         }
         fn log(&self, record: &Record) {
             if self.enabled(record.metadata()) {
-                eprintln!(
-                    "wasmbox {}: {}",
-                    record.level().as_str().to_lowercase(),
-                    record.args()
-                );
+                eprintln!("wasmbox {}: {}", record.level().as_str().to_lowercase(), record.args());
             }
         }
         fn flush(&self) {}
@@ -152,13 +134,7 @@ mod tests {
             nix::unistd::mkfifo(f, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         }
         // Readers first, as containerd has them.
-        let open_reader = |p: &Path| {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(p)
-                .unwrap()
-        };
+        let open_reader = |p: &Path| std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(p).unwrap();
         use std::os::unix::fs::OpenOptionsExt;
         let (_ra, mut rb) = (open_reader(&a), open_reader(&b));
         let mut writer = std::fs::OpenOptions::new().write(true).open(&a).unwrap();
@@ -171,26 +147,14 @@ mod tests {
         // A fifo nobody reads is refused rather than waited on.
         let c = dir.path().join("c");
         nix::unistd::mkfifo(&c, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        assert_eq!(
-            move_to(writer.as_raw_fd(), &c),
-            Err(nix::errno::Errno::ENXIO)
-        );
+        assert_eq!(move_to(writer.as_raw_fd(), &c), Err(nix::errno::Errno::ENXIO));
     }
 
     #[test]
     fn compiler_debug_is_dropped_but_its_warnings_kept() {
-        assert!(is_noisy(&meta(
-            log::Level::Debug,
-            "cranelift_codegen::timing"
-        )));
-        assert!(is_noisy(&meta(
-            log::Level::Trace,
-            "wasmtime_internal_cranelift"
-        )));
+        assert!(is_noisy(&meta(log::Level::Debug, "cranelift_codegen::timing")));
+        assert!(is_noisy(&meta(log::Level::Trace, "wasmtime_internal_cranelift")));
         assert!(!is_noisy(&meta(log::Level::Warn, "cranelift_codegen")));
-        assert!(!is_noisy(&meta(
-            log::Level::Debug,
-            "containerd_shim_wasmbox_v1::service"
-        )));
+        assert!(!is_noisy(&meta(log::Level::Debug, "containerd_shim_wasmbox_v1::service")));
     }
 }

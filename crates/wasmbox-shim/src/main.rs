@@ -12,10 +12,10 @@ mod group;
 mod helper;
 mod logging;
 mod manager;
-mod metrics;
 mod policy;
 mod precompile;
 mod process;
+mod metrics;
 mod service;
 mod tiering;
 
@@ -68,10 +68,7 @@ fn main() {
         let request = args.next().unwrap_or_default();
         std::process::exit(helper::child::main(&request));
     }
-    if std::env::args()
-        .skip(1)
-        .any(|a| a == "-h" || a == "--help" || a == "-help")
-    {
+    if std::env::args().skip(1).any(|a| a == "-h" || a == "--help" || a == "-help") {
         print!("{USAGE}");
         return;
     }
@@ -102,10 +99,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    runtime.block_on(containerd_shim::run::<manager::Manager>(
-        RUNTIME_ID,
-        Some(config),
-    ));
+    runtime.block_on(containerd_shim::run::<manager::Manager>(RUNTIME_ID, Some(config)));
     // Calls still blocked (none should be once the shim is done) must not hold the exit.
     runtime.shutdown_background();
 }

@@ -32,13 +32,7 @@ pub fn to_metrics(stats: &Stats) -> Metrics {
     let mem = &stats.memory;
     // memory.stat: the v1 key, else its cgroup v2 counterpart (v2 has no hierarchy totals:
     // its figures already include descendants).
-    let stat = |v1: &str, v2: &str| {
-        mem.stats
-            .get(v1)
-            .or_else(|| mem.stats.get(v2))
-            .copied()
-            .unwrap_or(0)
-    };
+    let stat = |v1: &str, v2: &str| mem.stats.get(v1).or_else(|| mem.stats.get(v2)).copied().unwrap_or(0);
     Metrics {
         pids: MessageField::some(PidsStat {
             current: stats.pids.current,
@@ -132,13 +126,7 @@ mod tests {
     fn fills_what_cri_reads_from_memory_stat_v1() {
         let mut s = Stats::default();
         s.memory.memory.usage = 10_000;
-        for (k, v) in [
-            ("rss", 1),
-            ("total_rss", 2),
-            ("total_inactive_file", 3),
-            ("total_pgfault", 4),
-            ("total_pgmajfault", 5),
-        ] {
+        for (k, v) in [("rss", 1), ("total_rss", 2), ("total_inactive_file", 3), ("total_pgfault", 4), ("total_pgmajfault", 5)] {
             s.memory.stats.insert(k.to_string(), v);
         }
         let m = to_metrics(&s);
@@ -152,13 +140,7 @@ mod tests {
     #[test]
     fn fills_what_cri_reads_from_memory_stat_v2() {
         let mut s = Stats::default();
-        for (k, v) in [
-            ("anon", 1),
-            ("inactive_file", 3),
-            ("pgfault", 4),
-            ("pgmajfault", 5),
-            ("file", 6),
-        ] {
+        for (k, v) in [("anon", 1), ("inactive_file", 3), ("pgfault", 4), ("pgmajfault", 5), ("file", 6)] {
             s.memory.stats.insert(k.to_string(), v);
         }
         let m = to_metrics(&s);

@@ -76,9 +76,7 @@ pub fn start_options() -> Option<Any> {
     }
     let mut data = Vec::new();
     stdin.read_to_end(&mut data).ok()?;
-    (!data.is_empty())
-        .then(|| Any::parse_from_bytes(&data).ok())
-        .flatten()
+    (!data.is_empty()).then(|| Any::parse_from_bytes(&data).ok()).flatten()
 }
 
 /// `shim.containers_per_shim` of the operator's config for these runtime options, and the

@@ -50,46 +50,29 @@ fn parse_min_bytes(value: Option<&str>) -> Option<u64> {
     match value.map(str::trim) {
         None | Some("") => Some(DEFAULT_MIN_BYTES),
         Some("off") => None,
-        Some(v) => {
-            match v.parse() {
-                Ok(n) => Some(n),
-                Err(_) => {
-                    log::warn!("{MIN_BYTES_ENV}={v:?} is not a byte count or `off`; using {DEFAULT_MIN_BYTES}");
-                    Some(DEFAULT_MIN_BYTES)
-                }
+        Some(v) => match v.parse() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                log::warn!("{MIN_BYTES_ENV}={v:?} is not a byte count or `off`; using {DEFAULT_MIN_BYTES}");
+                Some(DEFAULT_MIN_BYTES)
             }
-        }
+        },
     }
 }
 
 /// The lock of one module's optimizing compile, named after the artifact it makes.
 fn artifact_lock(cache_dir: &Path, artifact: &Path) -> PathBuf {
-    let name = artifact
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = artifact.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     cache_dir.join(LOCK_DIR).join(format!("{name}.lock"))
 }
 
 /// Takes `path`'s lock, waiting for it or not.
 fn lock(path: &Path, wait: bool) -> std::io::Result<Option<Flock<File>>> {
     if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     }
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(path)?;
-    let arg = if wait {
-        FlockArg::LockExclusive
-    } else {
-        FlockArg::LockExclusiveNonblock
-    };
+    let file = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(path)?;
+    let arg = if wait { FlockArg::LockExclusive } else { FlockArg::LockExclusiveNonblock };
     match Flock::lock(file, arg) {
         Ok(l) => Ok(Some(l)),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
@@ -123,10 +106,7 @@ pub fn with_compile_arenas<T>(compile: impl FnOnce() -> T) -> T {
 }
 
 fn spawn(cache_dir: &Path, wasm: &[u8], guest_path: &str) -> std::io::Result<u32> {
-    let fd = nix::sys::memfd::memfd_create(
-        c"wasmbox-wasm",
-        nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
-    )?;
+    let fd = nix::sys::memfd::memfd_create(c"wasmbox-wasm", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)?;
     let mut bytes = File::from(fd);
     bytes.write_all(wasm)?;
     bytes.rewind()?;
@@ -134,13 +114,7 @@ fn spawn(cache_dir: &Path, wasm: &[u8], guest_path: &str) -> std::io::Result<u32
     // reads it; never blocking on it. After that its result shows in the cache: the next
     // start's shim logs the hit.
     let log = crate::logging::fifo()
-        .and_then(|fifo| {
-            OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(fifo)
-                .ok()
-        })
+        .and_then(|fifo| OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(fifo).ok())
         .map(Stdio::from)
         .unwrap_or_else(Stdio::null);
     let mut cmd = Command::new("/proc/self/exe");
@@ -182,10 +156,7 @@ fn optimize(cache_dir: &Path, guest_path: &str) -> anyhow::Result<Compiled> {
     use anyhow::Context;
     lower_priority(guest_path);
     let mut wasm = Vec::new();
-    std::io::stdin()
-        .lock()
-        .read_to_end(&mut wasm)
-        .context("reading the module")?;
+    std::io::stdin().lock().read_to_end(&mut wasm).context("reading the module")?;
     let cache = CompileCache::open(cache_dir)?;
     let engine = wasmbox_wasm::compile::engine::new_engine()?;
     compile_unless_under_way(&cache, &engine, &wasm, FileKind::Module, guest_path)
@@ -197,10 +168,7 @@ pub fn lower_priority(what: &str) {
     let param = libc::sched_param { sched_priority: 0 };
     if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
         // Still bounded to one compile per node; say so rather than fail.
-        eprintln!(
-            "wasmbox: {what}: cannot lower the compile's priority: {}",
-            std::io::Error::last_os_error()
-        );
+        eprintln!("wasmbox: {what}: cannot lower the compile's priority: {}", std::io::Error::last_os_error());
     }
 }
 
@@ -237,9 +205,7 @@ pub fn compile_unless_under_way(
         return Ok(Compiled::UnderWay(artifact));
     };
     // Our pid, for a start that waits for this compile (see `wait_for_compile_elsewhere`).
-    let _ = held
-        .set_len(0)
-        .and_then(|_| write!(*held, "{}", std::process::id()));
+    let _ = held.set_len(0).and_then(|_| write!(*held, "{}", std::process::id()));
     let node = lock(&cache.dir().join(LOCK_DIR).join(NODE_LOCK), true)
         .context("the node's compile lock")?
         .context("the node's compile lock was not taken");
@@ -248,8 +214,7 @@ pub fn compile_unless_under_way(
             return Ok(Compiled::Cached);
         }
         let started = std::time::Instant::now();
-        let made =
-            with_compile_arenas(|| cache.get_or_compile_keyed(engine, wasm, &digest, kind, label))?;
+        let made = with_compile_arenas(|| cache.get_or_compile_keyed(engine, wasm, &digest, kind, label))?;
         Ok(Compiled::Made(format!(
             "optimized artifact {} ready after {:.1}s",
             made.display(),
@@ -290,12 +255,7 @@ pub fn wait_for_compile_elsewhere(cache_dir: &Path, artifact: &Path, guest_path:
 /// finds the lock held waits for its holder (raising a background or pull-time compile to
 /// normal priority), then runs `compile`, which finds the holder's artifact in the cache.
 /// Without a lock (a cache that cannot be written) it just compiles.
-pub fn compile_once<T>(
-    cache_dir: &Path,
-    artifact: &Path,
-    guest_path: &str,
-    compile: impl FnOnce() -> T,
-) -> T {
+pub fn compile_once<T>(cache_dir: &Path, artifact: &Path, guest_path: &str, compile: impl FnOnce() -> T) -> T {
     let path = artifact_lock(cache_dir, artifact);
     let held = match lock(&path, false) {
         Ok(Some(held)) => Some(held),
@@ -312,9 +272,7 @@ pub fn compile_once<T>(
     let Some(mut held) = held else {
         return compile();
     };
-    let _ = held
-        .set_len(0)
-        .and_then(|_| write!(*held, "{}", std::process::id()));
+    let _ = held.set_len(0).and_then(|_| write!(*held, "{}", std::process::id()));
     let out = compile();
     // As in `compile_unless_under_way`: removed while held; a waiter finds the artifact.
     let _ = std::fs::remove_file(&path);
@@ -324,9 +282,7 @@ pub fn compile_once<T>(
 /// Waits for the process holding the module lock `path` (open as `file`) to end its compile,
 /// raising it from `SCHED_IDLE` first: a container now waits for it. Returns the lock.
 fn wait_for_holder(path: &Path, file: File, guest_path: &str) -> Option<Flock<File>> {
-    let holder = std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok());
+    let holder = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<i32>().ok());
     // Only a process on SCHED_IDLE, as compiles run: the pid of a holder in another pid
     // namespace (a watcher in a pod without hostPID) may name an unrelated process here.
     // SAFETY: plain syscall on another process.
@@ -335,10 +291,7 @@ fn wait_for_holder(path: &Path, file: File, guest_path: &str) -> Option<Flock<Fi
         // SAFETY: plain syscall on another process; SCHED_OTHER takes priority 0.
         let param = libc::sched_param { sched_priority: 0 };
         if unsafe { libc::sched_setscheduler(pid, libc::SCHED_OTHER, &param) } != 0 {
-            log::debug!(
-                "cannot raise compile {pid}'s priority: {}",
-                std::io::Error::last_os_error()
-            );
+            log::debug!("cannot raise compile {pid}'s priority: {}", std::io::Error::last_os_error());
         }
     }
     let started = std::time::Instant::now();
@@ -347,10 +300,7 @@ fn wait_for_holder(path: &Path, file: File, guest_path: &str) -> Option<Flock<Fi
     // with it, and this start compiles the module itself).
     match Flock::lock(file, FlockArg::LockExclusive) {
         Ok(held) => {
-            log::info!(
-                "{guest_path}: the compile under way ended after {:?}",
-                started.elapsed()
-            );
+            log::info!("{guest_path}: the compile under way ended after {:?}", started.elapsed());
             Some(held)
         }
         Err((_, e)) => {
@@ -394,10 +344,7 @@ mod tests {
             }
         });
         assert_eq!(compiles.into_inner(), 1);
-        assert!(
-            !artifact_lock(dir.path(), &artifact).exists(),
-            "no lock file is left"
-        );
+        assert!(!artifact_lock(dir.path(), &artifact).exists(), "no lock file is left");
     }
 
     #[test]
@@ -406,10 +353,7 @@ mod tests {
         let path = artifact_lock(dir.path(), Path::new("/c/abc-123.module.cwasm"));
         let held = lock(&path, false).unwrap();
         assert!(held.is_some());
-        assert!(
-            lock(&path, false).unwrap().is_none(),
-            "a second taker must see it held"
-        );
+        assert!(lock(&path, false).unwrap().is_none(), "a second taker must see it held");
         drop(held);
         assert!(lock(&path, false).unwrap().is_some());
     }

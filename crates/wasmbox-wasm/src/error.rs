@@ -2,8 +2,7 @@ use std::path::PathBuf;
 
 /// Why a wasm entrypoint or layer holding ELF is refused (Wasmtime trusts precompiled code
 /// blindly, so only the shim's own compile cache may supply it).
-pub const MACHINE_CODE_REFUSED: &str =
-    "holds ELF machine code (a Wasmtime precompiled .cwasm or a native binary); \
+pub const MACHINE_CODE_REFUSED: &str = "holds ELF machine code (a Wasmtime precompiled .cwasm or a native binary); \
 wasmbox only runs wasm modules, components and WAT, which it compiles itself";
 
 /// Errors of the wasm layer. Messages are shown to `ctr`/`kubectl` users, so they name the
@@ -14,9 +13,7 @@ pub enum WasmError {
     EntrypointNotFound(String),
     #[error("exec {path}: is a directory")]
     IsDirectory { path: String },
-    #[error(
-        "exec {path}: exec format error ({detail}: not an ELF binary, a #! script or WebAssembly)"
-    )]
+    #[error("exec {path}: exec format error ({detail}: not an ELF binary, a #! script or WebAssembly)")]
     ExecFormat { path: String, detail: String },
     #[error("{path}: not a WebAssembly module ({detail})")]
     NotWasm { path: String, detail: String },

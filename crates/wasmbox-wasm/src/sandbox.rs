@@ -52,20 +52,13 @@ pub fn open_dir_beneath(root: BorrowedFd<'_>, path: &str) -> nix::Result<std::os
         .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     let target = path.trim_start_matches('/');
-    let fd = nix::fcntl::openat2(
-        root.as_raw_fd(),
-        if target.is_empty() { "." } else { target },
-        how,
-    )?;
+    let fd = nix::fcntl::openat2(root.as_raw_fd(), if target.is_empty() { "." } else { target }, how)?;
     // SAFETY: `openat2` returned a fresh descriptor that nothing else owns.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
 fn normalize(path: &str) -> String {
-    let parts: Vec<&str> = path
-        .split('/')
-        .filter(|p| !p.is_empty() && *p != ".")
-        .collect();
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
     format!("/{}", parts.join("/"))
 }
 
@@ -126,49 +119,27 @@ impl SandboxSpec {
 mod tests {
     use super::*;
     use oci_spec::runtime::{
-        LinuxBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxResourcesBuilder,
-        MountBuilder, ProcessBuilder, RootBuilder, SpecBuilder,
+        LinuxBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxResourcesBuilder, MountBuilder,
+        ProcessBuilder, RootBuilder, SpecBuilder,
     };
 
     fn spec(readonly: bool, cwd: &str) -> Spec {
         let mounts = vec![
-            MountBuilder::default()
-                .destination("/proc")
-                .typ("proc")
-                .build()
-                .unwrap(),
-            MountBuilder::default()
-                .destination("/dev/shm")
-                .typ("tmpfs")
-                .build()
-                .unwrap(),
+            MountBuilder::default().destination("/proc").typ("proc").build().unwrap(),
+            MountBuilder::default().destination("/dev/shm").typ("tmpfs").build().unwrap(),
             MountBuilder::default()
                 .destination("/data/config")
                 .options(vec!["rbind".to_string(), "ro".to_string()])
                 .build()
                 .unwrap(),
-            MountBuilder::default()
-                .destination("/tmp")
-                .typ("tmpfs")
-                .build()
-                .unwrap(),
+            MountBuilder::default().destination("/tmp").typ("tmpfs").build().unwrap(),
         ];
         SpecBuilder::default()
-            .root(
-                RootBuilder::default()
-                    .path("rootfs")
-                    .readonly(readonly)
-                    .build()
-                    .unwrap(),
-            )
+            .root(RootBuilder::default().path("rootfs").readonly(readonly).build().unwrap())
             .process(
                 ProcessBuilder::default()
                     .args(vec!["/app.wasm#run".to_string(), "x".to_string()])
-                    .env(vec![
-                        "A=1".to_string(),
-                        "B=x=y".to_string(),
-                        "junk".to_string(),
-                    ])
+                    .env(vec!["A=1".to_string(), "B=x=y".to_string(), "junk".to_string()])
                     .cwd(cwd)
                     .build()
                     .unwrap(),
@@ -182,12 +153,7 @@ mod tests {
                         .unwrap()])
                     .resources(
                         LinuxResourcesBuilder::default()
-                            .memory(
-                                LinuxMemoryBuilder::default()
-                                    .limit(64 << 20)
-                                    .build()
-                                    .unwrap(),
-                            )
+                            .memory(LinuxMemoryBuilder::default().limit(64 << 20).build().unwrap())
                             .build()
                             .unwrap(),
                     )
@@ -203,10 +169,7 @@ mod tests {
         let s = SandboxSpec::from_spec(&spec(false, "/work/"), "/app.wasm").unwrap();
         assert_eq!(s.args, vec!["/app.wasm", "x"]);
         // Exactly the spec's environment; PWD only for a preview 1 module away from "/".
-        assert_eq!(
-            s.env,
-            vec![("A".into(), "1".into()), ("B".into(), "x=y".into())]
-        );
+        assert_eq!(s.env, vec![("A".into(), "1".into()), ("B".into(), "x=y".into())]);
         assert_eq!(s.cwd, "/work");
         assert_eq!(s.preview1_pwd(), Some("/work"));
         assert!(s.network);
@@ -215,10 +178,6 @@ mod tests {
         assert_eq!((at_root.cwd.as_str(), at_root.preview1_pwd()), ("/", None));
         let mut own = s.clone();
         own.env.push(("PWD".into(), "/elsewhere".into()));
-        assert_eq!(
-            own.preview1_pwd(),
-            None,
-            "the spec's own PWD stays as it is"
-        );
+        assert_eq!(own.preview1_pwd(), None, "the spec's own PWD stays as it is");
     }
 }

@@ -5,10 +5,10 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::build::app::WasmApp;
-use crate::build::image::{BuiltImage, ImageBuilder};
-use crate::build::wasm_image::{WasmForm, WasmImageBuilder};
 use crate::error::{ImageError, Result};
+use crate::build::image::{BuiltImage, ImageBuilder};
 use crate::format::platform::Platform;
+use crate::build::wasm_image::{WasmForm, WasmImageBuilder};
 
 /// The image formats `wasmbox image build` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

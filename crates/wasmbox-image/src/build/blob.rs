@@ -2,8 +2,8 @@
 
 use std::str::FromStr;
 
-use crate::format::digest::sha256_hex;
 use oci_spec::image::{Descriptor, Digest, MediaType, Sha256Digest};
+use crate::format::digest::sha256_hex;
 
 use crate::error::Result;
 
@@ -56,6 +56,7 @@ impl Blob {
         ))
     }
 }
+
 
 #[cfg(test)]
 mod tests {

@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
-use crate::build::json::to_canonical_vec;
 use crate::error::Result;
+use crate::build::json::to_canonical_vec;
 use crate::format::reference;
 
 #[derive(Serialize)]

@@ -11,10 +11,10 @@ use oci_spec::image::{
 };
 
 use crate::build::blob::Blob;
+use crate::error::{ImageError, Result};
 use crate::build::json::to_canonical_vec;
 use crate::build::layer::LayerBuilder;
 use crate::build::layout::LayoutWriter;
-use crate::error::{ImageError, Result};
 use crate::format::platform::Platform;
 use crate::format::reference::{self, CONTAINERD_IMAGE_NAME};
 

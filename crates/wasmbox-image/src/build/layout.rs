@@ -11,9 +11,9 @@ use oci_spec::image::{
 };
 
 use crate::build::blob::Blob;
+use crate::error::{ImageError, Result};
 use crate::build::json::to_canonical_vec;
 use crate::build::layer::LayerBuilder;
-use crate::error::{ImageError, Result};
 
 const LAYOUT_VERSION: &str = "1.0.0";
 const FILE_MODE: u32 = 0o644;

@@ -17,10 +17,10 @@ use oci_spec::image::{
 
 use crate::build::app::WasmApp;
 use crate::build::blob::Blob;
+use crate::error::{ImageError, Result};
 use crate::build::image::BuiltImage;
 use crate::build::json::to_canonical_vec;
 use crate::build::layout::LayoutWriter;
-use crate::error::{ImageError, Result};
 use crate::format::media_types::{ANNOTATION_TITLE, WASM_CONFIG_V0, WASM_LAYER};
 use crate::format::platform::Platform;
 use crate::format::reference::{self, CONTAINERD_IMAGE_NAME};

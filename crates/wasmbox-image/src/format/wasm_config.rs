@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+
 /// `created` when the caller gives none: a fixed time, so the same input gives the same digest.
 pub const EPOCH: &str = "1970-01-01T00:00:00Z";
 

@@ -7,11 +7,11 @@
 use std::time::Duration;
 
 use containerd_client::services::v1::{
-    GetContainerRequest, GetImageRequest, ImageCreate, ImageUpdate, ListImagesRequest,
-    ListNamespacesRequest, ReadContentRequest, SubscribeRequest,
+    GetContainerRequest, GetImageRequest, ImageCreate, ImageUpdate, ListImagesRequest, ListNamespacesRequest, ReadContentRequest,
+    SubscribeRequest,
 };
-use containerd_client::tonic::{Code, Request, Status};
 use containerd_client::types::Envelope;
+use containerd_client::tonic::{Code, Request, Status};
 use containerd_client::Client as Grpc;
 use tokio::runtime::Runtime;
 
@@ -44,10 +44,7 @@ impl Client {
             .enable_all()
             .build()
             .map_err(|e| connect_err(format!("cannot start an async runtime: {e}")))?;
-        let path = address
-            .strip_prefix("unix://")
-            .unwrap_or(address)
-            .to_string();
+        let path = address.strip_prefix("unix://").unwrap_or(address).to_string();
         let grpc = runtime
             .block_on(async { tokio::time::timeout(CONNECT_TIMEOUT, Grpc::from_path(path)).await })
             .map_err(|_| connect_err(format!("no answer within {CONNECT_TIMEOUT:?}")))?
@@ -67,34 +64,17 @@ impl Client {
     /// The names of containerd's namespaces.
     pub fn namespaces(&self) -> Result<Vec<String>, ArtifactError> {
         let mut namespaces = self.grpc.namespaces();
-        let request = Request::new(ListNamespacesRequest {
-            filter: String::new(),
-        });
+        let request = Request::new(ListNamespacesRequest { filter: String::new() });
         let response = self.call("list namespaces", namespaces.list(request))?;
-        Ok(response
-            .into_inner()
-            .namespaces
-            .into_iter()
-            .map(|n| n.name)
-            .collect())
+        Ok(response.into_inner().namespaces.into_iter().map(|n| n.name).collect())
     }
 
     /// The names of the images in this client's namespace.
     pub fn images(&self) -> Result<Vec<String>, ArtifactError> {
-        let request = self.request(ListImagesRequest {
-            filters: Vec::new(),
-        })?;
+        let request = self.request(ListImagesRequest { filters: Vec::new() })?;
         let mut images = self.grpc.images();
-        let response = self.call(
-            &format!("list images in {}", self.namespace),
-            images.list(request),
-        )?;
-        Ok(response
-            .into_inner()
-            .images
-            .into_iter()
-            .map(|i| i.name)
-            .collect())
+        let response = self.call(&format!("list images in {}", self.namespace), images.list(request))?;
+        Ok(response.into_inner().images.into_iter().map(|i| i.name).collect())
     }
 
     /// Subscribes to containerd's image events of every namespace; read them with
@@ -141,22 +121,16 @@ impl Client {
 
     /// The next image created or updated, waiting for it; None when containerd ended the
     /// subscription (it is stopping).
-    pub fn next_image_event(
-        &self,
-        events: &mut ImageEvents,
-    ) -> Result<Option<ImageEvent>, ArtifactError> {
+    pub fn next_image_event(&self, events: &mut ImageEvents) -> Result<Option<ImageEvent>, ArtifactError> {
         self.runtime.block_on(events.rx.recv()).transpose()
     }
 
     fn request<T>(&self, message: T) -> Result<Request<T>, ArtifactError> {
         let mut request = Request::new(message);
-        let value = self
-            .namespace
-            .parse()
-            .map_err(|_| ArtifactError::Containerd {
-                what: "namespace".into(),
-                message: format!("{:?} is not a valid header value", self.namespace),
-            })?;
+        let value = self.namespace.parse().map_err(|_| ArtifactError::Containerd {
+            what: "namespace".into(),
+            message: format!("{:?} is not a valid header value", self.namespace),
+        })?;
         request.metadata_mut().insert(NAMESPACE_HEADER, value);
         Ok(request)
     }
@@ -180,18 +154,12 @@ impl Client {
         let request = self.request(GetContainerRequest { id: id.to_string() })?;
         let mut containers = self.grpc.containers();
         let response = self.call(&format!("get container {id}"), containers.get(request))?;
-        Ok(response
-            .into_inner()
-            .container
-            .map(|c| c.image)
-            .unwrap_or_default())
+        Ok(response.into_inner().container.map(|c| c.image).unwrap_or_default())
     }
 
     /// The descriptor an image name points at (an index or a manifest).
     pub fn image_target(&self, name: &str) -> Result<BlobRef, ArtifactError> {
-        let request = self.request(GetImageRequest {
-            name: name.to_string(),
-        })?;
+        let request = self.request(GetImageRequest { name: name.to_string() })?;
         let mut images = self.grpc.images();
         let response = self.call(&format!("get image {name}"), images.get(request))?;
         let target = response
@@ -211,12 +179,7 @@ impl Client {
     }
 
     /// A whole blob from the content store, size-capped before reading.
-    fn read_unverified(
-        &self,
-        blob: &BlobRef,
-        what: &'static str,
-        limit: i64,
-    ) -> Result<Vec<u8>, ArtifactError> {
+    fn read_unverified(&self, blob: &BlobRef, what: &'static str, limit: i64) -> Result<Vec<u8>, ArtifactError> {
         if blob.size > limit {
             return Err(ArtifactError::TooLarge {
                 what,
@@ -276,12 +239,7 @@ fn image_event(envelope: &Envelope) -> Option<ImageEvent> {
 }
 
 impl BlobSource for Client {
-    fn read(
-        &mut self,
-        blob: &BlobRef,
-        what: &'static str,
-        limit: i64,
-    ) -> Result<Vec<u8>, ArtifactError> {
+    fn read(&mut self, blob: &BlobRef, what: &'static str, limit: i64) -> Result<Vec<u8>, ArtifactError> {
         let bytes = self.read_unverified(blob, what, limit)?;
         verify::verify(&blob.digest, blob.size, &bytes)?;
         Ok(bytes)

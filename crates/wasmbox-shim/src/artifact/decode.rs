@@ -12,10 +12,7 @@ pub fn decode(bytes: Vec<u8>) -> Result<(FileKind, Vec<u8>), String> {
     match classify("", &bytes) {
         k @ (FileKind::Module | FileKind::Component) => return Ok((k, bytes)),
         FileKind::UnknownWasm => {
-            return Err(
-                "has the wasm magic number but an unknown version (not a module or component)"
-                    .into(),
-            )
+            return Err("has the wasm magic number but an unknown version (not a module or component)".into())
         }
         FileKind::Wat | FileKind::Native => {}
     }
@@ -33,14 +30,8 @@ mod tests {
 
     #[test]
     fn modules_components_and_wat_pass() {
-        assert_eq!(
-            decode(b"\0asm\x01\0\0\0".to_vec()).unwrap().0,
-            FileKind::Module
-        );
-        assert_eq!(
-            decode(b"\0asm\x0d\0\x01\0".to_vec()).unwrap().0,
-            FileKind::Component
-        );
+        assert_eq!(decode(b"\0asm\x01\0\0\0".to_vec()).unwrap().0, FileKind::Module);
+        assert_eq!(decode(b"\0asm\x0d\0\x01\0".to_vec()).unwrap().0, FileKind::Component);
         let (kind, wasm) = decode(b"(module)".to_vec()).unwrap();
         assert_eq!(kind, FileKind::Module);
         assert!(wasm.starts_with(b"\0asm"));
@@ -53,11 +44,7 @@ mod tests {
         assert!(decode(b"\0asm\x09\0\0\0".to_vec())
             .unwrap_err()
             .contains("unknown version"));
-        assert!(decode(b"#!/bin/sh\n".to_vec())
-            .unwrap_err()
-            .contains("not a wasm"));
-        assert!(decode(vec![0xff, 0x00, 0x12])
-            .unwrap_err()
-            .contains("not a wasm"));
+        assert!(decode(b"#!/bin/sh\n".to_vec()).unwrap_err().contains("not a wasm"));
+        assert!(decode(vec![0xff, 0x00, 0x12]).unwrap_err().contains("not a wasm"));
     }
 }

@@ -10,9 +10,7 @@ pub enum ArtifactError {
     Containerd { what: String, message: String },
     #[error("timed out after {0:?} reading the image from containerd")]
     Timeout(std::time::Duration),
-    #[error(
-        "blob {digest} is {size} bytes, more than the {limit} bytes wasmbox accepts for a {what}"
-    )]
+    #[error("blob {digest} is {size} bytes, more than the {limit} bytes wasmbox accepts for a {what}")]
     TooLarge {
         what: &'static str,
         digest: String,
@@ -35,9 +33,7 @@ pub enum ArtifactError {
         digest: String,
         message: String,
     },
-    #[error(
-        "image {image}: the wasm layer {digest} is not listed in the Wasm config's layerDigests"
-    )]
+    #[error("image {image}: the wasm layer {digest} is not listed in the Wasm config's layerDigests")]
     LayerNotInConfig { image: String, digest: String },
     #[error("image {image}: wasm layer {digest} ({media_type}) {reason}")]
     NotWasm {

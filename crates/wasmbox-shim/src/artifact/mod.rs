@@ -115,11 +115,7 @@ pub fn image_entrypoint(
         Ok(Some(found)) => found,
         Ok(None) => return Ok(None),
         // Not knowing whether the image has wasm layers, say first what is certain.
-        Err(
-            e @ (ArtifactError::Connect { .. }
-            | ArtifactError::Containerd { .. }
-            | ArtifactError::Timeout(_)),
-        ) => {
+        Err(e @ (ArtifactError::Connect { .. } | ArtifactError::Containerd { .. } | ArtifactError::Timeout(_))) => {
             return Err(match arg0 {
                 Some(a) => format!(
                     "entrypoint {a:?} not found in the container's rootfs, and its image could not be checked \
@@ -148,9 +144,7 @@ pub fn image_entrypoint(
 fn argv0_and_func(arg0: Option<&str>, title: Option<&str>) -> (String, Option<String>) {
     match arg0 {
         Some(a) => match a.rsplit_once('#') {
-            Some((path, func)) if !path.is_empty() && !func.is_empty() => {
-                (path.to_string(), Some(func.to_string()))
-            }
+            Some((path, func)) if !path.is_empty() && !func.is_empty() => (path.to_string(), Some(func.to_string())),
             _ => (a.to_string(), None),
         },
         None => (format!("/{}", title.unwrap_or("app.wasm")), None),
@@ -163,19 +157,13 @@ mod tests {
 
     #[test]
     fn argv0_comes_from_args_or_the_layer_title() {
-        assert_eq!(
-            argv0_and_func(Some("/app.wasm"), None),
-            ("/app.wasm".into(), None)
-        );
+        assert_eq!(argv0_and_func(Some("/app.wasm"), None), ("/app.wasm".into(), None));
         assert_eq!(
             argv0_and_func(Some("/app.wasm#run"), Some("x.wasm")),
             ("/app.wasm".into(), Some("run".into()))
         );
         assert_eq!(argv0_and_func(Some("name#"), None), ("name#".into(), None));
-        assert_eq!(
-            argv0_and_func(None, Some("hello.wasm")),
-            ("/hello.wasm".into(), None)
-        );
+        assert_eq!(argv0_and_func(None, Some("hello.wasm")), ("/hello.wasm".into(), None));
         assert_eq!(argv0_and_func(None, None), ("/app.wasm".into(), None));
     }
 }

@@ -43,12 +43,7 @@ impl From<&Descriptor> for BlobRef {
 
 /// Where blobs come from. Implementations return only content that matches the descriptor.
 pub trait BlobSource {
-    fn read(
-        &mut self,
-        blob: &BlobRef,
-        what: &'static str,
-        limit: i64,
-    ) -> Result<Vec<u8>, ArtifactError>;
+    fn read(&mut self, blob: &BlobRef, what: &'static str, limit: i64) -> Result<Vec<u8>, ArtifactError>;
 }
 
 /// The entrypoint layer and where it was found.
@@ -94,10 +89,7 @@ pub fn first_manifest(
     image: &str,
     target: &BlobRef,
 ) -> Result<Option<(String, ImageManifest)>, ArtifactError> {
-    let Some((descriptor, known_bytes)) = manifest_candidates(source, image, target)?
-        .into_iter()
-        .next()
-    else {
+    let Some((descriptor, known_bytes)) = manifest_candidates(source, image, target)?.into_iter().next() else {
         return Ok(None);
     };
     let manifest = read_manifest(source, image, &descriptor, known_bytes)?;
@@ -161,8 +153,7 @@ fn is_index(media_type: &str, bytes: &[u8]) -> bool {
     }
     // Some producers leave the media type out; the index is the JSON with `manifests`.
     media_type.is_empty()
-        && serde_json::from_slice::<serde_json::Value>(bytes)
-            .is_ok_and(|v| v.get("manifests").is_some())
+        && serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|v| v.get("manifests").is_some())
 }
 
 /// The index's manifests this host can run, best first: wasm platforms, then linux/amd64, then
@@ -175,11 +166,7 @@ fn candidates(index: &ImageIndex) -> Vec<(BlobRef, Option<Vec<u8>>)> {
         .filter_map(|d| {
             let rank = match d.platform() {
                 Some(p) if p.architecture().to_string() == "wasm" => 0,
-                Some(p)
-                    if p.os().to_string() == "linux" && p.architecture().to_string() == "amd64" =>
-                {
-                    1
-                }
+                Some(p) if p.os().to_string() == "linux" && p.architecture().to_string() == "amd64" => 1,
                 Some(_) => return None,
                 None => 2,
             };
@@ -242,20 +229,15 @@ pub mod test_store {
     }
 
     impl BlobSource for Store {
-        fn read(
-            &mut self,
-            blob: &BlobRef,
-            _what: &'static str,
-            _limit: i64,
-        ) -> Result<Vec<u8>, ArtifactError> {
-            let bytes =
-                self.0
-                    .get(&blob.digest)
-                    .cloned()
-                    .ok_or_else(|| ArtifactError::Containerd {
-                        what: "read".into(),
-                        message: "not found".into(),
-                    })?;
+        fn read(&mut self, blob: &BlobRef, _what: &'static str, _limit: i64) -> Result<Vec<u8>, ArtifactError> {
+            let bytes = self
+                .0
+                .get(&blob.digest)
+                .cloned()
+                .ok_or_else(|| ArtifactError::Containerd {
+                    what: "read".into(),
+                    message: "not found".into(),
+                })?;
             verify::verify(&blob.digest, blob.size, &bytes)?;
             Ok(bytes)
         }
@@ -324,12 +306,7 @@ mod tests {
     }
 
     /// A manifest (standard config) with the given layers, stored; returns its descriptor.
-    fn manifest_with_layers(
-        store: &mut Store,
-        layers: &[(&str, &[u8])],
-        config_type: &str,
-        config: &[u8],
-    ) -> BlobRef {
+    fn manifest_with_layers(store: &mut Store, layers: &[(&str, &[u8])], config_type: &str, config: &[u8]) -> BlobRef {
         let config_digest = store.add(config.to_vec());
         let layers: Vec<serde_json::Value> = layers
             .iter()
@@ -367,13 +344,8 @@ mod tests {
                 "application/vnd.oci.image.config.v1+json",
                 b"{}",
             );
-            let selected = wasm_entrypoint_layer(&mut store, "x", &target)
-                .unwrap()
-                .unwrap();
-            assert_eq!(
-                store.0[&selected.layer.digest], b"\0asm\x01\0\0\0first",
-                "{media_type}"
-            );
+            let selected = wasm_entrypoint_layer(&mut store, "x", &target).unwrap().unwrap();
+            assert_eq!(store.0[&selected.layer.digest], b"\0asm\x01\0\0\0first", "{media_type}");
         }
     }
 
@@ -414,9 +386,7 @@ mod tests {
             digest: store.add(bytes),
             annotations: HashMap::new(),
         };
-        let selected = wasm_entrypoint_layer(&mut store, "x", &target)
-            .unwrap()
-            .unwrap();
+        let selected = wasm_entrypoint_layer(&mut store, "x", &target).unwrap().unwrap();
         assert_eq!(selected.manifest_digest, wasm.digest);
         assert_eq!(store.0[&selected.layer.digest], b"\0asm\x01\0\0\0wasm");
     }
@@ -430,16 +400,11 @@ mod tests {
         store.add_layout(&image);
         let target = target_of(&image);
         // The manifest is fine, so the layer is selected; reading it is what must fail.
-        let selected = wasm_entrypoint_layer(&mut store, "r:1", &target)
-            .unwrap()
-            .unwrap();
-        store.0.insert(
-            selected.layer.digest.clone(),
-            b"\0asm\x01\0\0\0evil".to_vec(),
-        );
-        let err = store
-            .read(&selected.layer, "wasm layer", WASM_LIMIT)
-            .unwrap_err();
+        let selected = wasm_entrypoint_layer(&mut store, "r:1", &target).unwrap().unwrap();
+        store
+            .0
+            .insert(selected.layer.digest.clone(), b"\0asm\x01\0\0\0evil".to_vec());
+        let err = store.read(&selected.layer, "wasm layer", WASM_LIMIT).unwrap_err();
         assert!(matches!(err, ArtifactError::DigestMismatch { .. }), "{err}");
 
         store.0.insert(target.digest.clone(), b"{}".to_vec());
@@ -451,16 +416,8 @@ mod tests {
     fn a_wasm_config_that_does_not_list_the_layer_is_refused() {
         let mut store = Store::default();
         let config = br#"{"created":"1970-01-01T00:00:00Z","architecture":"wasm","os":"wasip1","layerDigests":["sha256:0000000000000000000000000000000000000000000000000000000000000000"]}"#;
-        let target = manifest_with_layers(
-            &mut store,
-            &[(WASM_LAYER, b"\0asm\x01\0\0\0")],
-            WASM_CONFIG_V0,
-            config,
-        );
+        let target = manifest_with_layers(&mut store, &[(WASM_LAYER, b"\0asm\x01\0\0\0")], WASM_CONFIG_V0, config);
         let err = wasm_entrypoint_layer(&mut store, "x", &target).unwrap_err();
-        assert!(
-            matches!(err, ArtifactError::LayerNotInConfig { .. }),
-            "{err}"
-        );
+        assert!(matches!(err, ArtifactError::LayerNotInConfig { .. }), "{err}");
     }
 }

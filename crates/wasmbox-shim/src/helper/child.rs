@@ -72,9 +72,7 @@ fn engine() -> &'static Result<Engine, String> {
 /// when a request needs it.
 fn baseline_engine() -> &'static Result<Engine, String> {
     static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
-    ENGINE.get_or_init(|| {
-        wasmbox_wasm::compile::engine::new_baseline_engine().map_err(|e| e.to_string())
-    })
+    ENGINE.get_or_init(|| wasmbox_wasm::compile::engine::new_baseline_engine().map_err(|e| e.to_string()))
 }
 
 /// Does the per-shim startup work before the zygote forks helpers.
@@ -213,11 +211,7 @@ fn run(request_json: &str) -> Result<i32, (String, bool)> {
             None => (WasmboxExecutor::native(), None),
         },
         Some(w) => {
-            let engine = if w.baseline {
-                baseline_engine()
-            } else {
-                engine()
-            };
+            let engine = if w.baseline { baseline_engine() } else { engine() };
             let engine = engine.as_ref().map_err(|e| fail(e.clone()))?;
             let kind = if w.component {
                 FileKind::Component

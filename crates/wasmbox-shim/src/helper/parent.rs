@@ -18,10 +18,7 @@ const HELPER_TIMEOUT: Duration = Duration::from_secs(120);
 #[derive(Debug, thiserror::Error)]
 pub enum HelperError {
     #[error("{message}")]
-    Failed {
-        message: String,
-        bad_cache_entry: bool,
-    },
+    Failed { message: String, bad_cache_entry: bool },
     #[error("create helper: {0}")]
     Process(String),
 }
@@ -43,17 +40,11 @@ impl Launched {
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), HelperError> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| HelperError::Process(format!("pipe: {e}")))
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| HelperError::Process(format!("pipe: {e}")))
 }
 
 /// Starts the helper: forked by the zygote when there is one, else exec'd.
-fn launch(
-    json: &str,
-    stdin: Option<OwnedFd>,
-    out: OwnedFd,
-    err: OwnedFd,
-) -> Result<Launched, HelperError> {
+fn launch(json: &str, stdin: Option<OwnedFd>, out: OwnedFd, err: OwnedFd) -> Result<Launched, HelperError> {
     if let Some(zygote) = zygote::get() {
         match zygote.spawn(json, stdin.as_ref(), &out, &err) {
             Ok(pid) => return Ok(Launched::Zygote(pid)),
@@ -75,33 +66,24 @@ fn launch(
 /// container holds the pipe.
 fn forward_log(err: OwnedFd, id: &str) {
     let tag = id.to_string();
-    let spawned = std::thread::Builder::new()
-        .name("wasmbox-ctr-log".into())
-        .spawn(move || {
-            let id = tag;
-            for line in BufReader::new(File::from(err))
-                .lines()
-                .map_while(Result::ok)
-            {
-                match line.trim_start().split_once(' ') {
-                    Some(("ERROR", m)) => log::error!("[{id}] {m}"),
-                    Some(("WARN", m)) => log::warn!("[{id}] {m}"),
-                    Some((_, m)) => log::info!("[{id}] {m}"),
-                    None => log::info!("[{id}] {line}"),
-                }
+    let spawned = std::thread::Builder::new().name("wasmbox-ctr-log".into()).spawn(move || {
+        let id = tag;
+        for line in BufReader::new(File::from(err)).lines().map_while(Result::ok) {
+            match line.trim_start().split_once(' ') {
+                Some(("ERROR", m)) => log::error!("[{id}] {m}"),
+                Some(("WARN", m)) => log::warn!("[{id}] {m}"),
+                Some((_, m)) => log::info!("[{id}] {m}"),
+                None => log::info!("[{id}] {line}"),
             }
-        });
+        }
+    });
     if let Err(e) = spawned {
         log::warn!("no log forwarding for {id}: {e}");
     }
 }
 
 /// Runs the helper for `req` with `stdin` as the container's stdin; returns the init's PID.
-pub fn create(
-    req: &CreateRequest,
-    stdin: Option<OwnedFd>,
-    exits: &Arc<ExitMonitor>,
-) -> Result<i32, HelperError> {
+pub fn create(req: &CreateRequest, stdin: Option<OwnedFd>, exits: &Arc<ExitMonitor>) -> Result<i32, HelperError> {
     let json = serde_json::to_string(req).map_err(|e| HelperError::Process(e.to_string()))?;
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
@@ -118,19 +100,12 @@ pub fn create(
         let _ = tx.send(s);
     });
     let Ok(output) = rx.recv_timeout(HELPER_TIMEOUT) else {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(launched.pid()),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        return Err(HelperError::Process(format!(
-            "timed out after {HELPER_TIMEOUT:?}"
-        )));
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(launched.pid()), nix::sys::signal::Signal::SIGKILL);
+        return Err(HelperError::Process(format!("timed out after {HELPER_TIMEOUT:?}")));
     };
     let status = match launched {
         // The shim's reaper owns waitpid; the exit arrives through the monitor.
-        Launched::Exec(pid) => exits
-            .wait(pid, Duration::from_secs(10))
-            .map(|e| e.status as i32),
+        Launched::Exec(pid) => exits.wait(pid, Duration::from_secs(10)).map(|e| e.status as i32),
         Launched::Zygote(_) => None,
     };
     let answer = output

@@ -18,8 +18,7 @@ use std::sync::{Mutex, OnceLock};
 use nix::cmsg_space;
 use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::sys::socket::{
-    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockFlag, SockType,
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
 };
 use nix::unistd::{dup2, fork, ForkResult, Pid};
 
@@ -62,9 +61,7 @@ fn spawn() -> nix::Result<Zygote> {
     match unsafe { fork() }? {
         ForkResult::Parent { .. } => {
             drop(theirs);
-            Ok(Zygote {
-                sock: Mutex::new(Some(ours)),
-            })
+            Ok(Zygote { sock: Mutex::new(Some(ours)) })
         }
         ForkResult::Child => {
             drop(ours);
@@ -83,13 +80,7 @@ impl Zygote {
     }
 
     /// Forks a helper that runs `request` with the given stdio; returns its PID.
-    pub fn spawn(
-        &self,
-        request: &str,
-        stdin: Option<&OwnedFd>,
-        stdout: &OwnedFd,
-        stderr: &OwnedFd,
-    ) -> std::io::Result<i32> {
+    pub fn spawn(&self, request: &str, stdin: Option<&OwnedFd>, stdout: &OwnedFd, stderr: &OwnedFd) -> std::io::Result<i32> {
         let mut fds = vec![stdout.as_raw_fd(), stderr.as_raw_fd()];
         if let Some(i) = stdin {
             fds.push(i.as_raw_fd());
@@ -99,13 +90,7 @@ impl Zygote {
             return Err(std::io::Error::other("the zygote is retired"));
         };
         let cmsg = [ControlMessage::ScmRights(&fds)];
-        sendmsg::<()>(
-            sock.as_raw_fd(),
-            &[IoSlice::new(request.as_bytes())],
-            &cmsg,
-            MsgFlags::empty(),
-            None,
-        )?;
+        sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(request.as_bytes())], &cmsg, MsgFlags::empty(), None)?;
         let mut reply = [0u8; 4];
         let n = nix::unistd::read(sock.as_raw_fd(), &mut reply)?;
         if n != 4 {
@@ -130,11 +115,7 @@ fn serve(sock: OwnedFd, shim: Pid) -> i32 {
     // Forked in the first container's bundle, which may go while the shim serves others;
     // libcontainer in the helpers needs a working directory that exists.
     let _ = nix::unistd::chdir("/");
-    if let Ok(null) = nix::fcntl::open(
-        "/dev/null",
-        nix::fcntl::OFlag::O_RDWR,
-        nix::sys::stat::Mode::empty(),
-    ) {
+    if let Ok(null) = nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDWR, nix::sys::stat::Mode::empty()) {
         for fd in 0..3 {
             let _ = dup2(null, fd);
         }
@@ -178,20 +159,12 @@ fn serve(sock: OwnedFd, shim: Pid) -> i32 {
 fn receive(sock: &OwnedFd, buf: &mut [u8]) -> nix::Result<Option<(usize, Vec<OwnedFd>)>> {
     let mut space = cmsg_space!([RawFd; 3]);
     let mut iov = [IoSliceMut::new(buf)];
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
+    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
     let mut fds = Vec::new();
     for c in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(raw) = c {
             // SAFETY: the kernel just installed these descriptors for us.
-            fds.extend(
-                raw.into_iter()
-                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-            );
+            fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
         }
     }
     if msg.bytes == 0 && fds.is_empty() {

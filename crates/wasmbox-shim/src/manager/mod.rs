@@ -5,22 +5,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use containerd_shim::api::ConnectRequest;
 use containerd_shim::api::DeleteResponse;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageField;
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::api::ConnectRequest;
 use containerd_shim::protos::shim_async::{Client, TaskClient};
 use containerd_shim::protos::ttrpc::{self, context, Code};
-use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{Config, Error, ExitSignal, Flags, Shim, StartOpts};
 use wasmbox_container::lifecycle::{state_root, Handle};
 
 use crate::events::{Events, InFlight};
 use crate::group::{self, Placement};
-use crate::policy;
-use crate::process::rootfs;
 use crate::service::Service;
 use crate::service::TaskApi;
+use crate::policy;
+use crate::process::rootfs;
 
 mod socket;
 
@@ -70,8 +70,7 @@ enum NotJoined {
 /// Asks the shim at `address` to admit container `id` (see [`crate::group`]).
 async fn join(address: &str, id: &str) -> Result<(), NotJoined> {
     let path = socket::path_of(address).to_string_lossy();
-    let fd =
-        containerd_shim::util::connect(&*path).map_err(|e| NotJoined::Failed(e.to_string()))?;
+    let fd = containerd_shim::util::connect(&*path).map_err(|e| NotJoined::Failed(e.to_string()))?;
     let client = TaskClient::new(Client::new(fd));
     let req = ConnectRequest {
         id: format!("{}{id}", group::JOIN_PREFIX),
@@ -80,9 +79,7 @@ async fn join(address: &str, id: &str) -> Result<(), NotJoined> {
     let ctx = context::with_timeout(JOIN_TIMEOUT.as_nanos() as i64);
     match client.connect(ctx, &req).await {
         Ok(_) => Ok(()),
-        Err(ttrpc::Error::RpcStatus(s)) if s.code() == Code::RESOURCE_EXHAUSTED => {
-            Err(NotJoined::Refused)
-        }
+        Err(ttrpc::Error::RpcStatus(s)) if s.code() == Code::RESOURCE_EXHAUSTED => Err(NotJoined::Refused),
         Err(e) => Err(NotJoined::Failed(e.to_string())),
     }
 }
@@ -111,9 +108,7 @@ impl Manager {
                 }
                 containerd_shim::spawn(opts, &pod, Vec::new()).await
             }
-            Placement::Own(id) => {
-                containerd_shim::spawn(opts, &id, vec![(group::LIMIT_ENV, "1")]).await
-            }
+            Placement::Own(id) => containerd_shim::spawn(opts, &id, vec![(group::LIMIT_ENV, "1")]).await,
             Placement::Shared { key, limit } => place_shared(opts, &key, limit).await,
         }
     }
@@ -122,13 +117,8 @@ impl Manager {
 /// A shared shim with room (the lowest running one), else a new one at the first unused name.
 async fn place_shared(opts: StartOpts, key: &str, limit: usize) -> Result<String, Error> {
     let limit = limit.to_string();
-    let address_of = |slot| {
-        containerd_shim::socket_address(
-            &opts.address,
-            &opts.namespace,
-            &group::slot_group(key, slot),
-        )
-    };
+    let address_of =
+        |slot| containerd_shim::socket_address(&opts.address, &opts.namespace, &group::slot_group(key, slot));
     let mut last_failure = None;
     for _ in 0..group::START_ATTEMPTS {
         let mut free = None;
@@ -152,9 +142,7 @@ async fn place_shared(opts: StartOpts, key: &str, limit: usize) -> Result<String
                 Err(NotJoined::Failed(e)) => last_failure = Some(format!("{address}: {e}")),
             }
         }
-        let slot = free.ok_or_else(|| {
-            Error::Other(format!("all {} shared shims are full", group::MAX_SLOTS))
-        })?;
+        let slot = free.ok_or_else(|| Error::Other(format!("all {} shared shims are full", group::MAX_SLOTS)))?;
         let copy = StartOpts {
             id: opts.id.clone(),
             publish_binary: opts.publish_binary.clone(),
@@ -166,8 +154,7 @@ async fn place_shared(opts: StartOpts, key: &str, limit: usize) -> Result<String
         // Another start action may win the race for this name: spawn then answers with that
         // one's address, and the join decides.
         let name = group::slot_group(key, slot);
-        let address =
-            containerd_shim::spawn(copy, &name, vec![(group::LIMIT_ENV, limit.as_str())]).await?;
+        let address = containerd_shim::spawn(copy, &name, vec![(group::LIMIT_ENV, limit.as_str())]).await?;
         match join(&address, &opts.id).await {
             Ok(()) => return Ok(address),
             Err(NotJoined::Refused) => continue,
@@ -180,9 +167,7 @@ async fn place_shared(opts: StartOpts, key: &str, limit: usize) -> Result<String
         "no shim took container {} in {} attempts{}",
         opts.id,
         group::START_ATTEMPTS,
-        last_failure
-            .map(|e| format!(" (last: {e})"))
-            .unwrap_or_default()
+        last_failure.map(|e| format!(" (last: {e})")).unwrap_or_default()
     )))
 }
 
@@ -241,9 +226,7 @@ impl Shim for Manager {
                 containerd_shim::socket_address(&self.containerd_address, &self.namespace, &group)
             });
         socket::remove_if_unowned(&address);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         Ok(DeleteResponse {
             pid: pid as u32,
             exit_status: 128 + libc::SIGKILL as u32,
@@ -264,9 +247,7 @@ impl Shim for Manager {
         let in_flight = self.in_flight.clone();
         let drained = tokio::task::spawn_blocking(move || in_flight.drain(EVENT_DRAIN_TIMEOUT));
         if !drained.await.unwrap_or(false) {
-            log::warn!(
-                "exiting with events containerd did not take within {EVENT_DRAIN_TIMEOUT:?}"
-            );
+            log::warn!("exiting with events containerd did not take within {EVENT_DRAIN_TIMEOUT:?}");
         }
         // Before the server stops: containerd may already have removed the bundle, and with
         // it the `address` file containerd-shim would read to find the socket.
@@ -277,13 +258,11 @@ impl Shim for Manager {
         // The server's shutdown waits for every connection's calls: one that never returns
         // would keep this process alive with no task to serve. Nothing is left to do
         // once the events are drained, so end the process if the shutdown takes too long.
-        let spawned = std::thread::Builder::new()
-            .name("wasmbox-exit".into())
-            .spawn(|| {
-                std::thread::sleep(SHUTDOWN_GRACE);
-                log::warn!("the ttrpc server did not stop within {SHUTDOWN_GRACE:?}; exiting");
-                std::process::exit(0);
-            });
+        let spawned = std::thread::Builder::new().name("wasmbox-exit".into()).spawn(|| {
+            std::thread::sleep(SHUTDOWN_GRACE);
+            log::warn!("the ttrpc server did not stop within {SHUTDOWN_GRACE:?}; exiting");
+            std::process::exit(0);
+        });
         if let Err(e) = spawned {
             log::warn!("no exit watchdog: {e}");
         }

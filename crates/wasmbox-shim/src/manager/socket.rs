@@ -133,12 +133,10 @@ mod tests {
         // SAFETY: the child only runs `f` (file calls) and exits.
         match unsafe { nix::unistd::fork() }.unwrap() {
             nix::unistd::ForkResult::Child => unsafe { libc::_exit(if f() { 0 } else { 1 }) },
-            nix::unistd::ForkResult::Parent { child } => {
-                match nix::sys::wait::waitpid(child, None).unwrap() {
-                    nix::sys::wait::WaitStatus::Exited(_, code) => code,
-                    s => panic!("{s:?}"),
-                }
-            }
+            nix::unistd::ForkResult::Parent { child } => match nix::sys::wait::waitpid(child, None).unwrap() {
+                nix::sys::wait::WaitStatus::Exited(_, code) => code,
+                s => panic!("{s:?}"),
+            },
         }
     }
 
@@ -150,29 +148,11 @@ mod tests {
         let owner = NameLock::try_take(&address).unwrap().expect("a free name");
         let _listener = UnixListener::bind(&path).unwrap();
         // Another process (the `delete` action) leaves a held name's socket in place.
-        assert_eq!(
-            in_child(|| NameLock::try_take(&address).unwrap().is_none()),
-            0,
-            "the name is held"
-        );
-        assert_eq!(
-            in_child(|| {
-                remove_if_unowned(&address);
-                path.exists()
-            }),
-            0,
-            "a served socket must stay"
-        );
+        assert_eq!(in_child(|| NameLock::try_take(&address).unwrap().is_none()), 0, "the name is held");
+        assert_eq!(in_child(|| { remove_if_unowned(&address); path.exists() }), 0, "a served socket must stay");
         // A shim that died (SIGKILL) holds nothing: its socket file goes, with the lock file.
         drop(owner);
-        assert_eq!(
-            in_child(|| {
-                remove_if_unowned(&address);
-                !path.exists()
-            }),
-            0,
-            "an unowned socket must go"
-        );
+        assert_eq!(in_child(|| { remove_if_unowned(&address); !path.exists() }), 0, "an unowned socket must go");
         assert!(!lock_path(&address).exists());
     }
 

@@ -58,11 +58,10 @@ pub fn wasm_of_image(
 ) -> Result<Found, ImageError> {
     if let Some(selected) = select::wasm_entrypoint_layer(source, image, target)? {
         let bytes = source.read(&selected.layer, "wasm layer", select::WASM_LIMIT)?;
-        let (kind, wasm) =
-            crate::artifact::decode_layer(bytes).map_err(|reason| ImageError::Invalid {
-                image: image.to_string(),
-                message: format!("wasm layer {} {reason}", selected.layer.digest),
-            })?;
+        let (kind, wasm) = crate::artifact::decode_layer(bytes).map_err(|reason| ImageError::Invalid {
+            image: image.to_string(),
+            message: format!("wasm layer {} {reason}", selected.layer.digest),
+        })?;
         return Ok(Found::Wasm(ImageWasm {
             origin: format!("layer {}", selected.layer.digest),
             kind,
@@ -74,28 +73,19 @@ pub fn wasm_of_image(
     };
     let config_ref = BlobRef::from(manifest.config());
     let bytes = source.read(&config_ref, "image config", JSON_LIMIT)?;
-    let config: ImageConfiguration =
-        select::parse(image, "image config", &config_ref.digest, &bytes)?;
+    let config: ImageConfiguration = select::parse(image, "image config", &config_ref.digest, &bytes)?;
     let process = config.config().clone().unwrap_or_default();
     let mut args: Vec<String> = process.entrypoint().clone().unwrap_or_default();
     args.extend(process.cmd().clone().unwrap_or_default());
     let Some(arg0) = args.first().filter(|a| !a.is_empty()) else {
-        return Ok(Found::Nothing(
-            "the image config names no entrypoint".into(),
-        ));
+        return Ok(Found::Nothing("the image config names no entrypoint".into()));
     };
     let platform = format!("{}/{}", config.os(), config.architecture());
     if scope == Scope::LooksWasm && !looks_wasm(&platform, arg0) {
-        return Ok(Found::Nothing(format!(
-            "not a wasm image (platform {platform}, entrypoint {arg0})"
-        )));
+        return Ok(Found::Nothing(format!("not a wasm image (platform {platform}, entrypoint {arg0})")));
     }
     let env = process.env().clone().unwrap_or_default();
-    let cwd = process
-        .working_dir()
-        .clone()
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| "/".into());
+    let cwd = process.working_dir().clone().filter(|d| !d.is_empty()).unwrap_or_else(|| "/".into());
     let layers: Vec<BlobRef> = manifest.layers().iter().map(BlobRef::from).collect();
     for candidate in EntrypointRef::candidates(arg0) {
         for path in search_paths(&candidate.path, &env, &cwd) {
@@ -105,9 +95,7 @@ pub fn wasm_of_image(
             return wasm_file(image, path, bytes);
         }
     }
-    Ok(Found::Nothing(format!(
-        "entrypoint {arg0} is not in the image's layers"
-    )))
+    Ok(Found::Nothing(format!("entrypoint {arg0} is not in the image's layers")))
 }
 
 fn looks_wasm(platform: &str, arg0: &str) -> bool {
@@ -120,21 +108,14 @@ fn wasm_file(image: &str, path: String, bytes: Vec<u8>) -> Result<Found, ImageEr
     let kind = classify(&path, &bytes);
     if kind == FileKind::Native {
         let head = &bytes[..bytes.len().min(16)];
-        return Ok(Found::Nothing(format!(
-            "entrypoint {path} is not wasm ({}): it runs natively",
-            describe_head(head)
-        )));
+        return Ok(Found::Nothing(format!("entrypoint {path} is not wasm ({}): it runs natively", describe_head(head))));
     }
     // As the shim reads an entrypoint file: WAT converted, an unknown version refused.
     let (kind, wasm) = wasm_binary(&path, kind, bytes).map_err(|e| ImageError::Invalid {
         image: image.to_string(),
         message: e.to_string(),
     })?;
-    Ok(Found::Wasm(ImageWasm {
-        origin: path,
-        kind,
-        wasm,
-    }))
+    Ok(Found::Wasm(ImageWasm { origin: path, kind, wasm }))
 }
 
 #[cfg(test)]
@@ -158,13 +139,8 @@ mod tests {
             .cmd(["app.wasm#run", "--flag"])
             .build()
             .unwrap();
-        let Found::Wasm(w) = found(&image, Scope::LooksWasm) else {
-            panic!("no wasm found")
-        };
-        assert_eq!(
-            (w.origin.as_str(), w.kind, w.wasm.as_slice()),
-            ("/usr/local/bin/app.wasm", FileKind::Module, MODULE)
-        );
+        let Found::Wasm(w) = found(&image, Scope::LooksWasm) else { panic!("no wasm found") };
+        assert_eq!((w.origin.as_str(), w.kind, w.wasm.as_slice()), ("/usr/local/bin/app.wasm", FileKind::Module, MODULE));
     }
 
     #[test]
@@ -175,17 +151,11 @@ mod tests {
             .entrypoint(["./main.wat"])
             .build()
             .unwrap();
-        let Found::Wasm(w) = found(&image, Scope::LooksWasm) else {
-            panic!("no wasm found")
-        };
+        let Found::Wasm(w) = found(&image, Scope::LooksWasm) else { panic!("no wasm found") };
         assert_eq!(w.wasm, MODULE);
         let app = WasmApp::from_bytes("hello.wasm", MODULE.to_vec()).unwrap();
-        let image = WasmImageBuilder::new("a:1", WasmForm::Artifact, app)
-            .build()
-            .unwrap();
-        let Found::Wasm(w) = found(&image, Scope::LooksWasm) else {
-            panic!("no wasm layer found")
-        };
+        let image = WasmImageBuilder::new("a:1", WasmForm::Artifact, app).build().unwrap();
+        let Found::Wasm(w) = found(&image, Scope::LooksWasm) else { panic!("no wasm layer found") };
         assert!(w.origin.starts_with("layer sha256:"), "{}", w.origin);
     }
 
@@ -196,18 +166,11 @@ mod tests {
             .entrypoint(["/bin/server"])
             .build()
             .unwrap();
-        let Found::Nothing(why) = found(&image, Scope::LooksWasm) else {
-            panic!("native image compiled")
-        };
+        let Found::Nothing(why) = found(&image, Scope::LooksWasm) else { panic!("native image compiled") };
         assert!(why.contains("not a wasm image"), "{why}");
-        let Found::Nothing(why) = found(&image, Scope::Any) else {
-            panic!("native image compiled")
-        };
+        let Found::Nothing(why) = found(&image, Scope::Any) else { panic!("native image compiled") };
         assert!(why.contains("runs natively"), "{why}");
-        let image = ImageBuilder::new("e:1")
-            .file("/x", b"".to_vec(), 0o644)
-            .build()
-            .unwrap();
+        let image = ImageBuilder::new("e:1").file("/x", b"".to_vec(), 0o644).build().unwrap();
         assert!(matches!(found(&image, Scope::Any), Found::Nothing(_)));
     }
 

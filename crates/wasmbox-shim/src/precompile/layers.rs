@@ -35,22 +35,14 @@ pub enum LayerError {
 enum Entry {
     File(Vec<u8>),
     /// A symlink (or hard link) at `at`, the path itself or a directory on it.
-    Link {
-        at: String,
-        target: String,
-        hard: bool,
-    },
+    Link { at: String, target: String, hard: bool },
     /// Hidden by a whiteout, a directory, or absent from every layer.
     Absent,
 }
 
 /// The bytes of the regular file at absolute `path` in the image made of `layers` (bottom
 /// first); None when the image has no such file (or it is not a regular file).
-pub fn find_file(
-    source: &mut dyn BlobSource,
-    layers: &[BlobRef],
-    path: &str,
-) -> Result<Option<Vec<u8>>, LayerError> {
+pub fn find_file(source: &mut dyn BlobSource, layers: &[BlobRef], path: &str) -> Result<Option<Vec<u8>>, LayerError> {
     let mut path = normalize(path);
     for _ in 0..=MAX_LINKS {
         match lookup(source, layers, &path)? {
@@ -64,22 +56,14 @@ pub fn find_file(
                 } else {
                     normalize(&format!("{}/{target}", parent(&at)))
                 };
-                path = if rest.is_empty() {
-                    base
-                } else {
-                    normalize(&format!("{base}/{rest}"))
-                };
+                path = if rest.is_empty() { base } else { normalize(&format!("{base}/{rest}")) };
             }
         }
     }
     Err(LayerError::TooManyLinks { path })
 }
 
-fn lookup(
-    source: &mut dyn BlobSource,
-    layers: &[BlobRef],
-    path: &str,
-) -> Result<Entry, LayerError> {
+fn lookup(source: &mut dyn BlobSource, layers: &[BlobRef], path: &str) -> Result<Entry, LayerError> {
     for layer in layers.iter().rev() {
         if let Some(entry) = lookup_in_layer(source, layer, path)? {
             return Ok(entry);
@@ -89,11 +73,7 @@ fn lookup(
 }
 
 /// What `layer` says about `path`: None when it says nothing and lower layers decide.
-fn lookup_in_layer(
-    source: &mut dyn BlobSource,
-    layer: &BlobRef,
-    path: &str,
-) -> Result<Option<Entry>, LayerError> {
+fn lookup_in_layer(source: &mut dyn BlobSource, layer: &BlobRef, path: &str) -> Result<Option<Entry>, LayerError> {
     let unreadable = |message: String| LayerError::Unreadable {
         digest: layer.digest.clone(),
         media_type: layer.media_type.clone(),
@@ -103,9 +83,7 @@ fn lookup_in_layer(
     let tar: Box<dyn Read> = if blob.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::GzDecoder::new(blob.as_slice()))
     } else if layer.media_type.contains("zstd") {
-        return Err(unreadable(
-            "zstd layers are not read for pull-time compiles".into(),
-        ));
+        return Err(unreadable("zstd layers are not read for pull-time compiles".into()));
     } else {
         Box::new(blob.as_slice())
     };
@@ -119,14 +97,10 @@ fn lookup_in_layer(
             if kind.is_file() {
                 let size = entry.size();
                 if size > LAYER_LIMIT as u64 {
-                    return Err(unreadable(format!(
-                        "{path} is {size} bytes, more than {LAYER_LIMIT}"
-                    )));
+                    return Err(unreadable(format!("{path} is {size} bytes, more than {LAYER_LIMIT}")));
                 }
                 let mut bytes = Vec::with_capacity(size as usize);
-                entry
-                    .read_to_end(&mut bytes)
-                    .map_err(|e| unreadable(e.to_string()))?;
+                entry.read_to_end(&mut bytes).map_err(|e| unreadable(e.to_string()))?;
                 return Ok(Some(Entry::File(bytes)));
             }
             if kind.is_symlink() || kind.is_hard_link() {
@@ -141,11 +115,7 @@ fn lookup_in_layer(
         if base == OPAQUE_WHITEOUT && (dir.is_empty() || is_ancestor(dir, path)) {
             hidden = true;
         } else if let Some(hidden_name) = base.strip_prefix(WHITEOUT_PREFIX) {
-            let hidden_path = if dir.is_empty() {
-                hidden_name.to_string()
-            } else {
-                format!("{dir}/{hidden_name}")
-            };
+            let hidden_path = if dir.is_empty() { hidden_name.to_string() } else { format!("{dir}/{hidden_name}") };
             if hidden_path == path || is_ancestor(&hidden_path, path) {
                 hidden = true;
             }
@@ -206,8 +176,7 @@ mod tests {
             let mut bytes = builder.into_inner().unwrap();
             if gzip {
                 use std::io::Write;
-                let mut enc =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
                 enc.write_all(&bytes).unwrap();
                 bytes = enc.finish().unwrap();
             }
@@ -254,22 +223,16 @@ mod tests {
     #[test]
     fn whiteouts_hide_lower_layers() {
         let mut l = Layers::default();
-        l.add(
-            |b| {
-                file(b, "a/app.wasm", b"x");
-                file(b, "d/sub/app.wasm", b"y");
-                file(b, "o/app.wasm", b"z");
-            },
-            false,
-        )
-        .add(
-            |b| {
+        l.add(|b| {
+            file(b, "a/app.wasm", b"x");
+            file(b, "d/sub/app.wasm", b"y");
+            file(b, "o/app.wasm", b"z");
+        }, false)
+            .add(|b| {
                 file(b, "a/.wh.app.wasm", b"");
                 file(b, ".wh.d", b"");
                 file(b, "o/.wh..wh..opq", b"");
-            },
-            true,
-        );
+            }, true);
         assert_eq!(l.find("/a/app.wasm"), None);
         assert_eq!(l.find("/d/sub/app.wasm"), None);
         assert_eq!(l.find("/o/app.wasm"), None);
@@ -278,28 +241,19 @@ mod tests {
     #[test]
     fn symlinks_are_followed_inside_the_image() {
         let mut l = Layers::default();
-        l.add(
-            |b| {
-                file(b, "usr/bin/app.wasm", b"wasm");
-                symlink(b, "bin", "usr/bin");
-            },
-            false,
-        )
-        .add(
-            |b| {
+        l.add(|b| {
+            file(b, "usr/bin/app.wasm", b"wasm");
+            symlink(b, "bin", "usr/bin");
+        }, false)
+            .add(|b| {
                 symlink(b, "usr/local/bin/app", "../../bin/app.wasm");
                 symlink(b, "abs", "/../../usr/bin/app.wasm");
                 symlink(b, "loop", "loop");
-            },
-            false,
-        );
+            }, false);
         assert_eq!(l.find("/bin/app.wasm").as_deref(), Some(&b"wasm"[..]));
         assert_eq!(l.find("/usr/local/bin/app").as_deref(), Some(&b"wasm"[..]));
         assert_eq!(l.find("/abs").as_deref(), Some(&b"wasm"[..]));
-        assert!(matches!(
-            find_file(&mut l.0, &l.1, "/loop"),
-            Err(LayerError::TooManyLinks { .. })
-        ));
+        assert!(matches!(find_file(&mut l.0, &l.1, "/loop"), Err(LayerError::TooManyLinks { .. })));
     }
 
     #[test]

@@ -20,10 +20,10 @@ mod layers;
 mod options;
 mod watch;
 
-use crate::artifact::Client;
 use compiler::Compiler;
 use image::Scope;
 use options::{parse, Options, USAGE};
+use crate::artifact::Client;
 
 /// argv[1] of the pull-time compile.
 pub const PRECOMPILE_ARG: &str = "precompile";

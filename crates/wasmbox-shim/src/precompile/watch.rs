@@ -40,14 +40,7 @@ fn watch(options: &Options, compiler: &Compiler, complained: &mut bool) -> anyho
     for namespace in &namespaces {
         client.set_namespace(namespace);
         for name in client.images()? {
-            compile(
-                compiler,
-                &mut client,
-                &ImageEvent {
-                    namespace: namespace.clone(),
-                    name,
-                },
-            );
+            compile(compiler, &mut client, &ImageEvent { namespace: namespace.clone(), name });
         }
     }
     log::info!("watching containerd at {} for new images", options.address);

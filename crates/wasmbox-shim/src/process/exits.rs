@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use containerd_shim::asynchronous::monitor::monitor_subscribe;
 use containerd_shim::monitor::{ExitEvent, Subject, Topic};
+use containerd_shim::asynchronous::monitor::monitor_subscribe;
 
 /// How and when a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,13 +94,7 @@ mod tests {
         let m = Arc::new(ExitMonitor::default());
         let m2 = m.clone();
         let t = std::thread::spawn(move || {
-            m2.record(
-                42,
-                ExitInfo {
-                    status: 3,
-                    at: SystemTime::now(),
-                },
-            );
+            m2.record(42, ExitInfo { status: 3, at: SystemTime::now() });
         });
         let info = m.wait(42, Duration::from_secs(5)).expect("exit recorded");
         assert_eq!(info.status, 3);

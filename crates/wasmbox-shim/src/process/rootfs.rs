@@ -16,12 +16,7 @@ pub fn mount(mounts: &[Mount], target: &Path) -> Result<bool, String> {
             for _ in 0..i {
                 unmount(target);
             }
-            return Err(format!(
-                "mount rootfs {} ({}) on {}: {e}",
-                m.source,
-                m.type_,
-                target.display()
-            ));
+            return Err(format!("mount rootfs {} ({}) on {}: {e}", m.source, m.type_, target.display()));
         }
     }
     Ok(!mounts.is_empty())

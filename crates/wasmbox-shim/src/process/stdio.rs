@@ -77,13 +77,7 @@ impl OutputKeeper {
             loop {
                 let mut pending: libc::c_int = 0;
                 // SAFETY: FIONREAD writes one int through the pointer; the descriptor is open.
-                let r = unsafe {
-                    libc::ioctl(
-                        std::os::fd::AsRawFd::as_raw_fd(fifo),
-                        libc::FIONREAD,
-                        &mut pending,
-                    )
-                };
+                let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(fifo), libc::FIONREAD, &mut pending) };
                 if r != 0 || pending == 0 {
                     break;
                 }
@@ -202,15 +196,8 @@ mod tests {
         });
         let started = std::time::Instant::now();
         keeper.drain(std::time::Duration::from_secs(10));
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(5),
-            "drained once read"
-        );
-        assert_eq!(
-            reader.join().unwrap(),
-            "hello\n",
-            "the reader got the line, then end of file"
-        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "drained once read");
+        assert_eq!(reader.join().unwrap(), "hello\n", "the reader got the line, then end of file");
     }
 
     #[test]

@@ -22,11 +22,7 @@ pub enum StateError {
     #[error("task {0}: process already finished")]
     Finished(String),
     #[error("task {id} is {status}, not {wanted}")]
-    NotIn {
-        id: String,
-        status: String,
-        wanted: &'static str,
-    },
+    NotIn { id: String, status: String, wanted: &'static str },
 }
 
 /// One task: its process, status and exit.
@@ -141,10 +137,7 @@ mod tests {
     #[test]
     fn running_paused_running_and_killed_while_paused() {
         let mut t = TaskState::new("a", PathBuf::from("/b"), 10);
-        assert!(
-            matches!(t.set_paused(true), Err(StateError::NotIn { .. })),
-            "not started yet"
-        );
+        assert!(matches!(t.set_paused(true), Err(StateError::NotIn { .. })), "not started yet");
         t.start().unwrap();
         t.set_paused(true).unwrap();
         assert_eq!(t.status(), Status::Paused);

@@ -18,13 +18,13 @@
 //! cache is unusable is logged once per cause.
 
 use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::fs::{self, DirBuilder, File, FileTimes};
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 use wasmtime::Engine;
 
@@ -71,10 +71,7 @@ fn report_unusable(dir: &Path, e: &std::io::Error) {
     static SEEN: Mutex<Option<HashSet<(PathBuf, Option<i32>)>>> = Mutex::new(None);
     let first = SEEN
         .lock()
-        .map(|mut seen| {
-            seen.get_or_insert_with(HashSet::new)
-                .insert((dir.to_path_buf(), e.raw_os_error()))
-        })
+        .map(|mut seen| seen.get_or_insert_with(HashSet::new).insert((dir.to_path_buf(), e.raw_os_error())))
         .unwrap_or(true);
     if first {
         log::warn!(
@@ -164,22 +161,13 @@ impl CompileCache {
 
     /// [`Self::entry_path`] for wasm whose digest ([`sha256_hex`]) is already computed.
     pub fn entry_path_for(&self, engine: &Engine, digest: &str, kind: FileKind) -> PathBuf {
-        let suffix = if kind == FileKind::Component {
-            "component"
-        } else {
-            "module"
-        };
-        self.dir.join(format!(
-            "{digest}-{}.{suffix}.{ARTIFACT_EXT}",
-            engine_tag(engine)
-        ))
+        let suffix = if kind == FileKind::Component { "component" } else { "module" };
+        self.dir.join(format!("{digest}-{}.{suffix}.{ARTIFACT_EXT}", engine_tag(engine)))
     }
 
     /// Where the digest of a file with this stamp is remembered.
     fn digest_memo(&self, stamp: &str) -> PathBuf {
-        self.dir
-            .join(DIGESTS_DIR)
-            .join(&sha256_hex(stamp.as_bytes())[..32])
+        self.dir.join(DIGESTS_DIR).join(&sha256_hex(stamp.as_bytes())[..32])
     }
 
     /// Returns the artifact for an entrypoint, compiling it first if the cache has none. A
@@ -222,11 +210,7 @@ impl CompileCache {
     }
 
     /// A cache hit through the digest remembered for the file's stamp, if any.
-    fn find_by_stamp(
-        &self,
-        engine: &Engine,
-        entry: &crate::compile::entrypoint::WasmEntrypoint,
-    ) -> Option<PathBuf> {
+    fn find_by_stamp(&self, engine: &Engine, entry: &crate::compile::entrypoint::WasmEntrypoint) -> Option<PathBuf> {
         let stamp = &entry.unread.as_ref()?.stamp;
         let digest = fs::read_to_string(self.digest_memo(stamp)).ok()?;
         let path = self.entry_path_for(engine, digest.trim(), entry.kind);
@@ -247,10 +231,7 @@ impl CompileCache {
             .recursive(true)
             .mode(0o700)
             .create(self.dir.join(DIGESTS_DIR))
-            .map_err(|source| WasmError::Cache {
-                path: memo.clone(),
-                source,
-            })
+            .map_err(|source| WasmError::Cache { path: memo.clone(), source })
             .and_then(|_| self.write_atomically(&memo, digest.as_bytes()));
         if let Err(e) = saved {
             log::debug!("cannot remember the digest of {guest_path}: {e}");
@@ -284,10 +265,7 @@ impl CompileCache {
                 self.touch(&path);
                 return Ok(path);
             }
-            log::warn!(
-                "compile cache entry {} is corrupt; recompiling",
-                path.display()
-            );
+            log::warn!("compile cache entry {} is corrupt; recompiling", path.display());
             self.invalidate(&path);
         }
         if let Some(held) = self.memory_entry(&path) {
@@ -342,19 +320,12 @@ impl CompileCache {
             path: path.to_path_buf(),
             source,
         };
-        let fd = nix::sys::memfd::memfd_create(
-            c"wasmbox-artifact",
-            nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
-        )
-        .map_err(|e| err(e.into()))?;
+        let fd = nix::sys::memfd::memfd_create(c"wasmbox-artifact", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)
+            .map_err(|e| err(e.into()))?;
         let mut file = File::from(fd);
         file.write_all(compiled).map_err(err)?;
         let fd = OwnedFd::from(file);
-        let open_by = PathBuf::from(format!(
-            "/proc/{}/fd/{}",
-            std::process::id(),
-            fd.as_raw_fd()
-        ));
+        let open_by = PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), fd.as_raw_fd()));
         let mut held = self.in_memory.lock().unwrap_or_else(|p| p.into_inner());
         held.insert(path.to_path_buf(), (fd, open_by.clone()));
         Ok(open_by)
@@ -412,29 +383,21 @@ impl CompileCache {
     /// Records a use (the sidecar's mtime), for least-recently-used eviction.
     fn touch(&self, path: &Path) {
         let now = FileTimes::new().set_modified(SystemTime::now());
-        if let Err(e) = File::options()
-            .write(true)
-            .open(sum_path(path))
-            .and_then(|f| f.set_times(now))
-        {
+        if let Err(e) = File::options().write(true).open(sum_path(path)).and_then(|f| f.set_times(now)) {
             log::debug!("cannot record use of {}: {e}", path.display());
         }
     }
 
     /// Removes least recently used entries until the cache fits its budget; `keep` stays.
     fn evict(&self, keep: &Path) {
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return;
-        };
+        let Ok(entries) = fs::read_dir(&self.dir) else { return };
         let mut artifacts: Vec<(SystemTime, u64, PathBuf)> = entries
             .flatten()
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == ARTIFACT_EXT))
             .filter_map(|p| {
                 let size = fs::metadata(&p).ok()?.len();
-                let used = fs::metadata(sum_path(&p))
-                    .and_then(|m| m.modified())
-                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                let used = fs::metadata(sum_path(&p)).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
                 Some((used, size, p))
             })
             .collect();
@@ -458,11 +421,7 @@ impl CompileCache {
             path: path.to_path_buf(),
             source,
         };
-        let tmp = path.with_extension(format!(
-            "tmp.{}.{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
+        let tmp = path.with_extension(format!("tmp.{}.{:?}", std::process::id(), std::thread::current().id()));
         let result = (|| {
             let mut f = File::create(&tmp)?;
             f.set_permissions(fs::Permissions::from_mode(0o600))?;
@@ -512,22 +471,12 @@ mod tests {
         let engine = crate::compile::engine::new_engine().unwrap();
         let a = wat::parse_str("(module (func (export \"_start\")))").unwrap();
         let b = wat::parse_str("(module (func (export \"_start\") nop))").unwrap();
-        let pa = cache
-            .get_or_compile(&engine, &a, FileKind::Module, "/a")
-            .unwrap();
+        let pa = cache.get_or_compile(&engine, &a, FileKind::Module, "/a").unwrap();
         let mtime = fs::metadata(&pa).unwrap().modified().unwrap();
-        let pa2 = cache
-            .get_or_compile(&engine, &a, FileKind::Module, "/a")
-            .unwrap();
+        let pa2 = cache.get_or_compile(&engine, &a, FileKind::Module, "/a").unwrap();
         assert_eq!(pa, pa2);
-        assert_eq!(
-            fs::metadata(&pa2).unwrap().modified().unwrap(),
-            mtime,
-            "recompiled a hit"
-        );
-        let pb = cache
-            .get_or_compile(&engine, &b, FileKind::Module, "/b")
-            .unwrap();
+        assert_eq!(fs::metadata(&pa2).unwrap().modified().unwrap(), mtime, "recompiled a hit");
+        let pb = cache.get_or_compile(&engine, &b, FileKind::Module, "/b").unwrap();
         assert_ne!(pa, pb);
         // The artifact loads back into the same engine configuration.
         unsafe { wasmtime::Module::deserialize_file(&engine, &pa) }.unwrap();
@@ -544,23 +493,12 @@ mod tests {
         let cache = CompileCache::open(blocked.join("cache")).unwrap();
         let engine = crate::compile::engine::new_engine().unwrap();
         let a = wat::parse_str("(module (func (export \"_start\")))").unwrap();
-        let held = cache
-            .get_or_compile(&engine, &a, FileKind::Module, "/a")
-            .unwrap();
-        assert!(
-            held.starts_with(format!("/proc/{}/fd", std::process::id())),
-            "{}",
-            held.display()
-        );
+        let held = cache.get_or_compile(&engine, &a, FileKind::Module, "/a").unwrap();
+        assert!(held.starts_with(format!("/proc/{}/fd", std::process::id())), "{}", held.display());
         // Loadable by path, as the create helper loads it.
         unsafe { wasmtime::Module::deserialize_file(&engine, &held) }.unwrap();
         // The next start in this process takes it again rather than compiling.
-        assert_eq!(
-            cache
-                .get_or_compile(&engine, &a, FileKind::Module, "/a")
-                .unwrap(),
-            held
-        );
+        assert_eq!(cache.get_or_compile(&engine, &a, FileKind::Module, "/a").unwrap(), held);
     }
 
     #[test]
@@ -568,8 +506,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let engine = crate::compile::engine::new_engine().unwrap();
         let a = wat::parse_str("(module (func (export \"_start\")))").unwrap();
-        let path = CompileCache::open(dir.path())
-            .unwrap()
+        let path = CompileCache::open(dir.path()).unwrap()
             .get_or_compile(&engine, &a, FileKind::Module, "/a")
             .unwrap();
         let good = fs::read(&path).unwrap();
@@ -578,8 +515,7 @@ mod tests {
         bad[mid] ^= 0xff;
         fs::write(&path, &bad).unwrap();
         // A new process (a new cache value) checks the sidecar and recompiles.
-        let again = CompileCache::open(dir.path())
-            .unwrap()
+        let again = CompileCache::open(dir.path()).unwrap()
             .get_or_compile(&engine, &a, FileKind::Module, "/a")
             .unwrap();
         assert_eq!(again, path);
@@ -610,10 +546,7 @@ mod tests {
             func: None,
             kind: FileKind::Module,
             wasm: Vec::new(),
-            unread: Some(UnreadFile {
-                file,
-                stamp: stamp.into(),
-            }),
+            unread: Some(UnreadFile { file, stamp: stamp.into() }),
             digest: None,
         };
         let first = file_with("(module (func (export \"_start\")))");
@@ -623,36 +556,22 @@ mod tests {
         // Same stamp: the remembered digest is used and the (different) file is never read.
         let other = file_with("(module (func (export \"_start\") nop nop))");
         let mut e = entry(other.try_clone().unwrap(), "stamp-1");
-        assert_eq!(
-            cache.get_or_compile_entrypoint(&engine, &mut e).unwrap(),
-            p1
-        );
+        assert_eq!(cache.get_or_compile_entrypoint(&engine, &mut e).unwrap(), p1);
         assert!(e.wasm.is_empty() && e.unread.is_some());
         // Another stamp: read, hashed, compiled on its own.
         let mut e = entry(other.try_clone().unwrap(), "stamp-2");
-        assert_ne!(
-            cache.get_or_compile_entrypoint(&engine, &mut e).unwrap(),
-            p1
-        );
+        assert_ne!(cache.get_or_compile_entrypoint(&engine, &mut e).unwrap(), p1);
 
         // find_entrypoint compiles nothing: another engine's entry is absent until made...
         let baseline = crate::compile::engine::new_baseline_engine().unwrap();
         let mut e = entry(other.try_clone().unwrap(), "stamp-3");
         assert_eq!(cache.find_entrypoint(&baseline, &mut e).unwrap(), None);
-        let made = cache
-            .get_or_compile(&baseline, &e.wasm, FileKind::Module, "/app.wasm")
-            .unwrap();
+        let made = cache.get_or_compile(&baseline, &e.wasm, FileKind::Module, "/app.wasm").unwrap();
         // ...then found, and by the stamp it remembered (the file left unread).
         let mut e = entry(other.try_clone().unwrap(), "stamp-4");
-        assert_eq!(
-            cache.find_entrypoint(&baseline, &mut e).unwrap(),
-            Some(made.clone())
-        );
+        assert_eq!(cache.find_entrypoint(&baseline, &mut e).unwrap(), Some(made.clone()));
         let mut e = entry(other, "stamp-4");
-        assert_eq!(
-            cache.find_entrypoint(&baseline, &mut e).unwrap(),
-            Some(made)
-        );
+        assert_eq!(cache.find_entrypoint(&baseline, &mut e).unwrap(), Some(made));
         assert!(e.unread.is_some());
     }
 
@@ -663,22 +582,13 @@ mod tests {
         let wasm = |n: i32| wat::parse_str(format!("(module (func (export \"f{n}\")))")).unwrap();
         // A budget of one byte keeps only the newest entry.
         let cache = CompileCache::with_budget(dir.path(), 1).unwrap();
-        let p1 = cache
-            .get_or_compile(&engine, &wasm(1), FileKind::Module, "/1")
-            .unwrap();
-        let p2 = cache
-            .get_or_compile(&engine, &wasm(2), FileKind::Module, "/2")
-            .unwrap();
-        assert!(
-            !p1.exists() && !sum_path(&p1).exists(),
-            "the older entry was evicted"
-        );
+        let p1 = cache.get_or_compile(&engine, &wasm(1), FileKind::Module, "/1").unwrap();
+        let p2 = cache.get_or_compile(&engine, &wasm(2), FileKind::Module, "/2").unwrap();
+        assert!(!p1.exists() && !sum_path(&p1).exists(), "the older entry was evicted");
         assert!(p2.exists() && sum_path(&p2).exists());
         // A roomy budget keeps both, and a use refreshes the older one.
         let cache = CompileCache::with_budget(dir.path(), u64::MAX).unwrap();
-        let p1 = cache
-            .get_or_compile(&engine, &wasm(1), FileKind::Module, "/1")
-            .unwrap();
+        let p1 = cache.get_or_compile(&engine, &wasm(1), FileKind::Module, "/1").unwrap();
         assert!(p1.exists() && p2.exists());
     }
 
@@ -688,12 +598,7 @@ mod tests {
         let cache = CompileCache::open(dir.path()).unwrap();
         let engine = crate::compile::engine::new_engine().unwrap();
         let err = cache
-            .get_or_compile(
-                &engine,
-                b"\0asm\x01\0\0\0garbage",
-                FileKind::Module,
-                "/bad.wasm",
-            )
+            .get_or_compile(&engine, b"\0asm\x01\0\0\0garbage", FileKind::Module, "/bad.wasm")
             .unwrap_err();
         assert!(err.to_string().contains("/bad.wasm"), "{err}");
     }

@@ -95,45 +95,18 @@ mod tests {
 
     /// One module per proposal, so a failure names it.
     const PROPOSALS: &[(&str, &str)] = &[
-        (
-            "exceptions",
-            r#"(module (tag $e (param i32)) (func (result i32)
-            (block $h (result i32) (try_table (catch $e $h) (throw $e (i32.const 1))) (i32.const 0))))"#,
-        ),
-        (
-            "tail calls",
-            r#"(module (func $f (result i32) (return_call $f)))"#,
-        ),
-        (
-            "gc",
-            r#"(module (type $p (struct (field i32))) (func (result i32)
-            (struct.get $p 0 (struct.new $p (i32.const 1)))))"#,
-        ),
-        (
-            "function references",
-            r#"(module (type $t (func)) (elem declare func $f) (func $f)
-            (func (call_ref $t (ref.func $f))))"#,
-        ),
-        (
-            "multi-memory",
-            r#"(module (memory 1) (memory $b 1) (func (i32.store $b (i32.const 0) (i32.const 1))))"#,
-        ),
-        (
-            "memory64",
-            r#"(module (memory i64 1) (func (result i32) (i32.load (i64.const 0))))"#,
-        ),
-        (
-            "relaxed simd",
-            r#"(module (func (result v128) (i32x4.relaxed_trunc_f32x4_s (f32x4.splat (f32.const 1)))))"#,
-        ),
-        (
-            "threads' atomics",
-            r#"(module (memory 1) (func (result i32) (i32.atomic.rmw.add (i32.const 0) (i32.const 1))))"#,
-        ),
-        (
-            "extended const",
-            r#"(module (global i32 (i32.add (i32.const 1) (i32.const 2))))"#,
-        ),
+        ("exceptions", r#"(module (tag $e (param i32)) (func (result i32)
+            (block $h (result i32) (try_table (catch $e $h) (throw $e (i32.const 1))) (i32.const 0))))"#),
+        ("tail calls", r#"(module (func $f (result i32) (return_call $f)))"#),
+        ("gc", r#"(module (type $p (struct (field i32))) (func (result i32)
+            (struct.get $p 0 (struct.new $p (i32.const 1)))))"#),
+        ("function references", r#"(module (type $t (func)) (elem declare func $f) (func $f)
+            (func (call_ref $t (ref.func $f))))"#),
+        ("multi-memory", r#"(module (memory 1) (memory $b 1) (func (i32.store $b (i32.const 0) (i32.const 1))))"#),
+        ("memory64", r#"(module (memory i64 1) (func (result i32) (i32.load (i64.const 0))))"#),
+        ("relaxed simd", r#"(module (func (result v128) (i32x4.relaxed_trunc_f32x4_s (f32x4.splat (f32.const 1)))))"#),
+        ("threads' atomics", r#"(module (memory 1) (func (result i32) (i32.atomic.rmw.add (i32.const 0) (i32.const 1))))"#),
+        ("extended const", r#"(module (global i32 (i32.add (i32.const 1) (i32.const 2))))"#),
     ];
 
     #[test]
@@ -146,11 +119,7 @@ mod tests {
             e.precompile_compatibility_hash().hash(&mut h);
             h.finish()
         };
-        assert_eq!(
-            hash(&engine),
-            hash(&pooling),
-            "the compile cache's key would differ"
-        );
+        assert_eq!(hash(&engine), hash(&pooling), "the compile cache's key would differ");
         let component = wasmtime::component::Component::new(&engine, "(component)").unwrap();
         let bytes = component.serialize().unwrap();
         // SAFETY: serialized just above by the same configuration.
@@ -166,16 +135,12 @@ mod tests {
             crate::compile::digest::engine_tag(&baseline),
             "a baseline artifact must never be taken for an optimized one"
         );
-        let plain =
-            wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)
-                .unwrap();
+        let plain = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#).unwrap();
         let bytes = baseline.precompile_module(&plain).unwrap();
         // SAFETY: compiled just above by the same configuration.
         unsafe { wasmtime::Module::deserialize(&baseline, &bytes) }.unwrap();
         let (_, exceptions) = PROPOSALS[0];
-        assert!(baseline
-            .precompile_module(&wat::parse_str(exceptions).unwrap())
-            .is_err());
+        assert!(baseline.precompile_module(&wat::parse_str(exceptions).unwrap()).is_err());
     }
 
     #[test]

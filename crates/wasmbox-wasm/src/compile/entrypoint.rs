@@ -130,10 +130,7 @@ pub struct ContainerFs {
 }
 
 fn normalize(path: &str) -> String {
-    let parts: Vec<&str> = path
-        .split('/')
-        .filter(|p| !p.is_empty() && *p != ".")
-        .collect();
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
     format!("/{}", parts.join("/"))
 }
 
@@ -147,8 +144,7 @@ impl ContainerFs {
             .iter()
             .map(|m| {
                 let options = m.options().as_deref().unwrap_or_default();
-                let bind = m.typ().as_deref() == Some("bind")
-                    || options.iter().any(|o| o == "bind" || o == "rbind");
+                let bind = m.typ().as_deref() == Some("bind") || options.iter().any(|o| o == "bind" || o == "rbind");
                 MountAt {
                     destination: normalize(&m.destination().display().to_string()),
                     bind_source: m.source().clone().filter(|_| bind),
@@ -193,12 +189,7 @@ impl ContainerFs {
     /// a directory of the rootfs or of a bind mount's source.
     pub fn has_dir(&self, path: &str) -> bool {
         let p = normalize(path);
-        if p == "/"
-            || self
-                .mounts
-                .iter()
-                .any(|m| m.destination == p || m.destination.starts_with(&format!("{p}/")))
-        {
+        if p == "/" || self.mounts.iter().any(|m| m.destination == p || m.destination.starts_with(&format!("{p}/"))) {
             return true;
         }
         matches!(self.open(&p), Ok(Some(Found::Directory)))
@@ -212,16 +203,9 @@ impl ContainerFs {
         };
         let lexical = normalize(path);
         // `..` is resolved by the kernel below, not here: such paths are looked up in the rootfs.
-        let mount = if path.split('/').any(|p| p == "..") {
-            None
-        } else {
-            self.mount_for(&lexical)
-        };
+        let mount = if path.split('/').any(|p| p == "..") { None } else { self.mount_for(&lexical) };
         let (base, rest) = match mount {
-            None => (
-                self.rootfs.as_path(),
-                lexical.trim_start_matches('/').to_string(),
-            ),
+            None => (self.rootfs.as_path(), lexical.trim_start_matches('/').to_string()),
             Some((m, rest)) => match &m.bind_source {
                 Some(source) => (source.as_path(), rest.to_string()),
                 // A tmpfs or the like: empty when the container starts.
@@ -231,9 +215,7 @@ impl ContainerFs {
         let dir = match open_dir(base) {
             Ok(fd) => fd,
             // A bind of a single file: the file itself.
-            Err(nix::errno::Errno::ENOTDIR) if rest.is_empty() => {
-                return open_found(path, base).map_err(err)
-            }
+            Err(nix::errno::Errno::ENOTDIR) if rest.is_empty() => return open_found(path, base).map_err(err),
             Err(nix::errno::Errno::ENOENT) => return Ok(None),
             Err(e) => return Err(err(e)),
         };
@@ -265,20 +247,14 @@ fn open_found(guest_path: &str, host: &Path) -> Result<Option<Found>, nix::Error
     }
 }
 
-fn open_found_at(
-    dir: &OwnedFd,
-    guest_path: &str,
-    target: &str,
-) -> Result<Option<Found>, nix::Error> {
+fn open_found_at(dir: &OwnedFd, guest_path: &str, target: &str) -> Result<Option<Found>, nix::Error> {
     use std::os::fd::AsRawFd;
     let how = OpenHow::new()
         .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     match nix::fcntl::openat2(dir.as_raw_fd(), target, how) {
         // SAFETY: `openat2` returned a fresh descriptor that nothing else owns.
-        Ok(fd) => Ok(classify_opened(guest_path, unsafe {
-            File::from_raw_fd(fd)
-        })),
+        Ok(fd) => Ok(classify_opened(guest_path, unsafe { File::from_raw_fd(fd) })),
         Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => Ok(None),
         Err(e) => Err(e),
     }
@@ -289,19 +265,12 @@ fn open_found_at(
 /// What cannot run is refused here, at Create, with the reason: a directory, a file the
 /// kernel cannot exec (runc's "exec format error"), a `.wasm` that is not WebAssembly, and
 /// machine code posing as wasm (a `.cwasm` or an ELF named `.wasm`).
-pub fn resolve(
-    fs: &ContainerFs,
-    arg0: &str,
-    env: &[String],
-    cwd: &str,
-) -> Result<Entrypoint, WasmError> {
+pub fn resolve(fs: &ContainerFs, arg0: &str, env: &[String], cwd: &str) -> Result<Entrypoint, WasmError> {
     for candidate in EntrypointRef::candidates(arg0) {
         let (guest_path, file) = match lookup(fs, &candidate.path, env, cwd)? {
             None => continue,
             Some(Found::Directory) if candidate.func.is_none() => {
-                return Err(WasmError::IsDirectory {
-                    path: candidate.path,
-                });
+                return Err(WasmError::IsDirectory { path: candidate.path });
             }
             Some(Found::Directory) => continue,
             Some(Found::File(p, f)) => (p, f),
@@ -322,14 +291,8 @@ pub fn resolve(
             return native(&guest_path, head);
         }
         // Binary wasm with a stamp: leave it unread, the cache may know it already.
-        if let Some(binary) =
-            crate::compile::kind::binary_kind(head).filter(|k| *k != FileKind::UnknownWasm)
-        {
-            if let Some(stamp) = file
-                .metadata()
-                .ok()
-                .and_then(|m| crate::compile::stamp::of(&m))
-            {
+        if let Some(binary) = crate::compile::kind::binary_kind(head).filter(|k| *k != FileKind::UnknownWasm) {
+            if let Some(stamp) = file.metadata().ok().and_then(|m| crate::compile::stamp::of(&m)) {
                 return Ok(Entrypoint::Wasm(WasmEntrypoint {
                     guest_path,
                     func: candidate.func,
@@ -341,11 +304,10 @@ pub fn resolve(
             }
         }
         let mut bytes = head.to_vec();
-        file.read_to_end(&mut bytes)
-            .map_err(|source| WasmError::ReadEntrypoint {
-                path: guest_path.clone(),
-                source,
-            })?;
+        file.read_to_end(&mut bytes).map_err(|source| WasmError::ReadEntrypoint {
+            path: guest_path.clone(),
+            source,
+        })?;
         let (kind, wasm) = wasm_binary(&guest_path, kind, bytes)?;
         return Ok(Entrypoint::Wasm(WasmEntrypoint {
             guest_path,
@@ -364,9 +326,7 @@ pub fn resolve(
 fn native(path: &str, head: &[u8]) -> Result<Entrypoint, WasmError> {
     let wasm_name = path.ends_with(".wasm") || path.ends_with(".cwasm");
     match native_format(head) {
-        NativeFormat::Elf if wasm_name => Err(WasmError::MachineCode {
-            path: path.to_string(),
-        }),
+        NativeFormat::Elf if wasm_name => Err(WasmError::MachineCode { path: path.to_string() }),
         _ if wasm_name => Err(WasmError::NotWasm {
             path: path.to_string(),
             detail: describe_head(head),
@@ -381,11 +341,7 @@ fn native(path: &str, head: &[u8]) -> Result<Entrypoint, WasmError> {
 
 /// The binary wasm and its kind (Module or Component) of a wasm file's `bytes`, which
 /// [`classify`] found to be of `kind`: WAT is converted, an unknown version refused.
-pub fn wasm_binary(
-    path: &str,
-    kind: FileKind,
-    bytes: Vec<u8>,
-) -> Result<(FileKind, Vec<u8>), WasmError> {
+pub fn wasm_binary(path: &str, kind: FileKind, bytes: Vec<u8>) -> Result<(FileKind, Vec<u8>), WasmError> {
     let wasm = to_binary(path, kind, bytes)?;
     match crate::compile::kind::binary_kind(&wasm) {
         Some(kind) => Ok((kind, wasm)),
@@ -424,11 +380,7 @@ fn read_head(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 fn open_dir(dir: &Path) -> Result<OwnedFd, nix::Error> {
-    let fd = nix::fcntl::open(
-        dir,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
+    let fd = nix::fcntl::open(dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
     // SAFETY: `open` returned a fresh descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -464,12 +416,7 @@ fn join(dir: &str, name: &str) -> String {
 
 /// The first regular file among the candidates, as execvp tries them; a directory only when
 /// `name` is a path (execvp skips directories found through `PATH`).
-fn lookup(
-    fs: &ContainerFs,
-    name: &str,
-    env: &[String],
-    cwd: &str,
-) -> Result<Option<Found>, WasmError> {
+fn lookup(fs: &ContainerFs, name: &str, env: &[String], cwd: &str) -> Result<Option<Found>, WasmError> {
     for path in search_paths(name, env, cwd) {
         match fs.open(&path) {
             Ok(Some(Found::Directory)) if !name.contains('/') => {}
@@ -504,10 +451,7 @@ mod tests {
         assert_eq!(search_paths("x", &env, "/"), vec!["/a/x", "/b/x"]);
         assert_eq!(search_paths("/x", &env, "/"), vec!["/x"]);
         assert_eq!(search_paths("./x", &env, "/w"), vec!["/w/./x"]);
-        assert_eq!(
-            search_paths("x", &[], "/").len(),
-            DEFAULT_PATH.split(':').count()
-        );
+        assert_eq!(search_paths("x", &[], "/").len(), DEFAULT_PATH.split(':').count());
     }
 
     #[test]
@@ -534,18 +478,9 @@ mod tests {
             Entrypoint::Wasm(w) => assert!(w.wasm.starts_with(b"\0asm")),
             other => panic!("unexpected {other:?}"),
         }
-        assert!(matches!(
-            resolve(&ContainerFs::rootfs_only(r), "tool", &env, "/").unwrap(),
-            Entrypoint::Native
-        ));
-        assert!(matches!(
-            resolve(&ContainerFs::rootfs_only(r), "link.wasm", &env, "/").unwrap(),
-            Entrypoint::Wasm(_)
-        ));
-        assert!(matches!(
-            resolve(&ContainerFs::rootfs_only(r), "/missing.wasm", &env, "/").unwrap(),
-            Entrypoint::NotInRootfs
-        ));
+        assert!(matches!(resolve(&ContainerFs::rootfs_only(r), "tool", &env, "/").unwrap(), Entrypoint::Native));
+        assert!(matches!(resolve(&ContainerFs::rootfs_only(r), "link.wasm", &env, "/").unwrap(), Entrypoint::Wasm(_)));
+        assert!(matches!(resolve(&ContainerFs::rootfs_only(r), "/missing.wasm", &env, "/").unwrap(), Entrypoint::NotInRootfs));
     }
 
     #[test]
@@ -553,14 +488,8 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         fs::write(root.path().join("bad.wat"), "(module (func").unwrap();
         fs::write(root.path().join("v9.wasm"), b"\0asm\x09\0\0\0garbage").unwrap();
-        assert!(matches!(
-            resolve(&ContainerFs::rootfs_only(root.path()), "/bad.wat", &[], "/"),
-            Err(WasmError::Invalid { .. })
-        ));
-        assert!(matches!(
-            resolve(&ContainerFs::rootfs_only(root.path()), "/v9.wasm", &[], "/"),
-            Err(WasmError::Invalid { .. })
-        ));
+        assert!(matches!(resolve(&ContainerFs::rootfs_only(root.path()), "/bad.wat", &[], "/"), Err(WasmError::Invalid { .. })));
+        assert!(matches!(resolve(&ContainerFs::rootfs_only(root.path()), "/v9.wasm", &[], "/"), Err(WasmError::Invalid { .. })));
     }
 
     #[test]
@@ -578,39 +507,21 @@ mod tests {
         let err = |arg0: &str| resolve(&fs_, arg0, &[], "/").unwrap_err().to_string();
 
         assert_eq!(err("/dir"), "exec /dir: is a directory");
-        assert!(
-            err("/text")
-                .starts_with("exec /text: exec format error (it starts with \"echo hi\\n\""),
-            "{}",
-            err("/text")
-        );
-        assert!(
-            err("/empty").contains("exec format error (it is empty"),
-            "{}",
-            err("/empty")
-        );
-        assert!(matches!(
-            resolve(&fs_, "/script", &[], "/").unwrap(),
-            Entrypoint::Native
-        ));
+        assert!(err("/text").starts_with("exec /text: exec format error (it starts with \"echo hi\\n\""), "{}", err("/text"));
+        assert!(err("/empty").contains("exec format error (it is empty"), "{}", err("/empty"));
+        assert!(matches!(resolve(&fs_, "/script", &[], "/").unwrap(), Entrypoint::Native));
         assert_eq!(
             err("/notwasm.wasm"),
             "/notwasm.wasm: not a WebAssembly module (it starts with \"hello world\")"
         );
         for p in ["/elf.wasm", "/app.cwasm"] {
             let e = err(p);
-            assert!(
-                e.starts_with(&format!("{p}: refused: holds ELF machine code")),
-                "{e}"
-            );
+            assert!(e.starts_with(&format!("{p}: refused: holds ELF machine code")), "{e}");
             assert!(!e.contains("error error") && !e.contains(": :"), "{e}");
         }
         // Through PATH a directory is skipped, as execvp does.
         let env = vec!["PATH=/".to_string()];
-        assert!(matches!(
-            resolve(&fs_, "dir", &env, "/").unwrap(),
-            Entrypoint::NotInRootfs
-        ));
+        assert!(matches!(resolve(&fs_, "dir", &env, "/").unwrap(), Entrypoint::NotInRootfs));
     }
 
     #[test]
@@ -649,24 +560,12 @@ mod tests {
             }
         }
         // A relative path and PATH lookups go through the mount too.
-        assert!(matches!(
-            resolve(&fs_, "./app.wasm", &[], "/modules").unwrap(),
-            Entrypoint::Wasm(_)
-        ));
+        assert!(matches!(resolve(&fs_, "./app.wasm", &[], "/modules").unwrap(), Entrypoint::Wasm(_)));
         let env = vec!["PATH=/modules".to_string()];
-        assert!(matches!(
-            resolve(&fs_, "app.wasm", &env, "/").unwrap(),
-            Entrypoint::Wasm(_)
-        ));
+        assert!(matches!(resolve(&fs_, "app.wasm", &env, "/").unwrap(), Entrypoint::Wasm(_)));
         // A symlink in the volume stays inside the volume.
-        assert!(matches!(
-            resolve(&fs_, "/modules/escape.wasm", &[], "/").unwrap(),
-            Entrypoint::NotInRootfs
-        ));
-        assert!(matches!(
-            resolve(&fs_, "/scratch/x.wasm", &[], "/").unwrap(),
-            Entrypoint::NotInRootfs
-        ));
+        assert!(matches!(resolve(&fs_, "/modules/escape.wasm", &[], "/").unwrap(), Entrypoint::NotInRootfs));
+        assert!(matches!(resolve(&fs_, "/scratch/x.wasm", &[], "/").unwrap(), Entrypoint::NotInRootfs));
     }
 
     #[test]
@@ -674,11 +573,7 @@ mod tests {
         use oci_spec::runtime::{MountBuilder, SpecBuilder};
         let spec = SpecBuilder::default()
             .mounts(vec![
-                MountBuilder::default()
-                    .destination("/tmp")
-                    .typ("tmpfs")
-                    .build()
-                    .unwrap(),
+                MountBuilder::default().destination("/tmp").typ("tmpfs").build().unwrap(),
                 MountBuilder::default()
                     .destination("/data/")
                     .source("/srv/data")

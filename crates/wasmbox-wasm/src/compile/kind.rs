@@ -64,12 +64,7 @@ pub fn describe_head(head: &[u8]) -> String {
     if head.is_empty() {
         return "it is empty".into();
     }
-    let shown: String = head
-        .iter()
-        .take(16)
-        .flat_map(|b| b.escape_ascii())
-        .map(char::from)
-        .collect();
+    let shown: String = head.iter().take(16).flat_map(|b| b.escape_ascii()).map(char::from).collect();
     format!("it starts with \"{shown}\"")
 }
 
@@ -80,6 +75,7 @@ pub fn binary_kind(bytes: &[u8]) -> Option<FileKind> {
         _ => None,
     }
 }
+
 
 /// Whether `component` exports an interface whose name starts with `prefix` (an interface and
 /// version, such as `wasi:cli/run@0.3`): what decides how a component is run or served.
@@ -101,20 +97,11 @@ mod tests {
     #[test]
     fn classifies_modules_components_wat_and_native() {
         assert_eq!(classify("/a.wasm", b"\0asm\x01\0\0\0"), FileKind::Module);
-        assert_eq!(
-            classify("/a.wasm", b"\0asm\x0d\0\x01\0"),
-            FileKind::Component
-        );
-        assert_eq!(
-            classify("/a.wasm", b"\0asm\x02\0\0\0"),
-            FileKind::UnknownWasm
-        );
+        assert_eq!(classify("/a.wasm", b"\0asm\x0d\0\x01\0"), FileKind::Component);
+        assert_eq!(classify("/a.wasm", b"\0asm\x02\0\0\0"), FileKind::UnknownWasm);
         assert_eq!(classify("/a.wasm", b"\0asm"), FileKind::UnknownWasm);
         assert_eq!(classify("/hello.wat", b"(module)"), FileKind::Wat);
-        assert_eq!(
-            classify("/bin/sh", b"\x7fELF\x02\x01\x01\0"),
-            FileKind::Native
-        );
+        assert_eq!(classify("/bin/sh", b"\x7fELF\x02\x01\x01\0"), FileKind::Native);
         assert_eq!(classify("/run.sh", b"#!/bin/sh"), FileKind::Native);
     }
 
@@ -125,9 +112,6 @@ mod tests {
         assert_eq!(native_format(b"echo hi\n"), NativeFormat::Unknown);
         assert_eq!(native_format(b""), NativeFormat::Unknown);
         assert_eq!(describe_head(b""), "it is empty");
-        assert_eq!(
-            describe_head(b"hello\n\x01"),
-            "it starts with \"hello\\n\\x01\""
-        );
+        assert_eq!(describe_head(b"hello\n\x01"), "it starts with \"hello\\n\\x01\"");
     }
 }

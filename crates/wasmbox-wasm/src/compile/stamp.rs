@@ -34,11 +34,7 @@ pub fn of(md: &Metadata) -> Option<String> {
 }
 
 fn of_at(md: &Metadata, now: SystemTime, min_age: Duration) -> Option<String> {
-    let changed = UNIX_EPOCH
-        + Duration::new(
-            md.ctime().max(0) as u64,
-            md.ctime_nsec().clamp(0, 999_999_999) as u32,
-        );
+    let changed = UNIX_EPOCH + Duration::new(md.ctime().max(0) as u64, md.ctime_nsec().clamp(0, 999_999_999) as u32);
     if now.duration_since(changed).unwrap_or_default() < min_age {
         return None;
     }
@@ -65,21 +61,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, b"one").unwrap();
-        let stamp = |p: &std::path::Path| {
-            of_at(
-                &std::fs::metadata(p).unwrap(),
-                SystemTime::now(),
-                Duration::ZERO,
-            )
-        };
+        let stamp = |p: &std::path::Path| of_at(&std::fs::metadata(p).unwrap(), SystemTime::now(), Duration::ZERO);
         let before = stamp(&path).unwrap();
         assert_eq!(Some(before.clone()), stamp(&path));
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .write_all(b"two")
-            .unwrap();
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"two").unwrap();
         assert_ne!(Some(before), stamp(&path));
     }
 

@@ -84,12 +84,7 @@ impl Conn {
     }
 
     fn close(&self) {
-        if let Some(task) = self
-            .abort
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
+        if let Some(task) = self.abort.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             task.abort();
         }
     }
@@ -167,10 +162,7 @@ impl Connections {
                     .min()
                     .map(|(_, k)| k);
                 if let Some(conn) = oldest.and_then(|k| open.remove(&k)) {
-                    log::debug!(
-                        "{} connections open: closing the one waiting longest for a request",
-                        open.len() + 1
-                    );
+                    log::debug!("{} connections open: closing the one waiting longest for a request", open.len() + 1);
                     conn.close();
                     continue;
                 }
@@ -187,23 +179,13 @@ impl Connections {
         });
         let key = self.next.fetch_add(1, Ordering::Relaxed);
         self.open().insert(key, conn.clone());
-        (
-            conn,
-            Registration {
-                connections: self.clone(),
-                key,
-            },
-        )
+        (conn, Registration { connections: self.clone(), key })
     }
 
     /// Closes the connections past their idle or header timeout.
     pub fn sweep(&self, now: Instant) {
         let mut open = self.open();
-        let overdue: Vec<u64> = open
-            .iter()
-            .filter(|(_, c)| c.overdue(now, &self.limits))
-            .map(|(k, _)| *k)
-            .collect();
+        let overdue: Vec<u64> = open.iter().filter(|(_, c)| c.overdue(now, &self.limits)).map(|(k, _)| *k).collect();
         for key in overdue {
             if let Some(conn) = open.remove(&key) {
                 conn.close();
@@ -225,11 +207,7 @@ impl<T> Tracked<T> {
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
@@ -240,11 +218,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -272,14 +246,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
 /// The open-connection bound a process can keep: `wanted`, but leaving descriptors for
 /// everything else (the handlers' files and sockets, the runtime's own) under its limit.
 pub fn bound_by_descriptors(wanted: usize, handlers: usize) -> usize {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes one rlimit through the pointer.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0
-        || limit.rlim_cur == libc::RLIM_INFINITY
-    {
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 || limit.rlim_cur == libc::RLIM_INFINITY {
         return wanted;
     }
     let others = 64 + 2 * handlers;
@@ -305,28 +274,16 @@ mod tests {
         let (c, _reg) = all.register();
         let now = Instant::now();
         assert!(!c.overdue(now, &all.limits));
-        assert!(
-            c.overdue(now + Duration::from_secs(6), &all.limits),
-            "idle past the idle timeout"
-        );
+        assert!(c.overdue(now + Duration::from_secs(6), &all.limits), "idle past the idle timeout");
         c.bytes_arrived();
-        assert!(
-            c.overdue(Instant::now() + Duration::from_secs(3), &all.limits),
-            "a head past the header timeout"
-        );
+        assert!(c.overdue(Instant::now() + Duration::from_secs(3), &all.limits), "a head past the header timeout");
         let first = c.request_began();
         let second = c.request_began();
-        assert!(
-            !c.overdue(Instant::now() + Duration::from_secs(600), &all.limits),
-            "busy is never overdue"
-        );
+        assert!(!c.overdue(Instant::now() + Duration::from_secs(600), &all.limits), "busy is never overdue");
         drop(first);
         assert_eq!(c.waiting_since(), None, "one request still in flight");
         drop(second);
-        assert!(
-            c.waiting_since().is_some(),
-            "idle again once every response went"
-        );
+        assert!(c.waiting_since().is_some(), "idle again once every response went");
     }
 
     #[tokio::test]
@@ -345,19 +302,13 @@ mod tests {
         let (busy2, r3) = all.register();
         let _req2 = busy2.request_began();
         let waiting = tokio::time::timeout(Duration::from_millis(50), all.make_room()).await;
-        assert!(
-            waiting.is_err(),
-            "waits while every connection serves a request"
-        );
+        assert!(waiting.is_err(), "waits while every connection serves a request");
         let room = tokio::spawn({
             let all = all.clone();
             async move { all.make_room().await }
         });
         tokio::task::yield_now().await;
         drop(r3);
-        tokio::time::timeout(Duration::from_secs(5), room)
-            .await
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), room).await.unwrap().unwrap();
     }
 }

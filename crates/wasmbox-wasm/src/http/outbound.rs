@@ -54,10 +54,7 @@ impl Outbound {
 trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 
-type Sent = (
-    hyper::Response<WasiBody>,
-    Box<dyn Future<Output = Result<(), Error>> + Send>,
-);
+type Sent = (hyper::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>);
 
 impl WasiHttpHooks for Outbound {
     fn send_request(
@@ -72,33 +69,18 @@ impl WasiHttpHooks for Outbound {
 }
 
 impl Shared {
-    async fn send(
-        &self,
-        mut request: hyper::Request<WasiBody>,
-        options: Option<RequestOptions>,
-    ) -> Result<Sent, Error> {
+    async fn send(&self, mut request: hyper::Request<WasiBody>, options: Option<RequestOptions>) -> Result<Sent, Error> {
         let uri = request.uri();
         let https = uri.scheme_str() == Some("https");
         let scheme = if https { "https" } else { "http" };
         let authority = uri.authority().ok_or(Error::HttpRequestUriInvalid)?.clone();
         // An IPv6 literal keeps its brackets in the authority, not in the host.
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let connect_timeout = options
-            .and_then(|o| o.connect_timeout)
-            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let connect_timeout = options.and_then(|o| o.connect_timeout).unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         let first_byte_timeout = options.and_then(|o| o.first_byte_timeout);
 
-        let resolved: Vec<SocketAddr> = match tokio::time::timeout(
-            connect_timeout,
-            tokio::net::lookup_host((host.as_str(), port)),
-        )
-        .await
-        {
+        let resolved: Vec<SocketAddr> = match tokio::time::timeout(connect_timeout, tokio::net::lookup_host((host.as_str(), port))).await {
             Err(_) => return Err(Error::DnsTimeout),
             Ok(Err(e)) => {
                 log::info!("outbound {scheme}://{authority}: {e}");
@@ -112,18 +94,11 @@ impl Shared {
         let mut denied_by = None;
         let allowed: Vec<SocketAddr> = resolved
             .iter()
-            .filter(|a| {
-                match self.network.policy().egress.check_request(
-                    scheme,
-                    &host,
-                    a,
-                    self.network.names(),
-                ) {
-                    None => true,
-                    Some(source) => {
-                        denied_by.get_or_insert(source);
-                        false
-                    }
+            .filter(|a| match self.network.policy().egress.check_request(scheme, &host, a, self.network.names()) {
+                None => true,
+                Some(source) => {
+                    denied_by.get_or_insert(source);
+                    false
                 }
             })
             .copied()
@@ -139,17 +114,14 @@ impl Shared {
         }
 
         // The first allowed address that accepts.
-        let tcp =
-            match tokio::time::timeout(connect_timeout, TcpStream::connect(allowed.as_slice()))
-                .await
-            {
-                Err(_) => return Err(Error::ConnectionTimeout),
-                Ok(Err(e)) => {
-                    log::debug!("outbound {scheme}://{authority}: {e}");
-                    return Err(Error::Connect(e));
-                }
-                Ok(Ok(s)) => s,
-            };
+        let tcp = match tokio::time::timeout(connect_timeout, TcpStream::connect(allowed.as_slice())).await {
+            Err(_) => return Err(Error::ConnectionTimeout),
+            Ok(Err(e)) => {
+                log::debug!("outbound {scheme}://{authority}: {e}");
+                return Err(Error::Connect(e));
+            }
+            Ok(Ok(s)) => s,
+        };
         let _ = tcp.set_nodelay(true);
         let stream: Box<dyn Io> = if https {
             let name = server_name(&host)?;
@@ -165,12 +137,9 @@ impl Shared {
         } else {
             Box::new(tcp)
         };
-        let (mut sender, connection) = tokio::time::timeout(
-            connect_timeout,
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)),
-        )
-        .await
-        .map_err(|_| Error::ConnectionTimeout)??;
+        let (mut sender, connection) = tokio::time::timeout(connect_timeout, hyper::client::conn::http1::handshake(TokioIo::new(stream)))
+            .await
+            .map_err(|_| Error::ConnectionTimeout)??;
         // The connection runs on its own; its end is what the returned future reports.
         let connection = tokio::spawn(connection);
 
@@ -180,9 +149,7 @@ impl Shared {
         *request.uri_mut() = path.parse().map_err(|_| Error::HttpRequestUriInvalid)?;
         let response = sender.send_request(request);
         let response = match first_byte_timeout {
-            Some(t) => tokio::time::timeout(t, response)
-                .await
-                .map_err(|_| Error::ConnectionReadTimeout)??,
+            Some(t) => tokio::time::timeout(t, response).await.map_err(|_| Error::ConnectionReadTimeout)??,
             None => response.await?,
         };
         let response = response.map(|body| body.map_err(Error::from).boxed_unsync());
@@ -199,8 +166,7 @@ impl Shared {
         if let Some(c) = self.tls.get() {
             return Ok(c.clone());
         }
-        let config = client_config(roots())
-            .map_err(|e| Error::InternalError(Some(format!("TLS configuration: {e}"))))?;
+        let config = client_config(roots()).map_err(|e| Error::InternalError(Some(format!("TLS configuration: {e}"))))?;
         Ok(self.tls.get_or_init(|| Arc::new(config)).clone())
     }
 }
@@ -244,14 +210,8 @@ mod tests {
 
     #[test]
     fn server_names_are_hosts_or_addresses() {
-        assert!(matches!(
-            server_name("api.example.com").unwrap(),
-            rustls::pki_types::ServerName::DnsName(_)
-        ));
-        assert!(matches!(
-            server_name("::1").unwrap(),
-            rustls::pki_types::ServerName::IpAddress(_)
-        ));
+        assert!(matches!(server_name("api.example.com").unwrap(), rustls::pki_types::ServerName::DnsName(_)));
+        assert!(matches!(server_name("::1").unwrap(), rustls::pki_types::ServerName::IpAddress(_)));
         assert!(server_name("not a name").is_err());
     }
 

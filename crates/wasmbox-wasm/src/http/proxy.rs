@@ -52,8 +52,7 @@ impl WasiHttpView for HttpState {
 
 /// Whether `component` is an HTTP handler (0.2 or 0.3) rather than a command.
 pub fn is_proxy(engine: &Engine, component: &Component) -> bool {
-    exports_interface(engine, component, INCOMING_HANDLER)
-        || exports_interface(engine, component, HANDLER_P3)
+    exports_interface(engine, component, INCOMING_HANDLER) || exports_interface(engine, component, HANDLER_P3)
 }
 
 /// A linked handler, of either generation.

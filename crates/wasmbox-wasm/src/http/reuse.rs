@@ -23,8 +23,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::GuestTaskId;
 use wasmtime::{Store, StoreContextMut};
 use wasmtime_wasi_http::handler::{
-    HandlerState, Instance, InstantiationError, Proxy, ProxyHandler, ShouldAccept,
-    WorkerExpiration, WorkerState, WorkerStatus,
+    HandlerState, Instance, InstantiationError, Proxy, ProxyHandler, ShouldAccept, WorkerExpiration, WorkerState,
+    WorkerStatus,
 };
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
@@ -76,8 +76,7 @@ pub async fn handle(
     req: Request<Incoming>,
     deadline: Instant,
 ) -> wasmtime::Result<wasmtime_wasi_http::handler::Response> {
-    let mut req =
-        with_scheme(req).map(|body| body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());
+    let mut req = with_scheme(req).map(|body| body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());
     loop {
         let refused = match handler.handle(deadline, req).await {
             Ok(response) => return Ok(response),
@@ -102,11 +101,7 @@ impl HandlerState for Instances {
     type WorkerState = Worker;
 
     async fn instantiate(&self) -> wasmtime::Result<Instance<HttpState, Expiry, Worker>> {
-        let permit = self
-            .live
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| NoInstance)?;
+        let permit = self.live.clone().try_acquire_owned().map_err(|_| NoInstance)?;
         // The start function has the request's time; requests are then timed from outside.
         let mut store = self.stores.store(Some(Instant::now() + self.timeout))?;
         let service = self.pre.instantiate_async(&mut store).await?;
@@ -189,12 +184,7 @@ impl Expiry {
 }
 
 impl WorkerExpiration for Expiry {
-    fn poll(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        status: WorkerStatus,
-        since: Instant,
-    ) -> Poll<()> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>, status: WorkerStatus, since: Instant) -> Poll<()> {
         let this = self.get_mut();
         let after = match status {
             WorkerStatus::Idle => this.idle,
@@ -228,17 +218,8 @@ fn with_scheme(req: Request<Incoming>) -> Request<Incoming> {
             .and_then(|h| h.to_str().ok())
             .unwrap_or("localhost")
             .to_string();
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
-        if let Ok(uri) = hyper::Uri::builder()
-            .scheme("http")
-            .authority(authority)
-            .path_and_query(path)
-            .build()
-        {
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        if let Ok(uri) = hyper::Uri::builder().scheme("http").authority(authority).path_and_query(path).build() {
             parts.uri = uri;
         }
     }

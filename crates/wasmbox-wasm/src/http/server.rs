@@ -116,13 +116,7 @@ pub fn serve(
     // Never more instances than requests at once: the pool holds that many.
     let max_live = instances.max.map_or(concurrency, |m| m.min(concurrency));
     let reused = match &pre {
-        HandlerPre::P3(p3) => Some(Instances::dispatcher(
-            stores.clone(),
-            p3.clone(),
-            instances,
-            timeout,
-            max_live,
-        )),
+        HandlerPre::P3(p3) => Some(Instances::dispatcher(stores.clone(), p3.clone(), instances, timeout, max_live)),
         HandlerPre::P2(_) => None,
     };
     let server = Arc::new(Server {
@@ -345,13 +339,11 @@ async fn respond(server: Arc<Server>, req: Request<Incoming>) -> Result<Answer, 
     // Most find one at once, without a timer.
     let permit = match server.slots.clone().try_acquire_owned() {
         Ok(p) => p,
-        Err(_) => {
-            match tokio::time::timeout(server.timeout, server.slots.clone().acquire_owned()).await {
-                Ok(Ok(p)) => p,
-                Ok(Err(_)) => return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")),
-                Err(_) => return Ok(timed_out(server.timeout)),
-            }
-        }
+        Err(_) => match tokio::time::timeout(server.timeout, server.slots.clone().acquire_owned()).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")),
+            Err(_) => return Ok(timed_out(server.timeout)),
+        },
     };
     if let Some(handler) = &server.reused {
         // The instance ends a request at its deadline too, unless its guest code keeps the
@@ -418,8 +410,7 @@ async fn respond(server: Arc<Server>, req: Request<Incoming>) -> Result<Answer, 
 /// The answer to a 0.3 request that got no response before its deadline (one past it timed
 /// out, whatever the error: see `respond`).
 fn failed(e: wasmtime::Error) -> Answer {
-    if let Some(code) = e.downcast_ref::<wasmtime_wasi_http::p3::bindings::http::types::ErrorCode>()
-    {
+    if let Some(code) = e.downcast_ref::<wasmtime_wasi_http::p3::bindings::http::types::ErrorCode>() {
         log::warn!("the handler answered with an error: {code:?}");
     } else if e.downcast_ref::<TrapOrPanicError>().is_some() {
         // Its instance failed: the instance's end logged why (see `reuse::Worker::drop`).
@@ -439,11 +430,7 @@ fn timed_out(after: Duration) -> Answer {
 }
 
 /// Makes (and drops) one instance, as a request would.
-async fn instance_check(
-    stores: &Stores,
-    pre: &HandlerPre,
-    timeout: Duration,
-) -> wasmtime::Result<()> {
+async fn instance_check(stores: &Stores, pre: &HandlerPre, timeout: Duration) -> wasmtime::Result<()> {
     let mut store = stores.store(Some(Instant::now() + timeout))?;
     match pre {
         HandlerPre::P2(pre) => pre.instantiate_async(&mut store).await.map(|_| ()),
@@ -454,16 +441,9 @@ async fn instance_check(
 impl Server {
     /// One request to a 0.2 handler, in a fresh instance; its guest code is stopped once
     /// `deadline` passed.
-    async fn call(
-        &self,
-        req: Request<Incoming>,
-        tx: AnswerSender,
-        deadline: Instant,
-    ) -> wasmtime::Result<()> {
+    async fn call(&self, req: Request<Incoming>, tx: AnswerSender, deadline: Instant) -> wasmtime::Result<()> {
         let HandlerPre::P2(pre) = &self.pre else {
-            return Err(wasmtime::format_err!(
-                "a 0.3 handler's request is served by its instances"
-            ));
+            return Err(wasmtime::format_err!("a 0.3 handler's request is served by its instances"));
         };
         let mut store = self.stores.store(Some(deadline))?;
         let proxy = pre.instantiate_async(&mut store).await?;

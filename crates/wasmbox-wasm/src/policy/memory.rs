@@ -100,9 +100,7 @@ impl Budget {
         if fits {
             self.granted += grow;
         } else {
-            log::info!(
-                "memory growth by {grow} bytes refused: the container is at its memory limit"
-            );
+            log::info!("memory growth by {grow} bytes refused: the container is at its memory limit");
         }
         fits
     }
@@ -116,24 +114,14 @@ pub fn decide(usage: u64, base: u64, granted: u64, grow: u64, limit: u64) -> boo
 }
 
 impl ResourceLimiter for Budget {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         if maximum.is_some_and(|m| desired > m) {
             return Ok(false);
         }
         Ok(self.admit(desired.saturating_sub(current) as u64))
     }
 
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         if maximum.is_some_and(|m| desired > m) {
             return Ok(false);
         }
@@ -152,10 +140,7 @@ mod tests {
     fn growth_stops_short_of_the_limit() {
         // 64 MiB limit, 10 MiB used by the runtime at start.
         assert!(decide(10 * MIB, 10 * MIB, 0, 40 * MIB, 64 * MIB));
-        assert!(
-            !decide(10 * MIB, 10 * MIB, 0, 54 * MIB, 64 * MIB),
-            "no room left for the reserve"
-        );
+        assert!(!decide(10 * MIB, 10 * MIB, 0, 54 * MIB, 64 * MIB), "no room left for the reserve");
         // Granted but untouched pages count: usage lags behind what was granted.
         assert!(!decide(12 * MIB, 10 * MIB, 48 * MIB, 6 * MIB, 64 * MIB));
         // Usage that grew beyond the estimate (files in tmpfs, buffers) counts too.
@@ -196,23 +181,17 @@ mod tests {
             Some(32 * MIB),
         );
         assert!(budget.memory_growing(0, (16 * MIB) as usize, None).unwrap());
-        assert!(!budget
-            .memory_growing((16 * MIB) as usize, (24 * MIB) as usize, None)
-            .unwrap());
+        assert!(!budget.memory_growing((16 * MIB) as usize, (24 * MIB) as usize, None).unwrap());
         // The limit is raised (an update): the same growth now fits.
         limit.write_at(b"134217728\n", 0).unwrap();
-        assert!(budget
-            .memory_growing((16 * MIB) as usize, (24 * MIB) as usize, None)
-            .unwrap());
+        assert!(budget.memory_growing((16 * MIB) as usize, (24 * MIB) as usize, None).unwrap());
     }
 
     #[test]
     fn without_cgroup_files_the_spec_limit_less_the_reserve_caps() {
         let mut budget = Budget::new(None, Some(16 * MIB));
         assert!(budget.memory_growing(0, (14 * MIB) as usize, None).unwrap());
-        assert!(!budget
-            .memory_growing((14 * MIB) as usize, (15 * MIB) as usize, None)
-            .unwrap());
+        assert!(!budget.memory_growing((14 * MIB) as usize, (15 * MIB) as usize, None).unwrap());
         let mut unlimited = Budget::new(None, None);
         assert!(unlimited.memory_growing(0, 1 << 30, None).unwrap());
     }

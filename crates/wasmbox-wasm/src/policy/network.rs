@@ -60,9 +60,7 @@ impl Network {
                     .check(&addr, &network.names)
                     .map(|source| format!("egress to {addr} denied by {source}")),
                 SocketAddrUse::TcpBind | SocketAddrUse::TcpListen | SocketAddrUse::UdpBind => {
-                    policy
-                        .bind_denied(&addr)
-                        .map(|why| format!("bind to {addr} denied: {why}"))
+                    policy.bind_denied(&addr).map(|why| format!("bind to {addr} denied: {why}"))
                 }
                 // What arrives on an allowed socket is not checked.
                 _ => None,

@@ -360,22 +360,11 @@ impl Policy {
                 http_config.instance_concurrency,
             )?
             .unwrap_or(DEFAULT_HTTP_INSTANCE_CONCURRENCY),
-            reuse: operator_count(
-                HTTP_INSTANCE_REUSE,
-                "http.instance_reuse",
-                http_config.instance_reuse,
-            )?
-            .unwrap_or(DEFAULT_HTTP_INSTANCE_REUSE),
-            idle_timeout: config_duration(
-                &http_config.instance_idle_timeout,
-                "http.instance_idle_timeout",
-            )?
-            .unwrap_or(DEFAULT_HTTP_INSTANCE_IDLE_TIMEOUT),
-            max: operator_count(
-                HTTP_MAX_INSTANCES,
-                "http.max_instances",
-                http_config.max_instances,
-            )?,
+            reuse: operator_count(HTTP_INSTANCE_REUSE, "http.instance_reuse", http_config.instance_reuse)?
+                .unwrap_or(DEFAULT_HTTP_INSTANCE_REUSE),
+            idle_timeout: config_duration(&http_config.instance_idle_timeout, "http.instance_idle_timeout")?
+                .unwrap_or(DEFAULT_HTTP_INSTANCE_IDLE_TIMEOUT),
+            max: operator_count(HTTP_MAX_INSTANCES, "http.max_instances", http_config.max_instances)?,
         };
         Ok(Self {
             preopens,
@@ -567,14 +556,7 @@ mod tests {
     fn a_wasi_0_3_handlers_instances_from_file_and_annotations() {
         let p = Policy::new(None, "f", &ann(&[])).unwrap();
         assert_eq!(p.http_instances, HttpInstances::default());
-        assert_eq!(
-            (
-                p.http_instances.concurrency,
-                p.http_instances.reuse,
-                p.http_instances.max
-            ),
-            (16, 128, None)
-        );
+        assert_eq!((p.http_instances.concurrency, p.http_instances.reuse, p.http_instances.max), (16, 128, None));
         let config = OperatorConfig::parse(
             "[http]\ninstance_concurrency = 8\ninstance_reuse = 10\ninstance_idle_timeout = \"250ms\"\nmax_instances = 4\n",
             "ops.toml",
@@ -588,51 +570,23 @@ mod tests {
             max: Some(4),
         };
         assert_eq!(p.http_instances, expected);
-        let narrowed = [
-            (HTTP_INSTANCE_CONCURRENCY, "2"),
-            (HTTP_INSTANCE_REUSE, "1"),
-            (HTTP_MAX_INSTANCES, "1"),
-        ];
+        let narrowed = [(HTTP_INSTANCE_CONCURRENCY, "2"), (HTTP_INSTANCE_REUSE, "1"), (HTTP_MAX_INSTANCES, "1")];
         let p = Policy::new(Some(&config), "ops.toml", &ann(&narrowed)).unwrap();
-        assert_eq!(
-            p.http_instances,
-            HttpInstances {
-                concurrency: 2,
-                reuse: 1,
-                max: Some(1),
-                ..expected
-            }
-        );
+        assert_eq!(p.http_instances, HttpInstances { concurrency: 2, reuse: 1, max: Some(1), ..expected });
         // A pod may narrow the operator's values, never widen them.
         for (key, value, cap) in [
-            (
-                HTTP_INSTANCE_CONCURRENCY,
-                "9",
-                "http.instance_concurrency (8)",
-            ),
+            (HTTP_INSTANCE_CONCURRENCY, "9", "http.instance_concurrency (8)"),
             (HTTP_INSTANCE_REUSE, "11", "http.instance_reuse (10)"),
             (HTTP_MAX_INSTANCES, "5", "http.max_instances (4)"),
         ] {
-            let e = Policy::new(Some(&config), "ops.toml", &ann(&[(key, value)]))
-                .unwrap_err()
-                .to_string();
-            assert!(
-                e.contains(&format!("more than {cap} in ops.toml")) && e.contains(key),
-                "{e}"
-            );
+            let e = Policy::new(Some(&config), "ops.toml", &ann(&[(key, value)])).unwrap_err().to_string();
+            assert!(e.contains(&format!("more than {cap} in ops.toml")) && e.contains(key), "{e}");
         }
-        let e = Policy::new(None, "f", &ann(&[(HTTP_MAX_INSTANCES, "0")]))
-            .unwrap_err()
-            .to_string();
+        let e = Policy::new(None, "f", &ann(&[(HTTP_MAX_INSTANCES, "0")])).unwrap_err().to_string();
         assert!(e.contains("not a whole number above 0"), "{e}");
         let zero = OperatorConfig::parse("[http]\ninstance_reuse = 0\n", "ops.toml").unwrap();
-        let e = Policy::new(Some(&zero), "ops.toml", &ann(&[]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("http.instance_reuse: not a whole number above 0"),
-            "{e}"
-        );
+        let e = Policy::new(Some(&zero), "ops.toml", &ann(&[])).unwrap_err().to_string();
+        assert!(e.contains("http.instance_reuse: not a whole number above 0"), "{e}");
     }
 
     #[test]

@@ -42,10 +42,7 @@ pub fn timed_out() -> Option<Duration> {
 /// Tells the guest's stderr (the container log) and the shim log why it ended.
 pub fn report_timeout(guest: &str, after: Duration) {
     use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "wasmbox: {guest}: timed out after {after:?} (wasmbox.dev/timeout)"
-    );
+    let _ = writeln!(std::io::stderr(), "wasmbox: {guest}: timed out after {after:?} (wasmbox.dev/timeout)");
     log::warn!("{guest}: timed out after {after:?}");
 }
 
@@ -54,23 +51,21 @@ pub fn report_timeout(guest: &str, after: Duration) {
 pub fn arm_timeout(engine: &Engine, after: Duration, guest: &str) -> std::io::Result<()> {
     let engine = engine.clone();
     let guest = guest.to_string();
-    std::thread::Builder::new()
-        .name("wasmbox-timeout".into())
-        .spawn(move || {
-            // The timer itself: this thread has nothing else to wait for.
-            std::thread::sleep(after);
-            if requested().is_some() {
-                return;
-            }
-            TIMED_OUT_MS.store(after.as_millis().max(1) as u64, Ordering::SeqCst);
-            engine.increment_epoch();
-            std::thread::sleep(GRACE);
-            use std::io::Write;
-            let _ = std::io::stdout().flush();
-            report_timeout(&guest, after);
-            // SAFETY: as for signals: end the process without running destructors.
-            unsafe { libc::_exit(super::keys::TIMEOUT_EXIT) };
-        })?;
+    std::thread::Builder::new().name("wasmbox-timeout".into()).spawn(move || {
+        // The timer itself: this thread has nothing else to wait for.
+        std::thread::sleep(after);
+        if requested().is_some() {
+            return;
+        }
+        TIMED_OUT_MS.store(after.as_millis().max(1) as u64, Ordering::SeqCst);
+        engine.increment_epoch();
+        std::thread::sleep(GRACE);
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        report_timeout(&guest, after);
+        // SAFETY: as for signals: end the process without running destructors.
+        unsafe { libc::_exit(super::keys::TIMEOUT_EXIT) };
+    })?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use wasmtime::component::Component;
 use wasmtime::{Engine, ExternType, InstancePre, Linker, Module};
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 
+
 use crate::compile::kind::FileKind;
 use crate::http::{HandlerPre, Pooled};
 use crate::p1::P1State;
@@ -173,11 +174,7 @@ fn unserved(engine: &Engine, component: &Component) -> Option<String> {
     Some(format!(
         "it exports no world wasmbox runs (wasi:cli/run or an HTTP handler: \
          wasi:http/incoming-handler@0.2 or wasi:http/handler@0.3); its exports: {}",
-        if exports.is_empty() {
-            "none".to_string()
-        } else {
-            exports.join(", ")
-        }
+        if exports.is_empty() { "none".to_string() } else { exports.join(", ") }
     ))
 }
 
