@@ -29,6 +29,8 @@ struct Confined {
     effective: u64,
     permitted: u64,
     bounding: u64,
+    /// The `Uid:` line (real, effective, saved, filesystem).
+    uid: String,
 }
 
 fn confined(pid: u32) -> Confined {
@@ -53,6 +55,7 @@ fn confined(pid: u32) -> Confined {
         effective: caps("CapEff"),
         permitted: caps("CapPrm"),
         bounding: caps("CapBnd"),
+        uid: field("Uid").into(),
     }
 }
 
@@ -66,6 +69,44 @@ fn task_pids(containerd: &Containerd, id: &str) -> Vec<u32> {
         .skip(1)
         .filter_map(|l| l.split_whitespace().next()?.parse().ok())
         .collect()
+}
+
+/// Starts `cmd` in container `id` as `kubectl exec` does; it runs while the stream is held.
+fn start_exec(cri: &Cri, id: &str, cmd: &[&str]) -> ExecStream {
+    let url = cri
+        .exec(id, cmd, false, false)
+        .unwrap_or_else(|e| panic!("Exec: {e:#}"));
+    ExecStream::connect(&url, TIMEOUT).unwrap_or_else(|e| panic!("exec stream: {e:#}"))
+}
+
+/// Whether `pid` runs a program whose path ends in `exe` (or any program, for `None`).
+fn runs(pid: u32, exe: Option<&str>) -> bool {
+    exe.is_none_or(|exe| {
+        std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|path| path.ends_with(exe))
+    })
+}
+
+/// The status of process `pid` once it runs `exe` (a native init that has exec'd).
+fn once_running(pid: u32, exe: &str) -> Confined {
+    wait_until(&format!("{pid} to exec {exe}"), TIMEOUT, || {
+        runs(pid, Some(exe)).then(|| confined(pid))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// Waits until the process `find` names (running `exe`, when given) has exactly `expected`.
+fn await_status(what: &str, expected: &Confined, exe: Option<&str>, mut find: impl FnMut() -> Option<u32>) {
+    let mut last = None;
+    let reached = wait_until(what, TIMEOUT, || {
+        let pid = find().filter(|pid| runs(*pid, exe))?;
+        let now = confined(pid);
+        let done = now == *expected;
+        last = Some(now);
+        done.then_some(())
+    });
+    if let Err(e) = reached {
+        panic!("{e:#}: it has {last:?}, expected {expected:?}");
+    }
 }
 
 #[test]
@@ -128,11 +169,7 @@ fn wasm_processes_run_confined_and_native_ones_as_the_spec_says() {
     let (app_pid, sidecar_pid) = (pid_of(0), pid_of(1));
 
     // The native sidecar, once exec'd: the spec's filter and capabilities, nothing more.
-    let native = wait_until("the sidecar to exec its entrypoint", TIMEOUT, || {
-        let exe = std::fs::read_link(format!("/proc/{sidecar_pid}/exe")).ok()?;
-        exe.ends_with("wait").then(|| confined(sidecar_pid))
-    })
-    .unwrap_or_else(|e| panic!("{e:#}"));
+    let native = once_running(sidecar_pid, "wait");
     assert_eq!(
         native.seccomp_mode, "2",
         "the runtime default profile is a filter: {native:?}"
@@ -153,58 +190,22 @@ fn wasm_processes_run_confined_and_native_ones_as_the_spec_says() {
         effective: native.effective & REACHABLE,
         permitted: native.permitted & REACHABLE,
         bounding: native.bounding & REACHABLE,
+        uid: native.uid.clone(),
     };
-    let mut last = None;
-    let wasm = wait_until("the wasm init to confine itself", TIMEOUT, || {
-        let now = confined(app_pid);
-        let done = now == expected;
-        last = Some(now);
-        done.then_some(())
-    });
-    if let Err(e) = wasm {
-        panic!("{e:#}: the wasm init has {last:?}, expected {expected:?}");
-    }
+    await_status("the wasm init to confine itself", &expected, None, || Some(app_pid));
 
     // A wasm exec (kubectl exec of a wasm program) is confined the same way.
-    let url = cri
-        .exec(&ids[0], &["/idle.wasm"], false, false)
-        .unwrap_or_else(|e| panic!("Exec: {e:#}"));
-    let _exec = ExecStream::connect(&url, TIMEOUT).unwrap_or_else(|e| panic!("exec stream: {e:#}"));
-    let mut last = None;
-    let exec = wait_until("the wasm exec to confine itself", TIMEOUT, || {
-        let pid = task_pids(&containerd, &ids[0])
-            .into_iter()
-            .find(|p| *p != app_pid)?;
-        let now = confined(pid);
-        let done = now == expected;
-        last = Some(now);
-        done.then_some(())
+    let _exec = start_exec(&cri, &ids[0], &["/idle.wasm"]);
+    await_status("the wasm exec to confine itself", &expected, None, || {
+        task_pids(&containerd, &ids[0]).into_iter().find(|p| *p != app_pid)
     });
-    if let Err(e) = exec {
-        panic!("{e:#}: the wasm exec has {last:?}, expected {expected:?}");
-    }
 
     // A native exec (kubectl exec into the sidecar) runs under the container's profile with
     // its capabilities, as runc runs it: libcontainer alone would leave the profile out.
-    let url = cri
-        .exec(&ids[1], &["/wait"], false, false)
-        .unwrap_or_else(|e| panic!("Exec: {e:#}"));
-    let _native_exec =
-        ExecStream::connect(&url, TIMEOUT).unwrap_or_else(|e| panic!("exec stream: {e:#}"));
-    let mut last = None;
-    let exec = wait_until("the native exec to run", TIMEOUT, || {
-        let pid = task_pids(&containerd, &ids[1])
-            .into_iter()
-            .find(|p| *p != sidecar_pid)?;
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
-        let now = confined(pid);
-        let done = exe.ends_with("wait") && now == native;
-        last = Some(now);
-        done.then_some(())
+    let _native_exec = start_exec(&cri, &ids[1], &["/wait"]);
+    await_status("the native exec to run as the sidecar", &native, Some("wait"), || {
+        task_pids(&containerd, &ids[1]).into_iter().find(|p| *p != sidecar_pid)
     });
-    if let Err(e) = exec {
-        panic!("{e:#}: the native exec has {last:?}, expected the sidecar's {native:?}");
-    }
 
     pod.stop_and_remove()
         .unwrap_or_else(|e| panic!("stopping and removing the pod: {e:#}"));
@@ -248,47 +249,14 @@ fn a_native_exec_as_another_user_runs_like_its_containers_init() {
     cri.wait_container_state(&id, ContainerState::ContainerRunning, TIMEOUT)
         .unwrap_or_else(|e| panic!("running: {e:#}"));
     let init = task(&containerd, &id).expect("the container's task").pid;
-    let uid = |pid: u32| {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with("Uid:"))
-            .map(str::to_string)
-    };
-    let settled = wait_until("the init to exec its entrypoint", TIMEOUT, || {
-        let exe = std::fs::read_link(format!("/proc/{init}/exe")).ok()?;
-        exe.ends_with("wait").then(|| confined(init))
-    })
-    .unwrap_or_else(|e| panic!("{e:#}"));
+    let settled = once_running(init, "wait");
     assert_eq!(settled.seccomp_mode, "2", "{settled:?}");
-    assert_eq!(
-        uid(init)
-            .as_deref()
-            .and_then(|l| l.split_whitespace().nth(1)),
-        Some("1000")
-    );
+    assert_eq!(settled.uid.split_whitespace().next(), Some("1000"), "{settled:?}");
 
-    let url = cri
-        .exec(&id, &["/wait"], false, false)
-        .unwrap_or_else(|e| panic!("Exec: {e:#}"));
-    let _exec = ExecStream::connect(&url, TIMEOUT).unwrap_or_else(|e| panic!("exec stream: {e:#}"));
-    let mut last = None;
-    let same = wait_until("the exec to run as its container's init", TIMEOUT, || {
-        let pid = task_pids(&containerd, &id)
-            .into_iter()
-            .find(|p| *p != init)?;
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
-        let now = (confined(pid), uid(pid));
-        let done = exe.ends_with("wait") && now == (confined(init), uid(init));
-        last = Some(now);
-        done.then_some(())
+    let _exec = start_exec(&cri, &id, &["/wait"]);
+    await_status("the exec to run as its container's init", &settled, Some("wait"), || {
+        task_pids(&containerd, &id).into_iter().find(|p| *p != init)
     });
-    if let Err(e) = same {
-        panic!(
-            "{e:#}: the exec has {last:?}, the init {:?}",
-            (confined(init), uid(init))
-        );
-    }
     pod.stop_and_remove()
         .unwrap_or_else(|e| panic!("stopping and removing the pod: {e:#}"));
     pod.assert_nothing_left()

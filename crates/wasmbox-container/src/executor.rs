@@ -181,15 +181,7 @@ impl Executor for WasmboxExecutor {
 /// Installs the container's profile on a native exec, as runc does for `runc exec`: before
 /// the exec's capabilities are final when it has no no_new_privs.
 fn install_exec_profile(profile: &ExecProfile) -> Result<(), String> {
-    let notify = libcontainer::seccomp::initialize_seccomp(&profile.seccomp)
-        .map_err(|e| format!("the container's seccomp profile: {e}"))?;
-    if let Some(fd) = notify {
-        let _ = nix::unistd::close(fd);
-        return Err(
-            "the container's seccomp profile has a notify listener, which exec does not support"
-                .into(),
-        );
-    }
+    crate::confine::seccomp::install_container_profile(&profile.seccomp)?;
     if let Some(caps) = &profile.capabilities {
         let syscall = libcontainer::syscall::syscall::create_syscall();
         libcontainer::capabilities::drop_privileges(caps, syscall.as_ref())

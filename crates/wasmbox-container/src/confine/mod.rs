@@ -35,7 +35,7 @@ pub enum ConfineError {
     Capabilities(#[from] caps::errors::CapsError),
     #[error(transparent)]
     Seccomp(#[from] seccomp::SeccompError),
-    #[error("the container's seccomp profile: {0}")]
+    #[error("{0}")]
     SpecSeccomp(String),
 }
 
@@ -60,14 +60,7 @@ impl Confinement {
         if let Some(profile) = profile {
             // With no_new_privs set, installing it needs no privilege (whatever capabilities
             // the exec was given).
-            let notify = libcontainer::seccomp::initialize_seccomp(profile)
-                .map_err(|e| ConfineError::SpecSeccomp(e.to_string()))?;
-            if let Some(fd) = notify {
-                let _ = nix::unistd::close(fd);
-                return Err(ConfineError::SpecSeccomp(
-                    "a profile with a notify listener is not supported for a wasm exec".into(),
-                ));
-            }
+            seccomp::install_container_profile(profile).map_err(ConfineError::SpecSeccomp)?;
         }
         capabilities::narrow(&capabilities::reachable(self.network))?;
         seccomp::install(&filter, report)?;

@@ -62,6 +62,24 @@ pub fn filter(network: bool, log_only: bool) -> Result<ScmpFilterContext, Seccom
     Ok(ctx)
 }
 
+/// Installs the container's own profile (its spec's `linux.seccomp`) on this process, as
+/// libcontainer does for an init and leaves out of an exec, which runc gives it. Needs
+/// no_new_privs or CAP_SYS_ADMIN.
+pub fn install_container_profile(
+    profile: &libcontainer::oci_spec::runtime::LinuxSeccomp,
+) -> Result<(), String> {
+    let notify = libcontainer::seccomp::initialize_seccomp(profile)
+        .map_err(|e| format!("the container's seccomp profile: {e}"))?;
+    if let Some(fd) = notify {
+        let _ = nix::unistd::close(fd);
+        return Err(
+            "the container's seccomp profile has a notify listener, which an exec does not support"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 /// Loads `filter` on this process. `report` are the descriptors a denied call is reported on.
 pub fn install(filter: &ScmpFilterContext, report: &[RawFd]) -> Result<(), SeccompError> {
     for (slot, fd) in REPORT_FDS.iter().zip(report) {

@@ -103,9 +103,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// The seccomp profile of the container in `bundle` (an exec's must run under it too).
-fn container_seccomp(
-    bundle: &std::path::Path,
-) -> Result<Option<oci_spec::runtime::LinuxSeccomp>, String> {
+fn container_seccomp(bundle: &Path) -> Result<Option<oci_spec::runtime::LinuxSeccomp>, String> {
     let spec = oci_spec::runtime::Spec::load(bundle.join("config.json"))
         .map_err(|e| format!("read the container's spec: {e}"))?;
     Ok(spec.linux().as_ref().and_then(|l| l.seccomp().clone()))
@@ -130,21 +128,11 @@ fn native_exec(
     let mut spec: Process =
         serde_json::from_str(&text).map_err(|e| format!("the exec's process: {e}"))?;
     let own = spec.capabilities().clone();
-    let raise = match &own {
-        // no_new_privs lets the filter in unprivileged; without capabilities in the spec the
-        // process keeps all of them.
-        _ if spec.no_new_privileges() == Some(true) => None,
-        None => None,
-        Some(caps) => Some(caps.clone()),
-    };
-    let Some(mut raised) = raise else {
-        return Ok((
-            WasmboxExecutor::native_exec(ExecProfile {
-                seccomp,
-                capabilities: None,
-            }),
-            None,
-        ));
+    // With no_new_privs the filter goes in unprivileged; a spec without capabilities leaves
+    // the process all of them. Either way nothing is raised.
+    let Some(mut raised) = own.clone().filter(|_| spec.no_new_privileges() != Some(true)) else {
+        let profile = ExecProfile { seccomp, capabilities: None };
+        return Ok((WasmboxExecutor::native_exec(profile), None));
     };
     let add = |set: &Option<oci_spec::runtime::Capabilities>| {
         let mut set = set.clone().unwrap_or_default();
