@@ -23,6 +23,8 @@ use containerd_shim::Config;
 
 /// How long a thread of the blocking pool waits for the next call before it ends.
 const IDLE_CALL_THREAD: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a `start` or `delete` action waits for its answer to reach containerd.
+const ACTION_OUTPUT_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The runtime name containerd knows this shim by.
 pub const RUNTIME_ID: &str = "io.containerd.wasmbox.v1";
@@ -99,7 +101,15 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let serving = is_serving();
     runtime.block_on(containerd_shim::run::<manager::Manager>(RUNTIME_ID, Some(config)));
-    // Calls still blocked (none should be once the shim is done) must not hold the exit.
-    runtime.shutdown_background();
+    if serving {
+        // Calls still blocked (none should be once the shim is done) must not hold the exit.
+        runtime.shutdown_background();
+    } else {
+        // The `start` and `delete` actions answer on tokio's stdout, whose writes finish on
+        // the blocking pool after the call returns: let them land before the process ends,
+        // or containerd reads an empty answer (a lost exit status after a dead shim).
+        runtime.shutdown_timeout(ACTION_OUTPUT_DRAIN);
+    }
 }

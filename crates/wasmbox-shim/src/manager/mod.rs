@@ -171,6 +171,21 @@ async fn place_shared(opts: StartOpts, key: &str, limit: usize) -> Result<String
     )))
 }
 
+/// Writes the bundle's `address` file whole before the `start` action answers.
+///
+/// Not containerd-shim's `write_str_to_file`: its tokio write only queues the bytes on the
+/// blocking pool and renames the file at once, so the action could exit (the runtime shuts
+/// down without waiting for that pool) leaving an empty `address`, and a containerd that
+/// restarts then finds no shim for a running container and kills it.
+fn write_address(path: &Path, address: &str) -> std::io::Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}", std::process::id()));
+    std::fs::write(&tmp, address)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
 #[async_trait::async_trait]
 impl Shim for Manager {
     type T = TaskApi;
@@ -198,7 +213,8 @@ impl Shim for Manager {
         let address = self.place(opts).await?;
         // containerd reads this back when it restarts and reconnects to running shims, and
         // the `delete` action to find the socket.
-        containerd_shim::asynchronous::util::write_str_to_file("address", &address).await?;
+        write_address(Path::new("address"), &address)
+            .map_err(|e| Error::Other(format!("cannot write the bundle's address file: {e}")))?;
         Ok(address)
     }
 
@@ -309,6 +325,39 @@ impl Shim for Manager {
                 log::error!("cannot start the task service: {e}");
                 std::process::exit(1);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `start` action's shape: write the address inside the runtime, shut the runtime
+    /// down without waiting for its blocking pool, and end the process at once.
+    fn address_after_an_action_exits(write: fn(&Path, &str)) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("address");
+        // SAFETY: the child runs the runtime and exits without returning to the test harness.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                runtime.block_on(async { write(&path, "unix:///run/containerd/s/0123") });
+                runtime.shutdown_background();
+                unsafe { libc::_exit(0) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                nix::sys::wait::waitpid(child, None).unwrap();
+            }
+        }
+        std::fs::read_to_string(&path).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_address_file_is_whole_when_the_start_action_ends_at_once() {
+        for _ in 0..50 {
+            let address = address_after_an_action_exits(|path, address| write_address(path, address).unwrap());
+            assert_eq!(address, "unix:///run/containerd/s/0123");
         }
     }
 }
