@@ -111,13 +111,17 @@ fn run(o: &Options) -> Result<()> {
         .map(|_| meta::leftovers(&containerd))
         .unwrap_or_default();
     drop(containerd);
-    let results = results?;
+    let mut results = results?;
     if !leftovers.is_empty() {
         eprintln!(
             "WARNING: left behind after the runs (removed by force):\n  {}",
             leftovers.join("\n  ")
         );
     }
+    if !o.pods.is_empty() {
+        results.pods = measure_pods(o, shim_copy.path(), &guests)?;
+    }
+    results.meta.load_at_end = procfs::load_average()?;
 
     let json = o.out_dir.join("bench.json");
     let png = o.out_dir.join("bench.png");
@@ -309,7 +313,53 @@ fn measure(
         http_serving,
         http_p3_serving,
         http_idle,
+        pods: Vec::new(),
     })
+}
+
+/// Idle pods through CRI, wasm and runc interleaved, on a containerd of their own (with the
+/// CRI plugin and a CNI network, as a node runs it; the other figures run without CRI).
+fn measure_pods(o: &Options, shim_dir: &std::path::Path, guests: &guests::Guests) -> Result<Vec<scenarios::pods::PodsRun>> {
+    use scenarios::pods::{self, PodSubject};
+    use wasmbox_integration::config::{CRI_RUNC_HANDLER, CRI_WASMBOX_HANDLER};
+    use wasmbox_integration::{cri, image};
+
+    step("starting a private containerd with CRI and a CNI network for the pods");
+    let containerd = cri::start_with_pod_network_from(FixtureOptions {
+        shim_dir: shim_dir.to_path_buf(),
+        ..FixtureOptions::default()
+    })?;
+    let runs = (|| {
+        let cri = cri::Cri::connect(&containerd)?;
+        let wasm = cri::import_image(&containerd, image::compat_image_at("docker.io/library/wasmbox-bench-pod-wasm:latest", "/idle.wasm", &guests.idle.wasm))?;
+        let runc = cri::import_image(&containerd, image::native_image_at("docker.io/library/wasmbox-bench-pod-runc:latest", "/idle", &guests.idle.native))?;
+        let subjects = [
+            PodSubject { label: pods::WASM_LABEL.into(), handler: CRI_WASMBOX_HANDLER, image: wasm },
+            PodSubject { label: pods::RUNC_LABEL.into(), handler: CRI_RUNC_HANDLER, image: runc },
+        ];
+        let mut runs = Vec::new();
+        for &n in &o.pods {
+            for round in 0..o.pod_rounds {
+                for subject in &subjects {
+                    interrupt::check()?;
+                    step(&format!("pods: {n} idle {}, round {}/{}", subject.label, round + 1, o.pod_rounds));
+                    let run = pods::measure(&containerd, &cri, subject, n, round, o.settle)?;
+                    eprintln!(
+                        "    per pod: PSS {:.0} KiB (shims {:.0}), {:.2} processes, {:.2} threads; up {:.2} s, removed {:.2} s",
+                        run.pss_kib_per_pod, run.shim_pss_kib_per_pod, run.processes_per_pod, run.threads_per_pod, run.up_s, run.down_s
+                    );
+                    runs.push(run);
+                }
+            }
+        }
+        Ok(runs)
+    })();
+    let leftovers = meta::leftovers(&containerd);
+    drop(containerd);
+    if !leftovers.is_empty() {
+        eprintln!("WARNING: left behind after the pods (removed by force):\n  {}", leftovers.join("\n  "));
+    }
+    runs
 }
 
 /// Concurrent keep-alive clients of the serving figure (issue: 20).

@@ -14,6 +14,8 @@ usage: wasmbox-bench [options]
   --concurrent-rounds N rounds of N concurrent starts per runtime (default 5)
   --density N,M,...     idle containers kept running at once (default 20,100)
   --density-rounds N    rounds per density and runtime (default 3)
+  --pods N,M,...        idle pods through CRI, one container each (default 20,100; an empty list skips)
+  --pod-rounds N        rounds per pod count and runtime (default 2)
   --serving-rounds N    interleaved load runs per server (default 3; 0 skips serving)
   --serving-seconds N   length of one load run (default 5)
   --large FILE          the large WASI program (skipped when absent)
@@ -38,6 +40,8 @@ pub struct Options {
     pub concurrent_rounds: usize,
     pub densities: Vec<usize>,
     pub density_rounds: usize,
+    pub pods: Vec<usize>,
+    pub pod_rounds: usize,
     pub serving_rounds: usize,
     pub serving_seconds: u64,
     pub large: Option<PathBuf>,
@@ -62,6 +66,8 @@ impl Default for Options {
             concurrent_rounds: 5,
             densities: vec![20, 100],
             density_rounds: 3,
+            pods: vec![20, 100],
+            pod_rounds: 2,
             serving_rounds: 3,
             serving_seconds: 5,
             large: None,
@@ -94,14 +100,10 @@ impl Options {
                 "--phase-runs" => o.phase_runs = count(&flag, &value()?)?,
                 "--concurrent" => o.concurrent = count(&flag, &value()?)?,
                 "--concurrent-rounds" => o.concurrent_rounds = count(&flag, &value()?)?,
-                "--density" => {
-                    o.densities = value()?
-                        .split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(|s| count(&flag, s))
-                        .collect::<Result<_>>()?
-                }
+                "--density" => o.densities = counts(&flag, &value()?)?,
                 "--density-rounds" => o.density_rounds = count(&flag, &value()?)?,
+                "--pods" => o.pods = counts(&flag, &value()?)?,
+                "--pod-rounds" => o.pod_rounds = count(&flag, &value()?)?,
                 "--serving-rounds" => o.serving_rounds = count(&flag, &value()?)?,
                 "--serving-seconds" => o.serving_seconds = count(&flag, &value()?)? as u64,
                 "--large" => o.large = Some(PathBuf::from(value()?)),
@@ -127,6 +129,11 @@ impl Options {
     }
 }
 
+/// A comma-separated list of counts; empty gives none.
+fn counts(flag: &str, v: &str) -> Result<Vec<usize>> {
+    v.split(',').filter(|s| !s.is_empty()).map(|s| count(flag, s)).collect()
+}
+
 fn count(flag: &str, v: &str) -> Result<usize> {
     v.parse()
         .with_context(|| format!("{flag} wants a whole number, not {v:?}"))
@@ -145,6 +152,7 @@ mod tests {
         let o = parse(&[]).unwrap().unwrap();
         assert_eq!(o.runs, 20);
         assert_eq!(o.densities, vec![20, 100]);
+        assert_eq!(o.pods, vec![20, 100]);
         assert_eq!(o.large_args, vec!["-V"]);
         assert!(o.large.is_none());
     }
@@ -162,6 +170,8 @@ mod tests {
             "-h",
             "--load-wait",
             "0",
+            "--pods",
+            "",
         ])
         .unwrap()
         .unwrap();
@@ -170,6 +180,7 @@ mod tests {
         assert_eq!(o.large, Some(PathBuf::from("/x.wasm")));
         assert_eq!(o.large_args, vec!["-h"]);
         assert_eq!(o.load_wait, Duration::ZERO);
+        assert!(o.pods.is_empty());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::load::LoadWait;
 use crate::phases::Phases;
 use crate::scenarios::density::{Anatomy, DensityRun};
+use crate::scenarios::pods::PodsRun;
 use crate::scenarios::serving::Serving;
 use crate::stats::{Series, Summary};
 
@@ -26,6 +27,8 @@ pub struct Results {
     pub http_p3_serving: Option<Serving>,
     /// Idle HTTP servers: the component under wasmbox, the native C server under runc.
     pub http_idle: Vec<DensityRun>,
+    /// Idle pods through CRI: wasm pods (`pod-wasm`) against runc pods (`pod-runc`).
+    pub pods: Vec<PodsRun>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -274,6 +277,7 @@ impl Results {
                 at_least: false,
             });
         }
+        rows.extend(self.pod_comparisons());
         let subjects = self.density_subjects();
         if let [wasm, runc, ..] = subjects.as_slice() {
             // (figure, short name, unit, value per run, target)
@@ -302,6 +306,51 @@ impl Results {
                         at_least: false,
                     });
                 }
+            }
+        }
+        rows
+    }
+
+    /// `f` of every round of pod subject `subject` with `n` pods, as a series.
+    pub fn pod_series(&self, subject: &str, n: usize, unit: &'static str, f: impl Fn(&PodsRun) -> f64) -> Series {
+        let samples = self.pods.iter().filter(|r| r.subject == subject && r.n == n).map(f).collect();
+        Series::new(unit, samples)
+    }
+
+    /// The pod rows (issue 28's targets): PSS per idle pod at most 0.5x a runc pod, 20 pods up
+    /// in at most 0.75x runc's time, removal no slower than runc's.
+    fn pod_comparisons(&self) -> Vec<Comparison> {
+        let (wasm, runc) = (crate::scenarios::pods::WASM_LABEL, crate::scenarios::pods::RUNC_LABEL);
+        let mut ns: Vec<usize> = self.pods.iter().map(|r| r.n).collect();
+        ns.sort_unstable();
+        ns.dedup();
+        type PerRun = fn(&PodsRun) -> f64;
+        let mut rows = Vec::new();
+        for n in ns {
+            let up_target = (n == 20).then_some(0.75);
+            let figures: [(&str, &str, &'static str, PerRun, Option<f64>); 5] = [
+                ("PSS per idle pod", "pod PSS", "MiB", |r| r.pss_kib_per_pod / KIB_PER_MIB, Some(0.5)),
+                ("processes per idle pod", "pod processes", "", |r| r.processes_per_pod, None),
+                ("threads per idle pod", "pod threads", "", |r| r.threads_per_pod, None),
+                ("pods up (RunPodSandbox to all started)", "pods up", "s", |r| r.up_s, up_target),
+                ("pods removed (until every shim exited)", "pods removed", "s", |r| r.down_s, Some(1.0)),
+            ];
+            for (figure, short, unit, f, target) in figures {
+                let value = self.pod_series(wasm, n, unit, f);
+                let baseline = self.pod_series(runc, n, unit, f);
+                if value.samples.is_empty() || baseline.samples.is_empty() {
+                    continue;
+                }
+                rows.push(Comparison {
+                    figure: format!("{figure}, N={n}"),
+                    short: format!("{short} N={n}"),
+                    unit,
+                    value: value.summary,
+                    baseline_name: "runc pods".into(),
+                    baseline: Some(baseline.summary),
+                    target,
+                    at_least: false,
+                });
             }
         }
         rows

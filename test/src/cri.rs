@@ -53,6 +53,16 @@ pub fn start() -> Result<Containerd> {
 /// [`start`], with a CNI bridge network of the fixture's own for pods that are not on the host
 /// network (see [`Pod::run_in_pod_network`]): pods get an IP the test reaches from the host.
 pub fn start_with_pod_network() -> Result<Containerd> {
+    start_with(Some(pod_network()?))
+}
+
+/// [`start_with_pod_network`] from `base` (another shim directory, say), for the bench.
+pub fn start_with_pod_network_from(base: FixtureOptions) -> Result<Containerd> {
+    start_from(base, Some(pod_network()?))
+}
+
+/// A CNI bridge and subnet of this fixture's own.
+fn pod_network() -> Result<crate::config::PodNetwork> {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 250;
     let pid = std::process::id();
@@ -60,20 +70,24 @@ pub fn start_with_pod_network() -> Result<Containerd> {
     if !plugins.join("bridge").is_file() {
         bail!("no CNI plugins in {} (run `make cni`, or set WASMBOX_CNI_DIR)", plugins.display());
     }
-    start_with(Some(crate::config::PodNetwork {
+    Ok(crate::config::PodNetwork {
         bridge: format!("wbx{}-{n}", pid % 100_000),
         subnet: format!("10.{}.{n}.0/24", 200 + pid % 50),
         plugins,
-    }))
+    })
 }
 
 fn start_with(pod_network: Option<crate::config::PodNetwork>) -> Result<Containerd> {
+    start_from(FixtureOptions::default(), pod_network)
+}
+
+fn start_from(base: FixtureOptions, pod_network: Option<crate::config::PodNetwork>) -> Result<Containerd> {
     let options = FixtureOptions {
         cri: Some(CriConfig {
             sandbox_image: pause_image_ref(),
             pod_network,
         }),
-        ..FixtureOptions::default()
+        ..base
     };
     let containerd = Containerd::start_with(options)?;
     let pause = guests::pause()?;

@@ -115,7 +115,12 @@ fn a_killed_shim_takes_its_container_with_it() {
         .collect();
     assert_eq!(shims.len(), 1, "one shim serves {id}: {shims:?}");
 
+    let mut events = wasmbox_integration::EventStream::start(&containerd, Duration::from_secs(10)).unwrap();
     kill_and_wait(&shims, Duration::from_secs(10)).unwrap();
+    // The exit containerd publishes is the `delete` action's answer: SIGKILL's 137, never an
+    // empty answer read as 0.
+    let exit = events.wait_exit(&id, Duration::from_secs(30)).unwrap();
+    assert_eq!(exit.exit_status(), Some(137), "{exit:?}");
     // containerd notices the dead shim, runs its `delete` action and reaps the task.
     wasmbox_integration::poll::wait_until("the container's process to die", Duration::from_secs(30), || {
         (!is_alive(task.pid as i32)).then_some(())
