@@ -343,6 +343,17 @@ impl Containerd {
                 eprintln!("killing shims {shims:?}: {e:#}");
             }
         }
+        // Shared shims are named by their slot, not by a container (lock files by the socket).
+        let binary = crate::settings::shim_dir().join(crate::settings::WASMBOX_SHIM_BINARY);
+        let mut namespaces = vec![NAMESPACE];
+        namespaces.extend(self.options.cri.as_ref().map(|_| CRI_NAMESPACE));
+        for ns in namespaces {
+            let shared = shim_socket::shared_socket_paths(&self.paths.socket, ns, &binary, 8);
+            for socket in shared.into_iter().chain(shim_socket::shared_pod_socket_paths(&self.paths.socket, ns, &binary, 8)) {
+                let _ = std::fs::remove_file(&socket);
+                let _ = std::fs::remove_file(format!("{}.lock", socket.display()));
+            }
+        }
         for id in self.tracked_ids() {
             cgroups::force_remove(NAMESPACE, &id);
             shim_socket::remove(&self.paths.socket, NAMESPACE, &id);

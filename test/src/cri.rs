@@ -806,6 +806,13 @@ pub fn leftovers(
             found.push(format!("shim socket {}", s.display()));
         }
     }
+    // A shim shared by pods is named by its slot (see the shim's `group` module).
+    let binary = crate::settings::shim_dir().join(WASMBOX_SHIM_BINARY);
+    for s in shim_socket::shared_pod_socket_paths(containerd.address(), CRI_NAMESPACE, &binary, 8) {
+        if s.exists() {
+            found.push(format!("shim socket {}", s.display()));
+        }
+    }
     let bundles = containerd.paths().bundle(CRI_NAMESPACE, "");
     for dir in subdirs(&bundles) {
         found.push(format!("bundle dir {}", dir.display()));

@@ -35,21 +35,29 @@ pub fn existing(address: &Path, namespace: &str, id: &str) -> Vec<PathBuf> {
 
 /// The shim's default `shim.containers_per_shim` (see the shim's `group` module).
 pub const DEFAULT_CONTAINERS_PER_SHIM: usize = 16;
+/// The shim's default `shim.pods_per_shim`.
+pub const DEFAULT_PODS_PER_SHIM: usize = 16;
 
 /// Socket paths of the first `slots` shared shims (containers outside pods) that `shim_binary`
 /// would start for this containerd with no handler config and the default limit: the shim
 /// names them `wasmbox-shared:<binary's dev:ino:size:mtime>:<config>:<limit>:<slot>`.
 pub fn shared_socket_paths(address: &Path, namespace: &str, shim_binary: &Path, slots: usize) -> Vec<PathBuf> {
+    slot_socket_paths("wasmbox-shared", DEFAULT_CONTAINERS_PER_SHIM, address, namespace, shim_binary, slots)
+}
+
+/// The same for shims shared by pods (`wasmbox-pods:...`).
+pub fn shared_pod_socket_paths(address: &Path, namespace: &str, shim_binary: &Path, slots: usize) -> Vec<PathBuf> {
+    slot_socket_paths("wasmbox-pods", DEFAULT_PODS_PER_SHIM, address, namespace, shim_binary, slots)
+}
+
+fn slot_socket_paths(kind: &str, limit: usize, address: &Path, namespace: &str, shim_binary: &Path, slots: usize) -> Vec<PathBuf> {
     use std::os::unix::fs::MetadataExt;
     let Ok(m) = std::fs::metadata(shim_binary) else {
         return Vec::new();
     };
     let identity = format!("{}:{}:{}:{}.{}:", m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec());
     (0..slots)
-        .map(|slot| {
-            let group = format!("wasmbox-shared:{identity}:{DEFAULT_CONTAINERS_PER_SHIM}:{slot}");
-            socket_path(address, namespace, &group)
-        })
+        .map(|slot| socket_path(address, namespace, &format!("{kind}:{identity}:{limit}:{slot}")))
         .collect()
 }
 

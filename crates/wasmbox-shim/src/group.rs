@@ -16,6 +16,12 @@
 //! limit until its Create arrives ([`Admission`]), so it never exits between the answer
 //! and the Create, and a full or exiting shim says no and the action tries the next name.
 //! Running shims with room come first; a new shim takes the first unused name.
+//!
+//! Pods share shims the same way when the operator allows more than one per shim
+//! (`pods_per_shim`): the pod's sandbox (its pause container) is admitted as one pod, counted
+//! against the limit with every container of its pod, and the pod's other containers go to
+//! the shim their sandbox went to (its address is in the sandbox's bundle). containerd 2.x
+//! sends them there itself, without a `start` action.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -24,8 +30,14 @@ use std::time::{Duration, Instant};
 
 /// Containers one shim serves outside pods unless the operator config says otherwise.
 pub const DEFAULT_CONTAINERS_PER_SHIM: usize = 16;
+/// Pods one shim serves unless the operator config says otherwise: one, as with runc.
+pub const DEFAULT_PODS_PER_SHIM: usize = 16;
 /// How the `start` action tells the serving process its limit.
 pub const LIMIT_ENV: &str = "WASMBOX_CONTAINERS_PER_SHIM";
+/// How the `start` action tells the serving process what its limit counts.
+pub const COUNTING_ENV: &str = "WASMBOX_SHIM_COUNTS";
+/// Annotation CRI sets on every container of a pod: the id of the pod's sandbox.
+pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
 /// Prefix of a `Connect` id that asks to admit a container (containerd ids have no ':').
 pub const JOIN_PREFIX: &str = "wasmbox.join:";
 /// How long an admitted container's place is kept for its Create.
@@ -54,26 +66,83 @@ pub const START_ATTEMPTS: usize = 8;
 pub enum Placement {
     /// Its pod's shim, named by the sandbox id; started by the first container of the pod.
     Pod(String),
+    /// A container of a pod whose sandbox went to a shared shim: that shim.
+    PodMember { sandbox: String },
     /// A shim of its own, named by the container id.
     Own(String),
     /// A shared shim of this key with room left.
-    Shared { key: String, limit: usize },
+    Shared { key: String, limit: usize, counts: Counting },
+}
+
+/// What a shared shim's limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counting {
+    /// Containers outside pods.
+    Containers,
+    /// Pods, each with all its containers.
+    Pods,
+}
+
+impl Counting {
+    /// The value of [`COUNTING_ENV`].
+    pub fn as_env(self) -> &'static str {
+        match self {
+            Counting::Containers => "containers",
+            Counting::Pods => "pods",
+        }
+    }
+
+    /// What the serving process was started to count.
+    pub fn from_env() -> Self {
+        match std::env::var(COUNTING_ENV).as_deref() {
+            Ok("pods") => Counting::Pods,
+            _ => Counting::Containers,
+        }
+    }
+}
+
+/// How many containers outside pods, and how many pods, one shim may serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub containers: usize,
+    pub pods: usize,
 }
 
 /// Decides the placement of container `id` from its pod's sandbox id (if any), the operator's
-/// limit and `identity` (this binary and the handler's config, see [`binary_identity`]).
-pub fn placement(id: &str, sandbox_id: Option<&str>, limit: usize, identity: &str) -> Placement {
+/// limits and `identity` (this binary and the handler's config, see [`binary_identity`]).
+pub fn placement(id: &str, sandbox_id: Option<&str>, limits: Limits, identity: &str) -> Placement {
+    // containerd-shim hashes the group into the socket's name, so any text will do.
     if let Some(sandbox) = sandbox_id.filter(|s| !s.is_empty()) {
-        return Placement::Pod(sandbox.to_string());
+        return if limits.pods <= 1 {
+            Placement::Pod(sandbox.to_string())
+        } else if sandbox != id {
+            Placement::PodMember { sandbox: sandbox.to_string() }
+        } else {
+            Placement::Shared {
+                key: format!("wasmbox-pods:{identity}:{}", limits.pods),
+                limit: limits.pods,
+                counts: Counting::Pods,
+            }
+        };
     }
-    if limit <= 1 {
+    if limits.containers <= 1 {
         return Placement::Own(id.to_string());
     }
-    // containerd-shim hashes the group into the socket's name, so any text will do.
     Placement::Shared {
-        key: format!("wasmbox-shared:{identity}:{limit}"),
-        limit,
+        key: format!("wasmbox-shared:{identity}:{}", limits.containers),
+        limit: limits.containers,
+        counts: Counting::Containers,
     }
+}
+
+/// The pod a bundle's container belongs to (CRI's sandbox id annotation), if any.
+pub fn sandbox_id(bundle: &Path) -> Option<String> {
+    let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).ok()?;
+    spec.annotations()
+        .as_ref()?
+        .get(SANDBOX_ID_ANNOTATION)
+        .filter(|s| !s.is_empty())
+        .cloned()
 }
 
 /// The group (hashed into the socket's name) of a shared shim's `slot`.
@@ -118,6 +187,8 @@ pub struct Admission {
     /// Containers whose Create is under way (a first start may compile for minutes), and
     /// whether containerd gave it up meanwhile (see [`Self::abandon`]).
     creating: HashMap<String, bool>,
+    /// Those of them that take no place of their own (a pod's containers beside its sandbox).
+    members: std::collections::HashSet<String>,
     /// containerd asked the shim to exit (after a Delete), or an admitted container never came.
     exit_wanted: bool,
     /// Decided to exit: nobody is admitted any more.
@@ -131,6 +202,7 @@ impl Admission {
             ttl,
             reserved: HashMap::new(),
             creating: HashMap::new(),
+            members: std::collections::HashSet::new(),
             exit_wanted: false,
             exiting: false,
         }
@@ -145,14 +217,16 @@ impl Admission {
         self.ttl
     }
 
-    /// Admits container `id` next to `tasks` running ones, or says why not.
-    pub fn reserve(&mut self, id: &str, tasks: usize, now: Instant) -> Result<(), Refusal> {
+    /// Admits container `id` next to `used` places the running tasks take (one per container,
+    /// or per pod), or says why not.
+    pub fn reserve(&mut self, id: &str, used: usize, now: Instant) -> Result<(), Refusal> {
         self.expire(now);
         if self.exiting {
             return Err(Refusal::Exiting);
         }
-        let others = self.reserved.keys().filter(|k| *k != id).count() + self.creating.len();
-        if tasks + others >= self.limit {
+        let creating = self.creating.keys().filter(|k| !self.members.contains(*k)).count();
+        let others = self.reserved.keys().filter(|k| *k != id).count() + creating;
+        if used + others >= self.limit {
             return Err(Refusal::Full);
         }
         self.reserved.insert(id.to_string(), now + self.ttl);
@@ -165,10 +239,18 @@ impl Admission {
         self.creating.insert(id.to_string(), false);
     }
 
+    /// Create of `id`, a container of a pod this shim already serves, began: it takes no
+    /// place, but the shim stays for it as for any Create under way.
+    pub fn creating_member(&mut self, id: &str) {
+        self.creating(id);
+        self.members.insert(id.to_string());
+    }
+
     /// Create of `id` ended (a task now, or failed): it no longer holds a place of its own.
     /// True when containerd gave it up meanwhile: what it made must be undone, and the shim
     /// exits once nothing else is left (containerd will send no Delete or Shutdown for it).
     pub fn created(&mut self, id: &str) -> bool {
+        self.members.remove(id);
         let abandoned = self.creating.remove(id).unwrap_or(false);
         if abandoned {
             self.exit_wanted = true;
@@ -219,16 +301,48 @@ impl Admission {
 mod tests {
     use super::*;
 
+    fn limits(containers: usize, pods: usize) -> Limits {
+        Limits { containers, pods }
+    }
+
     #[test]
     fn pods_keep_their_shim_and_a_limit_of_one_gives_each_its_own() {
-        assert_eq!(placement("c", Some("pod1"), 16, "x"), Placement::Pod("pod1".into()));
-        assert_eq!(placement("c", Some(""), 1, "x"), Placement::Own("c".into()));
-        assert_eq!(placement("c", None, 0, "x"), Placement::Own("c".into()));
+        assert_eq!(placement("c", Some("pod1"), limits(16, 1), "x"), Placement::Pod("pod1".into()));
+        assert_eq!(placement("c", Some(""), limits(1, 1), "x"), Placement::Own("c".into()));
+        assert_eq!(placement("c", None, limits(0, 8), "x"), Placement::Own("c".into()));
+    }
+
+    #[test]
+    fn shared_pods_place_the_sandbox_and_send_its_containers_after_it() {
+        let sandbox = placement("pod1", Some("pod1"), limits(16, 8), "x");
+        let Placement::Shared { key, limit, counts } = sandbox else { panic!("{sandbox:?}") };
+        assert_eq!((limit, counts), (8, Counting::Pods));
+        let Placement::Shared { key: containers_key, .. } = placement("c", None, limits(8, 8), "x") else { panic!() };
+        assert_ne!(key, containers_key, "pods never share a shim counting containers");
+        assert_eq!(placement("c", Some("pod1"), limits(16, 8), "x"), Placement::PodMember { sandbox: "pod1".into() });
+    }
+
+    #[test]
+    fn a_pods_containers_take_no_place_of_their_own() {
+        let now = Instant::now();
+        let mut a = Admission::new(2, RESERVATION_TTL);
+        a.reserve("pod1", 0, now).unwrap();
+        a.creating("pod1");
+        a.created("pod1");
+        a.creating_member("c1");
+        assert_eq!(a.reserve("pod2", 1, now), Ok(()), "c1's Create holds no place");
+        a.creating("pod2");
+        assert_eq!(a.reserve("pod3", 1, now), Err(Refusal::Full));
+        a.want_exit();
+        a.created("pod2");
+        assert!(!a.should_exit(0, now), "c1's Create is under way");
+        a.created("c1");
+        assert!(a.should_exit(0, now));
     }
 
     #[test]
     fn shared_keys_differ_by_binary_config_and_limit() {
-        let key = |identity: &str, limit| match placement("c", None, limit, identity) {
+        let key = |identity: &str, limit| match placement("c", None, limits(limit, 1), identity) {
             Placement::Shared { key, .. } => key,
             p => panic!("{p:?}"),
         };

@@ -79,15 +79,34 @@ pub fn start_options() -> Option<Any> {
     (!data.is_empty()).then(|| Any::parse_from_bytes(&data).ok()).flatten()
 }
 
-/// `shim.containers_per_shim` of the operator's config for these runtime options, and the
-/// config's path when the handler names one.
-pub fn containers_per_shim(options: Option<&Any>) -> Result<(usize, Option<PathBuf>), String> {
+/// How many containers outside pods (`shim.containers_per_shim`) and how many pods
+/// (`shim.pods_per_shim`) one shim serves, by the operator's config for these runtime
+/// options, and the config's path when the handler names one.
+pub fn sharing(options: Option<&Any>) -> Result<Sharing, String> {
     let path = config_path(options)?;
     let (config, _) = operator_config(path.as_deref())?;
-    let limit = config
-        .and_then(|c| c.shim.containers_per_shim)
-        .unwrap_or(crate::group::DEFAULT_CONTAINERS_PER_SHIM);
-    Ok((limit, path))
+    let shim = config.map(|c| c.shim).unwrap_or_default();
+    Ok(Sharing {
+        containers_per_shim: shim.containers_per_shim.unwrap_or(crate::group::DEFAULT_CONTAINERS_PER_SHIM),
+        pods_per_shim: shim.pods_per_shim.unwrap_or(crate::group::DEFAULT_PODS_PER_SHIM),
+        config: path,
+    })
+}
+
+/// See [`sharing`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sharing {
+    pub containers_per_shim: usize,
+    pub pods_per_shim: usize,
+    pub config: Option<PathBuf>,
+}
+
+impl Sharing {
+    /// What a config that does not read gives: a shim per container and per pod (the
+    /// container's Create then reports the config's error).
+    pub fn unshared() -> Self {
+        Self { containers_per_shim: 1, pods_per_shim: 1, config: None }
+    }
 }
 
 /// The policy for the container of `spec`, whose filesystem is `fs`.

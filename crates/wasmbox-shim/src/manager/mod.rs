@@ -16,7 +16,7 @@ use containerd_shim::{Config, Error, ExitSignal, Flags, Shim, StartOpts};
 use wasmbox_container::lifecycle::{state_root, Handle};
 
 use crate::events::{Events, InFlight};
-use crate::group::{self, Placement};
+use crate::group::{self, sandbox_id, Counting, Limits, Placement};
 use crate::service::Service;
 use crate::service::TaskApi;
 use crate::policy;
@@ -24,8 +24,6 @@ use crate::process::rootfs;
 
 mod socket;
 
-/// Annotation CRI sets on every container of a pod: one shim serves the whole pod.
-pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
 /// How long a running shim may take to admit a container.
 const JOIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long an exiting shim waits for its last events (the TaskDelete before Shutdown).
@@ -47,16 +45,6 @@ pub struct Manager {
     in_flight: Arc<InFlight>,
     /// The serving process's hold on its socket's name (see [`socket::NameLock`]).
     name: std::sync::Mutex<Option<socket::NameLock>>,
-}
-
-/// The pod a bundle's container belongs to (CRI's sandbox id annotation), if any.
-pub fn sandbox_id(bundle: &Path) -> Option<String> {
-    let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).ok()?;
-    spec.annotations()
-        .as_ref()?
-        .get(SANDBOX_ID_ANNOTATION)
-        .filter(|s| !s.is_empty())
-        .cloned()
 }
 
 /// Why a running shim did not admit a container.
@@ -89,33 +77,49 @@ impl Manager {
     /// or a new one (see [`crate::group`]).
     async fn place(&self, opts: StartOpts) -> Result<String, Error> {
         let sandbox = sandbox_id(&self.bundle);
-        let (limit, config) = if sandbox.is_some() {
-            (usize::MAX, None)
-        } else {
-            // A config that does not read gives the container a shim of its own; its Create
-            // reports the config's error.
-            policy::containers_per_shim(policy::start_options().as_ref()).unwrap_or((1, None))
-        };
-        let identity = group::binary_identity(config.as_deref());
-        match group::placement(&opts.id, sandbox.as_deref(), limit, &identity) {
-            Placement::Pod(pod) => {
-                // The pod's shim already serves: answer with its address, as runc's shim
-                // does. containerd_shim::spawn would start a serving process anyway, which
-                // forks a zygote and builds a task service before it finds the socket taken.
-                let address = containerd_shim::socket_address(&opts.address, &opts.namespace, &pod);
-                if socket::is_live(&address) {
-                    return Ok(address);
+        // A config that does not read gives the container a shim of its own; its Create
+        // reports the config's error.
+        let sharing = policy::sharing(policy::start_options().as_ref()).unwrap_or_else(|_| policy::Sharing::unshared());
+        let identity = group::binary_identity(sharing.config.as_deref());
+        let limits = Limits { containers: sharing.containers_per_shim, pods: sharing.pods_per_shim };
+        match group::placement(&opts.id, sandbox.as_deref(), limits, &identity) {
+            Placement::Pod(pod) => place_pod(opts, &pod).await,
+            Placement::PodMember { sandbox } => {
+                // Where the sandbox went (its `start` action wrote it before answering).
+                let address = self
+                    .bundle
+                    .parent()
+                    .map(|dir| dir.join(&sandbox).join("address"))
+                    .and_then(|p| std::fs::read_to_string(p).ok())
+                    .map(|a| a.trim().to_string())
+                    .filter(|a| !a.is_empty() && socket::is_live(a));
+                match address {
+                    Some(address) => Ok(address),
+                    // Its sandbox's shim is gone: the container gets one of the pod's own,
+                    // as before sharing (its Create will find no pod to join).
+                    None => place_pod(opts, &sandbox).await,
                 }
-                containerd_shim::spawn(opts, &pod, Vec::new()).await
             }
             Placement::Own(id) => containerd_shim::spawn(opts, &id, vec![(group::LIMIT_ENV, "1")]).await,
-            Placement::Shared { key, limit } => place_shared(opts, &key, limit).await,
+            Placement::Shared { key, limit, counts } => place_shared(opts, &key, limit, counts).await,
         }
     }
 }
 
+/// The shim named by pod `pod`'s sandbox id: the running one, else a new one.
+async fn place_pod(opts: StartOpts, pod: &str) -> Result<String, Error> {
+    // The pod's shim already serves: answer with its address, as runc's shim does.
+    // containerd_shim::spawn would start a serving process anyway, which forks a zygote and
+    // builds a task service before it finds the socket taken.
+    let address = containerd_shim::socket_address(&opts.address, &opts.namespace, pod);
+    if socket::is_live(&address) {
+        return Ok(address);
+    }
+    containerd_shim::spawn(opts, pod, Vec::new()).await
+}
+
 /// A shared shim with room (the lowest running one), else a new one at the first unused name.
-async fn place_shared(opts: StartOpts, key: &str, limit: usize) -> Result<String, Error> {
+async fn place_shared(opts: StartOpts, key: &str, limit: usize, counts: Counting) -> Result<String, Error> {
     let limit = limit.to_string();
     let address_of =
         |slot| containerd_shim::socket_address(&opts.address, &opts.namespace, &group::slot_group(key, slot));
@@ -154,7 +158,8 @@ async fn place_shared(opts: StartOpts, key: &str, limit: usize) -> Result<String
         // Another start action may win the race for this name: spawn then answers with that
         // one's address, and the join decides.
         let name = group::slot_group(key, slot);
-        let address = containerd_shim::spawn(copy, &name, vec![(group::LIMIT_ENV, limit.as_str())]).await?;
+        let env = vec![(group::LIMIT_ENV, limit.as_str()), (group::COUNTING_ENV, counts.as_env())];
+        let address = containerd_shim::spawn(copy, &name, env).await?;
         match join(&address, &opts.id).await {
             Ok(()) => return Ok(address),
             Err(NotJoined::Refused) => continue,

@@ -51,7 +51,12 @@ impl Service {
                 format!("task {} already exists", req.id),
             ));
         }
-        self.admission().creating(&req.id);
+        let (pod, member) = self.pod_of(&req.id, Path::new(&req.bundle));
+        if member {
+            self.admission().creating_member(&req.id);
+        } else {
+            self.admission().creating(&req.id);
+        }
         let created = self.do_create(&req);
         let Created {
             pid,
@@ -109,6 +114,7 @@ impl Service {
                     rootfs_mounted,
                     policy,
                     execs: HashMap::new(),
+                    pod,
                 },
             );
         }

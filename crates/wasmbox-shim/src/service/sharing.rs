@@ -1,7 +1,11 @@
 //! Sharing a shim: places held for Creates on their way, and when an empty shim exits (the
 //! rules are `crate::group`'s).
 
+use std::collections::HashSet;
+use std::path::Path;
 use std::time::Duration;
+
+use crate::group::Counting;
 
 use super::tasks::*;
 
@@ -11,11 +15,30 @@ impl Service {
         self.admission().ttl()
     }
 
-    /// Holds a place for container `id`, whose Create is on its way, counting the tasks.
+    /// Holds a place for container `id` (a pod's sandbox, in a shim that counts pods), whose
+    /// Create is on its way, counting the places the tasks take.
     pub(super) fn reserve(&self, id: &str) -> Result<(), crate::group::Refusal> {
         let tasks = self.shared.tasks();
-        self.admission()
-            .reserve(id, tasks.len(), std::time::Instant::now())
+        let used = match self.counts {
+            Counting::Containers => tasks.len(),
+            Counting::Pods => tasks
+                .iter()
+                .map(|(id, e)| e.pod.as_deref().unwrap_or(id))
+                .collect::<HashSet<_>>()
+                .len(),
+        };
+        self.admission().reserve(id, used, std::time::Instant::now())
+    }
+
+    /// The pod container `id` of `bundle` belongs to, in a shim that counts pods, and whether
+    /// it is one of the pod's containers beside its sandbox (which take no place of their own).
+    pub(super) fn pod_of(&self, id: &str, bundle: &Path) -> (Option<String>, bool) {
+        if self.counts != Counting::Pods {
+            return (None, false);
+        }
+        let pod = crate::group::sandbox_id(bundle);
+        let member = pod.as_deref().is_some_and(|p| p != id);
+        (pod, member)
     }
 
     /// Holds a place for the container this shim was started for.

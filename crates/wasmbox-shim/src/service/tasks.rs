@@ -42,6 +42,8 @@ pub(super) struct Entry {
     pub(super) policy: Result<Policy, String>,
     /// Processes exec'd into the container, by exec id.
     pub(super) execs: HashMap<String, ExecProc>,
+    /// The pod's sandbox id, in a shim that counts pods.
+    pub(super) pod: Option<String>,
 }
 
 /// A process exec'd into a task's container: containerd sees it as a task of its own
@@ -181,6 +183,8 @@ pub struct Service {
     /// Containers admitted but not created yet, and when to exit (see `crate::group`).
     /// Locked after `shared.tasks` when both are held.
     pub(super) admission: Mutex<Admission>,
+    /// What the admission's limit counts: containers, or pods.
+    pub(super) counts: crate::group::Counting,
     pub(super) engine: Result<wasmbox_wasm::compile::engine::Engine, String>,
     /// Winch's engine, made at the first large module (see `crate::tiering`).
     pub(super) baseline: std::sync::OnceLock<Result<wasmbox_wasm::compile::engine::Engine, String>>,
@@ -239,6 +243,7 @@ impl Service {
                 crate::group::limit_from_env(),
                 crate::group::reservation_ttl(),
             )),
+            counts: crate::group::Counting::from_env(),
             engine,
             baseline: std::sync::OnceLock::new(),
             cache,

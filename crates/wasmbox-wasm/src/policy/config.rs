@@ -55,6 +55,9 @@ pub struct ShimConfig {
     /// The most containers outside pods one shim serves (1: a shim per container). A pod's
     /// containers always share their pod's shim.
     pub containers_per_shim: Option<usize>,
+    /// The most pods one shim serves, each with all its containers (1: a shim per pod, as
+    /// with runc).
+    pub pods_per_shim: Option<usize>,
 }
 
 /// Defaults and caps for serving `wasi:http/proxy` components; annotations override the
@@ -174,6 +177,9 @@ impl OperatorConfig {
                 "shim.containers_per_shim = 0: at least 1 (1 gives every container its own shim)"
                     .into(),
             ));
+        }
+        if config.shim.pods_per_shim == Some(0) {
+            return Err(err("shim.pods_per_shim = 0: at least 1 (1 gives every pod its own shim)".into()));
         }
         Ok(config)
     }

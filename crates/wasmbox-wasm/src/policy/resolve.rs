@@ -807,6 +807,14 @@ mod tests {
     }
 
     #[test]
+    fn the_operator_sets_pods_per_shim() {
+        let config = OperatorConfig::parse("[shim]\npods_per_shim = 8\n", "s.toml").unwrap();
+        assert_eq!(config.shim.pods_per_shim, Some(8));
+        let e = OperatorConfig::parse("[shim]\npods_per_shim = 0\n", "s.toml").unwrap_err().to_string();
+        assert!(e.contains("shim.pods_per_shim = 0") && e.contains("s.toml"), "{e}");
+    }
+
+    #[test]
     fn the_operator_sets_http_defaults_and_caps() {
         let config = OperatorConfig::parse(
             "[http]\naddress = \":9090\"\ntimeout = \"2m\"\nmax_timeout = \"90s\"\nmax_concurrency = 8\naccess_log = true\n",
