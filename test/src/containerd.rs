@@ -54,7 +54,8 @@ impl Default for FixtureOptions {
 pub struct Containerd {
     paths: Paths,
     options: FixtureOptions,
-    child: Option<Child>,
+    /// The daemon; a Mutex so a test can restart it while pods and other guards borrow the fixture.
+    child: Mutex<Option<Child>>,
     /// Mounts containerd holds at rest, taken right after it became ready.
     baseline_mounts: Vec<PathBuf>,
     /// Container ids this fixture's helpers used: cleaned up (cgroups, sockets) on drop.
@@ -77,7 +78,7 @@ impl Containerd {
         let mut fixture = Self {
             paths,
             options,
-            child: None,
+            child: Mutex::new(None),
             baseline_mounts: Vec::new(),
             ids: Mutex::new(BTreeSet::new()),
         };
@@ -115,7 +116,7 @@ impl Containerd {
     }
 
     pub fn pid(&self) -> Option<i32> {
-        self.child.as_ref().map(|c| c.id() as i32)
+        self.child().as_ref().map(|c| c.id() as i32)
     }
 
     pub fn baseline_mounts(&self) -> &[PathBuf] {
@@ -161,7 +162,7 @@ impl Containerd {
     }
 
     /// Stops containerd (running shims stay up) and starts it again on the same paths.
-    pub fn restart(&mut self) -> Result<()> {
+    pub fn restart(&self) -> Result<()> {
         self.stop_daemon()?;
         self.launch()
     }
@@ -208,7 +209,11 @@ impl Containerd {
         daemon_path(vec![self.options.shim_dir.clone(), self.options.containerd_dir.clone()])
     }
 
-    fn launch(&mut self) -> Result<()> {
+    fn child(&self) -> std::sync::MutexGuard<'_, Option<Child>> {
+        self.child.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn launch(&self) -> Result<()> {
         let binary = self.options.containerd_dir.join("containerd");
         let log = OpenOptions::new()
             .create(true)
@@ -236,15 +241,16 @@ impl Containerd {
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        self.child = Some(child);
+        *self.child() = Some(child);
         self.wait_ready()
     }
 
-    fn wait_ready(&mut self) -> Result<()> {
+    fn wait_ready(&self) -> Result<()> {
         let ctr = self.options.containerd_dir.join("ctr");
         let socket = self.paths.socket.clone();
         let mut exited = None;
-        let child = self.child.as_mut().expect("launched");
+        let mut guard = self.child();
+        let child = guard.as_mut().expect("launched");
         let ready = wait_until("containerd to answer `ctr version`", READY_TIMEOUT, || {
             if let Ok(Some(status)) = child.try_wait() {
                 exited = Some(status);
@@ -257,10 +263,11 @@ impl Containerd {
                 .unwrap_or(false);
             answered.then_some(true)
         });
+        drop(guard);
         match (ready, exited) {
             (Ok(true), _) => Ok(()),
             (_, Some(status)) => {
-                self.child = None;
+                *self.child() = None;
                 bail!(
                     "containerd exited during startup ({status}); log:\n{}",
                     self.log_tail(40)
@@ -272,8 +279,8 @@ impl Containerd {
     }
 
     /// SIGTERM, a bounded wait, then SIGKILL.
-    fn stop_daemon(&mut self) -> Result<()> {
-        let Some(mut child) = self.child.take() else {
+    fn stop_daemon(&self) -> Result<()> {
+        let Some(mut child) = self.child().take() else {
             return Ok(());
         };
         if child.try_wait()?.is_some() {
@@ -293,7 +300,7 @@ impl Containerd {
     /// Deletes every task and container through containerd, so shims unmount and remove
     /// cgroups themselves; whatever this misses is removed by force afterwards.
     fn remove_all_containers(&self) {
-        let running = self.child.as_ref().is_some();
+        let running = self.child().is_some();
         if !running {
             return;
         }

@@ -92,7 +92,7 @@ fn wasm_images_import_and_list() {
 #[test]
 fn runc_task_survives_containerd_restart_and_is_killed() {
     require_integration!();
-    let mut containerd = Containerd::start().unwrap();
+    let containerd = Containerd::start().unwrap();
     let elf = guests::native_wait().unwrap();
     let image = containerd
         .import_image(image::native_image(&ids::image_ref("native-wait"), &elf))

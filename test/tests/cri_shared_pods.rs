@@ -150,3 +150,41 @@ fn a_shared_shim_that_dies_takes_its_pods_containers_and_leaves_nothing() {
         pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
     }
 }
+
+#[test]
+fn shared_pods_run_on_across_a_containerd_restart() {
+    require_integration!();
+    let containerd = cri::start().unwrap();
+    let cri = Cri::connect(&containerd).unwrap();
+    let app = import_app(&containerd, "shared-pods-restart");
+    let mut pods: Vec<(Pod, String)> = (0..2).map(|_| run_pod(&containerd, &cri, CRI_WASMBOX_HANDLER, &app)).collect();
+    let shims: Vec<i32> = serving_shims(&containerd).iter().map(|p| p.pid).collect();
+    assert_eq!(shims.len(), 1, "{shims:?}");
+    let before: Vec<u32> = pods.iter().map(|(_, id)| cri::task(&containerd, id).expect("a task").pid).collect();
+
+    containerd.restart().unwrap_or_else(|e| panic!("{e:#}"));
+    // containerd reconnects to the shim through each bundle's address: the same processes
+    // serve on, and CRI still execs into every pod. (The client's first call after the restart
+    // fails with a transport error while it reconnects, as kubelet's would, and is retried.)
+    wasmbox_integration::poll::wait_until("CRI to answer after the restart", RUNNING_TIMEOUT, || cri.version().ok()).unwrap();
+    for ((pod, id), pid) in pods.iter().zip(&before) {
+        let task = wasmbox_integration::poll::wait_until("the task back after the restart", RUNNING_TIMEOUT, || {
+            cri::task(&containerd, id).filter(|t| t.status == "RUNNING")
+        })
+        .unwrap_or_else(|e| panic!("pod {}: {e:#}\n{}", pod.id, containerd.log_lines_mentioning(id)));
+        assert_eq!(task.pid, *pid, "pod {}: the container runs on", pod.id);
+        assert_probe_passes(&cri, id);
+    }
+    let after: Vec<i32> = serving_shims(&containerd).iter().map(|p| p.pid).collect();
+    assert_eq!(after, shims, "the same shim serves on");
+    // A pod started after the restart joins it.
+    pods.push(run_pod(&containerd, &cri, CRI_WASMBOX_HANDLER, &app));
+    let now: Vec<i32> = serving_shims(&containerd).iter().map(|p| p.pid).collect();
+    assert_eq!(now, shims, "a new pod joins the running shim");
+    for (pod, _) in &mut pods {
+        pod.stop_and_remove().unwrap();
+    }
+    for (pod, _) in &pods {
+        pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
+    }
+}

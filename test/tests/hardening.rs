@@ -231,7 +231,7 @@ fn assert_nothing_left(containerd: &Containerd, id: &str) {
 /// it; else `ctr_flags` give it a deadline), then the container deleted (as CRI does after a
 /// failed create): the Create, once its compile ends, undoes itself and the shim exits.
 fn a_given_up_create_leaves_nothing(name: &str, ctr_flags: &[&str], restart: bool) {
-    let mut containerd = wasmbox_integration::suite::start();
+    let containerd = wasmbox_integration::suite::start();
     let wasm = guests::idle().unwrap();
     let image = import_compat(&containerd, name, &wasm);
     let held = containerd.hold_compile(&image, &wasm).unwrap_or_else(|e| panic!("{e:#}"));
@@ -296,7 +296,7 @@ fn execs_at_once(containerd: &Containerd, id: &str, prefix: &str, n: usize) {
 #[test]
 fn a_soak_of_bursts_execs_restarts_and_given_up_creates_leaks_nothing() {
     require_integration!();
-    let mut containerd = wasmbox_integration::suite::start();
+    let containerd = wasmbox_integration::suite::start();
     let hello = import_compat(&containerd, "soak-hello", &guests::hello().unwrap());
     let trap = import_compat(&containerd, "soak-trap", &guests::trap().unwrap());
     let idle = containerd

@@ -57,7 +57,7 @@ fn fifty_sequential_runs_leave_nothing_behind() {
 #[test]
 fn task_survives_a_containerd_restart_and_can_be_killed() {
     require_integration!();
-    let mut containerd = start();
+    let containerd = start();
     let id = ids::container_id("restart");
     let before = start_spinning(&containerd, &id);
 

@@ -159,7 +159,7 @@ fn an_image_pulled_from_a_registry_is_compiled_before_its_first_start() {
 #[test]
 fn the_watcher_follows_a_containerd_restart() {
     require_integration!();
-    let mut containerd = Containerd::start().unwrap();
+    let containerd = Containerd::start().unwrap();
     let mut watcher = containerd.watch_images().unwrap();
     watcher.wait_for_line("watching containerd", COMPILE).unwrap();
 

@@ -150,7 +150,7 @@ fn one_container_per_shim_when_the_operator_says_so() {
 #[test]
 fn a_shared_shim_serves_its_containers_across_a_containerd_restart() {
     require_integration!();
-    let mut containerd = start();
+    let containerd = start();
     let started = start_idle(&containerd, "shared-restart", 2, &[]);
     let serving = shims(&containerd);
     assert_eq!(serving.len(), 1, "{:?}", containerd.shim_processes());
