@@ -115,6 +115,13 @@ WRK_DIR="${WASMBOX_CI_CACHE:-/var/cache/wasmbox-ci}/wrk-bookworm"
 test/scripts/fetch-debian-package.sh bookworm wrk,libluajit-5.1-2,libluajit-5.1-common "$WRK_DIR" file:usr/bin/wrk
 export WASMBOX_WRK="${WASMBOX_WRK:-$WRK_DIR/usr/bin/wrk}"
 
+# The pods' network (the pod figures run through CRI with a CNI bridge): Debian's CNI plugins,
+# unpacked privately as `make test` does.
+CNI_DIR="${WASMBOX_CI_CACHE:-/var/cache/wasmbox-ci}/cni-bookworm"
+test/scripts/fetch-debian-package.sh bookworm containernetworking-plugins "$CNI_DIR" \
+    file:usr/lib/cni/bridge file:usr/lib/cni/host-local file:usr/lib/cni/loopback
+export WASMBOX_CNI_DIR="${WASMBOX_CNI_DIR:-$CNI_DIR/usr/lib/cni}"
+
 # The HTTP figures' baseline: `wasmtime serve` of the Wasmtime version the shim embeds (from
 # Cargo.lock), built once from crates.io as a static binary (it runs under runc in an image of
 # its own), with the features a wasi:http server needs; cached with its build directory.
