@@ -47,7 +47,31 @@ fn parse_rollup(text: &str) -> Option<Pss> {
     })
 }
 
+/// The PSS of `pids` together.
+pub fn sum_pss(pids: &[i32]) -> Result<Pss> {
+    pids.iter().try_fold(Pss::default(), |acc, p| Ok(acc + pss(*p)?))
+}
+
 pub use wasmbox_integration::process::{children_by_parent, comm};
+
+/// The shims and every descendant of theirs outside the containers (a zygote or helper,
+/// should one still be there): what the containers keep alive beside their own processes.
+pub fn shim_side(
+    shims: &[wasmbox_integration::process::ProcInfo],
+    children: &std::collections::HashMap<i32, Vec<i32>>,
+    containers: &std::collections::BTreeSet<i32>,
+) -> Vec<i32> {
+    let mut side = Vec::new();
+    let mut todo: Vec<i32> = shims.iter().map(|p| p.pid).collect();
+    while let Some(pid) = todo.pop() {
+        if containers.contains(&pid) || side.contains(&pid) {
+            continue;
+        }
+        side.push(pid);
+        todo.extend(children.get(&pid).into_iter().flatten());
+    }
+    side
+}
 
 /// The names (`comm`) of every thread of `pid`, the main thread first; an error once it is gone.
 pub fn thread_names(pid: i32) -> Result<Vec<String>> {

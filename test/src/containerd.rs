@@ -351,7 +351,7 @@ impl Containerd {
             }
         }
         // Shared shims are named by their slot, not by a container (lock files by the socket).
-        let binary = crate::settings::shim_dir().join(crate::settings::WASMBOX_SHIM_BINARY);
+        let binary = self.options.shim_dir.join(crate::settings::WASMBOX_SHIM_BINARY);
         let mut namespaces = vec![NAMESPACE];
         namespaces.extend(self.options.cri.as_ref().map(|_| CRI_NAMESPACE));
         for ns in namespaces {

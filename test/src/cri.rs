@@ -807,7 +807,7 @@ pub fn leftovers(
         }
     }
     // A shim shared by pods is named by its slot (see the shim's `group` module).
-    let binary = crate::settings::shim_dir().join(WASMBOX_SHIM_BINARY);
+    let binary = containerd.options().shim_dir.join(WASMBOX_SHIM_BINARY);
     for s in shim_socket::shared_pod_socket_paths(containerd.address(), CRI_NAMESPACE, &binary, 8) {
         if s.exists() {
             found.push(format!("shim socket {}", s.display()));

@@ -28,7 +28,7 @@ pub fn find(containerd: &Containerd, id: &str, shim_binary: &str) -> Vec<String>
     // gone); its socket is checked below instead.
     let bundle = containerd.paths().bundle(containerd.namespace(), id);
     let gone = !bundle.exists();
-    let binary = crate::settings::shim_dir().join(shim_binary);
+    let binary = containerd.options().shim_dir.join(shim_binary);
     let shared = shim_socket::shared_socket_paths(containerd.address(), containerd.namespace(), &binary, 8);
     let is_shared = |p: &crate::process::ProcInfo| {
         shared.iter().any(|s| p.argv.iter().any(|a| a.trim_start_matches("unix://") == s.to_string_lossy()))

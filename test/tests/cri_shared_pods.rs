@@ -8,18 +8,19 @@ use std::time::Duration;
 use wasmbox_integration::config::{CRI_WASMBOX_HANDLER, CRI_WASMBOX_STRICT_HANDLER};
 use wasmbox_integration::cri::api::ContainerState;
 use wasmbox_integration::cri::{self, Cri, Pod};
-use wasmbox_integration::process::{kill_and_wait, ProcInfo};
+use wasmbox_integration::process::kill_and_wait;
 use wasmbox_integration::{guests, ids, image, require_integration, Containerd};
 
 /// Create + start, compile included.
 const RUNNING_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The serving wasmbox shims of this containerd (not the short-lived `start` and `delete`
-/// actions).
-fn serving_shims(containerd: &Containerd) -> Vec<ProcInfo> {
+/// The pids of the serving wasmbox shims of this containerd (not the short-lived `start` and
+/// `delete` actions).
+fn serving_shims(containerd: &Containerd) -> Vec<i32> {
     cri::wasmbox_shims(containerd)
         .into_iter()
         .filter(|p| p.argv.iter().any(|a| a == "-socket"))
+        .map(|p| p.pid)
         .collect()
 }
 
@@ -39,6 +40,21 @@ fn run_pod<'a>(containerd: &'a Containerd, cri: &'a Cri, handler: &str, image: &
     (pod, id)
 }
 
+/// `n` pods as [`run_pod`] makes them.
+fn run_pods<'a>(containerd: &'a Containerd, cri: &'a Cri, handler: &str, image: &str, n: usize) -> Vec<(Pod<'a>, String)> {
+    (0..n).map(|_| run_pod(containerd, cri, handler, image)).collect()
+}
+
+/// Stops and removes every pod as kubelet does, then nothing of any of them may be left.
+fn remove_all_and_assert_nothing_left(pods: &mut [(Pod, String)]) {
+    for (pod, _) in pods.iter_mut() {
+        pod.stop_and_remove().unwrap();
+    }
+    for (pod, _) in pods.iter() {
+        pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
+    }
+}
+
 fn assert_probe_passes(cri: &Cri, id: &str) {
     let (code, out, err) = cri.exec_sync(id, &["/health.wasm", "0"], 30).unwrap_or_else(|e| panic!("ExecSync {id}: {e:#}"));
     assert_eq!(code, 0, "{id}: {out} {err}");
@@ -50,7 +66,7 @@ fn pods_share_a_shim_yet_each_execs_and_goes_on_its_own() {
     let containerd = cri::start().unwrap();
     let cri = Cri::connect(&containerd).unwrap();
     let app = import_app(&containerd, "shared-pods-app");
-    let mut pods: Vec<(Pod, String)> = (0..3).map(|_| run_pod(&containerd, &cri, CRI_WASMBOX_HANDLER, &app)).collect();
+    let mut pods = run_pods(&containerd, &cri, CRI_WASMBOX_HANDLER, &app, 3);
 
     let shims = serving_shims(&containerd);
     assert_eq!(shims.len(), 1, "three pods, one shim: {shims:?}");
@@ -61,8 +77,7 @@ fn pods_share_a_shim_yet_each_execs_and_goes_on_its_own() {
     // kubelet deletes one pod: the others go on, on the same shim.
     let (mut first, _) = pods.remove(0);
     first.stop_and_remove().unwrap();
-    let after: Vec<i32> = serving_shims(&containerd).iter().map(|p| p.pid).collect();
-    assert_eq!(after, vec![shims[0].pid], "the shim serves the other pods on");
+    assert_eq!(serving_shims(&containerd), shims, "the shim serves the other pods on");
     for (pod, id) in &pods {
         let status = cri.container_status(id).unwrap();
         assert_eq!(status.state, ContainerState::ContainerRunning as i32, "{}: {status:?}", pod.id);
@@ -70,17 +85,11 @@ fn pods_share_a_shim_yet_each_execs_and_goes_on_its_own() {
     }
     // A pod started now joins the running shim.
     pods.push(run_pod(&containerd, &cri, CRI_WASMBOX_HANDLER, &app));
-    let now: Vec<i32> = serving_shims(&containerd).iter().map(|p| p.pid).collect();
-    assert_eq!(now, vec![shims[0].pid], "a new pod joins the shim with room");
+    assert_eq!(serving_shims(&containerd), shims, "a new pod joins the shim with room");
 
     // The last pod's removal ends the shim; nothing of any pod is left.
-    for (pod, _) in &mut pods {
-        pod.stop_and_remove().unwrap();
-    }
+    remove_all_and_assert_nothing_left(&mut pods);
     first.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
-    for (pod, _) in &pods {
-        pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
-    }
 }
 
 #[test]
@@ -91,8 +100,7 @@ fn pods_per_shim_bounds_the_pods_one_shim_serves() {
     std::fs::write(containerd.paths().strict_config(), "[shim]\npods_per_shim = 2\n").unwrap();
     let cri = Cri::connect(&containerd).unwrap();
     let app = import_app(&containerd, "pods-per-shim-app");
-    let mut pods: Vec<(Pod, String)> =
-        (0..3).map(|_| run_pod(&containerd, &cri, CRI_WASMBOX_STRICT_HANDLER, &app)).collect();
+    let mut pods = run_pods(&containerd, &cri, CRI_WASMBOX_STRICT_HANDLER, &app, 3);
     let shims = serving_shims(&containerd);
     assert_eq!(shims.len(), 2, "three pods at two per shim: {shims:?}");
     // Each shim serves whole pods: a pod's pause and app are children of the same shim or
@@ -110,17 +118,12 @@ fn pods_per_shim_bounds_the_pods_one_shim_serves() {
     for (pod, id) in &pods {
         let pause = cri::task(&containerd, &pod.id).expect("the pause task").pid as i32;
         let app = cri::task(&containerd, id).expect("the app task").pid as i32;
-        let serving: Vec<i32> = shims.iter().map(|s| s.pid).filter(|s| descendants(*s).contains(&pause)).collect();
+        let serving: Vec<i32> = shims.iter().copied().filter(|s| descendants(*s).contains(&pause)).collect();
         assert_eq!(serving.len(), 1, "pod {}: pause {pause} under {serving:?}", pod.id);
         assert!(descendants(serving[0]).contains(&app), "pod {}: app {app} is not under shim {}", pod.id, serving[0]);
         assert_probe_passes(&cri, id);
     }
-    for (pod, _) in &mut pods {
-        pod.stop_and_remove().unwrap();
-    }
-    for (pod, _) in &pods {
-        pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
-    }
+    remove_all_and_assert_nothing_left(&mut pods);
 }
 
 #[test]
@@ -129,8 +132,8 @@ fn a_shared_shim_that_dies_takes_its_pods_containers_and_leaves_nothing() {
     let containerd = cri::start().unwrap();
     let cri = Cri::connect(&containerd).unwrap();
     let app = import_app(&containerd, "shared-pods-killed");
-    let mut pods: Vec<(Pod, String)> = (0..2).map(|_| run_pod(&containerd, &cri, CRI_WASMBOX_HANDLER, &app)).collect();
-    let shims: Vec<i32> = serving_shims(&containerd).iter().map(|p| p.pid).collect();
+    let mut pods = run_pods(&containerd, &cri, CRI_WASMBOX_HANDLER, &app, 2);
+    let shims = serving_shims(&containerd);
     assert_eq!(shims.len(), 1, "{shims:?}");
 
     kill_and_wait(&shims, Duration::from_secs(10)).unwrap();
@@ -143,12 +146,7 @@ fn a_shared_shim_that_dies_takes_its_pods_containers_and_leaves_nothing() {
         // the task fails first because the shim's connection closed, as with runc's shim.
         assert!(matches!(exited.exit_code, 137 | 255), "pod {}: {exited:?}", pod.id);
     }
-    for (pod, _) in &mut pods {
-        pod.stop_and_remove().unwrap();
-    }
-    for (pod, _) in &pods {
-        pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
-    }
+    remove_all_and_assert_nothing_left(&mut pods);
 }
 
 #[test]
@@ -157,8 +155,8 @@ fn shared_pods_run_on_across_a_containerd_restart() {
     let containerd = cri::start().unwrap();
     let cri = Cri::connect(&containerd).unwrap();
     let app = import_app(&containerd, "shared-pods-restart");
-    let mut pods: Vec<(Pod, String)> = (0..2).map(|_| run_pod(&containerd, &cri, CRI_WASMBOX_HANDLER, &app)).collect();
-    let shims: Vec<i32> = serving_shims(&containerd).iter().map(|p| p.pid).collect();
+    let mut pods = run_pods(&containerd, &cri, CRI_WASMBOX_HANDLER, &app, 2);
+    let shims = serving_shims(&containerd);
     assert_eq!(shims.len(), 1, "{shims:?}");
     let before: Vec<u32> = pods.iter().map(|(_, id)| cri::task(&containerd, id).expect("a task").pid).collect();
 
@@ -175,16 +173,9 @@ fn shared_pods_run_on_across_a_containerd_restart() {
         assert_eq!(task.pid, *pid, "pod {}: the container runs on", pod.id);
         assert_probe_passes(&cri, id);
     }
-    let after: Vec<i32> = serving_shims(&containerd).iter().map(|p| p.pid).collect();
-    assert_eq!(after, shims, "the same shim serves on");
+    assert_eq!(serving_shims(&containerd), shims, "the same shim serves on");
     // A pod started after the restart joins it.
     pods.push(run_pod(&containerd, &cri, CRI_WASMBOX_HANDLER, &app));
-    let now: Vec<i32> = serving_shims(&containerd).iter().map(|p| p.pid).collect();
-    assert_eq!(now, shims, "a new pod joins the running shim");
-    for (pod, _) in &mut pods {
-        pod.stop_and_remove().unwrap();
-    }
-    for (pod, _) in &pods {
-        pod.assert_nothing_left().unwrap_or_else(|e| panic!("{e:#}"));
-    }
+    assert_eq!(serving_shims(&containerd), shims, "a new pod joins the running shim");
+    remove_all_and_assert_nothing_left(&mut pods);
 }

@@ -73,7 +73,7 @@ pub fn measure(
     round: usize,
     settle: Duration,
 ) -> Result<(DensityRun, Anatomy)> {
-    wait_shims_gone(containerd)?;
+    wait_shims_gone(containerd, SHIMS_GONE_TIMEOUT)?;
     // Memory freed by the previous round's exits is returned lazily (RCU, per-cpu caches).
     std::thread::sleep(settle);
     let before = procfs::mem_available_kib()?;
@@ -116,11 +116,11 @@ fn start_and_measure(
         containers.push(container_processes(containerd, &shims, id)?);
     }
     let in_containers: BTreeSet<i32> = containers.iter().flatten().copied().collect();
-    let shim_side = shim_side(&shims, &children, &in_containers);
-    let (shim_pss, mut ctr_pss) = (sum_pss(&shim_side)?, procfs::Pss::default());
+    let shim_side = procfs::shim_side(&shims, &children, &in_containers);
+    let (shim_pss, mut ctr_pss) = (procfs::sum_pss(&shim_side)?, procfs::Pss::default());
     let (mut procs, mut threads) = (0usize, 0usize);
     for pids in &containers {
-        ctr_pss = ctr_pss + sum_pss(pids)?;
+        ctr_pss = ctr_pss + procfs::sum_pss(pids)?;
     }
     for pid in shim_side.iter().chain(&in_containers) {
         procs += 1;
@@ -146,11 +146,6 @@ fn start_and_measure(
     Ok((run, anatomy))
 }
 
-fn sum_pss(pids: &[i32]) -> Result<procfs::Pss> {
-    pids.iter()
-        .try_fold(procfs::Pss::default(), |acc, p| Ok(acc + procfs::pss(*p)?))
-}
-
 /// The processes in container `id`'s cgroups (never a shim).
 fn container_processes(containerd: &Containerd, shims: &[ProcInfo], id: &str) -> Result<Vec<i32>> {
     let shim_pids: Vec<i32> = shims.iter().map(|p| p.pid).collect();
@@ -166,27 +161,12 @@ fn container_processes(containerd: &Containerd, shims: &[ProcInfo], id: &str) ->
     Ok(container.into_iter().collect())
 }
 
-/// The shims and every descendant of theirs outside the containers (a zygote or helper,
-/// should one still be there): what the containers keep alive beside their own processes.
-fn shim_side(shims: &[ProcInfo], children: &HashMap<i32, Vec<i32>>, containers: &BTreeSet<i32>) -> Vec<i32> {
-    let mut side = Vec::new();
-    let mut todo: Vec<i32> = shims.iter().map(|p| p.pid).collect();
-    while let Some(pid) = todo.pop() {
-        if containers.contains(&pid) || side.contains(&pid) {
-            continue;
-        }
-        side.push(pid);
-        todo.extend(children.get(&pid).into_iter().flatten());
-    }
-    side
-}
-
 /// The shim-side processes of the shim that is the parent of one of `container`'s processes.
 fn serving_shim(container: &[i32], shims: &[ProcInfo], children: &HashMap<i32, Vec<i32>>, in_containers: &BTreeSet<i32>) -> Vec<i32> {
     let shim = shims.iter().find(|s| {
         children.get(&s.pid).is_some_and(|kids| kids.iter().any(|k| container.contains(k)))
     });
-    shim.map(|s| shim_side(std::slice::from_ref(s), children, in_containers)).unwrap_or_default()
+    shim.map(|s| procfs::shim_side(std::slice::from_ref(s), children, in_containers)).unwrap_or_default()
 }
 
 fn describe(subject: &Subject, m: &Members) -> Result<Anatomy> {
@@ -234,16 +214,17 @@ fn stop_all(containerd: &Containerd, ids: &[String]) -> Result<()> {
             .ctr_ok(["container", "delete", id.as_str()])
             .map(drop)
     });
-    let gone = wait_shims_gone(containerd);
+    let gone = wait_shims_gone(containerd, SHIMS_GONE_TIMEOUT);
     deleted.and(gone)
 }
 
-/// Each round starts from a containerd that serves no container, so rounds do not share pages.
-fn wait_shims_gone(containerd: &Containerd) -> Result<()> {
+/// Each round starts from a containerd that serves no container (or pod), so rounds do not
+/// share pages.
+pub fn wait_shims_gone(containerd: &Containerd, timeout: Duration) -> Result<()> {
     let mut left = 0;
     wait_until(
-        "the previous round's shims to exit",
-        SHIMS_GONE_TIMEOUT,
+        "the shims of the fixture to exit",
+        timeout,
         || {
             left = containerd.shim_processes().len();
             (left == 0).then_some(())

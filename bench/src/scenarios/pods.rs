@@ -5,17 +5,17 @@
 //! every shim has exited).
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use serde::Serialize;
 use wasmbox_integration::cri::{self, Cri, Pod};
-use wasmbox_integration::poll::wait_until;
 use wasmbox_integration::{cgroups, Containerd};
 
 use crate::procfs;
+use crate::runner::parallel;
+use crate::scenarios::density::wait_shims_gone;
 
 /// CRI calls at once, as kubelet's pod workers would issue them; more only queue on 2 cores.
 const WORKERS: usize = 4;
@@ -60,11 +60,11 @@ pub struct PodsRun {
 /// Brings up `n` pods of `subject`, measures them, removes them (timed), and on any failure
 /// removes what is left (each [`Pod`] does so when dropped).
 pub fn measure(containerd: &Containerd, cri: &Cri, subject: &PodSubject, n: usize, round: usize, settle: Duration) -> Result<PodsRun> {
-    wait_shims_gone(containerd)?;
+    wait_shims_gone(containerd, SHIMS_GONE_TIMEOUT)?;
     std::thread::sleep(settle);
     let pods = Mutex::new(Vec::with_capacity(n));
     let started = Instant::now();
-    in_workers(n, |_| {
+    parallel(&vec![(); n], WORKERS, |_| {
         let pod = run_pod(containerd, cri, subject)?;
         pods.lock().map_err(|_| anyhow!("a worker panicked"))?.push(pod);
         Ok(())
@@ -77,12 +77,9 @@ pub fn measure(containerd: &Containerd, cri: &Cri, subject: &PodSubject, n: usiz
     run.up_s = up_s;
 
     let removed = Instant::now();
-    let queue = Mutex::new(pods.iter_mut().collect::<Vec<_>>());
-    in_workers(n, |_| {
-        let pod = queue.lock().map_err(|_| anyhow!("a worker panicked"))?.pop().context("no pod left")?;
-        pod.stop_and_remove()
-    })?;
-    wait_shims_gone(containerd)?;
+    let each: Vec<Mutex<&mut Pod>> = pods.iter_mut().map(Mutex::new).collect();
+    parallel(&each, WORKERS, |pod| pod.lock().map_err(|_| anyhow!("a worker panicked"))?.stop_and_remove())?;
+    wait_shims_gone(containerd, SHIMS_GONE_TIMEOUT)?;
     run.down_s = removed.elapsed().as_secs_f64();
     Ok(run)
 }
@@ -95,29 +92,6 @@ fn run_pod<'a>(containerd: &'a Containerd, cri: &'a Cri, subject: &PodSubject) -
     let id = pod.create_container(&config)?;
     cri.start_container(&id)?;
     Ok(pod)
-}
-
-/// Runs `f(0..n)` on WORKERS threads; the first error wins, the rest still run.
-fn in_workers(n: usize, f: impl Fn(usize) -> Result<()> + Sync) -> Result<()> {
-    let next = AtomicUsize::new(0);
-    let first_error = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..WORKERS.min(n) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= n {
-                    break;
-                }
-                if let Err(e) = f(i) {
-                    first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
-                }
-            });
-        }
-    });
-    match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
 }
 
 /// PSS, processes and threads of the pods' processes and of every shim of the fixture (with
@@ -140,18 +114,9 @@ fn count(containerd: &Containerd, cri: &Cri, subject: &PodSubject, pods: &[Pod],
     }
     let shims = containerd.shim_processes();
     in_pods.retain(|p| !shims.iter().any(|s| s.pid == *p));
-    let children = procfs::children_by_parent();
-    let mut shim_side = Vec::new();
-    let mut todo: Vec<i32> = shims.iter().map(|p| p.pid).collect();
-    while let Some(pid) = todo.pop() {
-        if in_pods.contains(&pid) || shim_side.contains(&pid) {
-            continue;
-        }
-        shim_side.push(pid);
-        todo.extend(children.get(&pid).into_iter().flatten());
-    }
-    let shim_pss = sum_pss(&shim_side)?;
-    let pod_pss = sum_pss(&in_pods.iter().copied().collect::<Vec<_>>())?;
+    let shim_side = procfs::shim_side(&shims, &procfs::children_by_parent(), &in_pods);
+    let shim_pss = procfs::sum_pss(&shim_side)?;
+    let pod_pss = procfs::sum_pss(&in_pods.iter().copied().collect::<Vec<_>>())?;
     let threads = shim_side
         .iter()
         .chain(&in_pods)
@@ -172,18 +137,3 @@ fn count(containerd: &Containerd, cri: &Cri, subject: &PodSubject, pods: &[Pod],
         down_s: 0.0,
     })
 }
-
-fn sum_pss(pids: &[i32]) -> Result<procfs::Pss> {
-    pids.iter().try_fold(procfs::Pss::default(), |acc, p| Ok(acc + procfs::pss(*p)?))
-}
-
-/// Each round starts from a containerd that serves no pod, so rounds do not share pages.
-fn wait_shims_gone(containerd: &Containerd) -> Result<()> {
-    let mut left = 0;
-    wait_until("the pods' shims to exit", SHIMS_GONE_TIMEOUT, || {
-        left = containerd.shim_processes().len();
-        (left == 0).then_some(())
-    })
-    .with_context(|| format!("{left} shims still running"))
-}
-

@@ -30,7 +30,8 @@ use std::time::{Duration, Instant};
 
 /// Containers one shim serves outside pods unless the operator config says otherwise.
 pub const DEFAULT_CONTAINERS_PER_SHIM: usize = 16;
-/// Pods one shim serves unless the operator config says otherwise: one, as with runc.
+/// Pods one shim serves unless the operator config says otherwise (`1`: a shim per pod, as
+/// with runc).
 pub const DEFAULT_PODS_PER_SHIM: usize = 16;
 /// How the `start` action tells the serving process its limit.
 pub const LIMIT_ENV: &str = "WASMBOX_CONTAINERS_PER_SHIM";

@@ -89,10 +89,8 @@ impl Manager {
                 let address = self
                     .bundle
                     .parent()
-                    .map(|dir| dir.join(&sandbox).join("address"))
-                    .and_then(|p| std::fs::read_to_string(p).ok())
-                    .map(|a| a.trim().to_string())
-                    .filter(|a| !a.is_empty() && socket::is_live(a));
+                    .and_then(|dir| bundle_address(&dir.join(&sandbox)))
+                    .filter(|a| socket::is_live(a));
                 match address {
                     Some(address) => Ok(address),
                     // Its sandbox's shim is gone: the container gets one of the pod's own,
@@ -176,6 +174,12 @@ async fn place_shared(opts: StartOpts, key: &str, limit: usize, counts: Counting
     )))
 }
 
+/// The address in `bundle`'s `address` file (what its container's `start` action answered).
+fn bundle_address(bundle: &Path) -> Option<String> {
+    let address = std::fs::read_to_string(bundle.join("address")).ok()?;
+    Some(address.trim().to_string()).filter(|a| !a.is_empty())
+}
+
 /// Writes the bundle's `address` file whole before the `start` action answers.
 ///
 /// Not containerd-shim's `write_str_to_file`: its tokio write only queues the bytes on the
@@ -238,14 +242,10 @@ impl Shim for Manager {
             rootfs::unmount(&rootfs);
         }
         // The socket this container's shim served (a shared one may have had another name).
-        let address = std::fs::read_to_string(self.bundle.join("address"))
-            .ok()
-            .map(|a| a.trim().to_string())
-            .filter(|a| !a.is_empty())
-            .unwrap_or_else(|| {
-                let group = sandbox_id(&self.bundle).unwrap_or_else(|| self.id.clone());
-                containerd_shim::socket_address(&self.containerd_address, &self.namespace, &group)
-            });
+        let address = bundle_address(&self.bundle).unwrap_or_else(|| {
+            let group = sandbox_id(&self.bundle).unwrap_or_else(|| self.id.clone());
+            containerd_shim::socket_address(&self.containerd_address, &self.namespace, &group)
+        });
         socket::remove_if_unowned(&address);
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         Ok(DeleteResponse {
