@@ -33,9 +33,10 @@ struct Confined {
     uid: String,
 }
 
-fn confined(pid: u32) -> Confined {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("status of {pid}: {e}"));
+/// The confinement of `pid`; None once it is gone (an exec's short-lived helper can be found
+/// and exit before its status is read: the callers wait on).
+fn confined(pid: u32) -> Option<Confined> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let fields: HashMap<&str, &str> = text
         .lines()
         .filter_map(|l| l.split_once(':'))
@@ -48,7 +49,7 @@ fn confined(pid: u32) -> Confined {
             .unwrap_or_else(|| panic!("no {k} in status of {pid}:\n{text}"))
     };
     let caps = |k: &str| u64::from_str_radix(field(k), 16).unwrap_or_else(|e| panic!("{k}: {e}"));
-    Confined {
+    Some(Confined {
         seccomp_mode: field("Seccomp").into(),
         filters: field("Seccomp_filters").parse().unwrap(),
         no_new_privs: field("NoNewPrivs").into(),
@@ -56,7 +57,7 @@ fn confined(pid: u32) -> Confined {
         permitted: caps("CapPrm"),
         bounding: caps("CapBnd"),
         uid: field("Uid").into(),
-    }
+    })
 }
 
 /// The pids of container `id`'s processes (`ctr task ps`).
@@ -89,7 +90,7 @@ fn runs(pid: u32, exe: Option<&str>) -> bool {
 /// The status of process `pid` once it runs `exe` (a native init that has exec'd).
 fn once_running(pid: u32, exe: &str) -> Confined {
     wait_until(&format!("{pid} to exec {exe}"), TIMEOUT, || {
-        runs(pid, Some(exe)).then(|| confined(pid))
+        runs(pid, Some(exe)).then(|| confined(pid)).flatten()
     })
     .unwrap_or_else(|e| panic!("{e:#}"))
 }
@@ -99,7 +100,7 @@ fn await_status(what: &str, expected: &Confined, exe: Option<&str>, mut find: im
     let mut last = None;
     let reached = wait_until(what, TIMEOUT, || {
         let pid = find().filter(|pid| runs(*pid, exe))?;
-        let now = confined(pid);
+        let now = confined(pid)?;
         let done = now == *expected;
         last = Some(now);
         done.then_some(())
